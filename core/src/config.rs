@@ -1,0 +1,398 @@
+//! The one configuration file read by the node and the jobs (rendered by the operator into a
+//! ConfigMap), and the secrets that come from the environment.
+//!
+//! Unknown keys and bad values are errors that name the key, so a typo never silently falls back
+//! to a default.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Amount;
+
+/// What is wrong with the configuration; every variant names the key or file concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syntax, unknown keys, wrong types and missing keys; the parser's message starts with the
+    /// dotted path of the key.
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config: {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+    #[error("environment variable {name} is required{why}")]
+    MissingEnv { name: &'static str, why: &'static str },
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub mongodb: MongoConfig,
+    pub chain: ChainConfig,
+    #[serde(default)]
+    pub rewards: RewardsConfig,
+    #[serde(default)]
+    pub validators: ValidatorsConfig,
+    #[serde(default)]
+    pub node: NodeConfig,
+    #[serde(default)]
+    pub payouts: PayoutsConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct MongoConfig {
+    /// Database holding the shared state; `iNode` is the original's.
+    pub database: String,
+}
+
+impl Default for MongoConfig {
+    fn default() -> Self {
+        MongoConfig {
+            database: "iNode".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ChainConfig {
+    #[serde(default = "default_api_url")]
+    pub api_url: String,
+    /// `None`: `{apiUrl}/get_validators_info?inode=`.
+    #[serde(default)]
+    pub validators_url: Option<String>,
+    /// The wallet that receives emissions and pays out.
+    pub inode_wallet: String,
+    /// Receives the fee and the unallocated remainder.
+    pub reward_address: String,
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_seconds: u64,
+}
+
+fn default_api_url() -> String {
+    "https://api.upow.ai".into()
+}
+
+fn default_request_timeout() -> u64 {
+    15
+}
+
+impl ChainConfig {
+    /// The URL the validators job appends the iNode wallet to.
+    pub fn validators_url(&self) -> String {
+        match &self.validators_url {
+            Some(url) => url.clone(),
+            None => format!(
+                "{}/get_validators_info?inode=",
+                self.api_url.trim_end_matches('/')
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct RewardsConfig {
+    pub fee_percent: u8,
+    pub pools_percent: u8,
+    pub validators_percent: u8,
+    /// First block scanned when no height is stored yet.
+    pub start_height: u64,
+    pub blocks_per_run: u32,
+}
+
+impl Default for RewardsConfig {
+    fn default() -> Self {
+        RewardsConfig {
+            fee_percent: 18,
+            pools_percent: 41,
+            validators_percent: 41,
+            start_height: 20001,
+            blocks_per_run: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ValidatorsConfig {
+    /// How many validators, by stake, share the validator part.
+    pub limit: u32,
+}
+
+impl Default for ValidatorsConfig {
+    fn default() -> Self {
+        ValidatorsConfig { limit: 60 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct NodeConfig {
+    pub http_address: SocketAddr,
+    pub websocket_address: SocketAddr,
+    /// Open WebSocket connections per replica.
+    pub max_connections: u32,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            http_address: SocketAddr::from(([0, 0, 0, 0], 8001)),
+            websocket_address: SocketAddr::from(([0, 0, 0, 0], 5501)),
+            max_connections: 1500,
+        }
+    }
+}
+
+/// How payouts reach the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Sender {
+    /// Build and record batches, send nothing.
+    DryRun,
+    /// Sign and push uPow transactions.
+    Upow,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct PayoutsConfig {
+    pub sender: Sender,
+    /// In coins, as a decimal string.
+    pub minimum_payout: Amount,
+    pub max_outputs_per_tx: u32,
+    pub fee: Amount,
+}
+
+/// A uPow transaction has at most 255 outputs; one is the change.
+pub const MAX_RECIPIENTS_PER_TX: u32 = 254;
+
+impl Default for PayoutsConfig {
+    fn default() -> Self {
+        PayoutsConfig {
+            sender: Sender::DryRun,
+            minimum_payout: Amount::from_units(crate::money::UNITS_PER_COIN).expect("positive"),
+            max_outputs_per_tx: 200,
+            fee: Amount::ZERO,
+        }
+    }
+}
+
+/// Intervals of the jobs in standalone mode.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct ScheduleConfig {
+    pub rewards_seconds: u64,
+    pub payouts_seconds: u64,
+    pub validators_seconds: u64,
+    pub decay_seconds: u64,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            rewards_seconds: 60,
+            payouts_seconds: 60,
+            validators_seconds: 600,
+            decay_seconds: 600,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and validates a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_yaml_str(&text)
+    }
+
+    /// Parses and validates YAML text.
+    pub fn from_yaml_str(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            serde_yaml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The YAML file this config is read from.
+    pub fn to_yaml(&self) -> String {
+        serde_yaml::to_string(self).expect("a config always serialises")
+    }
+
+    /// A minimal config with every default, for the given wallets.
+    pub fn with_wallets(inode_wallet: &str, reward_address: &str) -> Config {
+        Config {
+            mongodb: MongoConfig::default(),
+            chain: ChainConfig {
+                api_url: default_api_url(),
+                validators_url: None,
+                inode_wallet: inode_wallet.into(),
+                reward_address: reward_address.into(),
+                request_timeout_seconds: default_request_timeout(),
+            },
+            rewards: RewardsConfig::default(),
+            validators: ValidatorsConfig::default(),
+            node: NodeConfig::default(),
+            payouts: PayoutsConfig::default(),
+            schedule: ScheduleConfig::default(),
+        }
+    }
+
+    /// The checks serde cannot express: ranges, sums, URL and address syntax.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.mongodb.database.is_empty() {
+            return Err(invalid("mongodb.database", "must not be empty"));
+        }
+        check_url("chain.apiUrl", &self.chain.api_url)?;
+        if let Some(url) = &self.chain.validators_url {
+            check_url("chain.validatorsUrl", url)?;
+        }
+        check_wallet("chain.inodeWallet", &self.chain.inode_wallet)?;
+        check_wallet("chain.rewardAddress", &self.chain.reward_address)?;
+        if self.chain.request_timeout_seconds == 0 {
+            return Err(invalid("chain.requestTimeoutSeconds", "must be at least 1"));
+        }
+        let r = &self.rewards;
+        let sum = u32::from(r.fee_percent) + u32::from(r.pools_percent) + u32::from(r.validators_percent);
+        if sum != 100 {
+            return Err(invalid(
+                "rewards",
+                format!(
+                    "feePercent + poolsPercent + validatorsPercent must be 100, got {} + {} + {} = {sum}",
+                    r.fee_percent, r.pools_percent, r.validators_percent
+                ),
+            ));
+        }
+        if !(1..=1000).contains(&r.blocks_per_run) {
+            return Err(invalid(
+                "rewards.blocksPerRun",
+                format!("must be 1 to 1000 (the chain's limit), got {}", r.blocks_per_run),
+            ));
+        }
+        if !(1..=1000).contains(&self.validators.limit) {
+            return Err(invalid(
+                "validators.limit",
+                format!("must be 1 to 1000, got {}", self.validators.limit),
+            ));
+        }
+        if self.node.max_connections == 0 {
+            return Err(invalid("node.maxConnections", "must be at least 1"));
+        }
+        let p = &self.payouts;
+        if !(1..=MAX_RECIPIENTS_PER_TX).contains(&p.max_outputs_per_tx) {
+            return Err(invalid(
+                "payouts.maxOutputsPerTx",
+                format!(
+                    "must be 1 to {MAX_RECIPIENTS_PER_TX} (one output of 255 is the change), got {}",
+                    p.max_outputs_per_tx
+                ),
+            ));
+        }
+        if p.minimum_payout == Amount::ZERO {
+            return Err(invalid("payouts.minimumPayout", "must be more than 0"));
+        }
+        let s = &self.schedule;
+        for (key, seconds) in [
+            ("schedule.rewardsSeconds", s.rewards_seconds),
+            ("schedule.payoutsSeconds", s.payouts_seconds),
+            ("schedule.validatorsSeconds", s.validators_seconds),
+            ("schedule.decaySeconds", s.decay_seconds),
+        ] {
+            if seconds == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url) {
+        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
+        Ok(parsed) => Err(invalid(
+            key,
+            format!("{url:?} must be an http or https URL, not {}", parsed.scheme()),
+        )),
+        Err(e) => Err(invalid(key, format!("{url:?} is not a URL: {e}"))),
+    }
+}
+
+fn check_wallet(key: &'static str, address: &str) -> Result<(), ConfigError> {
+    if address.trim().is_empty() {
+        return Err(invalid(key, "must be a uPow address, got an empty string"));
+    }
+    Ok(())
+}
+
+/// Secrets, read from the environment (never from the config file, never logged).
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub mongodb_uri: String,
+    /// Hex private key of the iNode wallet; needed by the `upow` sender.
+    pub wallet_key: Option<String>,
+    /// Enables the `/api/v1` writes.
+    pub admin_token: Option<String>,
+    /// PEM, or base64 of PEM; enables `/modify-pool-list/`.
+    pub admin_rsa_key: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |v: &Option<String>| if v.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Secrets")
+            .field("mongodb_uri", &"<set>")
+            .field("wallet_key", &set(&self.wallet_key))
+            .field("admin_token", &set(&self.admin_token))
+            .field("admin_rsa_key", &set(&self.admin_rsa_key))
+            .finish()
+    }
+}
+
+impl Secrets {
+    pub fn from_env() -> Result<Secrets, ConfigError> {
+        Secrets::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads the secrets through `lookup`; empty values count as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Secrets, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|v| !v.trim().is_empty());
+        Ok(Secrets {
+            mongodb_uri: get("MONGODB_URI").ok_or(ConfigError::MissingEnv {
+                name: "MONGODB_URI",
+                why: "",
+            })?,
+            wallet_key: get("MINERPOOL_WALLET_KEY"),
+            admin_token: get("MINERPOOL_ADMIN_TOKEN"),
+            admin_rsa_key: get("MINERPOOL_ADMIN_RSA_KEY"),
+        })
+    }
+
+    /// The wallet key, required when payouts are really sent.
+    pub fn require_wallet_key(&self) -> Result<&str, ConfigError> {
+        self.wallet_key.as_deref().ok_or(ConfigError::MissingEnv {
+            name: "MINERPOOL_WALLET_KEY",
+            why: " when payouts.sender is upow",
+        })
+    }
+}

@@ -1,0 +1,10 @@
+//! minerpool's domain: configuration, money, the MongoDB store, the scoring rules and the uPow
+//! chain API client. The node, the jobs and the operator are thin shells over this crate.
+
+pub mod chain;
+pub mod config;
+pub mod money;
+pub mod scoring;
+pub mod store;
+#[doc(hidden)]
+pub mod testing;

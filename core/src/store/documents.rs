@@ -1,0 +1,195 @@
+//! Typed documents of every collection (SPEC §2). Shared-state collections keep the original
+//! iNode's names and fields; reads tolerate its loose types (see [`super::loose`]).
+
+use bson::{DateTime, Document, oid::ObjectId};
+use serde::{Deserialize, Serialize};
+
+use super::loose;
+
+/// Collection names, in one place.
+pub mod names {
+    pub const POOL_LIST: &str = "poolList";
+    pub const MINER_POOL: &str = "minerPool";
+    pub const VALIDATORS: &str = "validatorsList";
+    pub const BLOCK_HEIGHT: &str = "blockHeight";
+    pub const BLOCK_TRANSACTIONS: &str = "blockTransactions";
+    pub const REWARD_DISTRIBUTIONS: &str = "rewardDistributions";
+    pub const REWARD_LOG: &str = "rewardLog";
+    pub const BALANCES: &str = "balances";
+    pub const PAYOUT_BATCHES: &str = "payoutBatches";
+    pub const TASK_RECEIPTS: &str = "taskReceipts";
+    pub const JOB_RUNS: &str = "jobRuns";
+    pub const JOB_LOCKS: &str = "jobLocks";
+    pub const TEMP_WITHDRAWALS: &str = "tempWithdrawals";
+    pub const ADMIN_REPLAYS: &str = "adminReplays";
+}
+
+/// `poolList`: pools allowed to receive TASK credit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RegisteredPool {
+    #[serde(rename = "_id", skip_serializing_if = "Option::is_none")]
+    pub id: Option<ObjectId>,
+    pub pool_address: String,
+}
+
+/// `minerPool`: a pool's score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PoolScore {
+    pub pool_address: String,
+    #[serde(default, deserialize_with = "loose::int")]
+    pub score: i64,
+    #[serde(default, deserialize_with = "loose::datetime")]
+    pub last_active_time: Option<DateTime>,
+}
+
+/// `validatorsList`: a validator's stake share, activity and contact address.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Validator {
+    pub wallet_address: String,
+    /// 1 when it reported work since the last decay, else 0.
+    #[serde(default, deserialize_with = "loose::int")]
+    pub score: i64,
+    /// Share of the stake, in percent with 2 decimals.
+    #[serde(default, deserialize_with = "loose::number")]
+    pub percentage: f64,
+    #[serde(rename = "totalStake", default, deserialize_with = "loose::number")]
+    pub total_stake: f64,
+    #[serde(default, deserialize_with = "loose::number")]
+    pub vote: f64,
+    #[serde(default, deserialize_with = "loose::ip")]
+    pub ip: Option<String>,
+    #[serde(default, deserialize_with = "loose::port")]
+    pub port: Option<u16>,
+    #[serde(default, deserialize_with = "loose::datetime")]
+    pub ping: Option<DateTime>,
+    #[serde(default, deserialize_with = "loose::datetime")]
+    pub last_active_time: Option<DateTime>,
+    #[serde(rename = "lastFetch", default, deserialize_with = "loose::datetime")]
+    pub last_fetch: Option<DateTime>,
+    #[serde(default, deserialize_with = "loose::number")]
+    pub balance: f64,
+}
+
+/// `blockHeight`: the last block scanned by the rewards job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockHeight {
+    #[serde(rename = "_id")]
+    pub id: String,
+    #[serde(deserialize_with = "loose::int")]
+    pub block_height: i64,
+}
+
+/// The `_id` of the one `blockHeight` document.
+pub const LAST_BLOCK_HEIGHT_ID: &str = "last_block_height";
+
+/// `blockTransactions`: a chain transaction already credited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreditedTransaction {
+    pub hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "loose::optional_int")]
+    pub block_id: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credited_at: Option<DateTime>,
+}
+
+/// Who a ledger line pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerKind {
+    Fee,
+    Pool,
+    Validator,
+    Unallocated,
+}
+
+/// Why a ledger line has its size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// The fee percentage of the whole.
+    Fee { percent: i64 },
+    /// The pool's score when the distribution was made.
+    Score { score: i64 },
+    /// The validator's stake percentage, in hundredths.
+    Percentage { hundredths: i64 },
+    /// Whatever no one else could receive.
+    Remainder,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerLine {
+    pub address: String,
+    pub kind: LedgerKind,
+    /// Smallest units.
+    pub units: i64,
+    pub basis: Basis,
+}
+
+/// `rewardDistributions`: what one rewards run received and whom it credited.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RewardDistribution {
+    /// Block range `first-last`.
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub first_block: i64,
+    pub last_block: i64,
+    /// Smallest units received in the range.
+    pub received: i64,
+    pub hashes: Vec<String>,
+    pub lines: Vec<LedgerLine>,
+    pub created_at: DateTime,
+}
+
+/// `balances`: what an address is owed and has been paid, in smallest units.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Balance {
+    pub address: String,
+    #[serde(default)]
+    pub pending: i64,
+    #[serde(default)]
+    pub paid: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub updated_at: Option<DateTime>,
+}
+
+/// `taskReceipts`: a TASK accepted in the last 24 h, so a retried TASK adds no score.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TaskReceipt {
+    pub validator_wallet: String,
+    pub val_id: String,
+    pub accepted_at: DateTime,
+}
+
+/// How a job run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobOutcome {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+/// `jobRuns`: one run of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRun {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub job: String,
+    pub started_at: DateTime,
+    #[serde(default)]
+    pub ended_at: Option<DateTime>,
+    pub outcome: JobOutcome,
+    #[serde(default)]
+    pub summary: Document,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `jobLocks`: who runs a job now, until when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobLock {
+    #[serde(rename = "_id")]
+    pub job: String,
+    pub holder: String,
+    pub expires_at: DateTime,
+}

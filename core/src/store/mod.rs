@@ -1,0 +1,312 @@
+//! The MongoDB store: typed collections, the indexes every uniqueness assumption rests on, and
+//! transactions with the driver's retry rules.
+
+pub mod documents;
+pub mod loose;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bson::{Document, doc};
+use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
+use mongodb::event::EventHandler;
+use mongodb::event::command::CommandEvent;
+use mongodb::options::{ClientOptions, IndexOptions};
+use mongodb::{Client, ClientSession, Collection, Database, IndexModel};
+
+pub use documents::names;
+use documents::*;
+
+/// What went wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("MongoDB {context}: {source}")]
+    Mongo {
+        context: String,
+        #[source]
+        source: mongodb::error::Error,
+    },
+    #[error(
+        "the MongoDB server at {0} is not a replica set member; minerpool moves money in \
+         transactions, which need a replica set (a single-node replica set is fine: start mongod \
+         with --replSet and run rs.initiate())"
+    )]
+    NotAReplicaSet(String),
+    #[error("a transaction kept conflicting for {0:?} and was given up")]
+    TransactionTimedOut(Duration),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl StoreError {
+    /// Adds what was being done to a driver error.
+    pub fn mongo(context: impl Into<String>) -> impl FnOnce(mongodb::error::Error) -> StoreError {
+        let context = context.into();
+        move |source| StoreError::Mongo { context, source }
+    }
+
+    fn has_label(&self, label: &str) -> bool {
+        matches!(self, StoreError::Mongo { source, .. } if source.contains_label(label))
+    }
+
+    /// A duplicate-key error (E11000): a unique index refused the write.
+    pub fn is_duplicate_key(&self) -> bool {
+        let StoreError::Mongo { source, .. } = self else {
+            return false;
+        };
+        is_duplicate_key(source)
+    }
+}
+
+/// Whether a driver error is E11000, including inside a bulk write.
+pub fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(e)) => e.code == 11000,
+        ErrorKind::Command(e) => e.code == 11000,
+        ErrorKind::InsertMany(e) => e
+            .write_errors
+            .as_ref()
+            .is_some_and(|errors| errors.iter().any(|e| e.code == 11000)),
+        ErrorKind::BulkWrite(e) => e.write_errors.values().any(|e| e.code == 11000),
+        _ => false,
+    }
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Counts the commands the driver sends (MongoDB round trips), for benchmarks and tests that
+/// must show a figure independent of the machine's speed.
+#[derive(Clone, Default)]
+pub struct CommandCounter {
+    started: Arc<AtomicU64>,
+}
+
+impl CommandCounter {
+    /// Installs the counter as the command-monitoring handler of `options`.
+    pub fn attach(&self, options: &mut ClientOptions) {
+        let started = self.started.clone();
+        options.command_event_handler = Some(EventHandler::callback(move |event| {
+            if let CommandEvent::Started(_) = event {
+                started.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+
+    /// Commands started so far.
+    pub fn count(&self) -> u64 {
+        self.started.load(Ordering::Relaxed)
+    }
+}
+
+/// Handle to the minerpool database; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    client: Client,
+    db: Database,
+    /// `host:port` list, for messages.
+    hosts: String,
+}
+
+impl Store {
+    /// Connects (lazily, as the driver does) to `uri` and selects `database`.
+    pub async fn connect(uri: &str, database: &str) -> Result<Store> {
+        let options = ClientOptions::parse(uri)
+            .await
+            .map_err(StoreError::mongo("connection string"))?;
+        Store::with_options(options, database)
+    }
+
+    /// Like [`Store::connect`], with driver options already made (e.g. with a
+    /// [`CommandCounter`] attached).
+    pub fn with_options(mut options: ClientOptions, database: &str) -> Result<Store> {
+        if options.app_name.is_none() {
+            options.app_name = Some("minerpool".into());
+        }
+        let hosts = options
+            .hosts
+            .iter()
+            .map(|h| h.to_string())
+            .collect::<Vec<_>>()
+            .join(",");
+        let client = Client::with_options(options).map_err(StoreError::mongo("client"))?;
+        let db = client.database(database);
+        Ok(Store { client, db, hosts })
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    pub fn collection<T: Send + Sync>(&self, name: &str) -> Collection<T> {
+        self.db.collection(name)
+    }
+
+    pub fn pool_list(&self) -> Collection<RegisteredPool> {
+        self.collection(names::POOL_LIST)
+    }
+    pub fn pool_scores(&self) -> Collection<PoolScore> {
+        self.collection(names::MINER_POOL)
+    }
+    pub fn validators(&self) -> Collection<Validator> {
+        self.collection(names::VALIDATORS)
+    }
+    pub fn block_height(&self) -> Collection<BlockHeight> {
+        self.collection(names::BLOCK_HEIGHT)
+    }
+    pub fn credited_transactions(&self) -> Collection<CreditedTransaction> {
+        self.collection(names::BLOCK_TRANSACTIONS)
+    }
+    pub fn reward_distributions(&self) -> Collection<RewardDistribution> {
+        self.collection(names::REWARD_DISTRIBUTIONS)
+    }
+    pub fn balances(&self) -> Collection<Balance> {
+        self.collection(names::BALANCES)
+    }
+    pub fn task_receipts(&self) -> Collection<TaskReceipt> {
+        self.collection(names::TASK_RECEIPTS)
+    }
+    pub fn job_runs(&self) -> Collection<JobRun> {
+        self.collection(names::JOB_RUNS)
+    }
+    pub fn job_locks(&self) -> Collection<JobLock> {
+        self.collection(names::JOB_LOCKS)
+    }
+
+    /// Pings the server: what `/readyz` reports.
+    pub async fn ping(&self) -> Result<()> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map_err(StoreError::mongo("ping"))?;
+        Ok(())
+    }
+
+    /// Refuses a server that cannot run transactions, with a message that says how to fix it.
+    pub async fn require_replica_set(&self) -> Result<()> {
+        let hello = self
+            .db
+            .run_command(doc! { "hello": 1 })
+            .await
+            .map_err(StoreError::mongo("hello"))?;
+        let is_replica_set = hello.get_str("setName").is_ok();
+        let is_mongos = hello.get_str("msg") == Ok("isdbgrid");
+        if is_replica_set || is_mongos {
+            Ok(())
+        } else {
+            Err(StoreError::NotAReplicaSet(self.hosts.clone()))
+        }
+    }
+
+    /// Creates every index minerpool relies on. Idempotent: run at every start.
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        for (collection, keys, options) in index_specs() {
+            let model = IndexModel::builder().keys(keys).options(options).build();
+            self.db
+                .collection::<Document>(collection)
+                .create_index(model)
+                .await
+                .map_err(StoreError::mongo(format!("create index on {collection}")))?;
+        }
+        Ok(())
+    }
+
+    /// Runs `body` in a transaction, retrying the whole body on TransientTransactionError and the
+    /// commit on UnknownTransactionCommitResult, as the driver's convenient-transaction API does,
+    /// for at most two minutes.
+    pub async fn with_transaction<T, F>(&self, mut body: F) -> Result<T>
+    where
+        F: AsyncFnMut(&mut ClientSession) -> Result<T>,
+    {
+        const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+        let started = Instant::now();
+        let mut session = self
+            .client
+            .start_session()
+            .await
+            .map_err(StoreError::mongo("start session"))?;
+        let mut backoff = Duration::from_millis(5);
+        loop {
+            session
+                .start_transaction()
+                .await
+                .map_err(StoreError::mongo("start transaction"))?;
+            let mut value = match body(&mut session).await {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    // Aborting an already aborted transaction fails harmlessly.
+                    let _ = session.abort_transaction().await;
+                    if error.has_label(TRANSIENT_TRANSACTION_ERROR)
+                        && started.elapsed() < GIVE_UP_AFTER
+                    {
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                        continue;
+                    }
+                    return Err(error);
+                }
+            };
+            loop {
+                match session.commit_transaction().await {
+                    Ok(()) => return Ok(value.take().expect("committed once")),
+                    Err(e)
+                        if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                            && started.elapsed() < GIVE_UP_AFTER =>
+                    {
+                        continue;
+                    }
+                    Err(e)
+                        if e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+                            && started.elapsed() < GIVE_UP_AFTER =>
+                    {
+                        break;
+                    }
+                    Err(e) if started.elapsed() >= GIVE_UP_AFTER => {
+                        return Err(StoreError::TransactionTimedOut(started.elapsed())).inspect_err(
+                            |_| tracing::warn!(error = %e, "transaction given up"),
+                        );
+                    }
+                    Err(e) => return Err(StoreError::mongo("commit transaction")(e)),
+                }
+            }
+        }
+    }
+}
+
+/// Every index: (collection, keys, options). Each uniqueness assumption of the code is one of
+/// these rows.
+fn index_specs() -> Vec<(&'static str, Document, IndexOptions)> {
+    let unique = || IndexOptions::builder().unique(true).build();
+    let plain = IndexOptions::default;
+    vec![
+        (names::POOL_LIST, doc! { "pool_address": 1 }, unique()),
+        (names::MINER_POOL, doc! { "pool_address": 1 }, unique()),
+        (names::VALIDATORS, doc! { "wallet_address": 1 }, unique()),
+        (names::BLOCK_TRANSACTIONS, doc! { "hash": 1 }, unique()),
+        (names::BALANCES, doc! { "address": 1 }, unique()),
+        (names::BALANCES, doc! { "pending": -1 }, plain()),
+        (
+            names::TASK_RECEIPTS,
+            doc! { "validator_wallet": 1, "val_id": 1 },
+            unique(),
+        ),
+        (
+            names::TASK_RECEIPTS,
+            doc! { "accepted_at": 1 },
+            IndexOptions::builder()
+                .expire_after(TASK_RECEIPT_TTL)
+                .build(),
+        ),
+        (names::JOB_RUNS, doc! { "job": 1, "started_at": -1 }, plain()),
+        (names::PAYOUT_BATCHES, doc! { "state": 1 }, plain()),
+        (names::PAYOUT_BATCHES, doc! { "recipients.address": 1 }, plain()),
+    ]
+}
+
+/// How long a [`TaskReceipt`] keeps a retried TASK from scoring twice.
+pub const TASK_RECEIPT_TTL: Duration = Duration::from_secs(24 * 60 * 60);

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# A MongoDB-compatible server for tests: SecantusDB (a MongoDB wire-protocol server on PyPI,
+# presenting a one-node replica set). It stands in for mongod, which no reachable registry ships;
+# the code keeps to the documented MongoDB API.
+#
+#   mongo-test-server.sh install            install once into ~/.cache (idempotent)
+#   mongo-test-server.sh start DIR [--standalone]
+#                                           start on a free loopback port; writes DIR/uri, DIR/pid
+#   mongo-test-server.sh stop DIR           stop it by PID
+set -euo pipefail
+
+VERSION=0.7.0b3
+CACHE=${MINERPOOL_CACHE:-$HOME/.cache/minerpool}
+VENV=$CACHE/secantusdb-$VERSION
+
+install() {
+    # The marker is written last, so an interrupted install is redone rather than trusted.
+    if [ -f "$VENV/.installed" ]; then
+        return 0
+    fi
+    mkdir -p "$CACHE"
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check --pre "secantusdb==$VERSION"
+    touch "$VENV/.installed"
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+start() {
+    local dir=$1 mode=${2:-}
+    install
+    mkdir -p "$dir"
+    local port flags=() query="replicaSet=secantus"
+    port=$(free_port)
+    if [ "$mode" = "--standalone" ]; then
+        flags=(--standalone)
+        query="directConnection=true"
+    fi
+    "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path :memory: \
+        --log-level WARNING "${flags[@]}" >"$dir/server.log" 2>&1 &
+    echo $! >"$dir/pid"
+    local uri="mongodb://127.0.0.1:$port/?$query"
+    for _ in $(seq 1 150); do
+        if "$VENV/bin/python" - "$port" <<'PY' 2>/dev/null; then
+import sys, pymongo
+client = pymongo.MongoClient("127.0.0.1", int(sys.argv[1]), directConnection=True, serverSelectionTimeoutMS=200)
+client.admin.command("ping")
+PY
+            echo "$uri" >"$dir/uri"
+            echo "$uri"
+            return 0
+        fi
+        if ! kill -0 "$(cat "$dir/pid")" 2>/dev/null; then
+            echo "MongoDB-compatible server exited during start-up:" >&2
+            tail -20 "$dir/server.log" >&2
+            return 1
+        fi
+        sleep 0.2
+    done
+    echo "MongoDB-compatible server did not answer on port $port within 30 s:" >&2
+    tail -20 "$dir/server.log" >&2
+    stop "$dir"
+    return 1
+}
+
+stop() {
+    local dir=$1 pid
+    [ -f "$dir/pid" ] || return 0
+    pid=$(cat "$dir/pid")
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 50); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/pid"
+}
+
+case "${1:-}" in
+    install) install ;;
+    start) start "${2:?start needs a directory}" "${3:-}" ;;
+    stop) stop "${2:?stop needs a directory}" ;;
+    *) echo "usage: $0 install | start DIR [--standalone] | stop DIR" >&2; exit 2 ;;
+esac
