@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
+use futures::future::BoxFuture;
 use mongodb::error::{TRANSIENT_TRANSACTION_ERROR, UNKNOWN_TRANSACTION_COMMIT_RESULT};
 use mongodb::event::EventHandler;
 use mongodb::event::command::CommandEvent;
@@ -219,9 +220,13 @@ impl Store {
     /// Runs `body` in a transaction, retrying the whole body on TransientTransactionError and the
     /// commit on UnknownTransactionCommitResult, as the driver's convenient-transaction API does,
     /// for at most two minutes.
+    ///
+    /// `body` may run more than once, so it returns a fresh future each time; that future borrows
+    /// only the session (clone what else it needs into it), which keeps it `Send` for spawned
+    /// tasks and axum handlers.
     pub async fn with_transaction<T, F>(&self, mut body: F) -> Result<T>
     where
-        F: AsyncFnMut(&mut ClientSession) -> Result<T>,
+        F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T>>,
     {
         const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
         let started = Instant::now();
@@ -267,9 +272,8 @@ impl Store {
                         break;
                     }
                     Err(e) if started.elapsed() >= GIVE_UP_AFTER => {
-                        return Err(StoreError::TransactionTimedOut(started.elapsed())).inspect_err(
-                            |_| tracing::warn!(error = %e, "transaction given up"),
-                        );
+                        return Err(StoreError::TransactionTimedOut(started.elapsed()))
+                            .inspect_err(|_| tracing::warn!(error = %e, "transaction given up"));
                     }
                     Err(e) => return Err(StoreError::mongo("commit transaction")(e)),
                 }
@@ -302,9 +306,17 @@ fn index_specs() -> Vec<(&'static str, Document, IndexOptions)> {
                 .expire_after(TASK_RECEIPT_TTL)
                 .build(),
         ),
-        (names::JOB_RUNS, doc! { "job": 1, "started_at": -1 }, plain()),
+        (
+            names::JOB_RUNS,
+            doc! { "job": 1, "started_at": -1 },
+            plain(),
+        ),
         (names::PAYOUT_BATCHES, doc! { "state": 1 }, plain()),
-        (names::PAYOUT_BATCHES, doc! { "recipients.address": 1 }, plain()),
+        (
+            names::PAYOUT_BATCHES,
+            doc! { "recipients.address": 1 },
+            plain(),
+        ),
     ]
 }
 
