@@ -27,7 +27,10 @@ pub enum ConfigError {
     #[error("invalid config: {key}: {message}")]
     Invalid { key: &'static str, message: String },
     #[error("environment variable {name} is required{why}")]
-    MissingEnv { name: &'static str, why: &'static str },
+    MissingEnv {
+        name: &'static str,
+        why: &'static str,
+    },
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
@@ -274,7 +277,8 @@ impl Config {
             return Err(invalid("chain.requestTimeoutSeconds", "must be at least 1"));
         }
         let r = &self.rewards;
-        let sum = u32::from(r.fee_percent) + u32::from(r.pools_percent) + u32::from(r.validators_percent);
+        let sum =
+            u32::from(r.fee_percent) + u32::from(r.pools_percent) + u32::from(r.validators_percent);
         if sum != 100 {
             return Err(invalid(
                 "rewards",
@@ -287,7 +291,10 @@ impl Config {
         if !(1..=1000).contains(&r.blocks_per_run) {
             return Err(invalid(
                 "rewards.blocksPerRun",
-                format!("must be 1 to 1000 (the chain's limit), got {}", r.blocks_per_run),
+                format!(
+                    "must be 1 to 1000 (the chain's limit), got {}",
+                    r.blocks_per_run
+                ),
             ));
         }
         if !(1..=1000).contains(&self.validators.limit) {
@@ -332,7 +339,10 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
         Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
         Ok(parsed) => Err(invalid(
             key,
-            format!("{url:?} must be an http or https URL, not {}", parsed.scheme()),
+            format!(
+                "{url:?} must be an http or https URL, not {}",
+                parsed.scheme()
+            ),
         )),
         Err(e) => Err(invalid(key, format!("{url:?} is not a URL: {e}"))),
     }

@@ -52,9 +52,7 @@ impl Amount {
     }
 
     pub fn checked_sub(self, other: Amount) -> Option<Amount> {
-        self.0
-            .checked_sub(other.0)
-            .and_then(Amount::from_units)
+        self.0.checked_sub(other.0).and_then(Amount::from_units)
     }
 
     /// The sum of `amounts`, or `None` on overflow.
@@ -88,8 +86,7 @@ impl Amount {
             None => (mantissa, ""),
         };
         let is_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-        if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction)
-        {
+        if (whole.is_empty() && fraction.is_empty()) || !is_digits(whole) || !is_digits(fraction) {
             return Err(not_a_number());
         }
         // value = digits × 10^(exponent − fraction.len()); we need it × 10^8 as an integer.
@@ -287,7 +284,9 @@ mod tests {
         );
         assert_eq!(Amount::parse("-1"), Err(AmountError::Negative("-1".into())));
         assert_eq!(Amount::parse(""), Err(AmountError::Empty));
-        for bad in ["abc", "1.2.3", "1e", "e5", ".", "1,5", "0x10", "NaN", "inf", "1 2"] {
+        for bad in [
+            "abc", "1.2.3", "1e", "e5", ".", "1,5", "0x10", "NaN", "inf", "1 2",
+        ] {
             assert_eq!(
                 Amount::parse(bad),
                 Err(AmountError::NotANumber(bad.into())),
@@ -298,7 +297,10 @@ mod tests {
             Amount::parse("100000000000000000000"),
             Err(AmountError::TooLarge(_))
         ));
-        assert!(matches!(Amount::parse("1e400"), Err(AmountError::TooLarge(_))));
+        assert!(matches!(
+            Amount::parse("1e400"),
+            Err(AmountError::TooLarge(_))
+        ));
         assert!(Amount::parse("1e99999999999").is_err());
     }
 
@@ -349,7 +351,10 @@ mod tests {
             split_largest_remainder(units(5), &[0, 0]),
             Err(SplitError::NoWeight)
         );
-        assert_eq!(split_largest_remainder(units(5), &[]), Err(SplitError::NoWeight));
+        assert_eq!(
+            split_largest_remainder(units(5), &[]),
+            Err(SplitError::NoWeight)
+        );
         let parts = split_largest_remainder(units(7), &[0, 3]).unwrap();
         assert_eq!(parts, vec![Amount::ZERO, units(7)]);
     }

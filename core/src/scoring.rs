@@ -115,7 +115,10 @@ mod tests {
         assert_eq!(decayed_pool_score(1), 0);
         assert_eq!(decayed_pool_score(0), 0);
         assert_eq!(decayed_pool_score(-5), 0);
-        assert!(seen.len() < 60, "decays to zero in a bounded number of steps");
+        assert!(
+            seen.len() < 60,
+            "decays to zero in a bounded number of steps"
+        );
     }
 
     #[test]

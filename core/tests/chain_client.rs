@@ -71,7 +71,10 @@ async fn blocks_details_are_read_with_exact_amounts() {
     assert_eq!(tx.transaction_type.as_deref(), Some("REGULAR"));
     assert_eq!(tx.inputs[0].address.as_deref(), Some("payer"));
     let amounts: Vec<Amount> = tx.outputs.iter().map(|o| o.amount).collect();
-    assert_eq!(amounts, vec![units("12.1"), units("0.4"), units("0.00000001")]);
+    assert_eq!(
+        amounts,
+        vec![units("12.1"), units("0.4"), units("0.00000001")]
+    );
     assert!(blocks[0].transactions[0].is_coinbase);
 }
 
@@ -81,11 +84,20 @@ async fn the_query_carries_offset_and_limit() {
         "/get_blocks_details",
         get(|q: axum::extract::RawQuery| async move {
             assert_eq!(q.0.as_deref(), Some("offset=20005&limit=7"));
-            ([("content-type", "application/json")], r#"{"ok": true, "result": []}"#)
+            (
+                [("content-type", "application/json")],
+                r#"{"ok": true, "result": []}"#,
+            )
         }),
     ))
     .await;
-    assert!(client(&url, 5).blocks_details(20005, 7).await.unwrap().is_empty());
+    assert!(
+        client(&url, 5)
+            .blocks_details(20005, 7)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -128,8 +140,15 @@ async fn a_slow_chain_times_out_with_the_url_named() {
     let err = client(&url, 1).blocks_details(1, 1).await.unwrap_err();
     assert!(matches!(err, ChainError::Timeout { .. }), "{err:?}");
     let message = err.to_string();
-    assert!(message.contains("/get_blocks_details?offset=1&limit=1"), "{message}");
-    assert_eq!(calls.load(Ordering::SeqCst), 3, "reads are retried, a bounded number of times");
+    assert!(
+        message.contains("/get_blocks_details?offset=1&limit=1"),
+        "{message}"
+    );
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "reads are retried, a bounded number of times"
+    );
 }
 
 #[tokio::test]
@@ -142,7 +161,10 @@ async fn a_5xx_is_retried_and_then_succeeds() {
             let n = seen.fetch_add(1, Ordering::SeqCst);
             async move {
                 if n < 2 {
-                    (StatusCode::INTERNAL_SERVER_ERROR, r#"{"ok": false, "error": "Exception: "}"#)
+                    (
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        r#"{"ok": false, "error": "Exception: "}"#,
+                    )
                         .into_response()
                 } else {
                     ([("content-type", "application/json")], BLOCKS).into_response()
@@ -165,7 +187,10 @@ async fn a_lasting_5xx_names_url_and_status() {
     .await;
     let err = client(&url, 5).blocks_details(3, 2).await.unwrap_err();
     let message = err.to_string();
-    assert!(matches!(err, ChainError::Status { status: 502, .. }), "{err:?}");
+    assert!(
+        matches!(err, ChainError::Status { status: 502, .. }),
+        "{err:?}"
+    );
     assert!(message.contains("HTTP 502"), "{message}");
     assert!(message.contains("get_blocks_details"), "{message}");
     assert!(message.contains("upstream down"), "{message}");
@@ -179,12 +204,20 @@ async fn a_4xx_is_not_retried() {
         "/get_blocks_details",
         get(move || {
             seen.fetch_add(1, Ordering::SeqCst);
-            async { (StatusCode::FORBIDDEN, r#"{"ok": false, "error": "Access forbidden."}"#) }
+            async {
+                (
+                    StatusCode::FORBIDDEN,
+                    r#"{"ok": false, "error": "Access forbidden."}"#,
+                )
+            }
         }),
     ))
     .await;
     let err = client(&url, 5).blocks_details(3, 2).await.unwrap_err();
-    assert!(matches!(err, ChainError::Status { status: 403, .. }), "{err:?}");
+    assert!(
+        matches!(err, ChainError::Status { status: 403, .. }),
+        "{err:?}"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
@@ -193,8 +226,14 @@ async fn malformed_answers_are_clear_errors() {
     let cases: Vec<(&'static str, &'static str)> = vec![
         ("{not json", "malformed response"),
         (r#"{"ok": true}"#, "no \"result\""),
-        (r#"{"ok": false, "error": "Block not found"}"#, "Block not found"),
-        (r#"{"ok": true, "result": {"block": 1}}"#, "malformed response"),
+        (
+            r#"{"ok": false, "error": "Block not found"}"#,
+            "Block not found",
+        ),
+        (
+            r#"{"ok": true, "result": {"block": 1}}"#,
+            "malformed response",
+        ),
         (
             r#"{"ok": true, "result": [{"block": {"id": 5, "hash": "h"}, "transactions": []}]}"#,
             "block 5 has no transactions",

@@ -111,7 +111,11 @@ impl ChainClient {
 
     /// `get_blocks_details`: blocks with id ≥ `offset`, at most `limit`. Every block must carry
     /// its transactions (at least the coinbase); one that does not is a malformed answer.
-    pub async fn blocks_details(&self, offset: u64, limit: u32) -> Result<Vec<BlockDetails>, ChainError> {
+    pub async fn blocks_details(
+        &self,
+        offset: u64,
+        limit: u32,
+    ) -> Result<Vec<BlockDetails>, ChainError> {
         let url = format!(
             "{}/get_blocks_details?offset={offset}&limit={limit}",
             self.api_url
@@ -145,7 +149,10 @@ impl ChainClient {
     }
 
     /// `get_validators_info` for `inode_wallet` (a bare JSON array).
-    pub async fn validators_info(&self, inode_wallet: &str) -> Result<Vec<ValidatorInfo>, ChainError> {
+    pub async fn validators_info(
+        &self,
+        inode_wallet: &str,
+    ) -> Result<Vec<ValidatorInfo>, ChainError> {
         let url = format!("{}{inode_wallet}", self.validators_url);
         self.get_json(&url).await
     }

@@ -86,7 +86,11 @@ pub const LAST_BLOCK_HEIGHT_ID: &str = "last_block_height";
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CreditedTransaction {
     pub hash: String,
-    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "loose::optional_int")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "loose::optional_int"
+    )]
     pub block_id: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credited_at: Option<DateTime>,

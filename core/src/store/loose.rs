@@ -85,7 +85,9 @@ pub fn number<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
 
 /// A TCP port stored as int or string; `"0"`, `0` and out-of-range values mean "unknown".
 pub fn port<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u16>, D::Error> {
-    Ok(optional_int(d)?.and_then(|p| u16::try_from(p).ok()).filter(|&p| p != 0))
+    Ok(optional_int(d)?
+        .and_then(|p| u16::try_from(p).ok())
+        .filter(|&p| p != 0))
 }
 
 /// An IP address string; the original's `"0"` and `""` mean "unknown".
