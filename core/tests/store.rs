@@ -359,7 +359,7 @@ async fn server_side_score_rules_match_the_pure_rules() {
         let address = format!("task-{start:?}-{increment}");
         if let Some(score) = start {
             pools
-                .insert_one(doc! { "pool_address": &address, "score": score as i64 })
+                .insert_one(doc! { "pool_address": &address, "score": score })
                 .await
                 .unwrap();
         }

@@ -14,7 +14,7 @@ pub fn datetime<'de, D: Deserializer<'de>>(d: D) -> Result<Option<DateTime>, D::
         Some(Bson::DateTime(dt)) => Ok(Some(dt)),
         Some(Bson::String(s)) => Ok(parse_time_text(&s)),
         Some(Bson::Int32(0)) | Some(Bson::Int64(0)) => Ok(None),
-        Some(Bson::Double(f)) if f == 0.0 => Ok(None),
+        Some(Bson::Double(0.0)) => Ok(None),
         Some(other) => Err(serde::de::Error::custom(format!(
             "expected a datetime, an ISO-8601 string or \"0\", got {other}"
         ))),
