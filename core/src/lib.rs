@@ -3,7 +3,9 @@
 
 pub mod chain;
 pub mod config;
+pub mod faults;
 pub mod money;
+pub mod rewards;
 pub mod scoring;
 pub mod store;
 #[doc(hidden)]

@@ -1,1 +1,103 @@
-fn main() {}
+//! `minerpool-job`: one pass of a job, then exit. The last line on stdout is a one-line JSON
+//! summary; a failure exits non-zero with the reason on stderr.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use minerpool_core::chain::ChainClient;
+use minerpool_core::config::{Config, Secrets};
+use minerpool_core::store::Store;
+use minerpool_jobs::{Context, DEFAULT_LOCK_TTL, Job, run_once};
+
+#[derive(Parser)]
+#[command(
+    name = "minerpool-job",
+    version,
+    about = "Runs one pass of a minerpool job"
+)]
+struct Cli {
+    #[command(subcommand)]
+    job: JobCommand,
+}
+
+#[derive(Subcommand)]
+enum JobCommand {
+    /// Credit the iNode's new income from the next blocks and share it out
+    Rewards(Args),
+    /// Refresh the validators' stake percentages from the chain
+    Validators(Args),
+    /// Decay pool scores and reset validator scores
+    Decay(Args),
+}
+
+#[derive(clap::Args)]
+struct Args {
+    /// The minerpool YAML configuration file
+    #[arg(long, value_name = "FILE")]
+    config: PathBuf,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let cli = Cli::parse();
+    let (job, args) = match cli.job {
+        JobCommand::Rewards(a) => (Job::Rewards, a),
+        JobCommand::Validators(a) => (Job::Validators, a),
+        JobCommand::Decay(a) => (Job::Decay, a),
+    };
+    match run(job, args).await {
+        Ok(summary) => {
+            println!("{}", summary.to_json());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("minerpool-job {job}: {e:#}");
+            println!(
+                "{}",
+                serde_json::json!({ "job": job.name(), "outcome": "failed", "error": format!("{e:#}") })
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(job: Job, args: Args) -> anyhow::Result<minerpool_jobs::Summary> {
+    let config = Config::load(&args.config)?;
+    let secrets = Secrets::from_env()?;
+    let store = Store::connect(&secrets.mongodb_uri, &config.mongodb.database).await?;
+    store
+        .require_replica_set()
+        .await
+        .context("checking the MongoDB server")?;
+    store.ensure_indexes().await?;
+    let chain = ChainClient::new(&config.chain)?;
+    let context = Context {
+        config,
+        store,
+        chain,
+        lock_ttl: lock_ttl()?,
+    };
+    Ok(run_once(job, &context).await?)
+}
+
+/// `MINERPOOL_JOB_LOCK_TTL_SECONDS` overrides how long a crashed run's lock blocks the next run.
+fn lock_ttl() -> anyhow::Result<std::time::Duration> {
+    match std::env::var("MINERPOOL_JOB_LOCK_TTL_SECONDS") {
+        Ok(v) => {
+            let seconds: u64 = v.parse().ok().filter(|s| *s > 0).with_context(|| {
+                format!("MINERPOOL_JOB_LOCK_TTL_SECONDS={v:?} is not a positive number of seconds")
+            })?;
+            Ok(std::time::Duration::from_secs(seconds))
+        }
+        Err(_) => Ok(DEFAULT_LOCK_TTL),
+    }
+}

@@ -3,6 +3,10 @@
 
 pub mod documents;
 pub mod loose;
+pub mod rewards;
+pub mod runs;
+pub mod scores;
+pub mod validators;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,6 +42,9 @@ pub enum StoreError {
     TransactionTimedOut(Duration),
     #[error("{0}")]
     Invalid(String),
+    /// Another writer got there first; nothing was written.
+    #[error("{0}")]
+    Conflict(String),
 }
 
 impl StoreError {
@@ -280,6 +287,47 @@ impl Store {
             }
         }
     }
+}
+
+/// Statements per `update` command: well under the server's 100,000 and 16 MiB limits.
+const UPDATE_BATCH: usize = 10_000;
+
+/// Applies `updates` — (value of `key`, update document) — to `collection` as `update` commands
+/// of many statements each: one round trip per [`UPDATE_BATCH`] documents rather than one per
+/// document, on any MongoDB since 3.6, inside `session`'s transaction when given.
+pub(crate) async fn update_many_by_key(
+    store: &Store,
+    mut session: Option<&mut ClientSession>,
+    collection: &str,
+    key: &str,
+    updates: Vec<(String, Document)>,
+    upsert: bool,
+) -> Result<()> {
+    for chunk in updates.chunks(UPDATE_BATCH) {
+        let statements: Vec<Document> = chunk
+            .iter()
+            .map(|(value, update)| doc! { "q": { key: value }, "u": update.clone(), "upsert": upsert })
+            .collect();
+        let command = doc! { "update": collection, "updates": statements, "ordered": true };
+        let context = || format!("update {} documents of {collection}", chunk.len());
+        let reply = match session.as_deref_mut() {
+            Some(session) => store.db.run_command(command).session(session).await,
+            None => store.db.run_command(command).await,
+        }
+        .map_err(StoreError::mongo(context()))?;
+        if let Ok(errors) = reply.get_array("writeErrors") {
+            return Err(StoreError::Invalid(format!(
+                "{}: {} statements failed, first: {}",
+                context(),
+                errors.len(),
+                errors.first().map(|e| e.to_string()).unwrap_or_default()
+            )));
+        }
+        if let Ok(error) = reply.get_document("writeConcernError") {
+            return Err(StoreError::Invalid(format!("{}: {error}", context())));
+        }
+    }
+    Ok(())
 }
 
 /// Every index: (collection, keys, options). Each uniqueness assumption of the code is one of

@@ -1,0 +1,230 @@
+//! The rewards job's database side: what is already credited, who shares, and the one transaction
+//! that records a distribution (SPEC §5.1 step 5).
+
+use std::collections::HashSet;
+
+use bson::{DateTime, Document, doc};
+use futures::TryStreamExt;
+use mongodb::ClientSession;
+
+use super::documents::{
+    BlockHeight, CreditedTransaction, LAST_BLOCK_HEIGHT_ID, LedgerLine, RewardDistribution, names,
+};
+use super::{Result, Store, StoreError, update_many_by_key};
+use crate::faults::crash_point;
+use crate::rewards::{PoolWeight, ValidatorWeight, credits_by_address};
+use crate::scoring::percentage_hundredths;
+
+/// What one rewards pass credits, recorded all at once.
+#[derive(Debug, Clone)]
+pub struct RewardsRecord {
+    /// The height stored when the pass started (`None`: never scanned); the record is refused if
+    /// another run moved it since.
+    pub previous_height: Option<i64>,
+    pub first_block: i64,
+    pub last_block: i64,
+    pub received: i64,
+    /// (hash, block id) of every transaction credited.
+    pub transactions: Vec<(String, i64)>,
+    pub lines: Vec<LedgerLine>,
+}
+
+/// Someone else recorded first; nothing of this record was written.
+pub const CONCURRENT_RUN: &str = "the block height moved while this run was scanning: another rewards run recorded first, \
+     nothing was written";
+
+impl Store {
+    /// The last block scanned, if any.
+    pub async fn last_scanned_height(&self) -> Result<Option<i64>> {
+        Ok(self
+            .block_height()
+            .find_one(doc! { "_id": LAST_BLOCK_HEIGHT_ID })
+            .await
+            .map_err(StoreError::mongo("read blockHeight"))?
+            .map(|h| h.block_height))
+    }
+
+    /// Which of `hashes` were credited already (one query).
+    pub async fn credited_among(&self, hashes: &[String]) -> Result<HashSet<String>> {
+        if hashes.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let found: Vec<CreditedTransaction> = self
+            .credited_transactions()
+            .find(doc! { "hash": { "$in": hashes } })
+            .projection(doc! { "hash": 1, "_id": 0 })
+            .await
+            .map_err(StoreError::mongo("read blockTransactions"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("read blockTransactions"))?;
+        Ok(found.into_iter().map(|t| t.hash).collect())
+    }
+
+    /// Pools with their scores, as the pool part is shared.
+    pub async fn pool_weights(&self) -> Result<Vec<PoolWeight>> {
+        let pools: Vec<_> = self
+            .pool_scores()
+            .find(doc! { "score": { "$gt": 0 } })
+            .sort(doc! { "pool_address": 1 })
+            .await
+            .map_err(StoreError::mongo("read minerPool"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("read minerPool"))?;
+        Ok(pools
+            .into_iter()
+            .map(|p| PoolWeight {
+                address: p.pool_address,
+                score: p.score,
+            })
+            .collect())
+    }
+
+    /// Validators with their stake percentages and activity.
+    pub async fn validator_weights(&self) -> Result<Vec<ValidatorWeight>> {
+        let validators: Vec<_> = self
+            .validators()
+            .find(doc! {})
+            .sort(doc! { "wallet_address": 1 })
+            .await
+            .map_err(StoreError::mongo("read validatorsList"))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("read validatorsList"))?;
+        Ok(validators
+            .into_iter()
+            .map(|v| ValidatorWeight {
+                hundredths: percentage_hundredths(v.percentage),
+                active: v.score == 1,
+                address: v.wallet_address,
+            })
+            .collect())
+    }
+
+    /// Records a pass in one transaction: the credited hashes, the distribution, the balance
+    /// increments and the new height. A crash anywhere leaves all or nothing; a re-run finds the
+    /// height moved and the hashes credited, so nothing is credited twice.
+    pub async fn record_rewards(&self, record: &RewardsRecord) -> Result<()> {
+        let store = self.clone();
+        let record = record.clone();
+        self.with_transaction(move |session| {
+            let store = store.clone();
+            let record = record.clone();
+            Box::pin(async move { store.record_rewards_in(session, &record).await })
+        })
+        .await?;
+        crash_point("rewards:after-commit");
+        Ok(())
+    }
+
+    async fn record_rewards_in(
+        &self,
+        session: &mut ClientSession,
+        record: &RewardsRecord,
+    ) -> Result<()> {
+        let now = DateTime::now();
+        self.advance_height(session, record.previous_height, record.last_block)
+            .await?;
+        crash_point("rewards:after-height");
+        if !record.transactions.is_empty() {
+            let credited: Vec<CreditedTransaction> = record
+                .transactions
+                .iter()
+                .map(|(hash, block)| CreditedTransaction {
+                    hash: hash.clone(),
+                    block_id: Some(*block),
+                    credited_at: Some(now),
+                })
+                .collect();
+            self.credited_transactions()
+                .insert_many(credited)
+                .session(&mut *session)
+                .await
+                .map_err(StoreError::mongo("record credited transactions"))?;
+        }
+        if record.received > 0 {
+            let distribution = RewardDistribution {
+                id: format!("{}-{}", record.first_block, record.last_block),
+                first_block: record.first_block,
+                last_block: record.last_block,
+                received: record.received,
+                hashes: record.transactions.iter().map(|(h, _)| h.clone()).collect(),
+                lines: record.lines.clone(),
+                created_at: now,
+            };
+            self.reward_distributions()
+                .insert_one(distribution)
+                .session(&mut *session)
+                .await
+                .map_err(StoreError::mongo("record the distribution"))?;
+            crash_point("rewards:before-balances");
+            let increments: Vec<(String, Document)> = credits_by_address(&record.lines)
+                .into_iter()
+                .map(|(address, units)| {
+                    (
+                        address.to_owned(),
+                        doc! {
+                            "$inc": { "pending": units, "paid": 0_i64 },
+                            "$set": { "updated_at": now },
+                        },
+                    )
+                })
+                .collect();
+            update_many_by_key(
+                self,
+                Some(&mut *session),
+                names::BALANCES,
+                "address",
+                increments,
+                true,
+            )
+            .await?;
+        }
+        crash_point("rewards:before-commit");
+        Ok(())
+    }
+
+    /// Moves the height from `previous` to `height`, refusing if another run moved it first.
+    async fn advance_height(
+        &self,
+        session: &mut ClientSession,
+        previous: Option<i64>,
+        height: i64,
+    ) -> Result<()> {
+        let heights = self.block_height();
+        match previous {
+            None => {
+                heights
+                    .insert_one(BlockHeight {
+                        id: LAST_BLOCK_HEIGHT_ID.into(),
+                        block_height: height,
+                    })
+                    .session(&mut *session)
+                    .await
+                    .map_err(|e| {
+                        if super::is_duplicate_key(&e) {
+                            StoreError::Conflict(CONCURRENT_RUN.into())
+                        } else {
+                            StoreError::mongo("record the block height")(e)
+                        }
+                    })?;
+            }
+            Some(previous) => {
+                let moved = self
+                    .collection::<Document>(names::BLOCK_HEIGHT)
+                    .update_one(
+                        doc! { "_id": LAST_BLOCK_HEIGHT_ID, "block_height": previous },
+                        doc! { "$set": { "block_height": height } },
+                    )
+                    .session(&mut *session)
+                    .await
+                    .map_err(StoreError::mongo("record the block height"))?;
+                if moved.matched_count != 1 {
+                    return Err(StoreError::Conflict(CONCURRENT_RUN.into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,175 @@
+//! The periodic jobs of minerpool (SPEC §5). Each is one pass over the database and the chain;
+//! [`run_once`] adds what every job shares: a lock so two runs never overlap, and a `jobRuns`
+//! record. The `minerpool-job` binary and the node's standalone mode both call [`run_once`].
+
+pub mod decay;
+pub mod rewards;
+pub mod validators;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use minerpool_core::chain::{ChainClient, ChainError};
+use minerpool_core::config::Config;
+use minerpool_core::rewards::RewardsError;
+use minerpool_core::store::documents::JobOutcome;
+use minerpool_core::store::{Store, StoreError};
+use serde_json::{Value, json};
+
+/// A job minerpool runs on a schedule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Job {
+    Rewards,
+    Validators,
+    Decay,
+}
+
+impl Job {
+    pub const ALL: [Job; 3] = [Job::Rewards, Job::Validators, Job::Decay];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Job::Rewards => "rewards",
+            Job::Validators => "validators",
+            Job::Decay => "decay",
+        }
+    }
+}
+
+impl fmt::Display for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Job {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Job, String> {
+        Job::ALL
+            .into_iter()
+            .find(|job| job.name() == s)
+            .ok_or_else(|| format!("unknown job {s:?}"))
+    }
+}
+
+/// Why a job pass failed.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    #[error(transparent)]
+    Rewards(#[from] RewardsError),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// What a job needs: configuration, the database and the chain.
+#[derive(Clone)]
+pub struct Context {
+    pub config: Config,
+    pub store: Store,
+    pub chain: ChainClient,
+    /// How long a run's lock lasts without renewal; a crashed run's lock expires after it.
+    pub lock_ttl: Duration,
+}
+
+/// Default lifetime of a job lock; a running job renews it every third of it.
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(60);
+
+/// How a run ended, as printed on the last stdout line and stored in `jobRuns`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub job: Job,
+    /// `None` when the run did not take the lock.
+    pub run_id: Option<String>,
+    pub outcome: RunOutcome,
+    /// Job-specific figures.
+    pub details: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunOutcome {
+    Succeeded,
+    /// Another run of the same job holds the lock: nothing was done, and that is fine.
+    AlreadyRunning,
+}
+
+impl Summary {
+    pub fn to_json(&self) -> Value {
+        let outcome = match self.outcome {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::AlreadyRunning => "already-running",
+        };
+        json!({
+            "job": self.job.name(),
+            "runId": self.run_id,
+            "outcome": outcome,
+            "details": self.details,
+        })
+    }
+}
+
+/// Runs one pass of `job` under its lock, recording the run. A run that finds the lock held
+/// returns `AlreadyRunning` without doing anything.
+pub async fn run_once(job: Job, context: &Context) -> Result<Summary, JobError> {
+    let store = &context.store;
+    let Some(lock) = store.try_lock_job(job.name(), context.lock_ttl).await? else {
+        return Ok(Summary {
+            job,
+            run_id: None,
+            outcome: RunOutcome::AlreadyRunning,
+            details: json!({ "reason": format!("another {job} run holds the lock") }),
+        });
+    };
+    let run_id = store.start_job_run(job.name()).await?;
+    let keep_alive = {
+        let store = store.clone();
+        let lock = lock.clone();
+        let ttl = context.lock_ttl;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                match store.renew_job_lock(&lock, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(job = %lock.job, "job lock lost");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "renewing the job lock failed"),
+                }
+            }
+        })
+    };
+    let result = match job {
+        Job::Rewards => rewards::run(context).await,
+        Job::Validators => validators::run(context).await,
+        Job::Decay => decay::run(context).await,
+    };
+    keep_alive.abort();
+    let (outcome, details, error) = match &result {
+        Ok(details) => (JobOutcome::Succeeded, details.clone(), None),
+        Err(e) => (JobOutcome::Failed, Value::Null, Some(e.to_string())),
+    };
+    let summary_doc = bson::to_document(&json!({ "details": details }))
+        .map_err(|e| JobError::Invalid(format!("summary is not storable: {e}")))?;
+    // The record and the lock are best effort once the pass is decided: failing to write them
+    // must not turn a committed pass into a reported failure.
+    if let Err(e) = store
+        .finish_job_run(&run_id, outcome, summary_doc, error)
+        .await
+    {
+        tracing::warn!(error = %e, "recording the end of the run failed");
+    }
+    if let Err(e) = store.unlock_job(&lock).await {
+        tracing::warn!(error = %e, "releasing the job lock failed; it expires by itself");
+    }
+    result.map(|details| Summary {
+        job,
+        run_id: Some(run_id),
+        outcome: RunOutcome::Succeeded,
+        details,
+    })
+}
