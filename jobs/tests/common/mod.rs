@@ -1,0 +1,88 @@
+//! Runs the real `minerpool-job` binary against the test MongoDB server and a chain simulator.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::process::Output;
+
+use minerpool_core::config::Config;
+use minerpool_core::store::Store;
+use minerpool_core::testing::{fresh_store, mongodb_uri};
+use minerpool_tests::chain_sim::{ChainSim, Scenario};
+use minerpool_tests::fixtures::{INODE, REWARD};
+
+pub struct Harness {
+    pub store: Store,
+    pub sim: ChainSim,
+    pub config: Config,
+    pub config_path: PathBuf,
+}
+
+impl Harness {
+    pub async fn new(label: &str, scenario: Scenario) -> Harness {
+        Harness::with_config(label, scenario, |_| {}).await
+    }
+
+    pub async fn with_config(
+        label: &str,
+        scenario: Scenario,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Harness {
+        let store = fresh_store(label).await;
+        let sim = ChainSim::start(scenario).await;
+        let mut config = Config::with_wallets(INODE, REWARD);
+        config.mongodb.database = store.database().name().to_owned();
+        config.chain.api_url = sim.url.clone();
+        config.chain.request_timeout_seconds = 2;
+        config.rewards.start_height = 100;
+        adjust(&mut config);
+        config.validate().expect("test config is valid");
+        let config_path = std::env::temp_dir().join(format!("{}.yaml", config.mongodb.database));
+        std::fs::write(&config_path, config.to_yaml()).expect("write the config file");
+        Harness {
+            store,
+            sim,
+            config,
+            config_path,
+        }
+    }
+
+    /// Runs `minerpool-job <job> --config …` with extra environment, to completion.
+    pub async fn run(&self, job: &str, env: &[(&str, &str)]) -> Output {
+        let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-job"));
+        command
+            .arg(job)
+            .arg("--config")
+            .arg(&self.config_path)
+            .env("MONGODB_URI", mongodb_uri())
+            .env("MINERPOOL_JOB_LOCK_TTL_SECONDS", "1")
+            .env_remove("MINERPOOL_FAULT");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().await.expect("run minerpool-job")
+    }
+
+    /// Runs a job that must succeed; returns its JSON summary (the last stdout line).
+    pub async fn run_ok(&self, job: &str) -> serde_json::Value {
+        let output = self.run(job, &[]).await;
+        assert!(
+            output.status.success(),
+            "minerpool-job {job} failed: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        summary(&output)
+    }
+}
+
+/// The one-line JSON summary: the last line on stdout.
+pub fn summary(output: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().expect("a summary line on stdout");
+    serde_json::from_str(last).unwrap_or_else(|e| panic!("summary {last:?} is not JSON: {e}"))
+}
+
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}

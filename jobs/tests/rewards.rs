@@ -1,0 +1,588 @@
+//! `minerpool-job rewards` against a scripted chain and the real test MongoDB server.
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use bson::{Document, doc};
+use common::{Harness, stderr, summary};
+use futures::TryStreamExt;
+use minerpool_core::money::Amount;
+use minerpool_core::store::documents::{Basis, LedgerKind, RewardDistribution, names};
+use minerpool_tests::chain_sim::{
+    Failure, Scenario, SimBlock, SimOutput, SimTransaction, SimValidator,
+};
+use minerpool_tests::fixtures::*;
+
+fn units(text: &str) -> Amount {
+    Amount::parse(text).unwrap()
+}
+
+fn out(address: &str, amount: &str, kind: &str) -> SimOutput {
+    SimOutput {
+        address: address.into(),
+        amount: units(amount),
+        output_type: kind.into(),
+    }
+}
+
+fn tx(hash: &str, kind: Option<&str>, inputs: &[&str], outputs: Vec<SimOutput>) -> SimTransaction {
+    SimTransaction {
+        hash: hash.into(),
+        coinbase: false,
+        transaction_type: kind.map(str::to_owned),
+        inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
+        outputs,
+    }
+}
+
+fn coinbase(hash: &str, outputs: Vec<SimOutput>) -> SimTransaction {
+    SimTransaction {
+        hash: hash.into(),
+        coinbase: true,
+        transaction_type: None,
+        inputs: vec![],
+        outputs,
+    }
+}
+
+fn block(id: u64, transactions: Vec<SimTransaction>) -> SimBlock {
+    SimBlock { id, transactions }
+}
+
+/// Chain pages are counted in blocks, not ids: six blocks make the first page (100–109).
+const BLOCKS_PER_RUN: u32 = 6;
+
+async fn harness(label: &str, scenario: Scenario) -> Harness {
+    Harness::with_config(label, scenario, |c| {
+        c.rewards.blocks_per_run = BLOCKS_PER_RUN
+    })
+    .await
+}
+
+/// Income: 2.5 (coinbase share) + 12.1 (REGULAR) + 0.00000001 (the REGULAR output beside a
+/// STAKE one) + 1 (untyped) in blocks 100–109; the STAKE transaction and the self-send pay
+/// nothing; block 110 repeats the 12.1 transaction; block 111 pays 0.3.
+fn scripted_chain() -> Scenario {
+    Scenario {
+        blocks: vec![
+            block(
+                100,
+                vec![coinbase(
+                    "c100",
+                    vec![out(MINER, "6", "REGULAR"), out(INODE, "2.5", "REGULAR")],
+                )],
+            ),
+            block(
+                101,
+                vec![
+                    coinbase("c101", vec![out(MINER, "6", "REGULAR")]),
+                    tx(
+                        "t1",
+                        Some("REGULAR"),
+                        &[PAYER],
+                        vec![out(INODE, "12.1", "REGULAR"), out(PAYER, "0.4", "REGULAR")],
+                    ),
+                ],
+            ),
+            block(
+                102,
+                vec![
+                    coinbase("c102", vec![out(MINER, "6", "REGULAR")]),
+                    tx(
+                        "t2-stake",
+                        Some("STAKE"),
+                        &[PAYER],
+                        vec![out(INODE, "5", "REGULAR")],
+                    ),
+                ],
+            ),
+            block(
+                103,
+                vec![
+                    coinbase("c103", vec![out(MINER, "6", "REGULAR")]),
+                    tx(
+                        "t3-self-send",
+                        Some("REGULAR"),
+                        &[INODE],
+                        vec![out(INODE, "7", "REGULAR"), out(POOL_A, "1", "REGULAR")],
+                    ),
+                ],
+            ),
+            block(
+                104,
+                vec![
+                    coinbase("c104", vec![out(MINER, "6", "REGULAR")]),
+                    tx(
+                        "t4",
+                        Some("REGULAR"),
+                        &[PAYER],
+                        vec![
+                            out(INODE, "3", "STAKE"),
+                            out(INODE, "0.00000001", "REGULAR"),
+                        ],
+                    ),
+                ],
+            ),
+            block(
+                109,
+                vec![
+                    coinbase("c109", vec![out(MINER, "6", "REGULAR")]),
+                    tx(
+                        "t5-untyped",
+                        None,
+                        &[PAYER],
+                        vec![out(INODE, "1", "REGULAR")],
+                    ),
+                ],
+            ),
+            block(
+                110,
+                vec![
+                    coinbase("c110", vec![out(MINER, "6", "REGULAR")]),
+                    tx(
+                        "t1",
+                        Some("REGULAR"),
+                        &[PAYER],
+                        vec![out(INODE, "12.1", "REGULAR"), out(PAYER, "0.4", "REGULAR")],
+                    ),
+                ],
+            ),
+            block(
+                111,
+                vec![
+                    coinbase("c111", vec![out(MINER, "6", "REGULAR")]),
+                    tx(
+                        "t6",
+                        Some("REGULAR"),
+                        &[PAYER],
+                        vec![out(INODE, "0.3", "REGULAR")],
+                    ),
+                ],
+            ),
+        ],
+        validators: vec![],
+    }
+}
+
+async fn seed_scores(h: &Harness) {
+    h.store
+        .collection::<Document>(names::MINER_POOL)
+        .insert_many([
+            doc! { "pool_address": POOL_A, "score": 30_i64 },
+            doc! { "pool_address": POOL_B, "score": 10_i64 },
+            doc! { "pool_address": POOL_C, "score": 0_i64 },
+        ])
+        .await
+        .unwrap();
+    h.store
+        .collection::<Document>(names::VALIDATORS)
+        .insert_many([
+            doc! { "wallet_address": VALIDATOR_1, "percentage": 60.0, "score": 1_i64 },
+            doc! { "wallet_address": VALIDATOR_2, "percentage": 30.0, "score": 1_i64 },
+            doc! { "wallet_address": VALIDATOR_3, "percentage": 10.0, "score": 0_i64 },
+        ])
+        .await
+        .unwrap();
+}
+
+async fn pending(h: &Harness) -> BTreeMap<String, i64> {
+    let balances: Vec<Document> = h
+        .store
+        .collection::<Document>(names::BALANCES)
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    balances
+        .into_iter()
+        .map(|b| {
+            (
+                b.get_str("address").unwrap().to_owned(),
+                b.get_i64("pending").unwrap(),
+            )
+        })
+        .collect()
+}
+
+async fn distributions(h: &Harness) -> Vec<RewardDistribution> {
+    h.store
+        .reward_distributions()
+        .find(doc! {})
+        .sort(doc! { "first_block": 1 })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap()
+}
+
+fn assert_conserved(distributions: &[RewardDistribution]) {
+    for d in distributions {
+        let sum: i64 = d.lines.iter().map(|l| l.units).sum();
+        assert_eq!(sum, d.received, "distribution {} conserves", d.id);
+    }
+}
+
+#[tokio::test]
+async fn a_scripted_chain_is_credited_exactly_as_computed_by_hand() {
+    let h = harness("rewards_script", scripted_chain()).await;
+    seed_scores(&h).await;
+
+    let first = h.run_ok("rewards").await;
+    assert_eq!(first["outcome"], "succeeded");
+    assert_eq!(first["details"]["from"], 100);
+    assert_eq!(first["details"]["to"], 109);
+    assert_eq!(first["details"]["received"], "15.60000001");
+    assert_eq!(first["details"]["transactionsCredited"], 4);
+
+    let d = distributions(&h).await;
+    assert_eq!(d.len(), 1);
+    assert_eq!(d[0].id, "100-109");
+    assert_eq!(d[0].received, 1_560_000_001);
+    let mut hashes = d[0].hashes.clone();
+    hashes.sort();
+    assert_eq!(hashes, vec!["c100", "t1", "t4", "t5-untyped"]);
+    // 18/41/41 of 1,560,000,001: 280,800,000.18 / 639,600,000.41 / 639,600,000.41; the
+    // left-over unit goes to the pools (largest remainder, earlier on a tie).
+    // Pools 30:10 of 639,600,001 → 479,700,000.75 / 159,900,000.25 → 479,700,001 / 159,900,000.
+    // Validators: 60 % and 30 % of 639,600,000, the inactive 10 % unallocated.
+    let lines: Vec<(LedgerKind, &str, i64)> = d[0]
+        .lines
+        .iter()
+        .map(|l| (l.kind, l.address.as_str(), l.units))
+        .collect();
+    assert_eq!(
+        lines,
+        vec![
+            (LedgerKind::Fee, REWARD, 280_800_000),
+            (LedgerKind::Pool, POOL_A, 479_700_001),
+            (LedgerKind::Pool, POOL_B, 159_900_000),
+            (LedgerKind::Validator, VALIDATOR_2, 191_880_000),
+            (LedgerKind::Validator, VALIDATOR_1, 383_760_000),
+            (LedgerKind::Unallocated, REWARD, 63_960_000),
+        ]
+    );
+    assert_eq!(d[0].lines[1].basis, Basis::Score { score: 30 });
+    assert_eq!(d[0].lines[4].basis, Basis::Percentage { hundredths: 6000 });
+    assert_conserved(&d);
+
+    let second = h.run_ok("rewards").await;
+    assert_eq!(second["details"]["from"], 110);
+    assert_eq!(second["details"]["to"], 111);
+    assert_eq!(second["details"]["transactionsCredited"], 1);
+    assert_eq!(second["details"]["transactionsAlreadyCredited"], 1);
+    assert_eq!(second["details"]["received"], "0.30000000");
+
+    let third = h.run_ok("rewards").await;
+    assert_eq!(third["details"]["blocks"], 0, "nothing to do: {third}");
+
+    let d = distributions(&h).await;
+    assert_eq!(d.len(), 2);
+    assert_conserved(&d);
+    let balances = pending(&h).await;
+    let total: i64 = balances.values().sum();
+    assert_eq!(
+        total,
+        1_560_000_001 + 30_000_000,
+        "every received unit credited once"
+    );
+    assert_eq!(
+        balances[REWARD],
+        280_800_000
+            + 63_960_000
+            + d[1]
+                .lines
+                .iter()
+                .filter(|l| l.address == REWARD)
+                .map(|l| l.units)
+                .sum::<i64>()
+    );
+    let credited = h
+        .store
+        .credited_transactions()
+        .count_documents(doc! {})
+        .await
+        .unwrap();
+    assert_eq!(credited, 5);
+    assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(111));
+
+    let runs: Vec<Document> = h
+        .store
+        .collection::<Document>(names::JOB_RUNS)
+        .find(doc! { "job": "rewards" })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|r| r.get_str("outcome") == Ok("succeeded")));
+}
+
+/// Expected total after the whole scripted chain is scanned.
+const SCRIPTED_TOTAL: i64 = 1_560_000_001 + 30_000_000;
+
+async fn scan_to_the_end(h: &Harness) {
+    for _ in 0..5 {
+        let s = h.run_ok("rewards").await;
+        if s["details"]["blocks"] == 0 {
+            return;
+        }
+    }
+    panic!("the chain was not scanned to its end");
+}
+
+async fn assert_credited_once(h: &Harness) {
+    let balances = pending(h).await;
+    assert_eq!(balances.values().sum::<i64>(), SCRIPTED_TOTAL);
+    let d = distributions(h).await;
+    assert_conserved(&d);
+    assert_eq!(d.iter().map(|d| d.received).sum::<i64>(), SCRIPTED_TOTAL);
+    let mut hashes: Vec<String> = d.iter().flat_map(|d| d.hashes.clone()).collect();
+    let count = hashes.len();
+    hashes.sort();
+    hashes.dedup();
+    assert_eq!(hashes.len(), count, "no transaction credited twice");
+}
+
+/// Crashes the process at `point`, then re-runs until the chain is scanned: every received unit
+/// is credited once. A crash inside the transaction leaves it open on the server until the
+/// server's transaction lifetime (60 s on MongoDB) ends it, so the re-run waits that long.
+async fn crash_then_rerun(point: &str) {
+    let h = harness("rewards_crash", scripted_chain()).await;
+    seed_scores(&h).await;
+    let crashed = h.run("rewards", &[("MINERPOOL_FAULT", point)]).await;
+    assert!(
+        !crashed.status.success() && crashed.status.code().is_none(),
+        "{point}: the process must die by a signal, got {:?}",
+        crashed.status
+    );
+    let after_crash = pending(&h).await.values().sum::<i64>();
+    if point == "rewards:after-commit" {
+        assert_eq!(after_crash, 1_560_000_001, "{point}: the commit stands");
+    } else {
+        assert_eq!(after_crash, 0, "{point}: nothing before the commit stands");
+        assert_eq!(
+            h.store.last_scanned_height().await.unwrap(),
+            None,
+            "{point}"
+        );
+    }
+    // The crashed run's lock expires (1 s in these tests) and the next run proceeds.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    scan_to_the_end(&h).await;
+    assert_credited_once(&h).await;
+}
+
+#[tokio::test]
+async fn a_crash_after_moving_the_height_credits_once_after_a_rerun() {
+    crash_then_rerun("rewards:after-height").await;
+}
+
+#[tokio::test]
+async fn a_crash_before_the_balances_credits_once_after_a_rerun() {
+    crash_then_rerun("rewards:before-balances").await;
+}
+
+#[tokio::test]
+async fn a_crash_just_before_the_commit_credits_once_after_a_rerun() {
+    crash_then_rerun("rewards:before-commit").await;
+}
+
+#[tokio::test]
+async fn a_crash_after_the_commit_credits_once_after_a_rerun() {
+    crash_then_rerun("rewards:after-commit").await;
+}
+
+#[tokio::test]
+async fn two_runs_started_together_credit_once() {
+    let h = harness("rewards_race", scripted_chain()).await;
+    seed_scores(&h).await;
+    let (a, b) = tokio::join!(h.run("rewards", &[]), h.run("rewards", &[]));
+    assert!(a.status.success(), "{}", stderr(&a));
+    assert!(b.status.success(), "{}", stderr(&b));
+    let outcomes = [
+        summary(&a)["outcome"].clone(),
+        summary(&b)["outcome"].clone(),
+    ];
+    assert!(outcomes.contains(&"succeeded".into()), "{outcomes:?}");
+    scan_to_the_end(&h).await;
+    assert_credited_once(&h).await;
+}
+
+#[tokio::test]
+async fn chain_failures_end_the_run_and_change_nothing() {
+    let cases = [
+        (Failure::Timeout, "no answer within"),
+        (Failure::ServerError, "HTTP 500"),
+        (Failure::Malformed, "malformed response"),
+        (Failure::EmptyBlock, "has no transactions"),
+    ];
+    for (failure, message) in cases {
+        let h = harness("rewards_chain_fail", scripted_chain()).await;
+        seed_scores(&h).await;
+        h.sim.fail_next(failure, 10);
+        let output = h.run("rewards", &[]).await;
+        assert!(!output.status.success(), "{failure:?} must fail the run");
+        let err = stderr(&output);
+        assert!(err.contains(message), "{failure:?}: {err}");
+        assert!(
+            err.contains("get_blocks_details"),
+            "{failure:?} names the URL: {err}"
+        );
+        assert_eq!(summary(&output)["outcome"], "failed");
+        assert_eq!(h.store.last_scanned_height().await.unwrap(), None);
+        assert!(pending(&h).await.is_empty(), "{failure:?} credited nothing");
+        let run: Document = h
+            .store
+            .collection::<Document>(names::JOB_RUNS)
+            .find_one(doc! { "job": "rewards" })
+            .await
+            .unwrap()
+            .expect("the failed run is recorded");
+        assert_eq!(run.get_str("outcome"), Ok("failed"));
+        assert!(run.get_str("error").unwrap().contains(message));
+    }
+}
+
+#[tokio::test]
+async fn with_no_pools_and_no_validators_everything_goes_to_the_reward_address() {
+    let h = harness("rewards_nobody", scripted_chain()).await;
+    scan_to_the_end(&h).await;
+    let balances = pending(&h).await;
+    assert_eq!(balances.len(), 1);
+    assert_eq!(balances[REWARD], SCRIPTED_TOTAL);
+}
+
+#[tokio::test]
+async fn a_standalone_server_is_refused_with_a_clear_message() {
+    let h = harness("rewards_standalone", Scenario::default()).await;
+    let uri = std::env::var("MINERPOOL_TEST_MONGODB_STANDALONE_URI").unwrap();
+    let output = h.run("rewards", &[("MONGODB_URI", uri.as_str())]).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("not a replica set"),
+        "{}",
+        stderr(&output)
+    );
+}
+
+#[tokio::test]
+async fn bad_invocations_are_clear_errors() {
+    let h = harness("rewards_bad_cli", Scenario::default()).await;
+    let output = h.run("rewards", &[("MONGODB_URI", "")]).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("MONGODB_URI"),
+        "{}",
+        stderr(&output)
+    );
+
+    let missing = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-job"))
+        .args(["rewards", "--config", "/nonexistent.yaml"])
+        .env("MONGODB_URI", "mongodb://127.0.0.1:9")
+        .output()
+        .await
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("/nonexistent.yaml"),
+        "{}",
+        stderr(&missing)
+    );
+
+    let unknown = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-job"))
+        .arg("bake")
+        .output()
+        .await
+        .unwrap();
+    assert!(!unknown.status.success());
+}
+
+#[tokio::test]
+async fn validators_job_keeps_what_the_node_wrote() {
+    let h = Harness::new(
+        "validators_sync",
+        Scenario {
+            blocks: vec![],
+            validators: vec![
+                SimValidator {
+                    address: VALIDATOR_1.into(),
+                    stake: units("600"),
+                    votes: vec![units("10"), units("2.5")],
+                },
+                SimValidator {
+                    address: VALIDATOR_2.into(),
+                    stake: units("300"),
+                    votes: vec![],
+                },
+            ],
+        },
+    )
+    .await;
+    let ping = bson::DateTime::from_millis(1_760_000_000_000);
+    h.store
+        .collection::<Document>(names::VALIDATORS)
+        .insert_many([
+            doc! { "wallet_address": VALIDATOR_1, "score": 1_i64, "ip": "10.0.0.7",
+            "port": 5502_i64, "ping": ping, "percentage": 12.0 },
+            doc! { "wallet_address": VALIDATOR_3, "score": 1_i64, "percentage": 10.0 },
+        ])
+        .await
+        .unwrap();
+    let s = h.run_ok("validators").await;
+    assert_eq!(s["details"]["listed"], 2);
+    assert_eq!(s["details"]["dropped"], 1);
+    let get = |address: &'static str| {
+        let validators = h.store.collection::<Document>(names::VALIDATORS);
+        async move {
+            validators
+                .find_one(doc! { "wallet_address": address })
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    let v1 = get(VALIDATOR_1).await;
+    assert_eq!(v1.get_f64("percentage"), Ok(66.67));
+    assert_eq!(v1.get_f64("vote"), Ok(12.5));
+    assert_eq!(v1.get_f64("totalStake"), Ok(600.0));
+    assert_eq!(v1.get_i64("score"), Ok(1), "the TASK-set score survives");
+    assert_eq!(v1.get_str("ip"), Ok("10.0.0.7"), "the PING-set ip survives");
+    assert_eq!(v1.get_i64("port"), Ok(5502));
+    assert_eq!(v1.get_datetime("ping"), Ok(&ping));
+    let v2 = get(VALIDATOR_2).await;
+    assert_eq!(v2.get_f64("percentage"), Ok(33.33));
+    assert_eq!(
+        v2.get_i64("score"),
+        Ok(0),
+        "a new validator starts with score 0"
+    );
+    let v3 = get(VALIDATOR_3).await;
+    assert_eq!(
+        v3.get_f64("percentage"),
+        Ok(0.0),
+        "a drop-out gets percentage 0"
+    );
+    assert_eq!(v3.get_i64("score"), Ok(1));
+}
+
+#[tokio::test]
+async fn validators_job_fails_cleanly_on_a_bad_chain_answer() {
+    let h = Harness::new("validators_fail", Scenario::default()).await;
+    h.sim.fail_next(Failure::Malformed, 10);
+    let output = h.run("validators", &[]).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("get_validators_info"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        h.store.validators().count_documents(doc! {}).await.unwrap(),
+        0
+    );
+}

@@ -1,0 +1,421 @@
+//! A uPow chain simulator: an HTTP server with the node API's response shapes
+//! (upow/TRANSACTIONS.md §8), serving blocks and validators from a scenario or a seeded
+//! generator, and failing on request (timeout, HTTP 500, malformed JSON, a block without
+//! transactions) so tests can see how minerpool copes.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use minerpool_core::money::{Amount, UNITS_PER_COIN};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+/// What the simulated chain holds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    #[serde(default)]
+    pub blocks: Vec<SimBlock>,
+    #[serde(default)]
+    pub validators: Vec<SimValidator>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimBlock {
+    pub id: u64,
+    #[serde(default)]
+    pub transactions: Vec<SimTransaction>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimTransaction {
+    pub hash: String,
+    #[serde(default)]
+    pub coinbase: bool,
+    /// `None` renders no `transaction_type` (as coinbases have none).
+    #[serde(default)]
+    pub transaction_type: Option<String>,
+    /// Owners of the spent outputs.
+    #[serde(default)]
+    pub inputs: Vec<String>,
+    pub outputs: Vec<SimOutput>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimOutput {
+    pub address: String,
+    pub amount: Amount,
+    #[serde(default = "regular", rename = "type")]
+    pub output_type: String,
+}
+
+fn regular() -> String {
+    "REGULAR".into()
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimValidator {
+    pub address: String,
+    pub stake: Amount,
+    #[serde(default)]
+    pub votes: Vec<Amount>,
+}
+
+/// A way to answer badly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    /// Answer after an hour (clients time out first).
+    Timeout,
+    /// HTTP 500 `{"ok": false, "error": "Exception: "}`.
+    ServerError,
+    /// A body that is not JSON.
+    Malformed,
+    /// A block without its transactions.
+    EmptyBlock,
+}
+
+#[derive(Debug, Default)]
+struct ChainState {
+    blocks: BTreeMap<u64, SimBlock>,
+    validators: Vec<SimValidator>,
+    /// Failures still to serve, in order, each for so many requests.
+    failures: Vec<(Failure, u32)>,
+    requests: u64,
+}
+
+/// A running simulator.
+#[derive(Clone)]
+pub struct ChainSim {
+    pub url: String,
+    state: Arc<Mutex<ChainState>>,
+}
+
+impl ChainSim {
+    /// Serves `scenario` on a free loopback port.
+    pub async fn start(scenario: Scenario) -> ChainSim {
+        ChainSim::serve("127.0.0.1:0".parse().expect("address"), scenario)
+            .await
+            .expect("bind a loopback port")
+    }
+
+    /// Serves `scenario` on `address`.
+    pub async fn serve(address: SocketAddr, scenario: Scenario) -> std::io::Result<ChainSim> {
+        let state = Arc::new(Mutex::new(ChainState {
+            blocks: scenario.blocks.into_iter().map(|b| (b.id, b)).collect(),
+            validators: scenario.validators,
+            ..ChainState::default()
+        }));
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let app = router(state.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "chain simulator stopped");
+            }
+        });
+        Ok(ChainSim { url, state })
+    }
+
+    /// The next `times` requests to the chain endpoints fail with `failure`.
+    pub fn fail_next(&self, failure: Failure, times: u32) {
+        self.lock().failures.push((failure, times));
+    }
+
+    pub fn add_block(&self, block: SimBlock) {
+        self.lock().blocks.insert(block.id, block);
+    }
+
+    pub fn set_validators(&self, validators: Vec<SimValidator>) {
+        self.lock().validators = validators;
+    }
+
+    /// The highest block id, if any.
+    pub fn tip(&self) -> Option<u64> {
+        self.lock().blocks.keys().next_back().copied()
+    }
+
+    /// Requests served to the chain endpoints so far.
+    pub fn requests(&self) -> u64 {
+        self.lock().requests
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ChainState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+type Shared = Arc<Mutex<ChainState>>;
+
+fn router(state: Shared) -> Router {
+    Router::new()
+        .merge(blocks_routes())
+        .merge(validators_routes())
+        .merge(control_routes())
+        .with_state(state)
+}
+
+fn blocks_routes() -> Router<Shared> {
+    Router::new().route("/get_blocks_details", get(blocks_details))
+}
+
+fn validators_routes() -> Router<Shared> {
+    Router::new().route("/get_validators_info", get(validators_info))
+}
+
+/// Test control: failures, blocks and validators, under `/sim/`.
+fn control_routes() -> Router<Shared> {
+    Router::new()
+        .route("/sim/fail", post(control_fail))
+        .route("/sim/blocks", post(control_add_block))
+        .route("/sim/validators", put(control_set_validators))
+}
+
+/// Takes the next planned failure, counting the request.
+fn next_failure(state: &Shared) -> Option<Failure> {
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    state.requests += 1;
+    let (failure, left) = state.failures.first_mut()?;
+    let failure = *failure;
+    *left -= 1;
+    if *left == 0 {
+        state.failures.remove(0);
+    }
+    Some(failure)
+}
+
+async fn failure_response(failure: Failure) -> Option<Response> {
+    match failure {
+        Failure::Timeout => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            Some(StatusCode::GATEWAY_TIMEOUT.into_response())
+        }
+        Failure::ServerError => Some(
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({ "ok": false, "error": "Exception: " })),
+            )
+                .into_response(),
+        ),
+        Failure::Malformed => Some(
+            (
+                [("content-type", "application/json")],
+                "{\"ok\": true, \"result\": [{\"block\"",
+            )
+                .into_response(),
+        ),
+        Failure::EmptyBlock => None,
+    }
+}
+
+#[derive(Deserialize)]
+struct BlocksQuery {
+    offset: u64,
+    limit: usize,
+}
+
+async fn blocks_details(State(state): State<Shared>, Query(q): Query<BlocksQuery>) -> Response {
+    let failure = next_failure(&state);
+    if let Some(failure) = failure
+        && let Some(response) = failure_response(failure).await
+    {
+        return response;
+    }
+    let blocks: Vec<Value> = {
+        let state = state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .blocks
+            .range(q.offset..)
+            .take(q.limit.min(1000))
+            .map(|(_, block)| render_block(block, failure == Some(Failure::EmptyBlock)))
+            .collect()
+    };
+    Json(json!({ "ok": true, "result": blocks })).into_response()
+}
+
+#[derive(Deserialize)]
+struct ValidatorsQuery {
+    #[serde(default)]
+    inode: Option<String>,
+}
+
+async fn validators_info(
+    State(state): State<Shared>,
+    Query(q): Query<ValidatorsQuery>,
+) -> Response {
+    if let Some(failure) = next_failure(&state)
+        && let Some(response) = failure_response(failure).await
+    {
+        return response;
+    }
+    let state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let wallet = q.inode.unwrap_or_default();
+    let listed: Vec<Value> = state
+        .validators
+        .iter()
+        .map(|v| {
+            json!({
+                "validator": v.address,
+                "vote": v.votes.iter().enumerate().map(|(i, count)| json!({
+                    "wallet": wallet,
+                    "vote_count": number(*count),
+                    "tx_hash": format!("{:064x}", i),
+                    "index": 0,
+                })).collect::<Vec<_>>(),
+                "totalStake": number(v.stake),
+            })
+        })
+        .collect();
+    Json(Value::Array(listed)).into_response()
+}
+
+#[derive(Deserialize)]
+struct FailRequest {
+    mode: Failure,
+    #[serde(default = "one")]
+    times: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+async fn control_fail(State(state): State<Shared>, Json(body): Json<FailRequest>) -> StatusCode {
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    state.failures.push((body.mode, body.times.max(1)));
+    StatusCode::NO_CONTENT
+}
+
+async fn control_add_block(State(state): State<Shared>, Json(block): Json<SimBlock>) -> StatusCode {
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    state.blocks.insert(block.id, block);
+    StatusCode::NO_CONTENT
+}
+
+async fn control_set_validators(
+    State(state): State<Shared>,
+    Json(validators): Json<Vec<SimValidator>>,
+) -> StatusCode {
+    state.lock().unwrap_or_else(|e| e.into_inner()).validators = validators;
+    StatusCode::NO_CONTENT
+}
+
+/// An amount as the node writes a Python `Decimal` through FastAPI: an integer when whole, else
+/// a float literal (`6`, `12.5`).
+fn number(amount: Amount) -> Box<RawValue> {
+    let units = amount.units();
+    let text = if units % UNITS_PER_COIN == 0 {
+        (units / UNITS_PER_COIN).to_string()
+    } else {
+        amount.to_string().trim_end_matches('0').to_owned()
+    };
+    RawValue::from_string(text).expect("a decimal literal is JSON")
+}
+
+fn render_block(block: &SimBlock, without_transactions: bool) -> Value {
+    let hash = format!("{:064x}", block.id);
+    let transactions: Vec<Value> = if without_transactions {
+        Vec::new()
+    } else {
+        block
+            .transactions
+            .iter()
+            .map(|tx| render_transaction(tx, block.id, &hash))
+            .collect()
+    };
+    json!({
+        "block": {
+            "id": block.id, "hash": hash, "content": "00", "address": "miner",
+            "random": block.id, "difficulty": 6.5, "reward": 6, "timestamp": 1_717_245_296 + block.id,
+        },
+        "transactions": transactions,
+    })
+}
+
+fn render_transaction(tx: &SimTransaction, block_id: u64, block_hash: &str) -> Value {
+    let outputs: Vec<Value> = tx
+        .outputs
+        .iter()
+        .map(|o| json!({ "address": o.address, "amount": number(o.amount), "type": o.output_type }))
+        .collect();
+    if tx.coinbase {
+        return json!({
+            "is_coinbase": true, "hash": tx.hash, "block_hash": block_hash,
+            "block_no": block_id, "datetime": "2024-06-01T12:34:56", "outputs": outputs,
+        });
+    }
+    let inputs: Vec<Value> = tx
+        .inputs
+        .iter()
+        .enumerate()
+        .map(|(i, owner)| json!({ "index": 0, "tx_hash": format!("{:064x}", i), "address": owner, "amount": 1 }))
+        .collect();
+    let mut rendered = json!({
+        "is_coinbase": false, "hash": tx.hash, "block_hash": block_hash, "block_no": block_id,
+        "datetime": "2024-06-01T12:34:56", "message": null, "is_confirm": true,
+        "inputs": inputs, "delta": null, "fees": 0, "outputs": outputs,
+    });
+    if let Some(kind) = &tx.transaction_type {
+        rendered["transaction_type"] = json!(kind);
+    }
+    rendered
+}
+
+/// Emits a block paying `wallet` every `every`, from `start` on: a coinbase to a miner and a
+/// REGULAR transaction whose amount comes from a seeded sequence (so runs repeat exactly).
+pub fn generate_blocks(sim: &ChainSim, wallet: String, every: Duration, start: u64, seed: u64) {
+    let sim = sim.clone();
+    tokio::spawn(async move {
+        let mut state = seed.max(1);
+        let mut id = sim.tip().map_or(start, |tip| tip + 1);
+        loop {
+            // xorshift64: small, seeded, and the same on every machine.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let units = (state % 50 + 1) as i64 * UNITS_PER_COIN / 4 + (state % 97) as i64;
+            let amount = Amount::from_units(units).expect("positive");
+            sim.add_block(SimBlock {
+                id,
+                transactions: vec![
+                    SimTransaction {
+                        hash: format!("{:064x}", id * 2),
+                        coinbase: true,
+                        transaction_type: None,
+                        inputs: vec![],
+                        outputs: vec![SimOutput {
+                            address: crate::fixtures::MINER.into(),
+                            amount: Amount::from_units(6 * UNITS_PER_COIN).expect("positive"),
+                            output_type: regular(),
+                        }],
+                    },
+                    SimTransaction {
+                        hash: format!("{:064x}", id * 2 + 1),
+                        coinbase: false,
+                        transaction_type: Some("REGULAR".into()),
+                        inputs: vec![crate::fixtures::PAYER.into()],
+                        outputs: vec![SimOutput {
+                            address: wallet.clone(),
+                            amount,
+                            output_type: regular(),
+                        }],
+                    },
+                ],
+            });
+            id += 1;
+            tokio::time::sleep(every).await;
+        }
+    });
+}
