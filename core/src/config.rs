@@ -349,10 +349,8 @@ fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
 }
 
 fn check_wallet(key: &'static str, address: &str) -> Result<(), ConfigError> {
-    if address.trim().is_empty() {
-        return Err(invalid(key, "must be a uPow address, got an empty string"));
-    }
-    Ok(())
+    crate::address::check_format(address)
+        .map_err(|e| invalid(key, format!("{address:?} is not a uPow address: {e}")))
 }
 
 /// Secrets, read from the environment (never from the config file, never logged).

@@ -1,6 +1,7 @@
 //! minerpool's domain: configuration, money, the MongoDB store, the scoring rules and the uPow
 //! chain API client. The node, the jobs and the operator are thin shells over this crate.
 
+pub mod address;
 pub mod chain;
 pub mod config;
 pub mod faults;

@@ -5,8 +5,8 @@ use std::io::Write;
 use minerpool_core::config::{Config, ConfigError, Secrets, Sender};
 use minerpool_core::money::Amount;
 
-const INODE: &str = "DnAmjyYe5cLK9dXPk5JYu2EzhaGHx5zaTnUQNjMBY4phL";
-const REWARD: &str = "E5bsodpxoRmBhpmYLAo9Nc2NptqmvXtpRKFjTNW7rFtnr";
+const INODE: &str = "DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi";
+const REWARD: &str = "DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW";
 
 fn minimal() -> String {
     format!("chain:\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n")
@@ -171,6 +171,11 @@ fn bad_values_are_named() {
         "chain:\n  inodeWallet: \"\"\n  rewardAddress: {REWARD}\n"
     ));
     assert!(err.contains("chain.inodeWallet"), "{err}");
+    let err = error_of(&format!(
+        "chain:\n  inodeWallet: {INODE}\n  rewardAddress: not-a-wallet\n"
+    ));
+    assert!(err.contains("chain.rewardAddress"), "{err}");
+    assert!(err.contains("not a uPow address"), "{err}");
     let err = error_of(&format!(
         "chain:\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n  requestTimeoutSeconds: 0\n"
     ));
