@@ -79,8 +79,16 @@ async fn distribute_to(pools: usize) -> Figures {
         .count_documents(doc! {})
         .await
         .expect("count balances");
-    assert_eq!(credited as usize, pools + 60 + 1, "every pool, validator and the reward address");
-    store.database().drop().await.expect("drop the bench database");
+    assert_eq!(
+        credited as usize,
+        pools + 60 + 1,
+        "every pool, validator and the reward address"
+    );
+    store
+        .database()
+        .drop()
+        .await
+        .expect("drop the bench database");
     Figures {
         pools,
         elapsed,
@@ -92,7 +100,10 @@ async fn distribute_to(pools: usize) -> Figures {
 #[tokio::main]
 async fn main() {
     println!("rewards distribution: one block range, 60 validators");
-    println!("{:>8} {:>12} {:>12} {:>12}", "pools", "ledger lines", "round trips", "time");
+    println!(
+        "{:>8} {:>12} {:>12} {:>12}",
+        "pools", "ledger lines", "round trips", "time"
+    );
     let mut figures = Vec::new();
     for pools in [100, 10_000] {
         let f = distribute_to(pools).await;
