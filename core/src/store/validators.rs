@@ -26,7 +26,9 @@ pub fn stake_shares(mut validators: Vec<ValidatorInfo>, limit: usize) -> Vec<Sta
             .cmp(&a.total_stake)
             .then_with(|| a.validator.cmp(&b.validator))
     });
-    validators.dedup_by(|a, b| a.validator == b.validator);
+    // A validator listed twice counts once, with its larger stake (the first after sorting).
+    let mut seen = std::collections::HashSet::new();
+    validators.retain(|v| seen.insert(v.validator.clone()));
     validators.truncate(limit);
     let total: i128 = validators
         .iter()
@@ -166,6 +168,19 @@ mod tests {
         let shares = stake_shares(vec![info("a", "1", &[]), info("b", "7", &[])], 60);
         // 12.5 → 12.50 exactly; 87.5 → 87.50
         assert_eq!((shares[0].hundredths, shares[1].hundredths), (8750, 1250));
+    }
+
+    #[test]
+    fn a_validator_listed_twice_counts_once() {
+        let shares = stake_shares(
+            vec![info("a", "1", &[]), info("b", "3", &[]), info("a", "2", &[])],
+            60,
+        );
+        let got: Vec<(&str, i64)> = shares
+            .iter()
+            .map(|s| (s.wallet_address.as_str(), s.hundredths))
+            .collect();
+        assert_eq!(got, vec![("b", 6000), ("a", 4000)]);
     }
 
     #[test]
