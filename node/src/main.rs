@@ -1,1 +1,110 @@
-fn main() {}
+//! `minerpool-node`: `serve` (the servers, what the Deployment runs) and `standalone` (servers
+//! and jobs in one process).
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use minerpool_core::chain::ChainClient;
+use minerpool_core::config::{Config, Secrets};
+use minerpool_core::store::Store;
+use minerpool_core::store::activity::TaskRecorder;
+use minerpool_jobs::{Context, DEFAULT_LOCK_TTL};
+use minerpool_node::metrics::Metrics;
+use minerpool_node::{Limits, NodeState, parse_admin_key, standalone, start};
+
+#[derive(Parser)]
+#[command(
+    name = "minerpool-node",
+    version,
+    about = "The minerpool iNode: WebSocket and HTTP servers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the WebSocket protocol and the HTTP API
+    Serve {
+        /// The minerpool YAML configuration file
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Serve, and run the rewards, validators and decay jobs on their intervals, in one process
+    Standalone {
+        /// The minerpool YAML configuration file
+        #[arg(long, value_name = "FILE")]
+        config: PathBuf,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .json()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let (config_path, with_jobs) = match Cli::parse().command {
+        Command::Serve { config } => (config, false),
+        Command::Standalone { config } => (config, true),
+    };
+    let config = Config::load(&config_path)?;
+    let secrets = Secrets::from_env()?;
+    let store = Store::connect(&secrets.mongodb_uri, &config.mongodb.database).await?;
+    store
+        .require_replica_set()
+        .await
+        .context("checking the MongoDB server")?;
+    store.ensure_indexes().await?;
+    let admin_rsa_key = secrets
+        .admin_rsa_key
+        .as_deref()
+        .map(parse_admin_key)
+        .transpose()?;
+    let (http_address, websocket_address) =
+        (config.node.http_address, config.node.websocket_address);
+    let state = NodeState {
+        tasks: TaskRecorder::new(store.clone()).await?,
+        store: store.clone(),
+        limits: Limits::from_config(&config),
+        config: config.clone(),
+        secrets,
+        metrics: Metrics::default(),
+        admin_rsa_key,
+    };
+    let node = start(state, http_address, websocket_address).await?;
+    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let jobs = if with_jobs {
+        let context = Context {
+            chain: ChainClient::new(&config.chain)?,
+            config,
+            store,
+            lock_ttl: DEFAULT_LOCK_TTL,
+        };
+        standalone::spawn_schedule(context, jobs_stopped)
+    } else {
+        Vec::new()
+    };
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new connections, finishing in-flight work");
+    let _ = stop_jobs.send(true);
+    node.shutdown().await;
+    for job in jobs {
+        let _ = job.await;
+    }
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install the SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

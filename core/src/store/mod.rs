@@ -1,6 +1,7 @@
 //! The MongoDB store: typed collections, the indexes every uniqueness assumption rests on, and
 //! transactions with the driver's retry rules.
 
+pub mod activity;
 pub mod documents;
 pub mod loose;
 pub mod rewards;

@@ -1,0 +1,372 @@
+//! The versioned JSON API under `/api/v1`. Amounts are decimal strings with 8 decimals, never
+//! JSON floats. Writes need `Authorization: Bearer <MINERPOOL_ADMIN_TOKEN>`.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use minerpool_core::address::check_format;
+use minerpool_core::money::Amount;
+use minerpool_core::store::StoreError;
+use minerpool_core::store::activity::{PoolOverview, PoolRegistration};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use subtle::ConstantTimeEq;
+
+use super::legacy::legacy_time;
+use crate::NodeState;
+
+type Shared = State<Arc<NodeState>>;
+
+pub fn router() -> Router<Arc<NodeState>> {
+    Router::new()
+        .route("/openapi.json", get(|| async { Json(openapi()) }))
+        .route("/pools", get(list_pools).post(add_pool))
+        .route("/pools/{address}", get(get_pool).delete(remove_pool))
+        .route("/validators", get(list_validators))
+        .route("/balances/{address}", get(get_balance))
+        .route("/payouts/{address}", get(list_payouts))
+        .route("/distributions", get(list_distributions))
+        .route("/job-runs", get(list_job_runs))
+        .route("/stats", get(stats))
+}
+
+/// An API error: a status and a message naming what was wrong.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(json!({ "error": self.1 }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        tracing::error!(error = %e, "API request failed");
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "database unavailable".into(),
+        )
+    }
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+fn units(units: i64) -> String {
+    Amount::from_units(units.max(0))
+        .unwrap_or(Amount::ZERO)
+        .to_string()
+}
+
+fn valid_address(address: &str) -> Result<(), ApiError> {
+    check_format(address)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("address {address:?}: {e}")))
+}
+
+/// Compares the bearer token in constant time; writes are disabled when no token is set.
+fn authorize(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &state.secrets.admin_token else {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "writes are disabled: MINERPOOL_ADMIN_TOKEN is not set".into(),
+        ));
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong bearer token".into(),
+        ))
+    }
+}
+
+fn pool_json(pool: &PoolOverview) -> Value {
+    json!({
+        "address": pool.pool_address,
+        "registered": pool.registered,
+        "score": pool.score,
+        "lastActiveTime": legacy_time(pool.last_active_time),
+    })
+}
+
+async fn list_pools(State(state): Shared) -> ApiResult {
+    let pools: Vec<Value> = state
+        .store
+        .pool_overviews()
+        .await?
+        .iter()
+        .map(pool_json)
+        .collect();
+    Ok(Json(json!({ "pools": pools })))
+}
+
+async fn get_pool(State(state): Shared, Path(address): Path<String>) -> ApiResult {
+    valid_address(&address)?;
+    match state.store.pool_overview(&address).await? {
+        Some(pool) => Ok(Json(pool_json(&pool))),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no pool {address}"),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddPool {
+    address: String,
+}
+
+async fn add_pool(
+    State(state): Shared,
+    headers: HeaderMap,
+    body: Result<Json<AddPool>, axum::extract::rejection::JsonRejection>,
+) -> Result<Response, ApiError> {
+    authorize(&state, &headers)?;
+    let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    valid_address(&body.address)?;
+    match state.store.register_pool(&body.address).await? {
+        PoolRegistration::Added { id } => Ok((
+            StatusCode::CREATED,
+            Json(json!({ "address": body.address, "id": id })),
+        )
+            .into_response()),
+        PoolRegistration::AlreadyExists => Err(ApiError(
+            StatusCode::CONFLICT,
+            format!("pool {} is already registered", body.address),
+        )),
+    }
+}
+
+async fn remove_pool(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    authorize(&state, &headers)?;
+    valid_address(&address)?;
+    if state.store.unregister_pool(&address).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no pool {address}"),
+        ))
+    }
+}
+
+async fn list_validators(State(state): Shared) -> ApiResult {
+    let validators: Vec<Value> = state
+        .store
+        .validators_tolerant()
+        .await?
+        .into_iter()
+        .map(|(address, validator)| match validator {
+            Ok(v) => json!({
+                "address": address,
+                "score": v.score,
+                "percentage": format!("{:.2}", v.percentage),
+                "ip": v.ip,
+                "port": v.port,
+                "ping": v.ping.map(rfc3339),
+                "lastActiveTime": v.last_active_time.map(rfc3339),
+            }),
+            Err(error) => json!({ "address": address, "error": error }),
+        })
+        .collect();
+    Ok(Json(json!({ "validators": validators })))
+}
+
+fn rfc3339(time: bson::DateTime) -> String {
+    time.try_to_rfc3339_string().unwrap_or_default()
+}
+
+async fn get_balance(State(state): Shared, Path(address): Path<String>) -> ApiResult {
+    valid_address(&address)?;
+    let (pending, paid) = state
+        .store
+        .balance_of(&address)
+        .await?
+        .map_or((0, 0), |b| (b.pending, b.paid));
+    Ok(Json(json!({
+        "address": address,
+        "pending": units(pending),
+        "paid": units(paid),
+    })))
+}
+
+async fn list_payouts(
+    State(state): Shared,
+    Path(address): Path<String>,
+    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    valid_address(&address)?;
+    let page = page(query)?;
+    let payouts: Vec<Value> = state
+        .store
+        .payouts_of(&address, page.limit())
+        .await?
+        .iter()
+        .map(|p| {
+            json!({
+                "batch": p.batch_id,
+                "state": p.state,
+                "amount": units(p.units),
+                "txHash": p.tx_hash,
+                "createdAt": p.created_at.map(rfc3339),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "address": address, "payouts": payouts })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Page {
+    #[serde(default)]
+    limit: Option<u32>,
+    #[serde(default)]
+    job: Option<String>,
+}
+
+impl Page {
+    fn limit(&self) -> i64 {
+        i64::from(self.limit.unwrap_or(20).clamp(1, 200))
+    }
+}
+
+fn page(
+    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Page, ApiError> {
+    query
+        .map(|Query(p)| p)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))
+}
+
+async fn list_distributions(
+    State(state): Shared,
+    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let page = page(query)?;
+    let distributions: Vec<Value> = state
+        .store
+        .recent_distributions(page.limit(), None)
+        .await?
+        .iter()
+        .map(|d| {
+            json!({
+                "blocks": d.id,
+                "received": units(d.received),
+                "transactions": d.hashes,
+                "lines": d.lines.iter().map(|l| json!({
+                    "address": l.address,
+                    "kind": l.kind,
+                    "amount": units(l.units),
+                    "basis": l.basis,
+                })).collect::<Vec<_>>(),
+                "createdAt": rfc3339(d.created_at),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "distributions": distributions })))
+}
+
+async fn list_job_runs(
+    State(state): Shared,
+    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let page = page(query)?;
+    let runs: Vec<Value> = state
+        .store
+        .recent_job_runs(page.job.as_deref(), page.limit())
+        .await?
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.id,
+                "job": r.job,
+                "outcome": r.outcome,
+                "startedAt": rfc3339(r.started_at),
+                "endedAt": r.ended_at.map(rfc3339),
+                "summary": r.summary,
+                "error": r.error,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "jobRuns": runs })))
+}
+
+async fn stats(State(state): Shared) -> ApiResult {
+    let totals = state.store.totals().await?;
+    Ok(Json(json!({
+        "lastScannedHeight": totals.last_scanned_height,
+        "distributions": totals.distributions,
+        "received": units(totals.received),
+        "credited": units(totals.credited),
+        "pending": units(totals.pending),
+        "paid": units(totals.paid),
+    })))
+}
+
+/// The OpenAPI 3.1 document of this API.
+pub fn openapi() -> Value {
+    let amount =
+        json!({ "type": "string", "pattern": "^[0-9]+\\.[0-9]{8}$", "example": "12.50000000" });
+    let address = json!({ "name": "address", "in": "path", "required": true, "schema": { "type": "string" } });
+    let limit = json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 20 } });
+    let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
+    let ok = |schema: Value| json!({ "description": "OK", "content": { "application/json": { "schema": schema } } });
+    let admin = json!([{ "bearer": [] }]);
+    json!({
+        "openapi": "3.1.0",
+        "info": { "title": "minerpool node API", "version": env!("CARGO_PKG_VERSION") },
+        "servers": [{ "url": "/api/v1" }],
+        "paths": {
+            "/pools": {
+                "get": { "summary": "Registered pools with their scores", "responses": { "200": ok(json!({ "type": "object" })) } },
+                "post": {
+                    "summary": "Register a pool", "security": admin,
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                        "type": "object", "required": ["address"], "additionalProperties": false,
+                        "properties": { "address": { "type": "string" } } } } } },
+                    "responses": { "201": ok(json!({ "type": "object" })), "400": error, "401": error, "403": error, "409": error }
+                }
+            },
+            "/pools/{address}": {
+                "get": { "summary": "One pool", "parameters": [address], "responses": { "200": ok(json!({ "type": "object" })), "404": error } },
+                "delete": { "summary": "Remove a pool", "security": admin, "parameters": [address],
+                    "responses": { "204": { "description": "removed" }, "401": error, "403": error, "404": error } }
+            },
+            "/validators": { "get": { "summary": "Validators", "responses": { "200": ok(json!({ "type": "object" })) } } },
+            "/payouts/{address}": { "get": { "summary": "Payout batches paying an address, newest first", "parameters": [address, limit],
+                "responses": { "200": ok(json!({ "type": "object" })), "400": error } } },
+            "/balances/{address}": { "get": { "summary": "Pending and paid amounts of an address", "parameters": [address],
+                "responses": { "200": ok(json!({ "$ref": "#/components/schemas/Balance" })), "400": error } } },
+            "/distributions": { "get": { "summary": "Reward distributions, newest first", "parameters": [limit],
+                "responses": { "200": ok(json!({ "type": "object" })) } } },
+            "/job-runs": { "get": { "summary": "Job runs, newest first", "parameters": [limit,
+                { "name": "job", "in": "query", "schema": { "type": "string" } }],
+                "responses": { "200": ok(json!({ "type": "object" })) } } },
+            "/stats": { "get": { "summary": "Scanned height and totals", "responses": { "200": ok(json!({ "$ref": "#/components/schemas/Stats" })) } } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "properties": { "error": { "type": "string" } } },
+                "Balance": { "type": "object", "properties": { "address": { "type": "string" }, "pending": amount, "paid": amount } },
+                "Stats": { "type": "object", "properties": {
+                    "lastScannedHeight": { "type": ["integer", "null"] },
+                    "received": amount, "credited": amount, "pending": amount, "paid": amount } }
+            }
+        }
+    })
+}

@@ -1,0 +1,149 @@
+//! The minerpool node: the legacy WebSocket protocol (SPEC §4.1) and the HTTP API (SPEC §4.2)
+//! over the shared database. It keeps no state of its own, so any number of replicas can serve
+//! one database.
+
+pub mod http;
+pub mod metrics;
+pub mod standalone;
+pub mod websocket;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use minerpool_core::config::{Config, Secrets};
+use minerpool_core::store::Store;
+use minerpool_core::store::activity::TaskRecorder;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::metrics::Metrics;
+
+/// Limits of the WebSocket protocol; the defaults are the spec's.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Open WebSocket connections per replica.
+    pub max_connections: usize,
+    /// Largest accepted frame or message.
+    pub max_frame_bytes: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Limits {
+    pub fn from_config(config: &Config) -> Limits {
+        Limits {
+            max_connections: config.node.max_connections as usize,
+            max_frame_bytes: 4 * 1024,
+            idle_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// What every handler shares.
+pub struct NodeState {
+    pub store: Store,
+    /// Writes TASKs the cheapest way the server allows.
+    pub tasks: TaskRecorder,
+    pub config: Config,
+    pub secrets: Secrets,
+    pub metrics: Metrics,
+    pub limits: Limits,
+    /// The legacy admin key, parsed once; `None` disables `/modify-pool-list/`.
+    pub admin_rsa_key: Option<rsa::RsaPrivateKey>,
+}
+
+/// A running node: its bound addresses and a way to stop it.
+pub struct RunningNode {
+    pub http_address: SocketAddr,
+    pub websocket_address: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningNode {
+    /// Stops accepting, lets in-flight requests finish, and waits for the servers to end.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+}
+
+/// Why the node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("MINERPOOL_ADMIN_RSA_KEY: {0}")]
+    AdminKey(String),
+}
+
+/// Binds both servers (port 0 picks a free port) and serves until [`RunningNode::shutdown`].
+pub async fn start(
+    state: NodeState,
+    http_address: SocketAddr,
+    websocket_address: SocketAddr,
+) -> Result<RunningNode, NodeError> {
+    let bind = |address: SocketAddr| async move {
+        TcpListener::bind(address)
+            .await
+            .map_err(|source| NodeError::Bind { address, source })
+    };
+    let http_listener = bind(http_address).await?;
+    let websocket_listener = bind(websocket_address).await?;
+    let http_address = http_listener.local_addr().expect("bound");
+    let websocket_address = websocket_listener.local_addr().expect("bound");
+    let state = Arc::new(state);
+    let (shutdown, stopped) = watch::channel(false);
+
+    let http_task = {
+        let app = http::router(state.clone());
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(http_listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.wait_for(|stop| *stop).await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        })
+    };
+    let websocket_task = tokio::spawn(websocket::serve(websocket_listener, state, stopped));
+    tracing::info!(%http_address, %websocket_address, "node serving");
+    Ok(RunningNode {
+        http_address,
+        websocket_address,
+        shutdown,
+        tasks: vec![http_task, websocket_task],
+    })
+}
+
+/// Parses the legacy admin key: PEM (PKCS#8 or PKCS#1), or base64 of PEM as the original's
+/// `SHA_PRIVATE_KEY` was.
+pub fn parse_admin_key(text: &str) -> Result<rsa::RsaPrivateKey, NodeError> {
+    use base64::Engine as _;
+    use rsa::pkcs1::DecodeRsaPrivateKey;
+    use rsa::pkcs8::DecodePrivateKey;
+    let text = text.trim();
+    let pem = if text.starts_with("-----BEGIN") {
+        text.to_owned()
+    } else {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(text.split_whitespace().collect::<String>())
+            .map_err(|e| NodeError::AdminKey(format!("neither PEM nor base64 of PEM: {e}")))?;
+        String::from_utf8(decoded)
+            .map_err(|_| NodeError::AdminKey("base64 does not decode to PEM text".into()))?
+    };
+    rsa::RsaPrivateKey::from_pkcs8_pem(&pem)
+        .or_else(|_| rsa::RsaPrivateKey::from_pkcs1_pem(&pem))
+        .map_err(|e| NodeError::AdminKey(format!("not an RSA private key in PEM: {e}")))
+}

@@ -1,0 +1,105 @@
+//! Prometheus metrics of the node (`/metrics`).
+
+use std::sync::Arc;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MessageLabels {
+    /// TASK, PING, other or invalid.
+    pub kind: String,
+    /// success or the error reply's kind.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub route: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: String,
+}
+
+/// The node's metrics; cheap to clone (every metric is shared).
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub open_connections: Gauge,
+    pub refused_connections: Counter,
+    pub messages: Family<MessageLabels, Counter>,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_latency: Family<RouteLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("minerpool_node");
+        let open_connections = Gauge::default();
+        let refused_connections = Counter::default();
+        let messages = Family::<MessageLabels, Counter>::default();
+        let http_requests = Family::<RequestLabels, Counter>::default();
+        let http_latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0005, 2.0, 16))
+        });
+        registry.register(
+            "websocket_connections_open",
+            "Open WebSocket connections",
+            open_connections.clone(),
+        );
+        registry.register(
+            "websocket_connections_refused",
+            "WebSocket connections refused at the connection limit",
+            refused_connections.clone(),
+        );
+        registry.register(
+            "websocket_messages",
+            "WebSocket messages by type and outcome",
+            messages.clone(),
+        );
+        registry.register(
+            "http_requests",
+            "HTTP requests by route and status",
+            http_requests.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route",
+            http_latency.clone(),
+        );
+        Metrics {
+            registry: Arc::new(registry),
+            open_connections,
+            refused_connections,
+            messages,
+            http_requests,
+            http_latency,
+        }
+    }
+}
+
+impl Metrics {
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+
+    pub fn message(&self, kind: &str, outcome: &str) {
+        self.messages
+            .get_or_create(&MessageLabels {
+                kind: kind.to_owned(),
+                outcome: outcome.to_owned(),
+            })
+            .inc();
+    }
+}

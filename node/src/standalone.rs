@@ -1,0 +1,47 @@
+//! Standalone mode (SPEC §4.4): the servers and the jobs on their intervals in one process,
+//! sharing the job code. A failed run is logged and tried again at its next interval; it never
+//! stops the process.
+
+use std::time::Duration;
+
+use minerpool_core::config::ScheduleConfig;
+use minerpool_jobs::{Context, Job, run_once};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Every job with its interval.
+pub fn intervals(schedule: &ScheduleConfig) -> Vec<(Job, Duration)> {
+    vec![
+        (Job::Rewards, Duration::from_secs(schedule.rewards_seconds)),
+        (
+            Job::Validators,
+            Duration::from_secs(schedule.validators_seconds),
+        ),
+        (Job::Decay, Duration::from_secs(schedule.decay_seconds)),
+    ]
+}
+
+/// Runs each job every interval (the first run at once) until `stopped` turns true.
+pub fn spawn_schedule(context: Context, stopped: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+    intervals(&context.config.schedule)
+        .into_iter()
+        .map(|(job, every)| {
+            let context = context.clone();
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = stopped.wait_for(|stop| *stop) => break,
+                    }
+                    match run_once(job, &context).await {
+                        Ok(summary) => tracing::info!(job = %job, summary = %summary.to_json(), "job run"),
+                        Err(e) => tracing::error!(job = %job, error = %e, "job run failed; next try at the next interval"),
+                    }
+                }
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,383 @@
+//! The legacy WebSocket protocol (SPEC §4.1): one JSON text frame per connection, one text reply,
+//! then the server closes. Reply strings are the original iNode's, byte for byte.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use bson::DateTime;
+use futures::{SinkExt, StreamExt};
+use minerpool_core::address::check_format;
+use minerpool_core::scoring::{
+    MIN_VALIDATOR_HUNDREDTHS, percentage_hundredths, pool_score_increment,
+};
+use minerpool_core::store::activity::TaskRecorded;
+use serde_json::Value;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+use crate::NodeState;
+
+pub const MAX_CONNECTIONS: &str = "ERROR: Max connection limit reached";
+pub const INVALID_FORMAT: &str = "ERROR: Invalid message format";
+pub const POOL_NOT_REGISTERED: &str = "ERROR: Pool not registered.";
+pub const VALIDATOR_NOT_FOUND: &str = "ERROR: Validator not found";
+pub const NOT_ENOUGH_PERCENTAGE: &str =
+    "ERROR: Validator does not have enough percentage to be a validator.";
+pub const PONG: &str = "SUCCESS: Pong";
+pub const UNKNOWN_TYPE: &str = "ERROR: Unknown message type";
+/// Replies the original did not have (it crashed or stored garbage instead).
+pub const INVALID_ADDRESS: &str = "ERROR: Invalid wallet address";
+pub const INVALID_IP: &str = "ERROR: Invalid ip";
+pub const INVALID_PORT: &str = "ERROR: Invalid port";
+pub const MESSAGE_TOO_LARGE: &str = "ERROR: Message too large";
+pub const INTERNAL_ERROR: &str = "ERROR: Internal error";
+
+/// Accepts connections until `stopped` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    state: Arc<NodeState>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    let slots = Arc::new(Semaphore::new(state.limits.max_connections));
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.wait_for(|stop| *stop) => break,
+        };
+        let (stream, _) = match accepted {
+            Ok(connection) => connection,
+            Err(e) => {
+                tracing::warn!(error = %e, "accepting a WebSocket connection failed");
+                continue;
+            }
+        };
+        let slot = slots.clone().try_acquire_owned().ok();
+        let state = state.clone();
+        tokio::spawn(async move {
+            match slot {
+                Some(slot) => {
+                    state.metrics.open_connections.inc();
+                    connection(stream, &state).await;
+                    state.metrics.open_connections.dec();
+                    drop(slot);
+                }
+                None => {
+                    state.metrics.refused_connections.inc();
+                    refuse(stream, &state).await;
+                }
+            }
+        });
+    }
+}
+
+fn websocket_config(state: &NodeState) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .max_message_size(Some(state.limits.max_frame_bytes))
+        .max_frame_size(Some(state.limits.max_frame_bytes))
+}
+
+/// Over the limit: complete the handshake only to say why, then close.
+async fn refuse(stream: TcpStream, state: &NodeState) {
+    let handshake = tokio::time::timeout(
+        state.limits.idle_timeout,
+        tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config(state))),
+    )
+    .await;
+    if let Ok(Ok(mut ws)) = handshake {
+        let _ = ws
+            .close(Some(CloseFrame {
+                code: CloseCode::Again,
+                reason: MAX_CONNECTIONS.into(),
+            }))
+            .await;
+    }
+}
+
+async fn connection(stream: TcpStream, state: &NodeState) {
+    let idle = state.limits.idle_timeout;
+    let handshake = tokio::time::timeout(
+        idle,
+        tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config(state))),
+    )
+    .await;
+    let Ok(Ok(mut ws)) = handshake else {
+        return;
+    };
+    let reply = match tokio::time::timeout(idle, ws.next()).await {
+        // Silent for too long, or gone.
+        Err(_) | Ok(None) => {
+            let _ = ws.close(None).await;
+            return;
+        }
+        Ok(Some(Ok(Message::Text(text)))) => answer(text.as_str(), state).await,
+        Ok(Some(Ok(Message::Binary(_)))) => {
+            state.metrics.message("invalid", "invalid-format");
+            INVALID_FORMAT.to_owned()
+        }
+        Ok(Some(Ok(Message::Close(_)))) => return,
+        Ok(Some(Ok(_))) => {
+            state.metrics.message("invalid", "invalid-format");
+            INVALID_FORMAT.to_owned()
+        }
+        Ok(Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_)))) => {
+            state.metrics.message("invalid", "too-large");
+            let _ = ws
+                .close(Some(CloseFrame {
+                    code: CloseCode::Size,
+                    reason: MESSAGE_TOO_LARGE.into(),
+                }))
+                .await;
+            return;
+        }
+        Ok(Some(Err(_))) => return,
+    };
+    if ws.send(Message::text(reply)).await.is_ok() {
+        let _ = ws.close(None).await;
+    }
+}
+
+/// A parsed request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Task {
+        pool: String,
+        validator: String,
+        val_id: String,
+    },
+    Ping {
+        validator: String,
+        ip: IpAddr,
+        port: u16,
+    },
+    /// A well-formed message of another type; still answered by the validator pre-check.
+    Other { validator: Option<String> },
+}
+
+/// Parses a frame, or returns the reply for a malformed one. Addresses are checked for the uPow
+/// form here, before any database work.
+pub fn parse(text: &str) -> Result<Request, &'static str> {
+    let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) else {
+        return Err(INVALID_FORMAT);
+    };
+    let field = |name: &str| -> Result<Option<String>, &'static str> {
+        match message.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(_) => Err(INVALID_FORMAT),
+        }
+    };
+    let address = |name: &str| -> Result<Option<String>, &'static str> {
+        let value = field(name)?;
+        if let Some(address) = &value {
+            check_format(address).map_err(|_| INVALID_ADDRESS)?;
+        }
+        Ok(value)
+    };
+    let kind = field("type")?;
+    let validator = address("validator_wallet")?;
+    let pool = address("pool_wallet")?;
+    match kind.as_deref() {
+        Some("TASK") => {
+            let (Some(pool), Some(validator), Some(val_id)) = (pool, validator, field("val_id")?)
+            else {
+                return Err(INVALID_FORMAT);
+            };
+            if val_id.is_empty() || val_id.len() > 256 {
+                return Err(INVALID_FORMAT);
+            }
+            Ok(Request::Task {
+                pool,
+                validator,
+                val_id,
+            })
+        }
+        Some("PING") => {
+            let Some(validator) = validator else {
+                return Err(INVALID_FORMAT);
+            };
+            let ip = field("ip")?
+                .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+                .ok_or(INVALID_IP)?;
+            let port = match message.get("port") {
+                Some(Value::Number(n)) => n.as_u64(),
+                Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+                _ => None,
+            }
+            .and_then(|p| u16::try_from(p).ok())
+            .filter(|&p| p != 0)
+            .ok_or(INVALID_PORT)?;
+            Ok(Request::Ping {
+                validator,
+                ip,
+                port,
+            })
+        }
+        _ => Ok(Request::Other { validator }),
+    }
+}
+
+/// The reply to one frame.
+pub async fn answer(text: &str, state: &NodeState) -> String {
+    let request = match parse(text) {
+        Ok(request) => request,
+        Err(reply) => {
+            state.metrics.message("invalid", outcome_of(reply));
+            return reply.to_owned();
+        }
+    };
+    let kind = match &request {
+        Request::Task { .. } => "TASK",
+        Request::Ping { .. } => "PING",
+        Request::Other { .. } => "other",
+    };
+    let reply = match respond(request, state).await {
+        Ok(reply) => reply,
+        Err(e) => {
+            tracing::error!(error = %e, "WebSocket request failed");
+            INTERNAL_ERROR.to_owned()
+        }
+    };
+    state.metrics.message(kind, outcome_of(&reply));
+    reply
+}
+
+fn outcome_of(reply: &str) -> &'static str {
+    match reply {
+        r if r.starts_with("SUCCESS") => "success",
+        INVALID_FORMAT => "invalid-format",
+        INVALID_ADDRESS => "invalid-address",
+        INVALID_IP | INVALID_PORT => "invalid-contact",
+        POOL_NOT_REGISTERED => "pool-not-registered",
+        VALIDATOR_NOT_FOUND => "validator-not-found",
+        NOT_ENOUGH_PERCENTAGE => "not-enough-percentage",
+        UNKNOWN_TYPE => "unknown-type",
+        _ => "error",
+    }
+}
+
+async fn respond(
+    request: Request,
+    state: &NodeState,
+) -> Result<String, minerpool_core::store::StoreError> {
+    let store = &state.store;
+    let (validator, pool) = match &request {
+        Request::Task {
+            validator, pool, ..
+        } => (Some(validator.as_str()), Some(pool.as_str())),
+        Request::Ping { validator, .. } => (Some(validator.as_str()), None),
+        Request::Other { validator } => (validator.as_deref(), None),
+    };
+    let Some(validator) = validator else {
+        return Ok(UNKNOWN_TYPE.to_owned());
+    };
+    let parties = store.parties(Some(validator), pool).await?;
+    if pool.is_some() && !parties.pool_registered {
+        return Ok(POOL_NOT_REGISTERED.to_owned());
+    }
+    let Some(percentage) = parties.validator_percentage else {
+        return Ok(VALIDATOR_NOT_FOUND.to_owned());
+    };
+    let hundredths = percentage_hundredths(percentage);
+    if hundredths < MIN_VALIDATOR_HUNDREDTHS {
+        return Ok(NOT_ENOUGH_PERCENTAGE.to_owned());
+    }
+    let now = DateTime::now();
+    match request {
+        Request::Task {
+            pool,
+            validator,
+            val_id,
+        } => {
+            let recorded = state
+                .tasks
+                .record_task(
+                    &validator,
+                    &pool,
+                    &val_id,
+                    pool_score_increment(hundredths),
+                    now,
+                )
+                .await?;
+            if recorded == TaskRecorded::Replayed {
+                tracing::info!(%validator, %val_id, "TASK replayed; no score added");
+            }
+            Ok(format!("SUCCESS: {val_id}"))
+        }
+        Request::Ping {
+            validator,
+            ip,
+            port,
+        } => {
+            store
+                .record_ping(&validator, &ip.to_string(), port, now)
+                .await?;
+            Ok(PONG.to_owned())
+        }
+        Request::Other { .. } => Ok(UNKNOWN_TYPE.to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const V: &str = "E4AeWsv2tgHo4hYqHb4AYEsuvfzmWPkbMTkE2uwdjK2FV";
+    const P: &str = "DcDbHR1iD3rcpD3jg3NGXKPjor5kkWurTSHXgS2SURSAz";
+
+    #[test]
+    fn parses_task_and_ping() {
+        let task = parse(&format!(
+            r#"{{"type":"TASK","pool_wallet":"{P}","validator_wallet":"{V}","val_id":"7"}}"#
+        ))
+        .unwrap();
+        assert!(matches!(task, Request::Task { ref val_id, .. } if val_id == "7"));
+        let ping = parse(&format!(
+            r#"{{"type":"PING","validator_wallet":"{V}","ip":"10.0.0.1","port":"5502"}}"#
+        ))
+        .unwrap();
+        assert!(matches!(ping, Request::Ping { port: 5502, .. }));
+        let numeric_id = parse(&format!(
+            r#"{{"type":"TASK","pool_wallet":"{P}","validator_wallet":"{V}","val_id":12}}"#
+        ))
+        .unwrap();
+        assert!(matches!(numeric_id, Request::Task { ref val_id, .. } if val_id == "12"));
+    }
+
+    #[test]
+    fn refuses_malformed_frames() {
+        for text in ["", "not json", "[1,2]", "\"TASK\"", "42", "{\"type\": [1]}"] {
+            assert_eq!(parse(text), Err(INVALID_FORMAT), "{text:?}");
+        }
+        assert_eq!(
+            parse(&format!(
+                r#"{{"type":"TASK","validator_wallet":"{V}","val_id":"1"}}"#
+            )),
+            Err(INVALID_FORMAT)
+        );
+        assert_eq!(
+            parse(r#"{"type":"TASK","pool_wallet":"nope","validator_wallet":"x","val_id":"1"}"#),
+            Err(INVALID_ADDRESS)
+        );
+        for (ip, port) in [
+            ("999.1.1.1", "5"),
+            ("", "5"),
+            ("10.0.0.1", "0"),
+            ("10.0.0.1", "70000"),
+            ("10.0.0.1", "x"),
+            ("10.0.0.1", "-1"),
+        ] {
+            let reply = parse(&format!(
+                r#"{{"type":"PING","validator_wallet":"{V}","ip":"{ip}","port":"{port}"}}"#
+            ));
+            assert!(
+                matches!(reply, Err(INVALID_IP | INVALID_PORT)),
+                "{ip} {port}: {reply:?}"
+            );
+        }
+    }
+}

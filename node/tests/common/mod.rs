@@ -1,0 +1,156 @@
+//! Starts the node's servers in-process (port 0) on a fresh database of the test server, and
+//! speaks to them as clients do: raw WebSocket frames and HTTP.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bson::{Document, doc};
+use futures::{SinkExt, StreamExt};
+use minerpool_core::config::{Config, Secrets};
+use minerpool_core::store::Store;
+use minerpool_core::store::activity::TaskRecorder;
+use minerpool_core::store::documents::names;
+use minerpool_core::testing::{fresh_store, mongodb_uri};
+use minerpool_node::metrics::Metrics;
+use minerpool_node::{Limits, NodeState, RunningNode, start};
+use minerpool_tests::fixtures::{INODE, REWARD};
+use tokio_tungstenite::tungstenite::Message;
+
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+pub struct TestNode {
+    pub store: Store,
+    pub node: RunningNode,
+    pub http: String,
+    pub ws: String,
+}
+
+pub struct Options {
+    pub limits: Limits,
+    pub admin_rsa_key: Option<rsa::RsaPrivateKey>,
+    pub store: Option<Store>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: Limits {
+                max_connections: 1500,
+                max_frame_bytes: 4096,
+                idle_timeout: Duration::from_secs(10),
+            },
+            admin_rsa_key: None,
+            store: None,
+        }
+    }
+}
+
+pub async fn node(label: &str) -> TestNode {
+    node_with(label, Options::default()).await
+}
+
+pub async fn node_with(label: &str, options: Options) -> TestNode {
+    let store = match options.store {
+        Some(store) => store,
+        None => fresh_store(label).await,
+    };
+    let mut config = Config::with_wallets(INODE, REWARD);
+    config.mongodb.database = store.database().name().to_owned();
+    let secrets = Secrets {
+        mongodb_uri: mongodb_uri(),
+        wallet_key: None,
+        admin_token: Some(ADMIN_TOKEN.into()),
+        admin_rsa_key: None,
+    };
+    let state = NodeState {
+        tasks: TaskRecorder::new(store.clone())
+            .await
+            .expect("task recorder"),
+        store: store.clone(),
+        config,
+        secrets,
+        metrics: Metrics::default(),
+        limits: options.limits,
+        admin_rsa_key: options.admin_rsa_key,
+    };
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let node = start(state, any, any).await.expect("start the node");
+    TestNode {
+        http: format!("http://{}", node.http_address),
+        ws: format!("ws://{}", node.websocket_address),
+        store,
+        node,
+    }
+}
+
+impl TestNode {
+    /// Sends one frame, returns the text reply (or the close reason).
+    pub async fn send(&self, message: &str) -> String {
+        let (mut ws, _) = tokio_tungstenite::connect_async(&self.ws)
+            .await
+            .expect("connect");
+        ws.send(Message::text(message)).await.expect("send");
+        reply(&mut ws).await
+    }
+
+    pub async fn add_validator(&self, address: &str, percentage: f64) {
+        self.store
+            .collection::<Document>(names::VALIDATORS)
+            .insert_one(
+                doc! { "wallet_address": address, "percentage": percentage, "score": 0_i64 },
+            )
+            .await
+            .unwrap();
+    }
+
+    pub async fn register_pool(&self, address: &str) {
+        self.store.register_pool(address).await.unwrap();
+    }
+
+    pub async fn pool_score(&self, address: &str) -> Option<i64> {
+        self.store
+            .pool_scores()
+            .find_one(doc! { "pool_address": address })
+            .await
+            .unwrap()
+            .map(|p| p.score)
+    }
+
+    pub async fn validator(&self, address: &str) -> Document {
+        self.store
+            .collection::<Document>(names::VALIDATORS)
+            .find_one(doc! { "wallet_address": address })
+            .await
+            .unwrap()
+            .expect("validator exists")
+    }
+}
+
+pub async fn reply<S>(ws: &mut tokio_tungstenite::WebSocketStream<S>) -> String
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    match tokio::time::timeout(Duration::from_secs(20), ws.next()).await {
+        Ok(Some(Ok(Message::Text(text)))) => text.to_string(),
+        Ok(Some(Ok(Message::Close(Some(frame))))) => format!("CLOSE: {}", frame.reason),
+        Ok(Some(Ok(Message::Close(None)))) | Ok(None) => "CLOSED".into(),
+        Ok(Some(Ok(other))) => format!("OTHER: {other:?}"),
+        Ok(Some(Err(e))) => format!("ERR: {e}"),
+        Err(_) => "TIMEOUT".into(),
+    }
+}
+
+pub fn task(pool: &str, validator: &str, val_id: &str) -> String {
+    serde_json::json!({
+        "type": "TASK", "pool_wallet": pool, "validator_wallet": validator,
+        "val_id": val_id, "ip": "127.0.0.1", "port": 5502,
+    })
+    .to_string()
+}
+
+pub fn ping(validator: &str, ip: &str, port: serde_json::Value) -> String {
+    serde_json::json!({ "type": "PING", "validator_wallet": validator, "ip": ip, "port": port })
+        .to_string()
+}

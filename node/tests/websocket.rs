@@ -1,0 +1,271 @@
+//! The legacy WebSocket protocol against the real test MongoDB server, spoken as a raw client.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Options, node, node_with, ping, reply, task};
+use futures::SinkExt;
+use minerpool_node::Limits;
+use minerpool_node::websocket::*;
+use minerpool_tests::fixtures::*;
+use tokio_tungstenite::tungstenite::Message;
+
+#[tokio::test]
+async fn every_reply_string() {
+    let n = node("ws_replies").await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 12.5).await;
+    n.add_validator(VALIDATOR_2, 0.99).await;
+    n.store
+        .collection::<bson::Document>("validatorsList")
+        .insert_one(bson::doc! { "wallet_address": VALIDATOR_3 })
+        .await
+        .unwrap();
+
+    assert_eq!(
+        n.send(&task(POOL_A, VALIDATOR_1, "v-1")).await,
+        "SUCCESS: v-1"
+    );
+    assert_eq!(
+        n.send(&ping(VALIDATOR_1, "10.0.0.1", 5502.into())).await,
+        PONG
+    );
+    assert_eq!(n.send("not json").await, INVALID_FORMAT);
+    assert_eq!(n.send("[1, 2]").await, INVALID_FORMAT);
+    assert_eq!(
+        n.send(&task(POOL_B, VALIDATOR_1, "1")).await,
+        POOL_NOT_REGISTERED
+    );
+    assert_eq!(n.send(&task(POOL_A, PAYER, "1")).await, VALIDATOR_NOT_FOUND);
+    assert_eq!(
+        n.send(&task(POOL_A, VALIDATOR_3, "1")).await,
+        VALIDATOR_NOT_FOUND,
+        "a validator without a percentage is not a validator"
+    );
+    assert_eq!(
+        n.send(&task(POOL_A, VALIDATOR_2, "1")).await,
+        NOT_ENOUGH_PERCENTAGE
+    );
+    assert_eq!(
+        n.send(&ping(PAYER, "10.0.0.1", 1.into())).await,
+        VALIDATOR_NOT_FOUND
+    );
+    let other = format!(r#"{{"type":"HELLO","validator_wallet":"{VALIDATOR_1}"}}"#);
+    assert_eq!(n.send(&other).await, UNKNOWN_TYPE);
+    assert_eq!(n.send(r#"{"type":"HELLO"}"#).await, UNKNOWN_TYPE);
+    assert_eq!(
+        n.send(&task(POOL_A, "not-an-address", "1")).await,
+        INVALID_ADDRESS
+    );
+    assert_eq!(
+        NOT_ENOUGH_PERCENTAGE,
+        "ERROR: Validator does not have enough percentage to be a validator."
+    );
+    assert_eq!(POOL_NOT_REGISTERED, "ERROR: Pool not registered.");
+    n.node.shutdown().await;
+}
+
+#[tokio::test]
+async fn task_score_follows_the_percentage_and_caps_at_100() {
+    let n = node("ws_arithmetic").await;
+    let pools = [POOL_A, POOL_B, POOL_C, INODE, REWARD, PAYER, MINER];
+    let cases = [
+        (0.5, 1),
+        (1.0, 1),
+        (5.0, 1),
+        (5.01, 2),
+        (10.0, 2),
+        (50.0, 10),
+        (100.0, 20),
+    ];
+    let validators = [VALIDATOR_1, VALIDATOR_2, VALIDATOR_3];
+    for (i, ((percentage, increment), pool)) in cases.iter().zip(pools).enumerate() {
+        let validator = validators[i % 3];
+        n.store
+            .collection::<bson::Document>("validatorsList")
+            .update_one(
+                bson::doc! { "wallet_address": validator },
+                bson::doc! { "$set": { "percentage": *percentage } },
+            )
+            .upsert(true)
+            .await
+            .unwrap();
+        n.register_pool(pool).await;
+        let reply = n.send(&task(pool, validator, &format!("arith-{i}"))).await;
+        if *percentage < 1.0 {
+            assert_eq!(reply, NOT_ENOUGH_PERCENTAGE, "{percentage}");
+            assert_eq!(n.pool_score(pool).await, None);
+            continue;
+        }
+        assert_eq!(reply, format!("SUCCESS: arith-{i}"));
+        assert_eq!(n.pool_score(pool).await, Some(*increment), "{percentage} %");
+        let v = n.validator(validator).await;
+        assert_eq!(v.get_i64("score"), Ok(1));
+        assert!(v.get_datetime("last_active_time").is_ok());
+    }
+    // 100 % adds 20 a TASK: 20, 40, … 100, then stays at 100.
+    for k in 0..7 {
+        n.send(&task(MINER, VALIDATOR_1, &format!("cap-{k}"))).await;
+    }
+    assert_eq!(n.pool_score(MINER).await, Some(100));
+}
+
+#[tokio::test]
+async fn a_repeated_val_id_adds_no_score_but_succeeds() {
+    let n = node("ws_replay").await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 50.0).await;
+    n.add_validator(VALIDATOR_2, 50.0).await;
+    assert_eq!(
+        n.send(&task(POOL_A, VALIDATOR_1, "same")).await,
+        "SUCCESS: same"
+    );
+    assert_eq!(
+        n.send(&task(POOL_A, VALIDATOR_1, "same")).await,
+        "SUCCESS: same"
+    );
+    assert_eq!(n.pool_score(POOL_A).await, Some(10));
+    // The same val_id from another validator is another task.
+    assert_eq!(
+        n.send(&task(POOL_A, VALIDATOR_2, "same")).await,
+        "SUCCESS: same"
+    );
+    assert_eq!(n.pool_score(POOL_A).await, Some(20));
+}
+
+#[tokio::test]
+async fn ping_stores_contact_and_bad_ip_or_port_is_refused() {
+    let n = node("ws_ping").await;
+    n.add_validator(VALIDATOR_1, 5.0).await;
+    assert_eq!(
+        n.send(&ping(VALIDATOR_1, "192.0.2.7", "5502".into())).await,
+        PONG
+    );
+    let v = n.validator(VALIDATOR_1).await;
+    assert_eq!(v.get_str("ip"), Ok("192.0.2.7"));
+    assert_eq!(v.get_i64("port"), Ok(5502));
+    assert!(v.get_datetime("ping").is_ok());
+    for (ip, port) in [
+        ("999.0.0.1", serde_json::json!(5502)),
+        ("localhost", serde_json::json!(5502)),
+        ("", serde_json::json!(5502)),
+    ] {
+        assert_eq!(
+            n.send(&ping(VALIDATOR_1, ip, port)).await,
+            INVALID_IP,
+            "{ip}"
+        );
+    }
+    for port in [
+        serde_json::json!(0),
+        serde_json::json!(65536),
+        serde_json::json!(-1),
+        serde_json::json!("http"),
+        serde_json::json!(null),
+        serde_json::json!(5502.5),
+    ] {
+        assert_eq!(
+            n.send(&ping(VALIDATOR_1, "192.0.2.8", port.clone())).await,
+            INVALID_PORT,
+            "{port}"
+        );
+    }
+    assert_eq!(
+        n.validator(VALIDATOR_1).await.get_str("ip"),
+        Ok("192.0.2.7"),
+        "nothing stored"
+    );
+}
+
+#[tokio::test]
+async fn oversized_frames_and_silent_clients_are_closed() {
+    let n = node_with(
+        "ws_limits",
+        Options {
+            limits: Limits {
+                max_connections: 1500,
+                max_frame_bytes: 4096,
+                idle_timeout: Duration::from_millis(500),
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let big = format!(r#"{{"type":"PING","padding":"{}"}}"#, "x".repeat(5000));
+    let answer = n.send(&big).await;
+    assert!(
+        answer.contains(MESSAGE_TOO_LARGE) || answer == "CLOSED" || answer.starts_with("ERR"),
+        "{answer}"
+    );
+    assert!(!answer.starts_with("SUCCESS"));
+
+    let (mut silent, _) = tokio_tungstenite::connect_async(&n.ws).await.unwrap();
+    let started = std::time::Instant::now();
+    let answer = reply(&mut silent).await;
+    assert!(answer == "CLOSED" || answer.starts_with("ERR"), "{answer}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "closed at the idle timeout"
+    );
+
+    // Binary frames are not messages.
+    let (mut ws, _) = tokio_tungstenite::connect_async(&n.ws).await.unwrap();
+    ws.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(reply(&mut ws).await, INVALID_FORMAT);
+}
+
+#[tokio::test]
+async fn connections_over_the_cap_are_refused_with_the_reason() {
+    let n = node_with(
+        "ws_cap",
+        Options {
+            limits: Limits {
+                max_connections: 2,
+                max_frame_bytes: 4096,
+                idle_timeout: Duration::from_secs(10),
+            },
+            ..Options::default()
+        },
+    )
+    .await;
+    let (a, _) = tokio_tungstenite::connect_async(&n.ws).await.unwrap();
+    let (b, _) = tokio_tungstenite::connect_async(&n.ws).await.unwrap();
+    let (mut c, _) = tokio_tungstenite::connect_async(&n.ws).await.unwrap();
+    assert_eq!(reply(&mut c).await, format!("CLOSE: {MAX_CONNECTIONS}"));
+    drop((a, b));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(n.send("nope").await, INVALID_FORMAT, "a slot is free again");
+}
+
+#[tokio::test]
+async fn concurrent_tasks_lose_no_update() {
+    let n = node("ws_concurrent").await;
+    n.register_pool(POOL_A).await;
+    // 100 validators at 1 % each add 1 a TASK: 100 concurrent TASKs must give exactly 100.
+    let validators: Vec<String> = (0..100u8)
+        .map(|i| {
+            let mut bytes = [7u8; 33];
+            bytes[0] = 42;
+            bytes[1] = i;
+            bs58::encode(bytes).into_string()
+        })
+        .collect();
+    for v in &validators {
+        n.add_validator(v, 1.0).await;
+    }
+    let mut sends = Vec::new();
+    for (i, v) in validators.iter().enumerate() {
+        let message = task(POOL_A, v, &format!("c{i}"));
+        let ws = n.ws.clone();
+        sends.push(tokio::spawn(async move {
+            let (mut socket, _) = tokio_tungstenite::connect_async(&ws).await.unwrap();
+            socket.send(Message::text(message)).await.unwrap();
+            reply(&mut socket).await
+        }));
+    }
+    for (i, s) in sends.into_iter().enumerate() {
+        assert_eq!(s.await.unwrap(), format!("SUCCESS: c{i}"));
+    }
+    assert_eq!(n.pool_score(POOL_A).await, Some(100));
+}
