@@ -173,7 +173,11 @@ mod tests {
     #[test]
     fn a_validator_listed_twice_counts_once() {
         let shares = stake_shares(
-            vec![info("a", "1", &[]), info("b", "3", &[]), info("a", "2", &[])],
+            vec![
+                info("a", "1", &[]),
+                info("b", "3", &[]),
+                info("a", "2", &[]),
+            ],
             60,
         );
         let got: Vec<(&str, i64)> = shares
