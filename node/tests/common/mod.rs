@@ -10,7 +10,7 @@ use bson::{Document, doc};
 use futures::{SinkExt, StreamExt};
 use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
-use minerpool_core::store::activity::TaskRecorder;
+use minerpool_core::store::activity::{TaskRecorder, TaskWrites};
 use minerpool_core::store::documents::names;
 use minerpool_core::testing::{fresh_store, mongodb_uri};
 use minerpool_node::metrics::Metrics;
@@ -52,9 +52,19 @@ pub async fn node(label: &str) -> TestNode {
 }
 
 pub async fn node_with(label: &str, options: Options) -> TestNode {
-    let store = match options.store {
-        Some(store) => store,
-        None => fresh_store(label).await,
+    // A given store may be unreachable on purpose: then do not ask it what it supports.
+    let (store, tasks) = match options.store {
+        Some(store) => (
+            store.clone(),
+            TaskRecorder::with_writes(store, TaskWrites::Separate),
+        ),
+        None => {
+            let store = fresh_store(label).await;
+            let tasks = TaskRecorder::new(store.clone())
+                .await
+                .expect("task recorder");
+            (store, tasks)
+        }
     };
     let mut config = Config::with_wallets(INODE, REWARD);
     config.mongodb.database = store.database().name().to_owned();
@@ -65,9 +75,7 @@ pub async fn node_with(label: &str, options: Options) -> TestNode {
         admin_rsa_key: None,
     };
     let state = NodeState {
-        tasks: TaskRecorder::new(store.clone())
-            .await
-            .expect("task recorder"),
+        tasks,
         store: store.clone(),
         config,
         secrets,

@@ -1,0 +1,436 @@
+//! The HTTP API against the real test MongoDB server.
+
+mod common;
+
+use bson::{DateTime, doc};
+use common::{ADMIN_TOKEN, Options, node, node_with, task};
+use minerpool_core::store::Store;
+use minerpool_core::store::documents::names;
+use minerpool_tests::fixtures::*;
+use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Decodes `/validators` exactly as the original pool client does, in Python: `json.loads` of
+/// every value, `datetime.fromisoformat(ping)` compared with `datetime.utcnow()`, and keeps the
+/// validators with percentage ≥ 1 that pinged within 4 h. Prints the kept addresses.
+const POOL_CLIENT: &str = r#"
+import json, sys
+from datetime import datetime, timedelta
+body = json.loads(sys.stdin.read())
+kept = []
+for address, raw in body.items():
+    v = json.loads(raw)
+    if v["ping"] == "0":
+        continue
+    ping = datetime.fromisoformat(v["ping"])
+    if v["percentage"] >= 1 and datetime.utcnow() - ping < timedelta(hours=4):
+        kept.append("%s ws://%s:%d" % (address, v["ip"], v["port"]))
+print("\n".join(sorted(kept)))
+"#;
+
+#[tokio::test]
+async fn legacy_validators_are_read_the_way_the_original_pool_client_reads_them() {
+    let n = node("http_validators").await;
+    let body: Value = http()
+        .get(format!("{}/validators", n.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        body,
+        json!({}),
+        "no validators: an empty object, not an error"
+    );
+
+    let raw = n.store.collection::<bson::Document>(names::VALIDATORS);
+    raw.insert_many([
+        doc! { "wallet_address": VALIDATOR_1, "percentage": 12.5, "score": 1_i64,
+        "ip": "192.0.2.1", "port": 5502_i64, "ping": DateTime::now(),
+        "lastFetch": DateTime::now(), "totalStake": 10.0, "vote": 2.0 },
+        // As the Python iNode left it: strings for port and times.
+        doc! { "wallet_address": VALIDATOR_2, "percentage": 3.0, "score": 0,
+        "ip": "192.0.2.2", "port": "5503", "ping": "0", "last_active_time": "0" },
+        doc! { "wallet_address": VALIDATOR_3, "percentage": 0.5, "score": 0,
+        "ip": "192.0.2.3", "port": 5504_i64, "ping": DateTime::now() },
+    ])
+    .await
+    .unwrap();
+    let text = http()
+        .get(format!("{}/validators", n.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let v1: Value =
+        serde_json::from_str(body[VALIDATOR_1].as_str().expect("a JSON string")).unwrap();
+    assert!(
+        v1.get("_id").is_none()
+            && v1.get("lastFetch").is_none()
+            && v1.get("wallet_address").is_none()
+    );
+    assert_eq!(v1["port"], 5502);
+    assert_eq!(v1["percentage"], 12.5);
+    let ping = v1["ping"].as_str().unwrap();
+    assert_eq!(ping.len(), 26, "naive ISO-8601 with microseconds: {ping}");
+    assert!(!ping.ends_with('Z') && !ping.contains('+'), "{ping}");
+    let v2: Value = serde_json::from_str(body[VALIDATOR_2].as_str().unwrap()).unwrap();
+    assert_eq!(v2["ping"], "0");
+    assert_eq!(v2["port"], 5503, "string ports are served as numbers");
+
+    let mut python = std::process::Command::new("python3")
+        .args(["-c", POOL_CLIENT])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 runs the original client's decoding");
+    use std::io::Write;
+    python
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = python.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{VALIDATOR_1} ws://192.0.2.1:5502")
+    );
+}
+
+fn admin_key() -> RsaPrivateKey {
+    let mut rng = rand::thread_rng();
+    RsaPrivateKey::new(&mut rng, 2048).expect("generate an RSA key")
+}
+
+fn encrypt(key: &RsaPublicKey, text: &str) -> Vec<u8> {
+    key.encrypt(
+        &mut rand::thread_rng(),
+        Oaep::new::<Sha256>(),
+        text.as_bytes(),
+    )
+    .unwrap()
+}
+
+async fn modify(url: &str, body: Vec<u8>) -> (u16, Value) {
+    let response = http()
+        .post(format!("{url}/modify-pool-list/"))
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test]
+async fn modify_pool_list_adds_removes_and_refuses_replays_and_garbage() {
+    let key = admin_key();
+    let public = RsaPublicKey::from(&key);
+    let n = node_with(
+        "http_modify",
+        Options {
+            admin_rsa_key: Some(key),
+            ..Options::default()
+        },
+    )
+    .await;
+    let add = encrypt(&public, &format!("add:{POOL_A}"));
+    let (status, body) = modify(&n.http, add.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["message"], "Pool added successfully");
+    assert!(body["pool_id"].is_string());
+
+    let (status, body) = modify(&n.http, encrypt(&public, &format!("add:{POOL_A}"))).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"status": "error", "message": "Pool address already exists"})
+        )
+    );
+
+    let (status, body) = modify(&n.http, add).await;
+    assert_eq!(status, 400, "the same ciphertext again is a replay: {body}");
+
+    let (status, body) = modify(&n.http, encrypt(&public, &format!("remove:{POOL_A}"))).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"status": "success", "message": "Pool removed successfully"})
+        )
+    );
+    let (status, body) = modify(&n.http, encrypt(&public, &format!("remove:{POOL_B}"))).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"status": "error", "message": "Pool address not found"})
+        )
+    );
+
+    for garbage in [
+        vec![],
+        b"add:plain-text".to_vec(),
+        vec![0u8; 256],
+        vec![0xff; 10_000],
+        encrypt(&public, "drop:everything"),
+        encrypt(&public, "add:not-an-address"),
+        encrypt(&public, "no colon"),
+    ] {
+        let (status, _) = modify(&n.http, garbage).await;
+        assert_eq!(status, 400);
+    }
+    let other_key = RsaPublicKey::from(&admin_key());
+    let (status, _) = modify(&n.http, encrypt(&other_key, &format!("add:{POOL_C}"))).await;
+    assert_eq!(status, 400, "encrypted for another key");
+    assert!(n.store.pool_overview(POOL_C).await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn modify_pool_list_is_off_without_a_key() {
+    let n = node("http_modify_off").await;
+    let (status, _) = modify(&n.http, vec![1, 2, 3]).await;
+    assert_eq!(status, 404);
+}
+
+#[tokio::test]
+async fn admin_writes_need_the_token() {
+    let n = node("http_admin").await;
+    let url = format!("{}/api/v1/pools", n.http);
+    let body = json!({ "address": POOL_A });
+    let no_token = http().post(&url).json(&body).send().await.unwrap();
+    assert_eq!(no_token.status().as_u16(), 401);
+    let wrong = http()
+        .post(&url)
+        .bearer_auth("guess")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status().as_u16(), 401);
+    let ok = http()
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 201);
+    let again = http()
+        .post(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status().as_u16(), 409);
+    for bad in [
+        json!({ "address": "nope" }),
+        json!({ "adress": POOL_B }),
+        json!([1]),
+    ] {
+        let r = http()
+            .post(&url)
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&bad)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{bad}");
+        let error: Value = r.json().await.unwrap();
+        assert!(error["error"].is_string());
+    }
+    let listed: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+    assert_eq!(listed["pools"][0]["address"], POOL_A);
+    assert_eq!(listed["pools"][0]["registered"], true);
+
+    let one = format!("{url}/{POOL_A}");
+    assert_eq!(
+        http().delete(&one).send().await.unwrap().status().as_u16(),
+        401
+    );
+    assert_eq!(
+        http()
+            .delete(&one)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        204
+    );
+    assert_eq!(
+        http()
+            .delete(&one)
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        404
+    );
+}
+
+#[tokio::test]
+async fn api_amounts_are_decimal_strings_and_stats_agree() {
+    let n = node("http_amounts").await;
+    n.store
+        .balances()
+        .insert_one(minerpool_core::store::documents::Balance {
+            address: POOL_A.into(),
+            pending: 1_250_000_000,
+            paid: 1,
+            updated_at: None,
+        })
+        .await
+        .unwrap();
+    let balance: Value = http()
+        .get(format!("{}/api/v1/balances/{POOL_A}", n.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        balance,
+        json!({ "address": POOL_A, "pending": "12.50000000", "paid": "0.00000001" })
+    );
+    let unknown: Value = http()
+        .get(format!("{}/api/v1/balances/{POOL_B}", n.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(unknown["pending"], "0.00000000");
+    let bad = http()
+        .get(format!("{}/api/v1/balances/x'%20OR%201", n.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    let stats: Value = http()
+        .get(format!("{}/api/v1/stats", n.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["pending"], "12.50000000");
+    assert_eq!(stats["paid"], "0.00000001");
+    let openapi: Value = http()
+        .get(format!("{}/api/v1/openapi.json", n.http))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(openapi["openapi"], "3.1.0");
+    assert!(openapi["paths"]["/balances/{address}"]["get"].is_object());
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let n = node("http_ops").await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 10.0).await;
+    assert_eq!(
+        n.send(&task(POOL_A, VALIDATOR_1, "m1")).await,
+        "SUCCESS: m1"
+    );
+    assert_eq!(
+        http()
+            .get(format!("{}/healthz", n.http))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        http()
+            .get(format!("{}/readyz", n.http))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let metrics = http()
+        .get(format!("{}/metrics", n.http))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains(
+            "minerpool_node_websocket_messages_total{kind=\"TASK\",outcome=\"success\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("minerpool_node_http_requests_total"),
+        "{metrics}"
+    );
+
+    // A node whose database is down is alive but not ready.
+    let down = Store::connect(
+        "mongodb://127.0.0.1:9/?serverSelectionTimeoutMS=300",
+        "down",
+    )
+    .await
+    .unwrap();
+    let n = node_with(
+        "http_down",
+        Options {
+            store: Some(down),
+            ..Options::default()
+        },
+    )
+    .await;
+    assert_eq!(
+        http()
+            .get(format!("{}/healthz", n.http))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    let ready = http()
+        .get(format!("{}/readyz", n.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status().as_u16(), 503);
+}
