@@ -24,6 +24,4 @@ build:
 	$(CARGO) build --workspace --release
 
 demo:
-	@echo "make demo is not built yet: it will start a MongoDB-compatible server, the chain" >&2
-	@echo "simulator and minerpool-node in standalone mode, and show rewards as they are credited." >&2
-	@exit 1
+	scripts/demo.sh

@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# make demo: minerpool on this machine, no cluster. Starts a MongoDB-compatible server, the uPow
+# chain simulator (a block with iNode income every few seconds), and minerpool-node in standalone
+# mode with short job intervals; registers a pool, drives three validators over the WebSocket
+# port, and prints what happens. Ctrl-C stops everything it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Well-formed uPow addresses (tests/src/fixtures.rs).
+INODE=DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi
+REWARD=DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW
+POOL=DcDbHR1iD3rcpD3jg3NGXKPjor5kkWurTSHXgS2SURSAz
+VALIDATORS=(E4AeWsv2tgHo4hYqHb4AYEsuvfzmWPkbMTkE2uwdjK2FV DWWbEAVqPqsaDsALnotBV7MDsdhxsfun4y36ycB7UKtFe E3GBnW9Yy6whtQGaaZCYKDSbcJ8XBMLZcsEh2BvNLTNUJ)
+TOKEN=demo-admin-token
+DURATION=${DEMO_SECONDS:-0}   # 0: until Ctrl-C
+
+run_dir=$(mktemp -d "${TMPDIR:-/tmp}/minerpool-demo.XXXXXX")
+pids=()
+cleanup() {
+    trap - EXIT INT TERM
+    echo
+    echo "==> stopping what the demo started"
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    scripts/mongo-test-server.sh stop "$run_dir/mongo" || true
+    rm -rf "$run_dir"
+}
+trap cleanup EXIT
+trap 'exit 0' INT TERM
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for() { # URL
+    for _ in $(seq 1 100); do curl -fsS -o /dev/null "$1" 2>/dev/null && return 0; sleep 0.2; done
+    echo "no answer from $1" >&2; return 1
+}
+json() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
+
+echo "==> building minerpool (first time: a few minutes)"
+cargo build --quiet -p minerpool-node -p minerpool-jobs -p minerpool-tests --bins
+bin=target/debug
+
+echo "==> starting the MongoDB-compatible test server (SecantusDB, a one-node replica set)"
+scripts/mongo-test-server.sh install
+MONGODB_URI=$(scripts/mongo-test-server.sh start "$run_dir/mongo")
+export MONGODB_URI
+
+echo "==> starting the uPow chain simulator (a block paying the iNode every 4 s)"
+"$bin/chain-sim" --generate-for "$INODE" --every 4 --start-height 20001 >"$run_dir/sim.url" 2>"$run_dir/sim.log" &
+pids+=($!)
+for _ in $(seq 1 100); do [ -s "$run_dir/sim.url" ] && break; sleep 0.1; done
+SIM=$(head -1 "$run_dir/sim.url")
+curl -fsS -X PUT "$SIM/sim/validators" -H 'content-type: application/json' -d "[
+  {\"address\": \"${VALIDATORS[0]}\", \"stake\": \"600\"},
+  {\"address\": \"${VALIDATORS[1]}\", \"stake\": \"300\"},
+  {\"address\": \"${VALIDATORS[2]}\", \"stake\": \"100\"}]"
+
+HTTP_PORT=$(free_port)
+WS_PORT=$(free_port)
+cat >"$run_dir/minerpool.yaml" <<YAML
+chain:
+  apiUrl: $SIM
+  inodeWallet: $INODE
+  rewardAddress: $REWARD
+rewards:
+  startHeight: 20001
+node:
+  httpAddress: 127.0.0.1:$HTTP_PORT
+  websocketAddress: 127.0.0.1:$WS_PORT
+schedule:
+  rewardsSeconds: 5
+  payoutsSeconds: 15
+  validatorsSeconds: 10
+  decaySeconds: 30
+YAML
+API=http://127.0.0.1:$HTTP_PORT
+WS=ws://127.0.0.1:$WS_PORT
+
+echo "==> starting minerpool-node standalone (servers + rewards 5 s, validators 10 s, decay 30 s)"
+MINERPOOL_ADMIN_TOKEN=$TOKEN "$bin/minerpool-node" standalone --config "$run_dir/minerpool.yaml" 2>"$run_dir/node.log" &
+pids+=($!)
+wait_for "$API/readyz"
+
+echo "==> registering pool $POOL through the admin API"
+curl -fsS -X POST "$API/api/v1/pools" -H "Authorization: Bearer $TOKEN" \
+    -H 'content-type: application/json' -d "{\"address\": \"$POOL\"}"
+echo
+
+cat <<TEXT
+
+minerpool is running. Look for yourself:
+  curl $API/validators                        # legacy shape, what pools read
+  curl $API/api/v1/stats                      # height, received, credited, pending, paid
+  curl $API/api/v1/balances/$POOL
+  curl $API/api/v1/distributions?limit=1
+  curl $API/metrics
+  logs: $run_dir/node.log
+Ctrl-C stops everything.
+
+TEXT
+
+started=$(date +%s)
+round=0
+while :; do
+    round=$((round + 1))
+    for v in "${VALIDATORS[@]}"; do
+        "$bin/ws-send" "$WS" "{\"type\":\"PING\",\"validator_wallet\":\"$v\",\"ip\":\"127.0.0.1\",\"port\":5502}" >/dev/null || true
+    done
+    # The first two validators report work; the third stays idle and its share goes unallocated.
+    for v in "${VALIDATORS[@]:0:2}"; do
+        reply=$("$bin/ws-send" "$WS" "{\"type\":\"TASK\",\"pool_wallet\":\"$POOL\",\"validator_wallet\":\"$v\",\"val_id\":\"$round\"}" || true)
+        echo "TASK round $round from ${v:0:8}…: $reply"
+    done
+    sleep 5
+    echo "--- $(date +%T) ----------------------------------------------------------"
+    curl -fsS "$API/api/v1/stats" | json 'print("scanned to block", d.get("lastScannedHeight"), "| received", d.get("received"), "| credited", d.get("credited"), "| pending", d.get("pending"), "| paid", d.get("paid"))' || true
+    curl -fsS "$API/api/v1/distributions?limit=1" | json '
+for x in (d.get("distributions") or [])[:1]:
+    print("latest distribution", x.get("blocks") or x.get("id"), "received", x.get("received"))
+    for l in x.get("lines", []):
+        print("   ", l.get("kind"), l.get("address", "")[:10] + "…", l.get("amount") or l.get("units"))' || true
+    curl -fsS "$API/validators" | json '
+import json as j
+for a, v in d.items():
+    v = j.loads(v); print("validator", a[:10] + "…", "percentage", v["percentage"], "score", v["score"], "ping", v["ping"])' || true
+    for a in "$POOL" "$REWARD" "${VALIDATORS[@]}"; do
+        curl -fsS "$API/api/v1/balances/$a" | json 'print("balance", d["address"][:10] + "…", "pending", d["pending"], "paid", d["paid"])' || true
+    done
+    if [ "$DURATION" -gt 0 ] && [ $(( $(date +%s) - started )) -ge "$DURATION" ]; then
+        break
+    fi
+done
