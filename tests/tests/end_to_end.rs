@@ -1,0 +1,261 @@
+//! The whole flow, headless, against the real binaries: the chain simulator pays the iNode,
+//! `minerpool-node standalone` scans and credits, validators report over the WebSocket, and the
+//! numbers must agree to the unit.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bson::{Document, doc};
+use futures::{SinkExt, StreamExt};
+use minerpool_core::config::Config;
+use minerpool_core::money::Amount;
+use minerpool_core::scoring::decayed_pool_score;
+use minerpool_core::store::documents::names;
+use minerpool_core::testing::{fresh_store, mongodb_uri};
+use minerpool_tests::chain_sim::{
+    ChainSim, Scenario, SimBlock, SimOutput, SimTransaction, SimValidator,
+};
+use minerpool_tests::fixtures::*;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+/// A binary of the workspace, next to this test's own directory (`target/<profile>/`).
+fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|deps| deps.parent())
+        .expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo nextest run --workspace` (or `cargo build -p minerpool-node`)",
+        path.display()
+    );
+    path
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn amount(text: &str) -> Amount {
+    Amount::parse(text).unwrap()
+}
+
+/// Five blocks, each paying the iNode once.
+fn chain() -> (Scenario, i64) {
+    let paid = ["12.5", "0.1", "0.2", "7.00000001", "3.33333333"];
+    let blocks = paid
+        .iter()
+        .enumerate()
+        .map(|(i, a)| SimBlock {
+            id: 20001 + i as u64,
+            transactions: vec![SimTransaction {
+                hash: format!("e2e-{i}"),
+                coinbase: false,
+                transaction_type: Some("REGULAR".into()),
+                inputs: vec![PAYER.into()],
+                outputs: vec![SimOutput {
+                    address: INODE.into(),
+                    amount: amount(a),
+                    output_type: "REGULAR".into(),
+                }],
+            }],
+        })
+        .collect();
+    let total = paid.iter().map(|a| amount(a).units()).sum();
+    let validators = vec![
+        SimValidator {
+            address: VALIDATOR_1.into(),
+            stake: amount("600"),
+            votes: vec![],
+        },
+        SimValidator {
+            address: VALIDATOR_2.into(),
+            stake: amount("300"),
+            votes: vec![],
+        },
+        SimValidator {
+            address: VALIDATOR_3.into(),
+            stake: amount("100"),
+            votes: vec![],
+        },
+    ];
+    (Scenario { blocks, validators }, total)
+}
+
+async fn get(url: &str) -> Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn send(ws: &str, message: Value) -> String {
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+    socket
+        .send(Message::text(message.to_string()))
+        .await
+        .unwrap();
+    match socket.next().await {
+        Some(Ok(Message::Text(text))) => text.to_string(),
+        other => panic!("no text reply: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
+    let store = fresh_store("end_to_end").await;
+    let (scenario, total) = chain();
+    let sim = ChainSim::start(scenario).await;
+    let (http_port, ws_port) = (free_port(), free_port());
+    let mut config = Config::with_wallets(INODE, REWARD);
+    config.mongodb.database = store.database().name().to_owned();
+    config.chain.api_url = sim.url.clone();
+    config.rewards.blocks_per_run = 2;
+    config.node.http_address = format!("127.0.0.1:{http_port}").parse().unwrap();
+    config.node.websocket_address = format!("127.0.0.1:{ws_port}").parse().unwrap();
+    config.schedule.rewards_seconds = 1;
+    config.schedule.validators_seconds = 1;
+    config.schedule.decay_seconds = 3;
+    let config_path = std::env::temp_dir().join(format!("{}.yaml", config.mongodb.database));
+    std::fs::write(&config_path, config.to_yaml()).unwrap();
+
+    let mut node = tokio::process::Command::new(workspace_binary("minerpool-node"))
+        .args(["standalone", "--config"])
+        .arg(&config_path)
+        .env("MONGODB_URI", mongodb_uri())
+        .env("MINERPOOL_ADMIN_TOKEN", "e2e-token")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start minerpool-node");
+    let api = format!("http://127.0.0.1:{http_port}");
+    let ws = format!("ws://127.0.0.1:{ws_port}");
+    eventually("the node to be ready", || async {
+        reqwest::get(format!("{api}/readyz"))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    })
+    .await;
+
+    let added = reqwest::Client::new()
+        .post(format!("{api}/api/v1/pools"))
+        .bearer_auth("e2e-token")
+        .json(&json!({ "address": POOL_A }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(added.status().as_u16(), 201);
+
+    eventually("the validators job to list the validators", || async {
+        let v = get(&format!("{api}/validators")).await;
+        v.as_object().is_some_and(|o| o.len() == 3)
+    })
+    .await;
+    for v in [VALIDATOR_1, VALIDATOR_2] {
+        let pong = send(
+            &ws,
+            json!({ "type": "PING", "validator_wallet": v, "ip": "127.0.0.1", "port": 5502 }),
+        )
+        .await;
+        assert_eq!(pong, "SUCCESS: Pong");
+    }
+    // 60 % adds ceil(60/5) = 12, 30 % adds 6.
+    let reply = send(&ws, json!({ "type": "TASK", "pool_wallet": POOL_A, "validator_wallet": VALIDATOR_1, "val_id": "e1" })).await;
+    assert_eq!(reply, "SUCCESS: e1");
+    let reply = send(&ws, json!({ "type": "TASK", "pool_wallet": POOL_A, "validator_wallet": VALIDATOR_2, "val_id": "e2" })).await;
+    assert_eq!(reply, "SUCCESS: e2");
+    let pool = get(&format!("{api}/api/v1/pools/{POOL_A}")).await;
+    let score = pool["score"].as_i64().unwrap();
+    let mut allowed = vec![18];
+    while *allowed.last().unwrap() > 0 {
+        allowed.push(decayed_pool_score(*allowed.last().unwrap()));
+    }
+    assert!(
+        allowed.contains(&score),
+        "score {score} follows TASK then decay: {allowed:?}"
+    );
+    eventually("a decay run to lower the pool score", || async {
+        let pool = get(&format!("{api}/api/v1/pools/{POOL_A}")).await;
+        let now = pool["score"].as_i64().unwrap();
+        assert!(
+            allowed.contains(&now),
+            "score {now} is on the decay path {allowed:?}"
+        );
+        now < 18
+    })
+    .await;
+
+    eventually("the chain to be scanned", || async {
+        get(&format!("{api}/api/v1/stats")).await["lastScannedHeight"] == 20005
+    })
+    .await;
+    let stats = get(&format!("{api}/api/v1/stats")).await;
+    let total_text = Amount::from_units(total).unwrap().to_string();
+    assert_eq!(stats["received"], total_text, "{stats}");
+    assert_eq!(stats["credited"], total_text, "{stats}");
+
+    // The API agrees with the database, and the database with the chain, to the unit.
+    let balances: Vec<Document> = futures::TryStreamExt::try_collect(
+        store
+            .collection::<Document>(names::BALANCES)
+            .find(doc! {})
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let pending: i64 = balances.iter().map(|b| b.get_i64("pending").unwrap()).sum();
+    assert_eq!(pending, total);
+    assert_eq!(stats["pending"], total_text);
+    let distributions: Vec<Document> = futures::TryStreamExt::try_collect(
+        store
+            .collection::<Document>(names::REWARD_DISTRIBUTIONS)
+            .find(doc! {})
+            .await
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut received = 0;
+    for d in &distributions {
+        let lines: i64 = d
+            .get_array("lines")
+            .unwrap()
+            .iter()
+            .map(|l| l.as_document().unwrap().get_i64("units").unwrap())
+            .sum();
+        assert_eq!(lines, d.get_i64("received").unwrap(), "conservation");
+        received += lines;
+    }
+    assert_eq!(received, total);
+
+    // SIGTERM: a graceful stop with exit 0.
+    let pid = node.id().expect("running") as i32;
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(20), node.wait())
+        .await
+        .expect("the node stops after SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
