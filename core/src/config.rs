@@ -14,7 +14,7 @@ use crate::money::Amount;
 /// What is wrong with the configuration; every variant names the key or file concerned.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
+    #[error("cannot read config file {path}")]
     Read {
         path: String,
         #[source]

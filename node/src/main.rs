@@ -38,10 +38,26 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Convert the original iNode's layout.json into a minerpool config file on stdout
+    ImportLayout {
+        /// The original layout.json
+        #[arg(value_name = "FILE")]
+        layout: PathBuf,
+    },
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("minerpool-node: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .json()
         .with_writer(std::io::stderr)
@@ -52,6 +68,7 @@ async fn main() -> anyhow::Result<()> {
     let (config_path, with_jobs) = match Cli::parse().command {
         Command::Serve { config } => (config, false),
         Command::Standalone { config } => (config, true),
+        Command::ImportLayout { layout } => return import_layout(&layout),
     };
     let config = Config::load(&config_path)?;
     let secrets = Secrets::from_env()?;
@@ -97,6 +114,17 @@ async fn main() -> anyhow::Result<()> {
     for job in jobs {
         let _ = job.await;
     }
+    Ok(())
+}
+
+fn import_layout(path: &std::path::Path) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let imported = minerpool_core::layout::import_layout(&text)?;
+    for note in &imported.notes {
+        eprintln!("note: {note}");
+    }
+    print!("{}", imported.config.to_yaml());
     Ok(())
 }
 
