@@ -67,6 +67,8 @@ fn a_missing_file_names_the_path() {
         err.to_string().contains("/nonexistent/minerpool.yaml"),
         "{err}"
     );
+    let cause = std::error::Error::source(&err).expect("the I/O error is the source");
+    assert!(cause.to_string().contains("No such file"), "{cause}");
 }
 
 #[test]
