@@ -6,6 +6,7 @@ pub mod chain;
 pub mod config;
 pub mod faults;
 pub mod layout;
+pub mod logging;
 pub mod money;
 pub mod rewards;
 pub mod scoring;

@@ -41,13 +41,7 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    minerpool_core::logging::init();
     let cli = Cli::parse();
     let (job, args) = match cli.job {
         JobCommand::Rewards(a) => (Job::Rewards, a),

@@ -21,6 +21,7 @@ use minerpool_core::testing::{counting_store, mongodb_uri};
 use minerpool_node::metrics::Metrics;
 use minerpool_node::{Limits, NodeState, start};
 use minerpool_tests::fixtures::{INODE, REWARD};
+use minerpool_tests::free_port;
 use tokio_tungstenite::tungstenite::Message;
 
 fn env_or(name: &str, default: usize) -> usize {
@@ -112,14 +113,6 @@ fn rss_kib(pid: u32) -> u64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::main]

@@ -58,13 +58,7 @@ async fn main() -> std::process::ExitCode {
 }
 
 async fn run() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .json()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    minerpool_core::logging::init();
     let (config_path, with_jobs) = match Cli::parse().command {
         Command::Serve { config } => (config, false),
         Command::Standalone { config } => (config, true),

@@ -15,6 +15,14 @@ fn http() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+async fn status_of(url: impl reqwest::IntoUrl) -> u16 {
+    http().get(url).send().await.unwrap().status().as_u16()
+}
+
+async fn json_of(url: impl reqwest::IntoUrl) -> Value {
+    http().get(url).send().await.unwrap().json().await.unwrap()
+}
+
 /// Decodes `/validators` exactly as the original pool client does, in Python: `json.loads` of
 /// every value, `datetime.fromisoformat(ping)` compared with `datetime.utcnow()`, and keeps the
 /// validators with percentage ≥ 1 that pinged within 4 h. Prints the kept addresses.
@@ -36,14 +44,7 @@ print("\n".join(sorted(kept)))
 #[tokio::test]
 async fn legacy_validators_are_read_the_way_the_original_pool_client_reads_them() {
     let n = node("http_validators").await;
-    let body: Value = http()
-        .get(format!("{}/validators", n.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let body: Value = json_of(format!("{}/validators", n.http)).await;
     assert_eq!(
         body,
         json!({}),
@@ -259,7 +260,7 @@ async fn admin_writes_need_the_token() {
         let error: Value = r.json().await.unwrap();
         assert!(error["error"].is_string());
     }
-    let listed: Value = http().get(&url).send().await.unwrap().json().await.unwrap();
+    let listed: Value = json_of(url.as_str()).await;
     assert_eq!(listed["pools"][0]["address"], POOL_A);
     assert_eq!(listed["pools"][0]["registered"], true);
 
@@ -305,26 +306,12 @@ async fn api_amounts_are_decimal_strings_and_stats_agree() {
         })
         .await
         .unwrap();
-    let balance: Value = http()
-        .get(format!("{}/api/v1/balances/{POOL_A}", n.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let balance: Value = json_of(format!("{}/api/v1/balances/{POOL_A}", n.http)).await;
     assert_eq!(
         balance,
         json!({ "address": POOL_A, "pending": "12.50000000", "paid": "0.00000001" })
     );
-    let unknown: Value = http()
-        .get(format!("{}/api/v1/balances/{POOL_B}", n.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let unknown: Value = json_of(format!("{}/api/v1/balances/{POOL_B}", n.http)).await;
     assert_eq!(unknown["pending"], "0.00000000");
     let bad = http()
         .get(format!("{}/api/v1/balances/x'%20OR%201", n.http))
@@ -332,24 +319,10 @@ async fn api_amounts_are_decimal_strings_and_stats_agree() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
-    let stats: Value = http()
-        .get(format!("{}/api/v1/stats", n.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats: Value = json_of(format!("{}/api/v1/stats", n.http)).await;
     assert_eq!(stats["pending"], "12.50000000");
     assert_eq!(stats["paid"], "0.00000001");
-    let openapi: Value = http()
-        .get(format!("{}/api/v1/openapi.json", n.http))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let openapi: Value = json_of(format!("{}/api/v1/openapi.json", n.http)).await;
     assert_eq!(openapi["openapi"], "3.1.0");
     assert!(openapi["paths"]["/balances/{address}"]["get"].is_object());
 }
@@ -363,26 +336,8 @@ async fn health_readiness_and_metrics() {
         n.send(&task(POOL_A, VALIDATOR_1, "m1")).await,
         "SUCCESS: m1"
     );
-    assert_eq!(
-        http()
-            .get(format!("{}/healthz", n.http))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
-    assert_eq!(
-        http()
-            .get(format!("{}/readyz", n.http))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status_of(format!("{}/healthz", n.http)).await, 200);
+    assert_eq!(status_of(format!("{}/readyz", n.http)).await, 200);
     let metrics = http()
         .get(format!("{}/metrics", n.http))
         .send()
@@ -417,16 +372,7 @@ async fn health_readiness_and_metrics() {
         },
     )
     .await;
-    assert_eq!(
-        http()
-            .get(format!("{}/healthz", n.http))
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16(),
-        200
-    );
+    assert_eq!(status_of(format!("{}/healthz", n.http)).await, 200);
     let ready = http()
         .get(format!("{}/readyz", n.http))
         .send()

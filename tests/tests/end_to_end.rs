@@ -17,6 +17,7 @@ use minerpool_tests::chain_sim::{
     ChainSim, Scenario, SimBlock, SimOutput, SimTransaction, SimValidator,
 };
 use minerpool_tests::fixtures::*;
+use minerpool_tests::free_port;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -34,14 +35,6 @@ fn workspace_binary(name: &str) -> PathBuf {
         path.display()
     );
     path
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn amount(text: &str) -> Amount {

@@ -37,9 +37,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .init();
+    minerpool_core::logging::init();
     let cli = Cli::parse();
     let scenario = match &cli.scenario {
         Some(path) => {
