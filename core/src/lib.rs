@@ -13,3 +13,4 @@ pub mod scoring;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;
+pub mod upow;
