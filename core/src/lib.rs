@@ -8,6 +8,7 @@ pub mod faults;
 pub mod layout;
 pub mod logging;
 pub mod money;
+pub mod payouts;
 pub mod rewards;
 pub mod scoring;
 pub mod store;

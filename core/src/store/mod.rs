@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod documents;
 pub mod loose;
+pub mod payouts;
 pub mod rewards;
 pub mod runs;
 pub mod scores;
