@@ -56,7 +56,7 @@ pub fn select_coins(
         return Err(PayoutError::InsufficientFunds { available, needed });
     }
     // Largest first; ties in the node's order (stable sort).
-    candidates.sort_by(|a, b| b.units.cmp(&a.units));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.units));
     let mut chosen = Vec::new();
     let mut sum = 0u64;
     for coin in candidates {
