@@ -57,6 +57,7 @@ async fn distribute_to(pools: usize) -> Figures {
             }],
         }],
         validators: vec![],
+        utxos: vec![],
     })
     .await;
     let mut config = Config::with_wallets(INODE, REWARD);
@@ -67,6 +68,7 @@ async fn distribute_to(pools: usize) -> Figures {
         config,
         store: store.clone(),
         lock_ttl: Duration::from_secs(60),
+        wallet_key: None,
     };
     let before = counter.count();
     let started = Instant::now();

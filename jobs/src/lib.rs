@@ -3,6 +3,7 @@
 //! record. The `minerpool-job` binary and the node's standalone mode both call [`run_once`].
 
 pub mod decay;
+pub mod payouts;
 pub mod rewards;
 pub mod validators;
 
@@ -22,16 +23,18 @@ use serde_json::{Value, json};
 pub enum Job {
     Rewards,
     Validators,
+    Payouts,
     Decay,
 }
 
 impl Job {
-    pub const ALL: [Job; 3] = [Job::Rewards, Job::Validators, Job::Decay];
+    pub const ALL: [Job; 4] = [Job::Rewards, Job::Validators, Job::Payouts, Job::Decay];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::Rewards => "rewards",
             Job::Validators => "validators",
+            Job::Payouts => "payouts",
             Job::Decay => "decay",
         }
     }
@@ -74,6 +77,8 @@ pub struct Context {
     pub chain: ChainClient,
     /// How long a run's lock lasts without renewal; a crashed run's lock expires after it.
     pub lock_ttl: Duration,
+    /// The iNode wallet's private key (hex), needed by the `upow` payout sender.
+    pub wallet_key: Option<String>,
 }
 
 /// Default lifetime of a job lock; a running job renews it every third of it.
@@ -146,6 +151,7 @@ pub async fn run_once(job: Job, context: &Context) -> Result<Summary, JobError> 
     let result = match job {
         Job::Rewards => rewards::run(context).await,
         Job::Validators => validators::run(context).await,
+        Job::Payouts => payouts::run(context).await,
         Job::Decay => decay::run(context).await,
     };
     keep_alive.abort();

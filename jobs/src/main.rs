@@ -28,6 +28,8 @@ enum JobCommand {
     Rewards(Args),
     /// Refresh the validators' stake percentages from the chain
     Validators(Args),
+    /// Pay pending balances on chain (or record what would be paid, with sender dry-run)
+    Payouts(Args),
     /// Decay pool scores and reset validator scores
     Decay(Args),
 }
@@ -46,6 +48,7 @@ async fn main() -> ExitCode {
     let (job, args) = match cli.job {
         JobCommand::Rewards(a) => (Job::Rewards, a),
         JobCommand::Validators(a) => (Job::Validators, a),
+        JobCommand::Payouts(a) => (Job::Payouts, a),
         JobCommand::Decay(a) => (Job::Decay, a),
     };
     match run(job, args).await {
@@ -79,6 +82,7 @@ async fn run(job: Job, args: Args) -> anyhow::Result<minerpool_jobs::Summary> {
         store,
         chain,
         lock_ttl: lock_ttl()?,
+        wallet_key: secrets.wallet_key.clone(),
     };
     Ok(run_once(job, &context).await?)
 }

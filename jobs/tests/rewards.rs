@@ -162,6 +162,7 @@ fn scripted_chain() -> Scenario {
             ),
         ],
         validators: vec![],
+        utxos: vec![],
     }
 }
 
@@ -520,6 +521,7 @@ async fn validators_job_keeps_what_the_node_wrote() {
                     votes: vec![],
                 },
             ],
+            utxos: vec![],
         },
     )
     .await;

@@ -66,6 +66,7 @@ async fn run() -> anyhow::Result<()> {
     };
     let config = Config::load(&config_path)?;
     let secrets = Secrets::from_env()?;
+    let wallet_key = secrets.wallet_key.clone();
     let store = Store::connect(&secrets.mongodb_uri, &config.mongodb.database).await?;
     store
         .require_replica_set()
@@ -96,6 +97,7 @@ async fn run() -> anyhow::Result<()> {
             config,
             store,
             lock_ttl: DEFAULT_LOCK_TTL,
+            wallet_key: wallet_key.clone(),
         };
         standalone::spawn_schedule(context, jobs_stopped)
     } else {

@@ -1,4 +1,4 @@
-//! Standalone mode (SPEC §4.4): the servers and the jobs on their intervals in one process,
+//! Standalone mode (SPEC §4.4): the servers and the four jobs on their intervals in one process,
 //! sharing the job code. A failed run is logged and tried again at its next interval; it never
 //! stops the process.
 

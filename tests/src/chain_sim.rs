@@ -26,6 +26,32 @@ pub struct Scenario {
     pub blocks: Vec<SimBlock>,
     #[serde(default)]
     pub validators: Vec<SimValidator>,
+    /// Unspent outputs the chain starts with (the iNode wallet's coins, for payouts).
+    #[serde(default)]
+    pub utxos: Vec<SimUtxo>,
+}
+
+/// An unspent output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimUtxo {
+    pub owner: String,
+    pub tx_hash: String,
+    pub index: u8,
+    pub amount: Amount,
+}
+
+/// How `push_tx` behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PushMode {
+    Normal,
+    /// Accept the transaction, then never answer (the client times out).
+    AcceptThenTimeout,
+    /// HTTP 500 without accepting.
+    ServerError,
+    /// Refuse every transaction ("Transaction has not been added").
+    Reject,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +120,12 @@ struct ChainState {
     /// Failures still to serve, in order, each for so many requests.
     failures: Vec<(Failure, u32)>,
     requests: u64,
+    utxos: Vec<SimUtxo>,
+    /// Accepted transactions not yet in a block, by hash.
+    pending: BTreeMap<String, minerpool_core::upow::Transaction>,
+    /// Transactions in a block: hash → block id.
+    mined: BTreeMap<String, (u64, minerpool_core::upow::Transaction)>,
+    push_mode: Option<PushMode>,
 }
 
 /// A running simulator.
@@ -116,6 +148,7 @@ impl ChainSim {
         let state = Arc::new(Mutex::new(ChainState {
             blocks: scenario.blocks.into_iter().map(|b| (b.id, b)).collect(),
             validators: scenario.validators,
+            utxos: scenario.utxos,
             ..ChainState::default()
         }));
         let listener = tokio::net::TcpListener::bind(address).await?;
@@ -147,6 +180,50 @@ impl ChainSim {
         self.lock().blocks.keys().next_back().copied()
     }
 
+    /// How the next pushes are answered.
+    pub fn set_push_mode(&self, mode: PushMode) {
+        self.lock().push_mode = Some(mode);
+    }
+
+    /// Puts every pending transaction into a new block.
+    pub fn mine(&self) {
+        mine(&mut self.lock());
+    }
+
+    /// Units paid to `address` by accepted transactions (pending or mined), and how many
+    /// transactions paid it.
+    pub fn paid_to(&self, address: &str) -> (u64, usize) {
+        let state = self.lock();
+        let Ok(bytes) = minerpool_core::upow::decode_address(address) else {
+            return (0, 0);
+        };
+        let mut total = 0;
+        let mut count = 0;
+        for tx in state
+            .pending
+            .values()
+            .chain(state.mined.values().map(|(_, tx)| tx))
+        {
+            let paid: u64 = tx
+                .outputs
+                .iter()
+                .filter(|o| o.address == bytes)
+                .map(|o| o.units)
+                .sum();
+            if paid > 0 {
+                total += paid;
+                count += 1;
+            }
+        }
+        (total, count)
+    }
+
+    /// Accepted transactions so far (pending and mined).
+    pub fn accepted(&self) -> usize {
+        let state = self.lock();
+        state.pending.len() + state.mined.len()
+    }
+
     /// Requests served to the chain endpoints so far.
     pub fn requests(&self) -> u64 {
         self.lock().requests
@@ -163,6 +240,7 @@ fn router(state: Shared) -> Router {
     Router::new()
         .merge(blocks_routes())
         .merge(validators_routes())
+        .merge(payer_routes())
         .merge(control_routes())
         .with_state(state)
 }
@@ -175,9 +253,24 @@ fn validators_routes() -> Router<Shared> {
     Router::new().route("/get_validators_info", get(validators_info))
 }
 
+/// What a payer uses: its coins, pushing, and looking a transaction up.
+fn payer_routes() -> Router<Shared> {
+    Router::new()
+        .route("/get_address_info", get(address_info))
+        .route("/push_tx", get(push_tx_query).post(push_tx_body))
+        .route("/get_transaction", get(get_transaction))
+}
+
 /// Test control: failures, blocks and validators, under `/sim/`.
 fn control_routes() -> Router<Shared> {
     Router::new()
+        .route(
+            "/sim/mine",
+            post(|State(state): State<Shared>| async move {
+                mine(&mut state.lock().unwrap_or_else(|e| e.into_inner()));
+                StatusCode::NO_CONTENT
+            }),
+        )
         .route("/sim/fail", post(control_fail))
         .route("/sim/blocks", post(control_add_block))
         .route("/sim/validators", put(control_set_validators))
@@ -418,4 +511,174 @@ pub fn generate_blocks(sim: &ChainSim, wallet: String, every: Duration, start: u
             tokio::time::sleep(every).await;
         }
     });
+}
+
+fn mine(state: &mut ChainState) {
+    let block = state.blocks.keys().next_back().map_or(1, |tip| tip + 1);
+    let pending = std::mem::take(&mut state.pending);
+    for (hash, tx) in pending {
+        state.utxos.retain(|u| {
+            !tx.inputs
+                .iter()
+                .any(|i| hex::encode(i.tx_hash) == u.tx_hash && i.index == u.index)
+        });
+        for (index, output) in tx.outputs.iter().enumerate() {
+            state.utxos.push(SimUtxo {
+                owner: bs58::encode(&output.address).into_string(),
+                tx_hash: hash.clone(),
+                index: index as u8,
+                amount: Amount::from_units(output.units as i64).expect("positive"),
+            });
+        }
+        state.mined.insert(hash, (block, tx));
+    }
+}
+
+#[derive(Deserialize)]
+struct AddressQuery {
+    address: String,
+}
+
+async fn address_info(State(state): State<Shared>, Query(q): Query<AddressQuery>) -> Response {
+    let state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let spendable: Vec<Value> = state
+        .utxos
+        .iter()
+        .filter(|u| u.owner == q.address)
+        .map(|u| json!({ "amount": u.amount.to_string().trim_end_matches('0').trim_end_matches('.'), "tx_hash": u.tx_hash, "index": u.index }))
+        .collect();
+    let pending_spent: Vec<Value> = state
+        .pending
+        .values()
+        .flat_map(|tx| tx.inputs.iter())
+        .map(|i| json!({ "tx_hash": hex::encode(i.tx_hash), "index": i.index }))
+        .collect();
+    Json(json!({ "ok": true, "result": {
+        "balance": "0", "stake": "0",
+        "spendable_outputs": spendable,
+        "pending_transactions": [],
+        "pending_spent_outputs": pending_spent,
+    } }))
+    .into_response()
+}
+
+#[derive(Deserialize)]
+struct PushQuery {
+    tx_hex: String,
+}
+
+async fn push_tx_query(State(state): State<Shared>, Query(q): Query<PushQuery>) -> Response {
+    push_tx(state, &q.tx_hex).await
+}
+
+async fn push_tx_body(State(state): State<Shared>, Json(body): Json<PushQuery>) -> Response {
+    push_tx(state, &body.tx_hex).await
+}
+
+fn not_added() -> Response {
+    Json(json!({ "ok": false, "error": "Transaction has not been added" })).into_response()
+}
+
+fn exception() -> Response {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({ "ok": false, "error": "Exception: " })),
+    )
+        .into_response()
+}
+
+/// Judges a pushed transaction as the node does (TRANSACTIONS.md §9), with the project's own
+/// parser and verifier.
+async fn push_tx(shared: Shared, tx_hex: &str) -> Response {
+    use minerpool_core::upow::{Transaction, decode_address};
+    let mode = shared
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .push_mode
+        .unwrap_or(PushMode::Normal);
+    match mode {
+        PushMode::ServerError => return exception(),
+        PushMode::Reject => return not_added(),
+        _ => {}
+    }
+    let Ok(bytes) = hex::decode(tx_hex) else {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(json!({ "ok": false, "error": "Uncaught ValueError exception" })),
+        )
+            .into_response();
+    };
+    let Ok(tx) = Transaction::parse(&bytes) else {
+        return exception();
+    };
+    let hash = tx.hash();
+    {
+        let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        if state.pending.contains_key(&hash) || state.mined.contains_key(&hash) {
+            return Json(json!({ "ok": false, "error": "Transaction just added" })).into_response();
+        }
+        let mut owners = Vec::new();
+        let mut inputs_total = 0u64;
+        for (i, input) in tx.inputs.iter().enumerate() {
+            let spent_hash = hex::encode(input.tx_hash);
+            let Some(utxo) = state
+                .utxos
+                .iter()
+                .find(|u| u.tx_hash == spent_hash && u.index == input.index)
+            else {
+                return if i == 0 { exception() } else { not_added() };
+            };
+            let pending_spent = state.pending.values().any(|p| {
+                p.inputs
+                    .iter()
+                    .any(|pi| pi.tx_hash == input.tx_hash && pi.index == input.index)
+            });
+            if pending_spent {
+                return not_added();
+            }
+            let Ok(owner) = decode_address(&utxo.owner) else {
+                return not_added();
+            };
+            owners.push(owner);
+            inputs_total += utxo.amount.units() as u64;
+        }
+        let outputs_total: u64 = tx.outputs.iter().map(|o| o.units).sum();
+        if tx.verify(&owners).is_err() || outputs_total > inputs_total {
+            return not_added();
+        }
+        state.pending.insert(hash.clone(), tx);
+    }
+    if mode == PushMode::AcceptThenTimeout {
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    Json(json!({ "ok": true, "result": "Transaction has been accepted", "tx_hash": hash }))
+        .into_response()
+}
+
+#[derive(Deserialize)]
+struct TransactionQuery {
+    tx_hash: String,
+}
+
+async fn get_transaction(
+    State(state): State<Shared>,
+    Query(q): Query<TransactionQuery>,
+) -> Response {
+    let state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let found = if state.pending.contains_key(&q.tx_hash) {
+        Some((false, Value::Null))
+    } else {
+        state
+            .mined
+            .get(&q.tx_hash)
+            .map(|(block, _)| (true, json!(block)))
+    };
+    match found {
+        Some((confirmed, block)) => Json(json!({ "ok": true, "result": {
+            "is_coinbase": false, "hash": q.tx_hash, "block_no": block, "is_confirm": confirmed,
+            "transaction_type": "REGULAR",
+        } }))
+        .into_response(),
+        None => Json(json!({ "ok": false, "error": "Transaction not found" })).into_response(),
+    }
 }

@@ -80,7 +80,14 @@ fn chain() -> (Scenario, i64) {
             votes: vec![],
         },
     ];
-    (Scenario { blocks, validators }, total)
+    (
+        Scenario {
+            blocks,
+            validators,
+            utxos: vec![],
+        },
+        total,
+    )
 }
 
 async fn get(url: &str) -> Value {

@@ -1,6 +1,7 @@
 //! Client of the uPow node HTTP API: timeouts on every call, bounded retries with backoff on
 //! idempotent reads, errors that name the URL and status, and no secret in any message.
 
+mod payer;
 mod types;
 
 use std::time::Duration;
@@ -8,6 +9,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 
+pub use payer::*;
 pub use types::*;
 
 use crate::config::ChainConfig;

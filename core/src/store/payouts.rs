@@ -82,6 +82,11 @@ impl Store {
             .map_err(StoreError::mongo("read open payout batches"))
     }
 
+    /// The balances the next batch would pay, without moving anything.
+    pub async fn payable_balances(&self, minimum: i64, max: usize) -> Result<Vec<(String, i64)>> {
+        self.payable(None, minimum, max).await
+    }
+
     async fn payable(
         &self,
         session: Option<&mut ClientSession>,

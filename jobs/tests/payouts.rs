@@ -1,0 +1,332 @@
+//! `minerpool-job payouts` against the real test MongoDB server and the chain simulator, which
+//! judges pushed transactions with the project's own parser and verifier. Crashes are real
+//! aborts of the process.
+
+mod common;
+
+use bson::doc;
+use common::{Harness, stderr};
+use minerpool_core::config::Sender;
+use minerpool_core::money::Amount;
+use minerpool_core::store::documents::Balance;
+use minerpool_core::store::payouts::BatchState;
+use minerpool_core::upow::{address_of, parse_private_key};
+use minerpool_tests::chain_sim::{PushMode, Scenario, SimUtxo};
+
+/// The iNode wallet's key in these tests.
+const WALLET_KEY: &str = "0xc0ffee";
+
+fn address_of_key(key: &str) -> String {
+    address_of(parse_private_key(key).unwrap().verifying_key())
+}
+
+fn coins(n: &str) -> i64 {
+    Amount::parse(n).unwrap().units()
+}
+
+/// Recipients r1 (5 coins), r2 (3), r3 (0.5, under the minimum of 1).
+fn recipients() -> Vec<(String, i64)> {
+    vec![
+        (address_of_key("1"), coins("5")),
+        (address_of_key("2"), coins("3")),
+        (address_of_key("3"), coins("0.5")),
+    ]
+}
+
+async fn harness(label: &str, wallet_coins: &[&str]) -> Harness {
+    let wallet = address_of_key(WALLET_KEY);
+    let utxos = wallet_coins
+        .iter()
+        .enumerate()
+        .map(|(i, amount)| SimUtxo {
+            owner: wallet.clone(),
+            tx_hash: format!("{:064x}", i + 1),
+            index: 0,
+            amount: Amount::parse(amount).unwrap(),
+        })
+        .collect();
+    let h = Harness::with_config(
+        label,
+        Scenario {
+            utxos,
+            ..Scenario::default()
+        },
+        |c| {
+            c.chain.inode_wallet = wallet.clone();
+            c.payouts.sender = Sender::Upow;
+        },
+    )
+    .await;
+    h.store
+        .balances()
+        .insert_many(recipients().into_iter().map(|(address, pending)| Balance {
+            address,
+            pending,
+            paid: 0,
+            updated_at: None,
+        }))
+        .await
+        .unwrap();
+    h
+}
+
+async fn run(h: &Harness, fault: Option<&str>) -> std::process::Output {
+    let mut env = vec![("MINERPOOL_WALLET_KEY", WALLET_KEY)];
+    if let Some(point) = fault {
+        env.push(("MINERPOOL_FAULT", point));
+    }
+    h.run("payouts", &env).await
+}
+
+async fn run_ok(h: &Harness) -> serde_json::Value {
+    let output = run(h, None).await;
+    assert!(
+        output.status.success(),
+        "payouts failed: {}",
+        stderr(&output)
+    );
+    common::summary(&output)
+}
+
+async fn balance(h: &Harness, address: &str) -> (i64, i64) {
+    let b = h
+        .store
+        .balances()
+        .find_one(doc! { "address": address })
+        .await
+        .unwrap()
+        .unwrap();
+    (b.pending, b.paid)
+}
+
+/// Every due recipient paid once on chain and in the database; r3 untouched.
+async fn assert_paid_once(h: &Harness) {
+    for (address, amount) in recipients().into_iter().take(2) {
+        assert_eq!(
+            h.sim.paid_to(&address),
+            (amount as u64, 1),
+            "{address} paid once on chain"
+        );
+        assert_eq!(
+            balance(h, &address).await,
+            (0, amount),
+            "{address} in the database"
+        );
+    }
+    let (r3, small) = recipients().pop().unwrap();
+    assert_eq!(h.sim.paid_to(&r3), (0, 0));
+    assert_eq!(balance(h, &r3).await, (small, 0));
+}
+
+#[tokio::test]
+async fn a_batch_is_paid_submitted_then_confirmed() {
+    let h = harness("payouts_happy", &["4", "6"]).await;
+    let first = run_ok(&h).await;
+    assert_eq!(first["details"]["created"]["now"], "submitted", "{first}");
+    assert_eq!(h.sim.accepted(), 1);
+    let batch = h
+        .store
+        .payout_batches()
+        .find_one(doc! {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.state, BatchState::Submitted);
+    assert_eq!(batch.total, coins("8"));
+    // Not yet in a block: nothing counts as paid, and no second batch is made.
+    let again = run_ok(&h).await;
+    assert_eq!(again["details"]["created"], serde_json::Value::Null);
+    assert_eq!(balance(&h, &recipients()[0].0).await, (0, 0));
+    h.sim.mine();
+    let settled = run_ok(&h).await;
+    assert_eq!(
+        settled["details"]["settled"][0]["now"], "confirmed",
+        "{settled}"
+    );
+    assert_paid_once(&h).await;
+}
+
+async fn crash_then_rerun(point: &str) {
+    let h = harness("payouts_crash", &["4", "6"]).await;
+    let crashed = run(&h, Some(point)).await;
+    assert!(
+        crashed.status.code().is_none(),
+        "{point}: must die by a signal: {:?}",
+        crashed.status
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    run_ok(&h).await;
+    h.sim.mine();
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+    assert_eq!(h.sim.accepted(), 1, "{point}: one transaction in all");
+}
+
+#[tokio::test]
+async fn a_crash_after_the_batch_is_created_pays_once() {
+    crash_then_rerun("payouts:after-create").await;
+}
+
+#[tokio::test]
+async fn a_crash_after_signing_pays_once() {
+    crash_then_rerun("payouts:after-sign").await;
+}
+
+#[tokio::test]
+async fn a_crash_after_the_push_before_recording_pays_once() {
+    crash_then_rerun("payouts:after-push").await;
+}
+
+#[tokio::test]
+async fn a_crash_after_recording_pays_once() {
+    crash_then_rerun("payouts:after-record").await;
+}
+
+#[tokio::test]
+async fn a_push_that_timed_out_but_was_accepted_is_not_paid_again() {
+    let h = harness("payouts_timeout", &["10"]).await;
+    h.sim.set_push_mode(PushMode::AcceptThenTimeout);
+    let first = run_ok(&h).await;
+    assert_eq!(first["details"]["created"]["now"], "signed", "{first}");
+    h.sim.set_push_mode(PushMode::Normal);
+    let second = run_ok(&h).await;
+    assert_eq!(
+        second["details"]["settled"][0]["now"], "submitted",
+        "{second}"
+    );
+    h.sim.mine();
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+}
+
+#[tokio::test]
+async fn a_definitive_rejection_returns_the_amounts_to_pending() {
+    let h = harness("payouts_rejected", &["10"]).await;
+    h.sim.set_push_mode(PushMode::Reject);
+    let first = run_ok(&h).await;
+    assert_eq!(first["details"]["created"]["now"], "failed", "{first}");
+    for (address, amount) in recipients() {
+        assert_eq!(
+            balance(&h, &address).await,
+            (amount, 0),
+            "{address} back to pending"
+        );
+    }
+    let batch = h
+        .store
+        .payout_batches()
+        .find_one(doc! {})
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(batch.state, BatchState::Failed);
+    assert_eq!(
+        batch.error.as_deref(),
+        Some("Transaction has not been added")
+    );
+}
+
+#[tokio::test]
+async fn two_runs_at_once_pay_once() {
+    let h = harness("payouts_race", &["4", "6"]).await;
+    let (a, b) = tokio::join!(run(&h, None), run(&h, None));
+    assert!(
+        a.status.success() && b.status.success(),
+        "{} {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    h.sim.mine();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+}
+
+#[tokio::test]
+async fn bad_input_is_a_clear_error_and_changes_nothing() {
+    // Not enough coins for the batch.
+    let h = harness("payouts_funds", &["1", "2"]).await;
+    let output = run(&h, None).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("the batch needs"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(balance(&h, &recipients()[0].0).await, (coins("5"), 0));
+    assert_eq!(
+        h.store
+            .payout_batches()
+            .count_documents(doc! {})
+            .await
+            .unwrap(),
+        0
+    );
+
+    // Wallet keys that are not keys, or not the iNode's.
+    for (key, message) in [
+        ("not-hex", "MINERPOOL_WALLET_KEY"),
+        ("0", "MINERPOOL_WALLET_KEY"),
+        (
+            "ffffffff00000000ffffffffffffffffbce6faada7179e84f3b9cac2fc632551",
+            "MINERPOOL_WALLET_KEY",
+        ),
+        ("0x1", "not of chain.inodeWallet"),
+    ] {
+        let output = h.run("payouts", &[("MINERPOOL_WALLET_KEY", key)]).await;
+        assert!(!output.status.success(), "{key}");
+        assert!(
+            stderr(&output).contains(message),
+            "{key}: {}",
+            stderr(&output)
+        );
+        assert!(
+            !stderr(&output).contains(key) || key == "0",
+            "the key is never printed: {}",
+            stderr(&output)
+        );
+    }
+
+    // A recipient whose address cannot be paid.
+    let h = harness("payouts_bad_recipient", &["100"]).await;
+    h.store
+        .balances()
+        .insert_one(Balance {
+            address: "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw".into(),
+            pending: coins("9"),
+            paid: 0,
+            updated_at: None,
+        })
+        .await
+        .unwrap();
+    let output = run(&h, None).await;
+    assert!(!output.status.success());
+    assert!(
+        stderr(&output).contains("DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(
+        h.store
+            .payout_batches()
+            .count_documents(doc! {})
+            .await
+            .unwrap(),
+        0
+    );
+    assert_eq!(h.sim.accepted(), 0);
+}
+
+#[tokio::test]
+async fn the_dry_run_sender_sends_nothing() {
+    let h = harness("payouts_dry", &["10"]).await;
+    let config = h.config.clone();
+    let mut dry = config;
+    dry.payouts.sender = Sender::DryRun;
+    std::fs::write(&h.config_path, dry.to_yaml()).unwrap();
+    let summary = h.run_ok("payouts").await;
+    assert_eq!(summary["details"]["sender"], "dry-run");
+    assert_eq!(summary["details"]["simulated"]["recipients"], 2);
+    assert_eq!(h.sim.accepted(), 0);
+    assert_eq!(balance(&h, &recipients()[0].0).await, (coins("5"), 0));
+}
