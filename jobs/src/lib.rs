@@ -2,6 +2,7 @@
 //! [`run_once`] adds what every job shares: a lock so two runs never overlap, and a `jobRuns`
 //! record. The `minerpool-job` binary and the node's standalone mode both call [`run_once`].
 
+pub mod audit;
 pub mod decay;
 pub mod payouts;
 pub mod rewards;
@@ -25,16 +26,25 @@ pub enum Job {
     Validators,
     Payouts,
     Decay,
+    /// On demand only: checks the books.
+    Audit,
 }
 
 impl Job {
-    pub const ALL: [Job; 4] = [Job::Rewards, Job::Validators, Job::Payouts, Job::Decay];
+    pub const ALL: [Job; 5] = [
+        Job::Rewards,
+        Job::Validators,
+        Job::Payouts,
+        Job::Decay,
+        Job::Audit,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Job::Rewards => "rewards",
             Job::Validators => "validators",
             Job::Payouts => "payouts",
+            Job::Audit => "audit",
             Job::Decay => "decay",
         }
     }
@@ -152,6 +162,7 @@ pub async fn run_once(job: Job, context: &Context) -> Result<Summary, JobError> 
         Job::Rewards => rewards::run(context).await,
         Job::Validators => validators::run(context).await,
         Job::Payouts => payouts::run(context).await,
+        Job::Audit => audit::run(context).await,
         Job::Decay => decay::run(context).await,
     };
     keep_alive.abort();

@@ -32,6 +32,8 @@ enum JobCommand {
     Payouts(Args),
     /// Decay pool scores and reset validator scores
     Decay(Args),
+    /// Check that received = credited = pending + in flight + paid, per address and in total
+    Audit(Args),
 }
 
 #[derive(clap::Args)]
@@ -50,6 +52,7 @@ async fn main() -> ExitCode {
         JobCommand::Validators(a) => (Job::Validators, a),
         JobCommand::Payouts(a) => (Job::Payouts, a),
         JobCommand::Decay(a) => (Job::Decay, a),
+        JobCommand::Audit(a) => (Job::Audit, a),
     };
     match run(job, args).await {
         Ok(summary) => {

@@ -330,3 +330,66 @@ async fn the_dry_run_sender_sends_nothing() {
     assert_eq!(h.sim.accepted(), 0);
     assert_eq!(balance(&h, &recipients()[0].0).await, (coins("5"), 0));
 }
+
+/// Records a distribution that credited exactly the seeded balances, so the books start right.
+async fn record_credit(h: &Harness) {
+    use minerpool_core::store::documents::{Basis, LedgerKind, LedgerLine, RewardDistribution};
+    let lines: Vec<LedgerLine> = recipients()
+        .into_iter()
+        .map(|(address, units)| LedgerLine {
+            address,
+            kind: LedgerKind::Pool,
+            units,
+            basis: Basis::Score { score: 1 },
+        })
+        .collect();
+    h.store
+        .reward_distributions()
+        .insert_one(RewardDistribution {
+            id: "1-1".into(),
+            first_block: 1,
+            last_block: 1,
+            received: lines.iter().map(|l| l.units).sum(),
+            hashes: vec!["h".into()],
+            lines,
+            created_at: bson::DateTime::now(),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn audit_passes_through_a_payout_and_names_a_tampered_balance() {
+    let h = harness("payouts_audit", &["4", "6"]).await;
+    record_credit(&h).await;
+    assert_eq!(h.run_ok("audit").await["outcome"], "succeeded");
+    run_ok(&h).await; // batch in flight
+    let in_flight = h.run_ok("audit").await;
+    assert_eq!(in_flight["details"]["inFlight"], coins("8"), "{in_flight}");
+    h.sim.mine();
+    run_ok(&h).await; // confirmed
+    let done = h.run_ok("audit").await;
+    assert_eq!(done["details"]["paid"], coins("8"), "{done}");
+
+    let (victim, _) = recipients().remove(1);
+    h.store
+        .balances()
+        .update_one(
+            doc! { "address": &victim },
+            doc! { "$inc": { "pending": 1_i64 } },
+        )
+        .await
+        .unwrap();
+    let output = h.run("audit", &[]).await;
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains(&victim), "names the address: {err}");
+    assert!(
+        err.contains(&format!(
+            "should be {} units, found {}",
+            coins("3"),
+            coins("3") + 1
+        )),
+        "{err}"
+    );
+}

@@ -309,6 +309,9 @@ async fn a_scripted_chain_is_credited_exactly_as_computed_by_hand() {
         .unwrap();
     assert_eq!(credited, 5);
     assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(111));
+    let audit = h.run_ok("audit").await;
+    assert_eq!(audit["details"]["received"], SCRIPTED_TOTAL, "{audit}");
+    assert_eq!(audit["details"]["credited"], SCRIPTED_TOTAL, "{audit}");
 
     let runs: Vec<Document> = h
         .store

@@ -2,6 +2,7 @@
 //! transactions with the driver's retry rules.
 
 pub mod activity;
+pub mod audit;
 pub mod documents;
 pub mod loose;
 pub mod payouts;
