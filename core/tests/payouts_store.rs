@@ -165,3 +165,61 @@ async fn a_dry_run_records_what_would_be_paid_and_moves_nothing() {
     assert_eq!(balance(&store, "a").await, (500, 0));
     assert!(store.open_payout_batches().await.unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn unpaid_temp_withdrawals_are_imported_once_and_exactly() {
+    use minerpool_core::store::documents::names;
+    let store = fresh_store("temp_withdrawals").await;
+    let a = "DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi";
+    let b = "DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW";
+    store
+        .collection::<bson::Document>(names::TEMP_WITHDRAWALS)
+        .insert_many([
+            doc! { "wallet_address": a, "amount": "1.5", "timestamp": 1 },
+            doc! { "wallet_address": a, "amount": 0.1, "timestamp": 2 },
+            doc! { "wallet_address": b, "amount": 2_i32, "timestamp": 3 },
+        ])
+        .await
+        .unwrap();
+    assert_eq!(store.import_temp_withdrawals().await.unwrap(), 360_000_000);
+    assert_eq!(
+        balance(&store, a).await,
+        (160_000_000, 0),
+        "both entries of a wallet count"
+    );
+    assert_eq!(balance(&store, b).await, (200_000_000, 0));
+    assert_eq!(
+        store.import_temp_withdrawals().await.unwrap(),
+        0,
+        "a second import adds nothing"
+    );
+    assert_eq!(balance(&store, a).await, (160_000_000, 0));
+    let report = store.audit().await.unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_temp_withdrawal_imports_nothing() {
+    use minerpool_core::store::documents::names;
+    let store = fresh_store("temp_withdrawals_bad").await;
+    store
+        .collection::<bson::Document>(names::TEMP_WITHDRAWALS)
+        .insert_many([
+            doc! { "wallet_address": "DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi", "amount": "1" },
+            doc! { "wallet_address": "DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW", "amount": "0.123456789" },
+        ])
+        .await
+        .unwrap();
+    let err = store
+        .import_temp_withdrawals()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than 8 decimals"), "{err}");
+    assert_eq!(store.balances().count_documents(doc! {}).await.unwrap(), 0);
+    assert!(store.imports().find_one(doc! {}).await.unwrap().is_none());
+}

@@ -16,6 +16,13 @@ use serde_json::{Value, json};
 use crate::{Context, JobError};
 
 pub async fn run(context: &Context) -> Result<Value, JobError> {
+    let imported = context.store.import_temp_withdrawals().await?;
+    if imported > 0 {
+        tracing::info!(
+            units = imported,
+            "imported the original iNode's unpaid tempWithdrawals"
+        );
+    }
     let payouts = &context.config.payouts;
     let minimum = payouts.minimum_payout.units();
     let max = payouts.max_outputs_per_tx as usize;

@@ -22,6 +22,7 @@ pub mod names {
     pub const JOB_LOCKS: &str = "jobLocks";
     pub const TEMP_WITHDRAWALS: &str = "tempWithdrawals";
     pub const ADMIN_REPLAYS: &str = "adminReplays";
+    pub const IMPORTS: &str = "imports";
 }
 
 /// `poolList`: pools allowed to receive TASK credit.

@@ -4,6 +4,7 @@
 pub mod activity;
 pub mod audit;
 pub mod documents;
+pub mod imports;
 pub mod loose;
 pub mod payouts;
 pub mod rewards;
