@@ -252,13 +252,26 @@ wait_ready() {
     if [ "$ca" = insecure ]; then tls=(--insecure); else tls=(--cacert "$ca"); fi
     until curl -fsS --max-time 2 "${tls[@]}" \
         -H "Authorization: Bearer $(cat "$dir/token")" "$url" >/dev/null 2>&1; do
+        check_alive "$dir"
         if [ $SECONDS -ge $deadline ]; then
-            show_logs "$dir"
-            cmd_stop "$dir"
-            die "$what not ready at $url after ${READY_TIMEOUT}s"
+            fail_start "$dir" "$what not ready at $url after ${READY_TIMEOUT}s"
         fi
         sleep 0.5
     done
+}
+
+# Fails the start at once when a server has exited, rather than at the deadline.
+check_alive() {
+    local dir=$1 name pid
+    while read -r name pid; do
+        kill -0 "$pid" 2>/dev/null || fail_start "$dir" "$name exited (see $dir/$name.log)"
+    done <"$dir/pids"
+}
+
+fail_start() {
+    show_logs "$1"
+    cmd_stop "$1"
+    die "$2"
 }
 
 cmd_start() {
@@ -342,10 +355,9 @@ wait_default_service_account() {
     local dir=$1 deadline=$((SECONDS + READY_TIMEOUT))
     until kubectl --kubeconfig "$dir/kubeconfig" -n default get serviceaccount default \
         >/dev/null 2>&1; do
+        check_alive "$dir"
         if [ $SECONDS -ge $deadline ]; then
-            show_logs "$dir"
-            cmd_stop "$dir"
-            die "the default ServiceAccount did not appear within ${READY_TIMEOUT}s"
+            fail_start "$dir" "the default ServiceAccount did not appear within ${READY_TIMEOUT}s"
         fi
         sleep 0.5
     done
