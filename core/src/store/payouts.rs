@@ -53,6 +53,30 @@ pub struct PayoutBatch {
     pub error: Option<String>,
 }
 
+impl PayoutBatch {
+    /// A new batch paying `due` (address, units).
+    fn new(state: BatchState, due: &[(String, i64)]) -> PayoutBatch {
+        let now = DateTime::now();
+        PayoutBatch {
+            id: ObjectId::new().to_hex(),
+            state,
+            total: due.iter().map(|(_, units)| units).sum(),
+            recipients: due
+                .iter()
+                .map(|(address, units)| Recipient {
+                    address: address.clone(),
+                    units: *units,
+                })
+                .collect(),
+            tx_hex: None,
+            tx_hash: None,
+            created_at: now,
+            updated_at: now,
+            error: None,
+        }
+    }
+}
+
 /// States whose amounts are out of pending and not yet paid.
 pub const IN_FLIGHT: [BatchState; 3] = [
     BatchState::Created,
@@ -139,24 +163,8 @@ impl Store {
                 if due.is_empty() {
                     return Ok(None);
                 }
-                let now = DateTime::now();
-                let batch = PayoutBatch {
-                    id: ObjectId::new().to_hex(),
-                    state: BatchState::Created,
-                    total: due.iter().map(|(_, u)| u).sum(),
-                    recipients: due
-                        .iter()
-                        .map(|(address, units)| Recipient {
-                            address: address.clone(),
-                            units: *units,
-                        })
-                        .collect(),
-                    tx_hex: None,
-                    tx_hash: None,
-                    created_at: now,
-                    updated_at: now,
-                    error: None,
-                };
+                let batch = PayoutBatch::new(BatchState::Created, &due);
+                let now = batch.created_at;
                 let moves = due
                     .iter()
                     .map(|(address, units)| {
@@ -197,21 +205,7 @@ impl Store {
         if due.is_empty() {
             return Ok(None);
         }
-        let now = DateTime::now();
-        let batch = PayoutBatch {
-            id: ObjectId::new().to_hex(),
-            state: BatchState::Simulated,
-            total: due.iter().map(|(_, u)| u).sum(),
-            recipients: due
-                .into_iter()
-                .map(|(address, units)| Recipient { address, units })
-                .collect(),
-            tx_hex: None,
-            tx_hash: None,
-            created_at: now,
-            updated_at: now,
-            error: None,
-        };
+        let batch = PayoutBatch::new(BatchState::Simulated, &due);
         self.payout_batches()
             .insert_one(&batch)
             .await
