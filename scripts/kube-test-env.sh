@@ -54,10 +54,15 @@ install_apt_packages() {
     command -v kubectl >/dev/null || want+=(kubernetes-client)
     command -v npm >/dev/null || want+=(npm)
     if [ ${#want[@]} -gt 0 ]; then
+        # A fresh machine has no package lists yet.
+        if ! apt-cache show golang-1.19-go >/dev/null 2>&1; then
+            log "apt-get update"
+            as_root apt-get update >&2
+        fi
         log "apt-get install ${want[*]}"
         as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
             "${want[@]}" >&2 ||
-            die "apt-get install failed (on a fresh machine run 'apt-get update' first)"
+            die "apt-get install ${want[*]} failed"
     fi
 }
 
