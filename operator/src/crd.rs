@@ -1,0 +1,264 @@
+//! The `MinerPool` custom resource (SPEC §6), generated from these types: every field's doc
+//! comment becomes its description, so `kubectl explain minerpool.spec` documents itself.
+
+use std::collections::BTreeMap;
+
+use kube::{CustomResource, KubeSchema};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A minerpool deployment: the node, its Service and ConfigMap, and the four job CronJobs.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "minerpool.io",
+    version = "v1alpha1",
+    kind = "MinerPool",
+    namespaced,
+    shortname = "mp",
+    status = "MinerPoolStatus",
+    scale = r#"{"specReplicasPath":".spec.node.replicas","statusReplicasPath":".status.node.replicas","labelSelectorPath":".status.node.selector"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.node.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Last rewards","type":"date","jsonPath":".status.jobs.rewards.lastSuccessfulTime"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MinerPoolSpec {
+    /// Container images of the node and the jobs.
+    pub images: Images,
+    /// The uPow chain and the iNode's wallets.
+    pub chain: Chain,
+    /// The MongoDB replica set holding the shared state.
+    pub mongodb: MongoDb,
+    /// How received emissions are shared out.
+    #[serde(default)]
+    pub rewards: Rewards,
+    /// The WebSocket/HTTP node.
+    #[serde(default)]
+    pub node: Node,
+    /// The four CronJobs.
+    #[serde(default)]
+    pub jobs: Jobs,
+    /// Paying pending balances on chain.
+    #[serde(default)]
+    pub payouts: Payouts,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Images {
+    /// Image of minerpool-node.
+    pub node: String,
+    /// Image of minerpool-job.
+    pub jobs: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Chain {
+    /// Base URL of the uPow node API.
+    #[serde(default)]
+    pub api_url: Option<String>,
+    /// Validators endpoint the iNode wallet is appended to; unset: {apiUrl}/get_validators_info?inode=.
+    #[serde(default)]
+    pub validators_url: Option<String>,
+    /// The wallet that receives emissions and pays out.
+    pub inode_wallet: String,
+    /// Receives the fee and the unallocated remainder.
+    pub reward_address: String,
+    /// First block scanned when the database has no stored height.
+    #[serde(default)]
+    pub start_height: Option<u64>,
+}
+
+/// A key of a Secret in the MinerPool's namespace.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+pub struct SecretKeyRef {
+    /// Name of the Secret.
+    pub name: String,
+    /// Key within the Secret.
+    pub key: String,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MongoDb {
+    /// Secret key holding the MongoDB URI (a replica set: money moves in transactions).
+    pub uri_secret_ref: SecretKeyRef,
+    /// Database name; unset: iNode.
+    #[serde(default)]
+    pub database: Option<String>,
+}
+
+/// The three percentages must sum to 100.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.feePercent + self.poolsPercent + self.validatorsPercent == 100").message("feePercent + poolsPercent + validatorsPercent must be 100"))]
+pub struct Rewards {
+    /// Percent to the reward address.
+    pub fee_percent: u8,
+    /// Percent shared by pools by score.
+    pub pools_percent: u8,
+    /// Percent shared by validators by stake.
+    pub validators_percent: u8,
+    /// Blocks scanned per rewards run.
+    #[serde(default)]
+    pub blocks_per_run: Option<u32>,
+}
+
+impl Default for Rewards {
+    fn default() -> Self {
+        Rewards {
+            fee_percent: 18,
+            pools_percent: 41,
+            validators_percent: 41,
+            blocks_per_run: None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Node {
+    /// Node replicas; unset: the operator leaves replicas to whoever scales the Deployment.
+    #[serde(default)]
+    pub replicas: Option<i32>,
+    /// HTTP port (default 8001).
+    #[serde(default)]
+    pub http_port: Option<u16>,
+    /// WebSocket port (default 5501).
+    #[serde(default)]
+    pub websocket_port: Option<u16>,
+    /// Service type of the node (default ClusterIP).
+    #[serde(default)]
+    pub service_type: Option<String>,
+    /// Open WebSocket connections per replica (default 1500).
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    /// Resource requests and limits of the node container.
+    #[serde(default)]
+    pub resources: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    /// Secret key with the admin bearer token (enables /api/v1 writes).
+    #[serde(default)]
+    pub admin_token_secret_ref: Option<SecretKeyRef>,
+    /// Secret key with the legacy RSA admin key (enables /modify-pool-list/).
+    #[serde(default)]
+    pub admin_rsa_key_secret_ref: Option<SecretKeyRef>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Jobs {
+    /// The rewards CronJob (default every minute).
+    #[serde(default)]
+    pub rewards: Option<JobSpec>,
+    /// The validators CronJob (default every 10 minutes).
+    #[serde(default)]
+    pub validators: Option<JobSpec>,
+    /// The payouts CronJob (default every minute).
+    #[serde(default)]
+    pub payouts: Option<JobSpec>,
+    /// The decay CronJob (default every 10 minutes).
+    #[serde(default)]
+    pub decay: Option<JobSpec>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobSpec {
+    /// Cron schedule.
+    #[serde(default)]
+    pub schedule: Option<String>,
+    /// Suspend the CronJob (runs stop; the CronJob stays).
+    #[serde(default)]
+    pub suspend: Option<bool>,
+    /// false: the operator deletes this CronJob.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Successful Jobs kept.
+    #[serde(default)]
+    pub successful_jobs_history_limit: Option<i32>,
+    /// Failed Jobs kept.
+    #[serde(default)]
+    pub failed_jobs_history_limit: Option<i32>,
+    /// Seconds a run may take before it is stopped.
+    #[serde(default)]
+    pub active_deadline_seconds: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Payouts {
+    /// Secret key with the iNode wallet's hex private key (read only when sender is upow).
+    #[serde(default)]
+    pub wallet_key_secret_ref: Option<SecretKeyRef>,
+    /// Smallest balance paid, in coins as a decimal string (default "1").
+    #[serde(default)]
+    pub minimum_payout: Option<String>,
+    /// Recipients per transaction, 1 to 254 (default 200).
+    #[serde(default)]
+    pub max_outputs_per_tx: Option<u32>,
+    /// dry-run (record what would be paid) or upow (sign and send).
+    #[serde(default)]
+    pub sender: Option<String>,
+}
+
+/// What the operator last saw.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MinerPoolStatus {
+    /// The generation the status describes.
+    #[serde(default)]
+    pub observed_generation: Option<i64>,
+    /// Ready, NodeAvailable and JobsScheduled, each with reason and message.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    /// The node Deployment.
+    #[serde(default)]
+    pub node: NodeStatus,
+    /// Per job: last schedule and last success.
+    #[serde(default)]
+    pub jobs: BTreeMap<String, JobStatus>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// Ready, NodeAvailable or JobsScheduled.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// True, False or Unknown.
+    pub status: String,
+    /// A CamelCase reason.
+    pub reason: String,
+    /// What a person should know.
+    pub message: String,
+    /// When the status last changed.
+    #[serde(default)]
+    pub last_transition_time: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    /// Replicas of the node Deployment.
+    #[serde(default)]
+    pub replicas: Option<i32>,
+    /// Ready replicas of the node Deployment.
+    #[serde(default)]
+    pub ready_replicas: Option<i32>,
+    /// Label selector of the node pods, for the scale subresource.
+    #[serde(default)]
+    pub selector: Option<String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct JobStatus {
+    /// When the CronJob last started a run.
+    #[serde(default)]
+    pub last_schedule_time: Option<String>,
+    /// When a run last succeeded.
+    #[serde(default)]
+    pub last_successful_time: Option<String>,
+}
