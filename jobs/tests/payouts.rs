@@ -11,7 +11,7 @@ use minerpool_core::money::Amount;
 use minerpool_core::store::documents::Balance;
 use minerpool_core::store::payouts::BatchState;
 use minerpool_core::upow::{address_of, parse_private_key};
-use minerpool_tests::chain_sim::{PushMode, Scenario, SimUtxo};
+use minerpool_tests::chain_sim::{Failure, PushMode, Scenario, SimUtxo};
 
 /// The iNode wallet's key in these tests.
 const WALLET_KEY: &str = "0xc0ffee";
@@ -262,6 +262,28 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
             .unwrap(),
         0
     );
+
+    // A malformed or failing chain answer.
+    // (A read is tried three times on a 5xx, once on a malformed answer.)
+    for (failure, times) in [(Failure::Malformed, 1), (Failure::ServerError, 3)] {
+        h.sim.fail_next(failure, times);
+        let output = run(&h, None).await;
+        assert!(!output.status.success(), "{failure:?}");
+        assert!(
+            stderr(&output).contains("get_address_info"),
+            "{failure:?}: {}",
+            stderr(&output)
+        );
+        assert_eq!(balance(&h, &recipients()[0].0).await, (coins("5"), 0));
+        assert_eq!(
+            h.store
+                .payout_batches()
+                .count_documents(doc! {})
+                .await
+                .unwrap(),
+            0
+        );
+    }
 
     // Wallet keys that are not keys, or not the iNode's.
     for (key, message) in [

@@ -540,6 +540,11 @@ struct AddressQuery {
 }
 
 async fn address_info(State(state): State<Shared>, Query(q): Query<AddressQuery>) -> Response {
+    if let Some(failure) = next_failure(&state)
+        && let Some(response) = failure_response(failure).await
+    {
+        return response;
+    }
     let state = state.lock().unwrap_or_else(|e| e.into_inner());
     let spendable: Vec<Value> = state
         .utxos
