@@ -1,8 +1,17 @@
-//! `minerpool-operator`. Today it generates the MinerPool CRD (`crd`); the reconciler is not
-//! built yet.
+//! `minerpool-operator`: `run` reconciles MinerPools; `crd` prints the CRD.
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use kube::CustomResourceExt;
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::{Api, Client, CustomResourceExt};
+use minerpool_operator::cronjob_api::CronJobVersion;
+use minerpool_operator::leader::{self, LeaseSettings};
+use minerpool_operator::reconcile::{self, Context, Scope};
+use minerpool_operator::server::{self, Health};
 
 #[derive(Parser)]
 #[command(
@@ -19,17 +28,151 @@ struct Cli {
 enum Command {
     /// Print the MinerPool CustomResourceDefinition as YAML
     Crd,
+    /// Reconcile MinerPools until SIGTERM
+    Run(RunArgs),
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Address of /healthz, /readyz and /metrics
+    #[arg(
+        long,
+        env = "MINERPOOL_METRICS_ADDRESS",
+        default_value = "0.0.0.0:8080"
+    )]
+    metrics_address: SocketAddr,
+    /// Elect a leader through a Lease, so only one replica reconciles
+    #[arg(long, env = "MINERPOOL_LEADER_ELECTION", default_value_t = false, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// Name of the Lease
+    #[arg(
+        long,
+        env = "MINERPOOL_LEASE_NAME",
+        default_value = "minerpool-operator"
+    )]
+    lease_name: String,
+    /// Namespace of the Lease; unset: the client's default namespace
+    #[arg(long, env = "MINERPOOL_LEASE_NAMESPACE")]
+    lease_namespace: Option<String>,
+    /// Comma-separated namespaces to watch; empty: all namespaces
+    #[arg(long, env = "MINERPOOL_WATCH_NAMESPACES", default_value = "")]
+    watch_namespaces: String,
+    /// This replica's identity in the Lease and in Events
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
-        Command::Crd => print!("{}", crd_yaml()?),
+        Command::Crd => {
+            print!(
+                "{}",
+                serde_yaml::to_string(&minerpool_operator::crd::MinerPool::crd())?
+            );
+            Ok(())
+        }
+        Command::Run(args) => {
+            minerpool_core::logging::init();
+            minerpool_operator::install_crypto_provider();
+            run(args).await
+        }
     }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<()> {
+    let health = Health::default();
+    let listener = tokio::net::TcpListener::bind(args.metrics_address)
+        .await
+        .with_context(|| format!("binding {}", args.metrics_address))?;
+    tracing::info!(address = %args.metrics_address, "serving /healthz, /readyz and /metrics");
+    tokio::spawn(axum::serve(listener, server::router(health.clone())).into_future());
+
+    let client = Client::try_default()
+        .await
+        .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
+    let cron_jobs = CronJobVersion::discover(&client)
+        .await
+        .context("discovering the CronJob API")?;
+    tracing::info!(api_version = cron_jobs.api_version(), "CronJob API");
+    let identity = args
+        .pod_name
+        .clone()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| format!("minerpool-operator-{}", std::process::id()));
+    let scope = match args
+        .watch_namespaces
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(String::from)
+        .collect::<Vec<_>>()
+    {
+        list if list.is_empty() => Scope::AllNamespaces,
+        list => Scope::Namespaces(list),
+    };
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        cron_jobs,
+        health.metrics.clone(),
+        Some(identity.clone()),
+    ));
+    health.ready.store(true, Ordering::Relaxed);
+
+    if !args.leader_election {
+        health.metrics.leader.set(1);
+        tracing::info!(?scope, "reconciling");
+        reconcile::run(ctx, scope, shutdown_signal()).await;
+        return Ok(());
+    }
+
+    let namespace = args
+        .lease_namespace
+        .unwrap_or_else(|| client.default_namespace().to_string());
+    let leases: Api<Lease> = Api::namespaced(client, &namespace);
+    let settings = LeaseSettings::new(args.lease_name, identity);
+    tracing::info!(lease = %settings.name, %namespace, "waiting to lead");
+    tokio::select! {
+        result = leader::acquire(&leases, &settings) => result?,
+        () = shutdown_signal() => return Ok(()),
+    }
+    health.metrics.leader.set(1);
+    tracing::info!(lease = %settings.name, ?scope, "leading; reconciling");
+    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn(async move {
+        let error = leader::hold(&leases, &settings).await;
+        let _ = lost_tx.send(());
+        error
+    });
+    let stop = async move {
+        tokio::select! {
+            () = shutdown_signal() => {},
+            _ = lost_rx => {},
+        }
+    };
+    reconcile::run(ctx, scope, stop).await;
+    health.metrics.leader.set(0);
+    if holder.is_finished() {
+        // Leadership was lost: exit non-zero so the pod restarts as a candidate.
+        let error = holder.await?;
+        anyhow::bail!(error);
+    }
+    holder.abort();
     Ok(())
 }
 
-fn crd_yaml() -> anyhow::Result<String> {
-    Ok(serde_yaml::to_string(
-        &minerpool_operator::crd::MinerPool::crd(),
-    )?)
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
 }

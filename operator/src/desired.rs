@@ -1,0 +1,479 @@
+//! The children a valid MinerPool wants, as pure functions of the MinerPool and its rendered
+//! config: a ConfigMap, the node Deployment and Service, and one CronJob per enabled job.
+//!
+//! Each child carries [`APPLIED_HASH`], a digest of what the operator applies; the reconciler
+//! skips the apply when the live object carries the same digest, so a steady state makes no writes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
+use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec as K8sJobSpec, JobTemplateSpec};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{Resource, ResourceExt};
+use minerpool_core::config::Config;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::crd::{JobSpec, MinerPool, MinerPoolSpec, SecretKeyRef};
+
+/// Annotation holding the digest of the applied object.
+pub const APPLIED_HASH: &str = "minerpool.io/applied-hash";
+/// Pod template annotation that rolls the node when its config changes.
+pub const CONFIG_HASH: &str = "minerpool.io/config-hash";
+/// The field manager of every server-side apply.
+pub const FIELD_MANAGER: &str = "minerpool-operator";
+/// Key of the config file in the ConfigMap.
+pub const CONFIG_FILE: &str = "minerpool.yaml";
+const CONFIG_DIR: &str = "/etc/minerpool";
+/// UID and GID of the distroless `nonroot` user the images run as.
+const NON_ROOT_ID: i64 = 65532;
+/// A missed run older than this is skipped, so an edited schedule never fires a backlog.
+pub const STARTING_DEADLINE_SECONDS: i64 = 50;
+/// A run that hangs is stopped after this, so `Forbid` cannot block a job for ever.
+pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 600;
+pub const DEFAULT_HISTORY_LIMIT: i32 = 3;
+
+/// The four jobs, each a CronJob.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum JobKind {
+    Rewards,
+    Validators,
+    Payouts,
+    Decay,
+}
+
+impl JobKind {
+    pub const ALL: [JobKind; 4] = [
+        JobKind::Rewards,
+        JobKind::Validators,
+        JobKind::Payouts,
+        JobKind::Decay,
+    ];
+
+    /// The `minerpool-job` subcommand, the key under `spec.jobs` and `status.jobs`.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobKind::Rewards => "rewards",
+            JobKind::Validators => "validators",
+            JobKind::Payouts => "payouts",
+            JobKind::Decay => "decay",
+        }
+    }
+
+    pub fn default_schedule(self) -> &'static str {
+        match self {
+            JobKind::Rewards | JobKind::Payouts => "* * * * *",
+            JobKind::Validators | JobKind::Decay => "*/10 * * * *",
+        }
+    }
+
+    /// This job's settings; an absent entry means every default.
+    pub fn spec(self, spec: &MinerPoolSpec) -> JobSpec {
+        let jobs = &spec.jobs;
+        let job = match self {
+            JobKind::Rewards => &jobs.rewards,
+            JobKind::Validators => &jobs.validators,
+            JobKind::Payouts => &jobs.payouts,
+            JobKind::Decay => &jobs.decay,
+        };
+        job.clone().unwrap_or_default()
+    }
+
+    pub fn enabled(self, spec: &MinerPoolSpec) -> bool {
+        self.spec(spec).enabled.unwrap_or(true)
+    }
+
+    pub fn from_name(name: &str) -> Option<JobKind> {
+        JobKind::ALL.into_iter().find(|kind| kind.name() == name)
+    }
+}
+
+/// Names of the children of a MinerPool.
+pub mod names {
+    use super::JobKind;
+
+    pub fn config_map(pool: &str) -> String {
+        format!("{pool}-config")
+    }
+    pub fn node(pool: &str) -> String {
+        format!("{pool}-node")
+    }
+    pub fn cron_job(pool: &str, job: JobKind) -> String {
+        format!("{pool}-{}", job.name())
+    }
+}
+
+/// Labels on every child; [`pool_selector`] finds them.
+pub fn labels(pool: &str, component: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "minerpool".into()),
+        ("app.kubernetes.io/instance".into(), pool.into()),
+        ("app.kubernetes.io/component".into(), component.into()),
+        ("app.kubernetes.io/managed-by".into(), FIELD_MANAGER.into()),
+    ])
+}
+
+/// Label selector of all children of one MinerPool.
+pub fn pool_selector(pool: &str) -> String {
+    format!("app.kubernetes.io/instance={pool},app.kubernetes.io/managed-by={FIELD_MANAGER}")
+}
+
+/// Labels selecting the node pods (also the scale subresource's selector).
+pub fn node_selector_labels(pool: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".into(), "minerpool".into()),
+        ("app.kubernetes.io/instance".into(), pool.into()),
+        ("app.kubernetes.io/component".into(), "node".into()),
+    ])
+}
+
+pub fn node_selector(pool: &str) -> String {
+    node_selector_labels(pool)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Everything a MinerPool wants to exist, and the CronJobs it wants gone.
+#[derive(Debug, Clone)]
+pub struct Desired {
+    pub config_map: ConfigMap,
+    pub deployment: Deployment,
+    pub service: Service,
+    pub cron_jobs: Vec<(JobKind, CronJob)>,
+    pub disabled_jobs: Vec<JobKind>,
+}
+
+/// Builds the children of a validated MinerPool. `mp` must come from the API server (it needs a
+/// name, a namespace and a uid for the owner reference).
+pub fn desired(mp: &MinerPool, config: &Config) -> Desired {
+    let config_yaml = config.to_yaml();
+    let config_digest = digest(&config_yaml);
+    let (enabled, disabled): (Vec<JobKind>, Vec<JobKind>) = JobKind::ALL
+        .into_iter()
+        .partition(|kind| kind.enabled(&mp.spec));
+    Desired {
+        config_map: config_map(mp, config_yaml),
+        deployment: deployment(mp, config, &config_digest),
+        service: service(mp, config),
+        cron_jobs: enabled
+            .into_iter()
+            .map(|kind| (kind, cron_job(mp, kind)))
+            .collect(),
+        disabled_jobs: disabled,
+    }
+}
+
+fn metadata(mp: &MinerPool, name: String, component: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: mp.namespace(),
+        labels: Some(labels(&mp.name_any(), component)),
+        owner_references: mp.controller_owner_ref(&()).map(|owner| vec![owner]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// Sets [`APPLIED_HASH`] to the digest of the object as it is without it.
+fn stamped<K: Resource + Serialize>(mut object: K) -> K {
+    let hash = digest(&serde_json::to_string(&object).expect("Kubernetes objects serialise"));
+    object
+        .meta_mut()
+        .annotations
+        .get_or_insert_with(BTreeMap::new)
+        .insert(APPLIED_HASH.into(), hash);
+    object
+}
+
+fn digest(text: &str) -> String {
+    let hash = Sha256::digest(text.as_bytes());
+    hex::encode(&hash[..12])
+}
+
+/// The digest a live object was applied with, if the operator applied it.
+pub fn applied_hash(meta: &ObjectMeta) -> Option<&str> {
+    meta.annotations
+        .as_ref()?
+        .get(APPLIED_HASH)
+        .map(String::as_str)
+}
+
+pub fn config_map(mp: &MinerPool, config_yaml: String) -> ConfigMap {
+    let name = names::config_map(&mp.name_any());
+    stamped(ConfigMap {
+        metadata: metadata(mp, name, "config"),
+        data: Some(BTreeMap::from([(CONFIG_FILE.into(), config_yaml)])),
+        ..ConfigMap::default()
+    })
+}
+
+fn secret_env(name: &str, reference: &SecretKeyRef) -> EnvVar {
+    EnvVar {
+        name: name.into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: reference.name.clone(),
+                key: reference.key.clone(),
+                optional: Some(false),
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+fn pod_security_context() -> PodSecurityContext {
+    PodSecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(NON_ROOT_ID),
+        run_as_group: Some(NON_ROOT_ID),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".into(),
+            ..SeccompProfile::default()
+        }),
+        ..PodSecurityContext::default()
+    }
+}
+
+fn container_security_context() -> SecurityContext {
+    SecurityContext {
+        allow_privilege_escalation: Some(false),
+        read_only_root_filesystem: Some(true),
+        run_as_non_root: Some(true),
+        capabilities: Some(Capabilities {
+            drop: Some(vec!["ALL".into()]),
+            ..Capabilities::default()
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn config_volume(mp: &MinerPool) -> Volume {
+    Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: names::config_map(&mp.name_any()),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    }
+}
+
+fn config_mount() -> VolumeMount {
+    VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }
+}
+
+fn config_args(first: &str) -> Vec<String> {
+    vec![
+        first.into(),
+        "--config".into(),
+        format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+    ]
+}
+
+fn resources(spec: &BTreeMap<String, BTreeMap<String, String>>) -> ResourceRequirements {
+    let pick = |kind: &str| {
+        spec.get(kind).map(|values| {
+            values
+                .iter()
+                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
+                .collect()
+        })
+    };
+    ResourceRequirements {
+        limits: pick("limits"),
+        requests: pick("requests"),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn http_probe(path: &str) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(10),
+        ..Probe::default()
+    }
+}
+
+pub fn deployment(mp: &MinerPool, config: &Config, config_digest: &str) -> Deployment {
+    let pool = mp.name_any();
+    let node = &mp.spec.node;
+    let mut env = vec![secret_env("MONGODB_URI", &mp.spec.mongodb.uri_secret_ref)];
+    if let Some(r) = &node.admin_token_secret_ref {
+        env.push(secret_env("MINERPOOL_ADMIN_TOKEN", r));
+    }
+    if let Some(r) = &node.admin_rsa_key_secret_ref {
+        env.push(secret_env("MINERPOOL_ADMIN_RSA_KEY", r));
+    }
+    let container = Container {
+        name: "node".into(),
+        image: Some(mp.spec.images.node.clone()),
+        args: Some(config_args("serve")),
+        env: Some(env),
+        ports: Some(vec![
+            ContainerPort {
+                name: Some("http".into()),
+                container_port: config.node.http_address.port().into(),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+            ContainerPort {
+                name: Some("websocket".into()),
+                container_port: config.node.websocket_address.port().into(),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
+        ]),
+        readiness_probe: Some(http_probe("/readyz")),
+        liveness_probe: Some(http_probe("/healthz")),
+        resources: node.resources.as_ref().map(resources),
+        security_context: Some(container_security_context()),
+        volume_mounts: Some(vec![config_mount()]),
+        ..Container::default()
+    };
+    stamped(Deployment {
+        metadata: metadata(mp, names::node(&pool), "node"),
+        spec: Some(DeploymentSpec {
+            // Unset: whoever scales the Deployment (kubectl scale, an HPA) owns the count.
+            replicas: node.replicas,
+            selector: LabelSelector {
+                match_labels: Some(node_selector_labels(&pool)),
+                ..LabelSelector::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&pool, "node")),
+                    annotations: Some(BTreeMap::from([(CONFIG_HASH.into(), config_digest.into())])),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![container],
+                    security_context: Some(pod_security_context()),
+                    volumes: Some(vec![config_volume(mp)]),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    })
+}
+
+pub fn service(mp: &MinerPool, config: &Config) -> Service {
+    let pool = mp.name_any();
+    let port = |name: &str, number: u16| ServicePort {
+        name: Some(name.into()),
+        port: number.into(),
+        target_port: Some(IntOrString::String(name.into())),
+        protocol: Some("TCP".into()),
+        ..ServicePort::default()
+    };
+    stamped(Service {
+        metadata: metadata(mp, names::node(&pool), "node"),
+        spec: Some(ServiceSpec {
+            type_: Some(
+                mp.spec
+                    .node
+                    .service_type
+                    .clone()
+                    .unwrap_or_else(|| "ClusterIP".into()),
+            ),
+            selector: Some(node_selector_labels(&pool)),
+            ports: Some(vec![
+                port("http", config.node.http_address.port()),
+                port("websocket", config.node.websocket_address.port()),
+            ]),
+            ..ServiceSpec::default()
+        }),
+        ..Service::default()
+    })
+}
+
+pub fn cron_job(mp: &MinerPool, kind: JobKind) -> CronJob {
+    let pool = mp.name_any();
+    let job = kind.spec(&mp.spec);
+    let mut env = vec![secret_env("MONGODB_URI", &mp.spec.mongodb.uri_secret_ref)];
+    if kind == JobKind::Payouts
+        && let Some(r) = &mp.spec.payouts.wallet_key_secret_ref
+    {
+        env.push(secret_env("MINERPOOL_WALLET_KEY", r));
+    }
+    let container = Container {
+        name: kind.name().into(),
+        image: Some(mp.spec.images.jobs.clone()),
+        args: Some(config_args(kind.name())),
+        env: Some(env),
+        security_context: Some(container_security_context()),
+        volume_mounts: Some(vec![config_mount()]),
+        ..Container::default()
+    };
+    stamped(CronJob {
+        metadata: metadata(mp, names::cron_job(&pool, kind), kind.name()),
+        spec: Some(CronJobSpec {
+            schedule: job
+                .schedule
+                .clone()
+                .unwrap_or_else(|| kind.default_schedule().into()),
+            suspend: Some(job.suspend.unwrap_or(false)),
+            concurrency_policy: Some("Forbid".into()),
+            starting_deadline_seconds: Some(STARTING_DEADLINE_SECONDS),
+            successful_jobs_history_limit: Some(
+                job.successful_jobs_history_limit
+                    .unwrap_or(DEFAULT_HISTORY_LIMIT),
+            ),
+            failed_jobs_history_limit: Some(
+                job.failed_jobs_history_limit
+                    .unwrap_or(DEFAULT_HISTORY_LIMIT),
+            ),
+            job_template: JobTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(&pool, kind.name())),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(K8sJobSpec {
+                    // The jobs are idempotent and exactly-once; a failed run is retried by the
+                    // next schedule rather than by piling up pods.
+                    backoff_limit: Some(0),
+                    active_deadline_seconds: Some(
+                        job.active_deadline_seconds
+                            .unwrap_or(DEFAULT_ACTIVE_DEADLINE_SECONDS),
+                    ),
+                    template: PodTemplateSpec {
+                        metadata: Some(ObjectMeta {
+                            labels: Some(labels(&pool, kind.name())),
+                            ..ObjectMeta::default()
+                        }),
+                        spec: Some(PodSpec {
+                            containers: vec![container],
+                            restart_policy: Some("Never".into()),
+                            security_context: Some(pod_security_context()),
+                            volumes: Some(vec![config_volume(mp)]),
+                            ..PodSpec::default()
+                        }),
+                    },
+                    ..K8sJobSpec::default()
+                }),
+            },
+            ..CronJobSpec::default()
+        }),
+        ..CronJob::default()
+    })
+}

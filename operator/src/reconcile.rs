@@ -1,0 +1,402 @@
+//! The reconciler: dereference (the Secrets the spec names) → validate → build (pure,
+//! [`crate::desired`]) → apply (server-side apply, only what changed) → status.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt::Debug;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::Error;
+use crate::crd::{MinerPool, MinerPoolSpec};
+use crate::cronjob_api::{CronJobVersion, ObservedCronJob};
+use crate::desired::{self, FIELD_MANAGER, applied_hash, names};
+use crate::metrics::Metrics;
+use crate::status::{self, Observation};
+use crate::validate::{self, FoundSecrets};
+
+/// A valid MinerPool is looked at again after this even if nothing changed (a deleted child
+/// whose watch event was missed comes back).
+pub const RESYNC: Duration = Duration::from_secs(600);
+/// An invalid one sooner: the Secrets it waits for are not watched.
+pub const INVALID_RETRY: Duration = Duration::from_secs(60);
+const BACKOFF_FIRST: Duration = Duration::from_secs(2);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub cron_jobs: CronJobVersion,
+    pub recorder: Recorder,
+    pub metrics: Metrics,
+    /// Consecutive failures per MinerPool (namespace/name), for the backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        cron_jobs: CronJobVersion,
+        metrics: Metrics,
+        instance: Option<String>,
+    ) -> Context {
+        let recorder = Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: FIELD_MANAGER.into(),
+                instance,
+            },
+        );
+        Context {
+            client,
+            cron_jobs,
+            recorder,
+            metrics,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cron_job_api(&self, namespace: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(
+            self.client.clone(),
+            namespace,
+            &self.cron_jobs.api_resource(),
+        )
+    }
+}
+
+fn key(mp: &MinerPool) -> String {
+    format!("{}/{}", mp.namespace().unwrap_or_default(), mp.name_any())
+}
+
+/// One reconcile of one MinerPool, measured.
+pub async fn reconcile(mp: Arc<MinerPool>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let result = reconcile_pool(&mp, &ctx).await;
+    ctx.metrics
+        .observe(started.elapsed(), result.as_ref().err().map(Error::reason));
+    if result.is_ok() {
+        ctx.failures.lock().expect("not poisoned").remove(&key(&mp));
+    }
+    result
+}
+
+/// Retries a failed MinerPool with a backoff of its own (2 s doubling to 5 min), so one broken
+/// object neither spins nor delays the others.
+pub fn error_policy(mp: Arc<MinerPool>, error: &Error, ctx: Arc<Context>) -> Action {
+    let mut failures = ctx.failures.lock().expect("not poisoned");
+    let count = failures.entry(key(&mp)).or_insert(0);
+    *count = count.saturating_add(1);
+    let delay = backoff(*count);
+    tracing::warn!(minerpool = %key(&mp), %error, failures = *count, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// The delay after `failures` consecutive failures.
+pub fn backoff(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    (BACKOFF_FIRST * 2u32.pow(doublings)).min(BACKOFF_MAX)
+}
+
+async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> {
+    let name = mp.name_any();
+    let (Some(namespace), Some(uid)) = (mp.namespace(), mp.uid()) else {
+        return Err(Error::Incomplete(name));
+    };
+
+    // Dereference.
+    let secrets = found_secrets(&ctx.client, &namespace, &mp.spec).await?;
+
+    // Validate, build and apply; an invalid spec applies nothing.
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
+    let cron_job_api = ctx.cron_job_api(&namespace);
+    let node_name = names::node(&name);
+    let mut live_jobs: Vec<DynamicObject> = cron_job_api
+        .list(&ListParams::default().labels(&desired::pool_selector(&name)))
+        .await
+        .map_err(Error::kube(format!("listing the CronJobs of {name}")))?
+        .items;
+    let (deployment, problems) = match validate::validate(mp, &secrets) {
+        Ok(config) => {
+            let wanted = desired::desired(mp, &config);
+            let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
+            let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
+            apply_unless_current(&config_maps, &wanted.config_map, None).await?;
+            let deployment = apply_unless_current(&deployments, &wanted.deployment, None).await?;
+            apply_unless_current(&services, &wanted.service, None).await?;
+            let mut kept = Vec::new();
+            for (_, cron_job) in &wanted.cron_jobs {
+                let object = ctx.cron_jobs.convert(cron_job);
+                let live = live_jobs
+                    .iter()
+                    .find(|j| j.metadata.name == object.metadata.name);
+                kept.push(apply_unless_current(&cron_job_api, &object, Some(live)).await?);
+            }
+            // CronJobs of this MinerPool it no longer wants (a disabled job).
+            for unwanted in live_jobs.iter().filter(|live| {
+                owned_by(live, &uid) && !kept.iter().any(|k| k.metadata.name == live.metadata.name)
+            }) {
+                let job = unwanted.name_any();
+                cron_job_api
+                    .delete(&job, &DeleteParams::background())
+                    .await
+                    .map_err(Error::kube(format!("deleting CronJob {job}")))?;
+                tracing::info!(minerpool = %key(mp), cronjob = %job, "deleted a CronJob no longer wanted");
+            }
+            live_jobs = kept;
+            (Some(deployment), Vec::new())
+        }
+        Err(problems) => {
+            ctx.metrics.invalid_specs.inc();
+            let deployment = deployments
+                .get_opt(&node_name)
+                .await
+                .map_err(Error::kube(format!("reading Deployment {node_name}")))?;
+            (deployment, problems)
+        }
+    };
+
+    // Status.
+    let observed: Vec<ObservedCronJob> = live_jobs
+        .iter()
+        .map(ObservedCronJob::from_dynamic)
+        .collect();
+    let now = k8s_openapi::jiff::Timestamp::now().to_string();
+    let new_status = status::compute(
+        mp,
+        &Observation {
+            problems: &problems,
+            deployment: deployment.as_ref(),
+            cron_jobs: &observed,
+        },
+        &now,
+    );
+    if mp.status.as_ref() != Some(&new_status) {
+        write_status(ctx, mp, &namespace, &new_status).await?;
+        if let Some((warning, reason, message)) =
+            status::ready_transition(mp.status.as_ref(), &new_status)
+        {
+            let event = Event {
+                type_: if warning {
+                    EventType::Warning
+                } else {
+                    EventType::Normal
+                },
+                reason,
+                note: Some(truncate(&message, 1000)),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(e) = ctx.recorder.publish(&event, &mp.object_ref(&())).await {
+                tracing::warn!(minerpool = %key(mp), error = %e, "could not record an Event");
+            }
+        }
+    }
+    Ok(Action::requeue(if problems.is_empty() {
+        RESYNC
+    } else {
+        INVALID_RETRY
+    }))
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
+}
+
+fn owned_by(object: &DynamicObject, uid: &str) -> bool {
+    object
+        .metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.uid == uid)
+}
+
+/// Reads each Secret the spec names (a missing one is simply absent from the result).
+async fn found_secrets(
+    client: &Client,
+    namespace: &str,
+    spec: &MinerPoolSpec,
+) -> Result<FoundSecrets, Error> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let wanted: BTreeSet<&str> = validate::secret_refs(spec)
+        .into_iter()
+        .map(|(_, r)| r.name.as_str())
+        .collect();
+    let mut found = BTreeMap::new();
+    for name in wanted {
+        if name.is_empty() {
+            continue;
+        }
+        let secret = api
+            .get_opt(name)
+            .await
+            .map_err(Error::kube(format!("reading Secret {name}")))?;
+        if let Some(secret) = secret {
+            let keys = secret
+                .data
+                .iter()
+                .flat_map(|d| d.keys())
+                .chain(secret.string_data.iter().flat_map(|d| d.keys()))
+                .cloned()
+                .collect();
+            found.insert(name.to_string(), keys);
+        }
+    }
+    Ok(found)
+}
+
+/// Server-side applies `wanted` unless the live object was applied from the same digest. `live`
+/// is `None` when it must be read first, `Some(None)` when it is known not to exist.
+async fn apply_unless_current<K>(
+    api: &Api<K>,
+    wanted: &K,
+    live: Option<Option<&K>>,
+) -> Result<K, Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let name = wanted.meta().name.clone().unwrap_or_default();
+    let read;
+    let live = match live {
+        Some(live) => live,
+        None => {
+            read = api
+                .get_opt(&name)
+                .await
+                .map_err(Error::kube(format!("reading {name}")))?;
+            read.as_ref()
+        }
+    };
+    if let Some(live) = live
+        && applied_hash(live.meta()).is_some()
+        && applied_hash(live.meta()) == applied_hash(wanted.meta())
+    {
+        return Ok(live.clone());
+    }
+    api.patch(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(wanted),
+    )
+    .await
+    .map_err(Error::kube(format!("applying {name}")))
+}
+
+/// A merge patch of the status subresource; job entries that went away are removed with null.
+async fn write_status(
+    ctx: &Context,
+    mp: &MinerPool,
+    namespace: &str,
+    new_status: &crate::crd::MinerPoolStatus,
+) -> Result<(), Error> {
+    let mut patch = serde_json::json!({ "status": new_status });
+    if let Some(old) = &mp.status {
+        for job in old
+            .jobs
+            .keys()
+            .filter(|k| !new_status.jobs.contains_key(*k))
+        {
+            patch["status"]["jobs"][job] = serde_json::Value::Null;
+        }
+    }
+    let api: Api<MinerPool> = Api::namespaced(ctx.client.clone(), namespace);
+    api.patch_status(
+        &mp.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map_err(Error::kube(format!(
+        "writing the status of {}",
+        mp.name_any()
+    )))?;
+    Ok(())
+}
+
+/// Where the operator looks for MinerPools.
+#[derive(Debug, Clone)]
+pub enum Scope {
+    AllNamespaces,
+    Namespaces(Vec<String>),
+}
+
+/// Runs the controller until `shutdown` resolves: one controller per watched namespace (the
+/// operator may hold only namespaced permissions), or one for the whole cluster.
+pub async fn run(
+    ctx: Arc<Context>,
+    scope: Scope,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) {
+    let shutdown = futures::FutureExt::shared(Box::pin(shutdown));
+    let namespaces: Vec<Option<String>> = match scope {
+        Scope::AllNamespaces => vec![None],
+        Scope::Namespaces(list) => list.into_iter().map(Some).collect(),
+    };
+    let controllers = namespaces.into_iter().map(|namespace| {
+        let ctx = ctx.clone();
+        let shutdown = shutdown.clone();
+        async move {
+            let client = ctx.client.clone();
+            let api = |c: Client| -> Api<MinerPool> {
+                match &namespace {
+                    Some(ns) => Api::namespaced(c, ns),
+                    None => Api::all(c),
+                }
+            };
+            let ar = ctx.cron_jobs.api_resource();
+            let cron_jobs: Api<DynamicObject> = match &namespace {
+                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                None => Api::all_with(client.clone(), &ar),
+            };
+            let children = watcher::Config::default()
+                .labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
+            Controller::new(api(client.clone()), watcher::Config::default())
+                .owns(
+                    child_api::<Deployment>(&client, &namespace),
+                    children.clone(),
+                )
+                .owns(child_api::<Service>(&client, &namespace), children.clone())
+                .owns(
+                    child_api::<ConfigMap>(&client, &namespace),
+                    children.clone(),
+                )
+                .owns_with(cron_jobs, ar, children)
+                .graceful_shutdown_on(shutdown)
+                .run(reconcile, error_policy, ctx)
+                .for_each(|result| async move {
+                    match result {
+                        Ok((object, _)) => tracing::debug!(minerpool = %object, "reconciled"),
+                        Err(error) => tracing::debug!(%error, "controller"),
+                    }
+                })
+                .await;
+        }
+    });
+    futures::future::join_all(controllers).await;
+}
+
+fn child_api<K>(client: &Client, namespace: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+    <K as Resource>::DynamicType: Default,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}

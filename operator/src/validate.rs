@@ -1,0 +1,265 @@
+//! Validation of a MinerPool before anything is applied: every rule the API server cannot check
+//! (cron syntax, addresses, Secrets that must exist, the rendered config's own rules) and the CEL
+//! rule, which Kubernetes before 1.25 does not evaluate. A spec that fails here creates nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::net::SocketAddr;
+
+use kube::ResourceExt;
+use minerpool_core::config::{Config, Sender};
+use minerpool_core::money::Amount;
+
+use crate::crd::{MinerPool, MinerPoolSpec, SecretKeyRef};
+use crate::desired::JobKind;
+
+/// The keys each Secret in the namespace holds, for the Secrets the spec names; a Secret that does
+/// not exist is absent.
+pub type FoundSecrets = BTreeMap<String, BTreeSet<String>>;
+
+/// One thing wrong with a spec, with the field it is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Dotted path from the resource root, such as `spec.jobs.rewards.schedule`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+/// All problems, joined for a condition message.
+pub fn describe(problems: &[Problem]) -> String {
+    problems
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// CronJob names get an 11-character suffix for their Jobs and must stay within 63.
+const MAX_NAME_LEN: usize = 52 - "-validators".len();
+
+const SERVICE_TYPES: [&str; 3] = ["ClusterIP", "NodePort", "LoadBalancer"];
+
+/// The Secrets the spec refers to, with the field that names each.
+pub fn secret_refs(spec: &MinerPoolSpec) -> Vec<(&'static str, &SecretKeyRef)> {
+    let mut refs = vec![("spec.mongodb.uriSecretRef", &spec.mongodb.uri_secret_ref)];
+    if let Some(r) = &spec.payouts.wallet_key_secret_ref {
+        refs.push(("spec.payouts.walletKeySecretRef", r));
+    }
+    if let Some(r) = &spec.node.admin_token_secret_ref {
+        refs.push(("spec.node.adminTokenSecretRef", r));
+    }
+    if let Some(r) = &spec.node.admin_rsa_key_secret_ref {
+        refs.push(("spec.node.adminRsaKeySecretRef", r));
+    }
+    refs
+}
+
+/// Checks the MinerPool and renders the config file the node and jobs read.
+pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Problem>> {
+    let spec = &mp.spec;
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, message: String| {
+        problems.push(Problem {
+            field: field.to_string(),
+            message,
+        })
+    };
+
+    let name = mp.name_any();
+    if name.len() > MAX_NAME_LEN {
+        problem(
+            "metadata.name",
+            format!(
+                "{name:?} is {} characters; at most {MAX_NAME_LEN} leave room for the CronJob names",
+                name.len()
+            ),
+        );
+    }
+    for (field, image) in [
+        ("spec.images.node", &spec.images.node),
+        ("spec.images.jobs", &spec.images.jobs),
+    ] {
+        if image.trim().is_empty() || image.chars().any(char::is_whitespace) {
+            problem(field, format!("{image:?} is not an image reference"));
+        }
+    }
+    for (field, reference) in secret_refs(spec) {
+        match secrets.get(&reference.name) {
+            None => problem(field, format!("Secret {:?} does not exist", reference.name)),
+            Some(keys) if !keys.contains(&reference.key) => problem(
+                field,
+                format!("Secret {:?} has no key {:?}", reference.name, reference.key),
+            ),
+            Some(_) => {}
+        }
+    }
+    let sender = match spec.payouts.sender.as_deref() {
+        None | Some("dry-run") => Sender::DryRun,
+        Some("upow") => Sender::Upow,
+        Some(other) => {
+            problem(
+                "spec.payouts.sender",
+                format!("{other:?} is not a sender (dry-run or upow)"),
+            );
+            Sender::DryRun
+        }
+    };
+    if sender == Sender::Upow && spec.payouts.wallet_key_secret_ref.is_none() {
+        problem(
+            "spec.payouts.walletKeySecretRef",
+            "is required when sender is upow".into(),
+        );
+    }
+    let node = &spec.node;
+    if let Some(replicas) = node.replicas
+        && replicas < 0
+    {
+        problem("spec.node.replicas", format!("{replicas} is negative"));
+    }
+    for (field, port) in [
+        ("spec.node.httpPort", node.http_port),
+        ("spec.node.websocketPort", node.websocket_port),
+    ] {
+        if port == Some(0) {
+            problem(field, "0 is not a port".into());
+        }
+    }
+    if node.http_port.is_some() && node.http_port == node.websocket_port {
+        problem(
+            "spec.node.websocketPort",
+            "must differ from httpPort".into(),
+        );
+    }
+    if let Some(service_type) = &node.service_type
+        && !SERVICE_TYPES.contains(&service_type.as_str())
+    {
+        problem(
+            "spec.node.serviceType",
+            format!(
+                "{service_type:?} is not one of {}",
+                SERVICE_TYPES.join(", ")
+            ),
+        );
+    }
+    if let Some(resources) = &node.resources {
+        for kind in resources.keys() {
+            if kind != "limits" && kind != "requests" {
+                problem(
+                    "spec.node.resources",
+                    format!("{kind:?} is neither limits nor requests"),
+                );
+            }
+        }
+    }
+    for kind in JobKind::ALL {
+        let job = kind.spec(spec);
+        let field = format!("spec.jobs.{}", kind.name());
+        if let Some(schedule) = &job.schedule
+            && let Err(why) = crate::cron::check_schedule(schedule)
+        {
+            problem(&format!("{field}.schedule"), why);
+        }
+        for (key, value) in [
+            (
+                "successfulJobsHistoryLimit",
+                job.successful_jobs_history_limit,
+            ),
+            ("failedJobsHistoryLimit", job.failed_jobs_history_limit),
+        ] {
+            if let Some(v) = value
+                && v < 0
+            {
+                problem(&format!("{field}.{key}"), format!("{v} is negative"));
+            }
+        }
+        if let Some(v) = job.active_deadline_seconds
+            && v < 1
+        {
+            problem(
+                &format!("{field}.activeDeadlineSeconds"),
+                format!("{v} must be at least 1"),
+            );
+        }
+    }
+
+    let mut config = Config::with_wallets(&spec.chain.inode_wallet, &spec.chain.reward_address);
+    if let Some(url) = &spec.chain.api_url {
+        config.chain.api_url = url.clone();
+    }
+    config.chain.validators_url = spec.chain.validators_url.clone();
+    if let Some(height) = spec.chain.start_height {
+        config.rewards.start_height = height;
+    }
+    if let Some(database) = &spec.mongodb.database {
+        config.mongodb.database = database.clone();
+    }
+    config.rewards.fee_percent = spec.rewards.fee_percent;
+    config.rewards.pools_percent = spec.rewards.pools_percent;
+    config.rewards.validators_percent = spec.rewards.validators_percent;
+    if let Some(blocks) = spec.rewards.blocks_per_run {
+        config.rewards.blocks_per_run = blocks;
+    }
+    if let Some(port) = node.http_port {
+        config.node.http_address = SocketAddr::from(([0, 0, 0, 0], port));
+    }
+    if let Some(port) = node.websocket_port {
+        config.node.websocket_address = SocketAddr::from(([0, 0, 0, 0], port));
+    }
+    if let Some(max) = node.max_connections {
+        config.node.max_connections = max;
+    }
+    config.payouts.sender = sender;
+    if let Some(minimum) = &spec.payouts.minimum_payout {
+        match Amount::parse(minimum) {
+            Ok(amount) => config.payouts.minimum_payout = amount,
+            Err(e) => problem(
+                "spec.payouts.minimumPayout",
+                format!("{minimum:?} is not an amount: {e}"),
+            ),
+        }
+    }
+    if let Some(max) = spec.payouts.max_outputs_per_tx {
+        config.payouts.max_outputs_per_tx = max;
+    }
+    // The config's own rules (addresses, URLs, the percentage sum, ranges) live in core; its
+    // keys are the spec's keys without the `spec.` prefix, apart from the two mapped above.
+    if let Err(e) = config.validate() {
+        problems.push(config_problem(e));
+    }
+
+    if problems.is_empty() {
+        Ok(config)
+    } else {
+        Err(problems)
+    }
+}
+
+fn config_problem(error: minerpool_core::config::ConfigError) -> Problem {
+    use minerpool_core::config::ConfigError;
+    match error {
+        ConfigError::Invalid { key, message } => Problem {
+            field: format!("spec.{}", spec_key(key)),
+            message,
+        },
+        other => Problem {
+            field: "spec".into(),
+            message: other.to_string(),
+        },
+    }
+}
+
+/// The spec field a config key comes from.
+fn spec_key(config_key: &str) -> String {
+    match config_key {
+        "rewards.startHeight" => "chain.startHeight".into(),
+        "node.httpAddress" => "node.httpPort".into(),
+        "node.websocketAddress" => "node.websocketPort".into(),
+        other => other.into(),
+    }
+}
