@@ -60,3 +60,50 @@ impl Error {
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
 }
+
+/// MinerPools for tests and benchmarks.
+pub mod fixtures {
+    use crate::crd::{Chain, Images, MinerPool, MinerPoolSpec, MongoDb, SecretKeyRef};
+
+    pub const INODE_WALLET: &str = "DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi";
+    pub const REWARD_ADDRESS: &str = "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw";
+    pub const MONGODB_SECRET: &str = "mongodb-uri";
+
+    /// A valid spec with every optional field unset.
+    pub fn spec() -> MinerPoolSpec {
+        MinerPoolSpec {
+            images: Images {
+                node: "minerpool/minerpool-node:0.1.0".into(),
+                jobs: "minerpool/minerpool-jobs:0.1.0".into(),
+            },
+            chain: Chain {
+                api_url: None,
+                validators_url: None,
+                inode_wallet: INODE_WALLET.into(),
+                reward_address: REWARD_ADDRESS.into(),
+                start_height: None,
+            },
+            mongodb: MongoDb {
+                uri_secret_ref: SecretKeyRef {
+                    name: MONGODB_SECRET.into(),
+                    key: "uri".into(),
+                },
+                database: None,
+            },
+            rewards: Default::default(),
+            node: Default::default(),
+            jobs: Default::default(),
+            payouts: Default::default(),
+        }
+    }
+
+    /// A MinerPool as the API server returns it: namespace, uid and generation set.
+    pub fn minerpool(name: &str, namespace: &str) -> MinerPool {
+        let mut mp = MinerPool::new(name, spec());
+        mp.metadata.namespace = Some(namespace.into());
+        mp.metadata.uid = Some(format!("uid-of-{name}"));
+        mp.metadata.generation = Some(1);
+        mp.metadata.resource_version = Some("1".into());
+        mp
+    }
+}

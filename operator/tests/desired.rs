@@ -1,0 +1,667 @@
+//! The pure parts of a reconcile: validation, the children a MinerPool wants, and its status.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use k8s_openapi::api::batch::v1::CronJob;
+use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+use minerpool_core::config::{Config, Sender};
+use minerpool_operator::crd::{JobSpec, MinerPool, SecretKeyRef};
+use minerpool_operator::cronjob_api::ObservedCronJob;
+use minerpool_operator::desired::{self, APPLIED_HASH, CONFIG_HASH, Desired, JobKind};
+use minerpool_operator::fixtures::{self, INODE_WALLET, MONGODB_SECRET, REWARD_ADDRESS};
+use minerpool_operator::status::{self, Observation};
+use minerpool_operator::validate::{FoundSecrets, Problem, validate};
+
+fn secrets(list: &[(&str, &[&str])]) -> FoundSecrets {
+    list.iter()
+        .map(|(name, keys)| {
+            (
+                name.to_string(),
+                keys.iter().map(|k| k.to_string()).collect::<BTreeSet<_>>(),
+            )
+        })
+        .collect()
+}
+
+fn mongodb_only() -> FoundSecrets {
+    secrets(&[(MONGODB_SECRET, &["uri"])])
+}
+
+fn build(mp: &MinerPool, found: &FoundSecrets) -> (Config, Desired) {
+    let config = validate(mp, found).unwrap_or_else(|p| panic!("invalid: {p:?}"));
+    let desired = desired::desired(mp, &config);
+    (config, desired)
+}
+
+fn pod(spec: &Option<PodSpec>) -> &PodSpec {
+    spec.as_ref().unwrap()
+}
+
+fn node_container(d: &Deployment) -> &Container {
+    &pod(&d.spec.as_ref().unwrap().template.spec).containers[0]
+}
+
+fn job_pod(c: &CronJob) -> &PodSpec {
+    pod(&c
+        .spec
+        .as_ref()
+        .unwrap()
+        .job_template
+        .spec
+        .as_ref()
+        .unwrap()
+        .template
+        .spec)
+}
+
+fn env<'a>(container: &'a Container, name: &str) -> Option<&'a EnvVar> {
+    container.env.iter().flatten().find(|e| e.name == name)
+}
+
+fn secret_of(var: &EnvVar) -> (String, String) {
+    let s = var
+        .value_from
+        .as_ref()
+        .unwrap()
+        .secret_key_ref
+        .as_ref()
+        .unwrap();
+    (s.name.clone(), s.key.clone())
+}
+
+fn cron<'a>(d: &'a Desired, kind: JobKind) -> &'a CronJob {
+    &d.cron_jobs.iter().find(|(k, _)| *k == kind).unwrap().1
+}
+
+#[test]
+fn defaults_give_a_complete_pool() {
+    let mp = fixtures::minerpool("pool", "ns");
+    let (config, d) = build(&mp, &mongodb_only());
+    assert_eq!(config, Config::with_wallets(INODE_WALLET, REWARD_ADDRESS));
+
+    let cm = &d.config_map;
+    assert_eq!(cm.metadata.name.as_deref(), Some("pool-config"));
+    let yaml = &cm.data.as_ref().unwrap()["minerpool.yaml"];
+    assert_eq!(Config::from_yaml_str(yaml).unwrap(), config);
+
+    let dep = &d.deployment;
+    assert_eq!(dep.metadata.name.as_deref(), Some("pool-node"));
+    assert_eq!(dep.metadata.namespace.as_deref(), Some("ns"));
+    let spec = dep.spec.as_ref().unwrap();
+    assert_eq!(
+        spec.replicas, None,
+        "unset replicas are left to whoever scales"
+    );
+    let json = serde_json::to_value(dep).unwrap();
+    assert!(
+        json["spec"].get("replicas").is_none(),
+        "replicas must not be sent at all"
+    );
+    let c = node_container(dep);
+    assert_eq!(c.image.as_deref(), Some("minerpool/minerpool-node:0.1.0"));
+    assert_eq!(
+        c.args.as_deref().unwrap(),
+        ["serve", "--config", "/etc/minerpool/minerpool.yaml"]
+    );
+    let ports: Vec<(Option<&str>, i32)> = c
+        .ports
+        .iter()
+        .flatten()
+        .map(|p| (p.name.as_deref(), p.container_port))
+        .collect();
+    assert_eq!(ports, [(Some("http"), 8001), (Some("websocket"), 5501)]);
+    assert_eq!(
+        secret_of(env(c, "MONGODB_URI").unwrap()),
+        (MONGODB_SECRET.into(), "uri".into())
+    );
+    assert!(env(c, "MINERPOOL_ADMIN_TOKEN").is_none());
+    assert!(c.resources.is_none());
+    let security = c.security_context.as_ref().unwrap();
+    assert_eq!(security.read_only_root_filesystem, Some(true));
+    assert_eq!(security.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        pod(&spec.template.spec)
+            .security_context
+            .as_ref()
+            .unwrap()
+            .run_as_non_root,
+        Some(true)
+    );
+    assert_eq!(
+        c.readiness_probe
+            .as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .as_deref(),
+        Some("/readyz")
+    );
+
+    let svc = d.service.spec.as_ref().unwrap();
+    assert_eq!(svc.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(
+        svc.ports
+            .iter()
+            .flatten()
+            .map(|p| p.port)
+            .collect::<Vec<_>>(),
+        [8001, 5501]
+    );
+    assert_eq!(svc.selector, spec.selector.match_labels);
+
+    assert!(d.disabled_jobs.is_empty());
+    for (kind, schedule) in [
+        (JobKind::Rewards, "* * * * *"),
+        (JobKind::Validators, "*/10 * * * *"),
+        (JobKind::Payouts, "* * * * *"),
+        (JobKind::Decay, "*/10 * * * *"),
+    ] {
+        let cj = cron(&d, kind);
+        assert_eq!(
+            cj.metadata.name.as_deref(),
+            Some(format!("pool-{}", kind.name()).as_str())
+        );
+        let s = cj.spec.as_ref().unwrap();
+        assert_eq!(s.schedule, schedule);
+        assert_eq!(s.concurrency_policy.as_deref(), Some("Forbid"));
+        assert_eq!(
+            s.starting_deadline_seconds,
+            Some(desired::STARTING_DEADLINE_SECONDS)
+        );
+        assert_eq!(s.suspend, Some(false));
+        assert_eq!(s.successful_jobs_history_limit, Some(3));
+        assert_eq!(s.failed_jobs_history_limit, Some(3));
+        let job = s.job_template.spec.as_ref().unwrap();
+        assert_eq!(job.active_deadline_seconds, Some(600));
+        let p = job_pod(cj);
+        assert_eq!(p.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            p.containers[0].image.as_deref(),
+            Some("minerpool/minerpool-jobs:0.1.0")
+        );
+        assert_eq!(
+            p.containers[0].args.as_deref().unwrap(),
+            [kind.name(), "--config", "/etc/minerpool/minerpool.yaml"]
+        );
+        assert!(env(&p.containers[0], "MINERPOOL_WALLET_KEY").is_none());
+    }
+}
+
+#[test]
+fn every_spec_field_lands_where_it_should() {
+    let mut mp = fixtures::minerpool("pool", "ns");
+    let s = &mut mp.spec;
+    s.images.node = "registry.example/node:2".into();
+    s.images.jobs = "registry.example/jobs:2".into();
+    s.chain.api_url = Some("http://chain.example:3006".into());
+    s.chain.validators_url = Some("http://validators.example/v?inode=".into());
+    s.chain.start_height = Some(5000);
+    s.mongodb.database = Some("pools".into());
+    s.rewards.fee_percent = 10;
+    s.rewards.pools_percent = 50;
+    s.rewards.validators_percent = 40;
+    s.rewards.blocks_per_run = Some(25);
+    s.node.replicas = Some(3);
+    s.node.http_port = Some(9001);
+    s.node.websocket_port = Some(9501);
+    s.node.service_type = Some("LoadBalancer".into());
+    s.node.max_connections = Some(4000);
+    s.node.resources = Some(BTreeMap::from([(
+        "limits".to_string(),
+        BTreeMap::from([("memory".to_string(), "256Mi".to_string())]),
+    )]));
+    s.node.admin_token_secret_ref = Some(SecretKeyRef {
+        name: "admin".into(),
+        key: "token".into(),
+    });
+    s.node.admin_rsa_key_secret_ref = Some(SecretKeyRef {
+        name: "admin".into(),
+        key: "rsa".into(),
+    });
+    s.jobs.rewards = Some(JobSpec {
+        schedule: Some("*/2 * * * *".into()),
+        suspend: Some(true),
+        successful_jobs_history_limit: Some(5),
+        failed_jobs_history_limit: Some(7),
+        active_deadline_seconds: Some(120),
+        enabled: None,
+    });
+    s.jobs.decay = Some(JobSpec {
+        enabled: Some(false),
+        ..JobSpec::default()
+    });
+    s.payouts.wallet_key_secret_ref = Some(SecretKeyRef {
+        name: "wallet".into(),
+        key: "hex".into(),
+    });
+    s.payouts.minimum_payout = Some("2.5".into());
+    s.payouts.max_outputs_per_tx = Some(100);
+    s.payouts.sender = Some("upow".into());
+    let found = secrets(&[
+        (MONGODB_SECRET, &["uri"]),
+        ("admin", &["token", "rsa"]),
+        ("wallet", &["hex"]),
+    ]);
+    let (config, d) = build(&mp, &found);
+
+    assert_eq!(config.chain.api_url, "http://chain.example:3006");
+    assert_eq!(
+        config.chain.validators_url.as_deref(),
+        Some("http://validators.example/v?inode=")
+    );
+    assert_eq!(config.rewards.start_height, 5000);
+    assert_eq!(config.mongodb.database, "pools");
+    assert_eq!(
+        (
+            config.rewards.fee_percent,
+            config.rewards.pools_percent,
+            config.rewards.validators_percent
+        ),
+        (10, 50, 40)
+    );
+    assert_eq!(config.rewards.blocks_per_run, 25);
+    assert_eq!(config.node.http_address.port(), 9001);
+    assert_eq!(config.node.websocket_address.port(), 9501);
+    assert_eq!(config.node.max_connections, 4000);
+    assert_eq!(config.payouts.sender, Sender::Upow);
+    assert_eq!(config.payouts.minimum_payout.to_string(), "2.50000000");
+    assert_eq!(config.payouts.max_outputs_per_tx, 100);
+    let yaml = &d.config_map.data.as_ref().unwrap()["minerpool.yaml"];
+    assert_eq!(&Config::from_yaml_str(yaml).unwrap(), &config);
+
+    let dep = &d.deployment;
+    assert_eq!(dep.spec.as_ref().unwrap().replicas, Some(3));
+    let c = node_container(dep);
+    assert_eq!(c.image.as_deref(), Some("registry.example/node:2"));
+    assert_eq!(
+        c.ports
+            .iter()
+            .flatten()
+            .map(|p| p.container_port)
+            .collect::<Vec<_>>(),
+        [9001, 9501]
+    );
+    assert_eq!(
+        c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
+        "256Mi"
+    );
+    assert_eq!(
+        secret_of(env(c, "MINERPOOL_ADMIN_TOKEN").unwrap()),
+        ("admin".into(), "token".into())
+    );
+    assert_eq!(
+        secret_of(env(c, "MINERPOOL_ADMIN_RSA_KEY").unwrap()),
+        ("admin".into(), "rsa".into())
+    );
+    assert!(
+        env(c, "MINERPOOL_WALLET_KEY").is_none(),
+        "the node never sees the wallet key"
+    );
+
+    let svc = d.service.spec.as_ref().unwrap();
+    assert_eq!(svc.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(
+        svc.ports
+            .iter()
+            .flatten()
+            .map(|p| p.port)
+            .collect::<Vec<_>>(),
+        [9001, 9501]
+    );
+
+    let rewards = cron(&d, JobKind::Rewards).spec.as_ref().unwrap();
+    assert_eq!(rewards.schedule, "*/2 * * * *");
+    assert_eq!(rewards.suspend, Some(true));
+    assert_eq!(rewards.successful_jobs_history_limit, Some(5));
+    assert_eq!(rewards.failed_jobs_history_limit, Some(7));
+    assert_eq!(
+        rewards
+            .job_template
+            .spec
+            .as_ref()
+            .unwrap()
+            .active_deadline_seconds,
+        Some(120)
+    );
+    assert_eq!(d.disabled_jobs, [JobKind::Decay]);
+    assert!(d.cron_jobs.iter().all(|(k, _)| *k != JobKind::Decay));
+    let payouts = &job_pod(cron(&d, JobKind::Payouts)).containers[0];
+    assert_eq!(payouts.image.as_deref(), Some("registry.example/jobs:2"));
+    assert_eq!(
+        secret_of(env(payouts, "MINERPOOL_WALLET_KEY").unwrap()),
+        ("wallet".into(), "hex".into())
+    );
+    let rewards_pod = &job_pod(cron(&d, JobKind::Rewards)).containers[0];
+    assert!(
+        env(rewards_pod, "MINERPOOL_WALLET_KEY").is_none(),
+        "only payouts signs"
+    );
+}
+
+#[test]
+fn children_are_owned_by_the_pool_as_controller() {
+    let mp = fixtures::minerpool("pool", "ns");
+    let (_, d) = build(&mp, &mongodb_only());
+    let metas = [
+        &d.config_map.metadata,
+        &d.deployment.metadata,
+        &d.service.metadata,
+    ]
+    .into_iter()
+    .chain(d.cron_jobs.iter().map(|(_, c)| &c.metadata));
+    for meta in metas {
+        let owners = meta.owner_references.as_ref().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "MinerPool");
+        assert_eq!(owners[0].api_version, "minerpool.io/v1alpha1");
+        assert_eq!(owners[0].uid, "uid-of-pool");
+        assert_eq!(owners[0].controller, Some(true));
+        assert!(
+            desired::applied_hash(meta).is_some(),
+            "{:?} has no digest",
+            meta.name
+        );
+        assert_eq!(
+            meta.labels.as_ref().unwrap()["app.kubernetes.io/instance"],
+            "pool"
+        );
+    }
+}
+
+#[test]
+fn the_digest_follows_the_spec_and_a_config_change_rolls_the_node() {
+    let mp = fixtures::minerpool("pool", "ns");
+    let (_, a) = build(&mp, &mongodb_only());
+    let (_, again) = build(&mp, &mongodb_only());
+    let hash =
+        |meta: &kube::api::ObjectMeta| meta.annotations.as_ref().unwrap()[APPLIED_HASH].clone();
+    assert_eq!(
+        hash(&a.deployment.metadata),
+        hash(&again.deployment.metadata)
+    );
+
+    let mut changed = mp.clone();
+    changed.spec.rewards.blocks_per_run = Some(20);
+    let (_, b) = build(&changed, &mongodb_only());
+    assert_ne!(hash(&a.config_map.metadata), hash(&b.config_map.metadata));
+    let rollout = |d: &Desired| {
+        d.deployment
+            .spec
+            .as_ref()
+            .unwrap()
+            .template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()[CONFIG_HASH]
+            .clone()
+    };
+    assert_ne!(rollout(&a), rollout(&b), "pods restart on a new config");
+    assert_ne!(hash(&a.deployment.metadata), hash(&b.deployment.metadata));
+    assert_eq!(
+        hash(&cron(&a, JobKind::Rewards).metadata),
+        hash(&cron(&b, JobKind::Rewards).metadata),
+        "a job reads the ConfigMap at start: its CronJob need not change"
+    );
+}
+
+fn problems(mp: &MinerPool, found: &FoundSecrets) -> Vec<Problem> {
+    validate(mp, found).expect_err("should be invalid")
+}
+
+fn assert_problem(mp: &MinerPool, found: &FoundSecrets, field: &str, says: &str) {
+    let all = problems(mp, found);
+    assert!(
+        all.iter()
+            .any(|p| p.field == field && p.message.contains(says)),
+        "expected {field}: …{says}…, got {all:?}"
+    );
+}
+
+#[test]
+fn invalid_specs_name_the_field_and_what_is_wrong() {
+    let base = fixtures::minerpool("pool", "ns");
+    let ok = mongodb_only();
+
+    let mut mp = base.clone();
+    mp.spec.jobs.payouts = Some(JobSpec {
+        schedule: Some("*/5 * * *".into()),
+        ..JobSpec::default()
+    });
+    assert_problem(&mp, &ok, "spec.jobs.payouts.schedule", "expected 5 fields");
+
+    assert_problem(
+        &base,
+        &FoundSecrets::new(),
+        "spec.mongodb.uriSecretRef",
+        "Secret \"mongodb-uri\" does not exist",
+    );
+    assert_problem(
+        &base,
+        &secrets(&[(MONGODB_SECRET, &["url"])]),
+        "spec.mongodb.uriSecretRef",
+        "has no key \"uri\"",
+    );
+
+    let mut mp = base.clone();
+    mp.spec.chain.reward_address = "not-an-address".into();
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.chain.rewardAddress",
+        "is not a uPow address",
+    );
+
+    let mut mp = base.clone();
+    mp.spec.rewards.fee_percent = 20;
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.rewards",
+        "feePercent + poolsPercent + validatorsPercent must be 100",
+    );
+
+    let mut mp = base.clone();
+    mp.spec.payouts.sender = Some("upow".into());
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.payouts.walletKeySecretRef",
+        "required when sender is upow",
+    );
+
+    let mut mp = base.clone();
+    mp.spec.payouts.sender = Some("bank".into());
+    assert_problem(&mp, &ok, "spec.payouts.sender", "\"bank\" is not a sender");
+
+    let mut mp = base.clone();
+    mp.spec.payouts.minimum_payout = Some("-1".into());
+    assert_problem(&mp, &ok, "spec.payouts.minimumPayout", "not an amount");
+
+    let mut mp = base.clone();
+    mp.spec.payouts.max_outputs_per_tx = Some(255);
+    assert_problem(&mp, &ok, "spec.payouts.maxOutputsPerTx", "must be 1 to 254");
+
+    let mut mp = base.clone();
+    mp.spec.node.replicas = Some(-1);
+    assert_problem(&mp, &ok, "spec.node.replicas", "negative");
+
+    let mut mp = base.clone();
+    mp.spec.node.service_type = Some("ExternalName".into());
+    assert_problem(&mp, &ok, "spec.node.serviceType", "not one of");
+
+    let mut mp = base.clone();
+    mp.spec.node.http_port = Some(7000);
+    mp.spec.node.websocket_port = Some(7000);
+    assert_problem(&mp, &ok, "spec.node.websocketPort", "must differ");
+
+    let mut mp = base.clone();
+    mp.spec.chain.api_url = Some("ftp://chain".into());
+    assert_problem(&mp, &ok, "spec.chain.apiUrl", "http or https");
+
+    let mut mp = base.clone();
+    mp.spec.images.node = " ".into();
+    assert_problem(&mp, &ok, "spec.images.node", "not an image reference");
+
+    let long = "p".repeat(42);
+    let mp = fixtures::minerpool(&long, "ns");
+    assert_problem(&mp, &ok, "metadata.name", "at most 41");
+
+    // Several problems are all reported at once.
+    let mut mp = base.clone();
+    mp.spec.node.replicas = Some(-2);
+    mp.spec.payouts.sender = Some("bank".into());
+    assert_eq!(problems(&mp, &FoundSecrets::new()).len(), 3);
+}
+
+fn cron_seen(name: &str, last: Option<&str>) -> ObservedCronJob {
+    ObservedCronJob {
+        name: name.into(),
+        last_schedule_time: last.map(String::from),
+        ..ObservedCronJob::default()
+    }
+}
+
+fn deployment_with(wanted: i32, available: i32) -> Deployment {
+    Deployment {
+        spec: Some(k8s_openapi::api::apps::v1::DeploymentSpec {
+            replicas: Some(wanted),
+            ..Default::default()
+        }),
+        status: Some(DeploymentStatus {
+            replicas: Some(wanted),
+            ready_replicas: Some(available),
+            available_replicas: Some(available),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn condition<'a>(
+    s: &'a minerpool_operator::crd::MinerPoolStatus,
+    t: &str,
+) -> &'a minerpool_operator::crd::Condition {
+    s.conditions.iter().find(|c| c.type_ == t).unwrap()
+}
+
+#[test]
+fn status_reports_conditions_replicas_and_jobs() {
+    let mp = fixtures::minerpool("pool", "ns");
+    let all_jobs: Vec<ObservedCronJob> = JobKind::ALL
+        .iter()
+        .map(|k| cron_seen(&format!("pool-{}", k.name()), Some("2026-11-29T03:00:00Z")))
+        .collect();
+    let dep = deployment_with(2, 1);
+    let s = status::compute(
+        &mp,
+        &Observation {
+            problems: &[],
+            deployment: Some(&dep),
+            cron_jobs: &all_jobs,
+        },
+        "T1",
+    );
+    assert_eq!(s.observed_generation, Some(1));
+    assert_eq!(condition(&s, "Ready").status, "True");
+    assert_eq!(
+        condition(&s, "NodeAvailable").message,
+        "1 of 2 node replicas available"
+    );
+    assert_eq!(condition(&s, "JobsScheduled").status, "True");
+    assert_eq!(s.node.replicas, Some(2));
+    assert_eq!(s.node.ready_replicas, Some(1));
+    assert_eq!(
+        s.node.selector.as_deref(),
+        Some(
+            "app.kubernetes.io/component=node,app.kubernetes.io/instance=pool,app.kubernetes.io/name=minerpool"
+        )
+    );
+    assert_eq!(
+        s.jobs["rewards"].last_schedule_time.as_deref(),
+        Some("2026-11-29T03:00:00Z")
+    );
+
+    // The same observation later gives the same status: nothing to write.
+    let mut seen_before = mp.clone();
+    seen_before.status = Some(s.clone());
+    let again = status::compute(
+        &seen_before,
+        &Observation {
+            problems: &[],
+            deployment: Some(&dep),
+            cron_jobs: &all_jobs,
+        },
+        "T2",
+    );
+    assert_eq!(again, s);
+    assert_eq!(status::ready_transition(Some(&s), &again), None);
+
+    // The node going away flips Ready with a new transition time and an Event.
+    let down = deployment_with(2, 0);
+    let later = status::compute(
+        &seen_before,
+        &Observation {
+            problems: &[],
+            deployment: Some(&down),
+            cron_jobs: &all_jobs,
+        },
+        "T3",
+    );
+    let ready = condition(&later, "Ready");
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "NodeUnavailable")
+    );
+    assert_eq!(ready.last_transition_time.as_deref(), Some("T3"));
+    assert_eq!(
+        condition(&later, "JobsScheduled")
+            .last_transition_time
+            .as_deref(),
+        Some("T1"),
+        "an unchanged condition keeps its time"
+    );
+    assert_eq!(
+        status::ready_transition(Some(&s), &later),
+        Some((
+            true,
+            "NodeUnavailable".into(),
+            "0 of 2 node replicas available".into()
+        ))
+    );
+}
+
+#[test]
+fn status_of_an_invalid_spec_or_missing_children() {
+    let mp = fixtures::minerpool("pool", "ns");
+    let problem = Problem {
+        field: "spec.jobs.rewards.schedule".into(),
+        message: "expected 5 fields".into(),
+    };
+    let s = status::compute(
+        &mp,
+        &Observation {
+            problems: std::slice::from_ref(&problem),
+            deployment: None,
+            cron_jobs: &[cron_seen("pool-rewards", None)],
+        },
+        "T1",
+    );
+    let ready = condition(&s, "Ready");
+    assert_eq!(ready.reason, "InvalidSpec");
+    assert_eq!(
+        ready.message,
+        "spec.jobs.rewards.schedule: expected 5 fields"
+    );
+    assert_eq!(condition(&s, "NodeAvailable").reason, "NotCreated");
+    let jobs = condition(&s, "JobsScheduled");
+    assert_eq!(jobs.status, "False");
+    assert_eq!(jobs.message, "no CronJob for validators, payouts, decay");
+    assert_eq!(s.node.replicas, Some(0));
+    assert!(status::ready_transition(None, &s).unwrap().0, "a warning");
+}
