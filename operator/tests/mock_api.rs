@@ -1,0 +1,503 @@
+//! The exact API requests of a reconcile, against a mocked API server (tower-test): the client's
+//! requests are answered by a small in-memory object store, and each test asserts the whole
+//! sequence the reconciler sent.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http::{Request, Response, StatusCode};
+use kube::client::Body;
+use kube::{Client, Resource};
+use minerpool_operator::crd::{JobSpec, MinerPool};
+use minerpool_operator::cronjob_api::{CronJobVersion, ObservedCronJob};
+use minerpool_operator::desired;
+use minerpool_operator::fixtures::{self, MONGODB_SECRET};
+use minerpool_operator::metrics::Metrics;
+use minerpool_operator::reconcile::{self, Context};
+use minerpool_operator::status::{self, Observation};
+use minerpool_operator::validate;
+use serde_json::{Value, json};
+
+const NS: &str = "pools";
+
+/// One request as the API server received it.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    path: String,
+    query: String,
+    body: Value,
+}
+
+impl Seen {
+    fn line(&self) -> String {
+        format!("{} {}", self.method, self.path)
+    }
+}
+
+/// Objects by path (`/api/v1/namespaces/pools/secrets/mongodb-uri`), answered to GET and LIST.
+#[derive(Default)]
+struct World {
+    objects: BTreeMap<String, Value>,
+}
+
+fn path_of(api_version: &str, plural: &str, name: &str) -> String {
+    let base = if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    };
+    format!("{base}/namespaces/{NS}/{plural}/{name}")
+}
+
+impl World {
+    fn put(&mut self, path: String, object: Value) {
+        self.objects.insert(path, object);
+    }
+
+    fn answer(&self, seen: &Seen) -> (StatusCode, Value) {
+        match seen.method.as_str() {
+            "GET" => {
+                if let Some(object) = self.objects.get(&seen.path) {
+                    return (StatusCode::OK, object.clone());
+                }
+                if seen.path.ends_with("/cronjobs") {
+                    let items: Vec<Value> = self
+                        .objects
+                        .iter()
+                        .filter(|(p, _)| p.starts_with(&format!("{}/", seen.path)))
+                        .map(|(_, o)| o.clone())
+                        .collect();
+                    return (
+                        StatusCode::OK,
+                        json!({"apiVersion": "batch/v1beta1", "kind": "CronJobList",
+                               "metadata": {"resourceVersion": "7"}, "items": items}),
+                    );
+                }
+                (
+                    StatusCode::NOT_FOUND,
+                    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                           "reason": "NotFound", "code": 404, "message": "not found"}),
+                )
+            }
+            "PATCH" if seen.path.ends_with("/status") => {
+                let path = seen.path.trim_end_matches("/status");
+                let mut object = self.objects[path].clone();
+                merge_patch(&mut object, &seen.body);
+                (StatusCode::OK, object)
+            }
+            "PATCH" => (StatusCode::OK, seen.body.clone()),
+            "POST" => (StatusCode::CREATED, seen.body.clone()),
+            "DELETE" => (
+                StatusCode::OK,
+                json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}),
+            ),
+            other => panic!("unexpected method {other}"),
+        }
+    }
+}
+
+/// RFC 7386 JSON merge patch, as the API server applies it.
+fn merge_patch(target: &mut Value, patch: &Value) {
+    let Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    let object = target.as_object_mut().unwrap();
+    for (key, value) in fields {
+        if value.is_null() {
+            object.remove(key);
+        } else {
+            merge_patch(object.entry(key.clone()).or_insert(Value::Null), value);
+        }
+    }
+}
+
+/// Runs one reconcile against `world` and returns every request it made, in order.
+async fn reconcile_against(world: World, mp: &MinerPool) -> (Result<(), String>, Vec<Seen>) {
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recorder = seen.clone();
+    let server = tokio::spawn(async move {
+        while let Some((request, reply)) = handle.next_request().await {
+            let (parts, body) = request.into_parts();
+            let bytes = body.collect_bytes().await.unwrap();
+            let seen = Seen {
+                method: parts.method.to_string(),
+                path: parts.uri.path().to_string(),
+                query: parts.uri.query().unwrap_or_default().to_string(),
+                body: serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            };
+            let (status, answer) = world.answer(&seen);
+            recorder.lock().unwrap().push(seen);
+            reply.send_response(
+                Response::builder()
+                    .status(status)
+                    .body(Body::from(serde_json::to_vec(&answer).unwrap()))
+                    .unwrap(),
+            );
+        }
+    });
+    let client = Client::new(service, NS);
+    let ctx = Arc::new(Context::new(
+        client,
+        CronJobVersion::V1Beta1,
+        Metrics::default(),
+        None,
+    ));
+    let outcome = tokio::time::timeout(
+        Duration::from_secs(10),
+        reconcile::reconcile(Arc::new(mp.clone()), ctx),
+    )
+    .await
+    .expect("reconcile finished");
+    // The context held the last client: the server loop ends once every request is answered.
+    server.await.unwrap();
+    let seen = seen.lock().unwrap().clone();
+    (outcome.map(|_| ()).map_err(|e| e.to_string()), seen)
+}
+
+fn secret() -> (String, Value) {
+    (
+        path_of("v1", "secrets", MONGODB_SECRET),
+        json!({"apiVersion": "v1", "kind": "Secret",
+               "metadata": {"name": MONGODB_SECRET, "namespace": NS},
+               "data": {"uri": "bW9uZ29kYjovL3g="}}),
+    )
+}
+
+fn pool_path(name: &str) -> String {
+    path_of("minerpool.io/v1alpha1", "minerpools", name)
+}
+
+fn base_world(mp: &MinerPool) -> World {
+    let mut world = World::default();
+    let (path, object) = secret();
+    world.put(path, object);
+    world.put(
+        pool_path(&mp.meta().name.clone().unwrap()),
+        serde_json::to_value(mp).unwrap(),
+    );
+    world
+}
+
+/// The world after a reconcile of `applied`: every child as the operator applied it, and
+/// `applied`'s status as the reconcile would have written it.
+fn settled_world(applied: &MinerPool) -> (World, MinerPool) {
+    let mut world = base_world(applied);
+    let config = validate::validate(
+        applied,
+        &validate::FoundSecrets::from([(MONGODB_SECRET.to_string(), ["uri".to_string()].into())]),
+    )
+    .unwrap();
+    let d = desired::desired(applied, &config);
+    world.put(
+        path_of("v1", "configmaps", "pool-config"),
+        serde_json::to_value(&d.config_map).unwrap(),
+    );
+    world.put(
+        path_of("apps/v1", "deployments", "pool-node"),
+        serde_json::to_value(&d.deployment).unwrap(),
+    );
+    world.put(
+        path_of("v1", "services", "pool-node"),
+        serde_json::to_value(&d.service).unwrap(),
+    );
+    let mut observed = Vec::new();
+    for (kind, cron_job) in &d.cron_jobs {
+        let object = CronJobVersion::V1Beta1.convert(cron_job);
+        observed.push(ObservedCronJob::from_dynamic(&object));
+        world.put(
+            path_of(
+                "batch/v1beta1",
+                "cronjobs",
+                &format!("pool-{}", kind.name()),
+            ),
+            serde_json::to_value(&object).unwrap(),
+        );
+    }
+    let mut settled = applied.clone();
+    settled.status = Some(status::compute(
+        applied,
+        &Observation {
+            problems: &[],
+            deployment: Some(&d.deployment),
+            cron_jobs: &observed,
+        },
+        "2026-11-29T00:00:00Z",
+    ));
+    world.put(pool_path("pool"), serde_json::to_value(&settled).unwrap());
+    (world, settled)
+}
+
+fn lines(seen: &[Seen]) -> Vec<String> {
+    seen.iter().map(Seen::line).collect()
+}
+
+const SECRET: &str = "GET /api/v1/namespaces/pools/secrets/mongodb-uri";
+const LIST_CRONJOBS: &str = "GET /apis/batch/v1beta1/namespaces/pools/cronjobs";
+const CONFIG_MAP: &str = "/api/v1/namespaces/pools/configmaps/pool-config";
+const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/pools/deployments/pool-node";
+const SERVICE: &str = "/api/v1/namespaces/pools/services/pool-node";
+const STATUS: &str = "PATCH /apis/minerpool.io/v1alpha1/namespaces/pools/minerpools/pool/status";
+const EVENT: &str = "POST /apis/events.k8s.io/v1/namespaces/pools/events";
+
+fn cron_job_path(job: &str) -> String {
+    format!("/apis/batch/v1beta1/namespaces/pools/cronjobs/pool-{job}")
+}
+
+#[tokio::test]
+async fn first_reconcile_creates_every_child_then_writes_status_and_an_event() {
+    let mp = fixtures::minerpool("pool", NS);
+    let (outcome, seen) = reconcile_against(base_world(&mp), &mp).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            SECRET.to_string(),
+            LIST_CRONJOBS.into(),
+            format!("GET {CONFIG_MAP}"),
+            format!("PATCH {CONFIG_MAP}"),
+            format!("GET {DEPLOYMENT}"),
+            format!("PATCH {DEPLOYMENT}"),
+            format!("GET {SERVICE}"),
+            format!("PATCH {SERVICE}"),
+            format!("PATCH {}", cron_job_path("rewards")),
+            format!("PATCH {}", cron_job_path("validators")),
+            format!("PATCH {}", cron_job_path("payouts")),
+            format!("PATCH {}", cron_job_path("decay")),
+            STATUS.into(),
+            EVENT.into(),
+        ]
+    );
+    assert!(
+        seen[1]
+            .query
+            .contains("labelSelector=app.kubernetes.io%2Finstance%3Dpool")
+    );
+    // Every apply is a forced server-side apply with the one field manager.
+    for apply in seen
+        .iter()
+        .filter(|s| s.method == "PATCH" && !s.path.ends_with("/status"))
+    {
+        assert_eq!(
+            apply.query, "&force=true&fieldManager=minerpool-operator",
+            "{}",
+            apply.path
+        );
+        assert_eq!(
+            apply.body["metadata"]["ownerReferences"][0]["uid"],
+            "uid-of-pool"
+        );
+    }
+    let deployment = &seen[5].body;
+    assert!(
+        deployment["spec"].get("replicas").is_none(),
+        "unset replicas are not claimed"
+    );
+    let cron_job = &seen[8].body;
+    assert_eq!(cron_job["apiVersion"], "batch/v1beta1");
+    assert_eq!(cron_job["spec"]["concurrencyPolicy"], "Forbid");
+    let status = &seen[12].body["status"];
+    assert_eq!(status["observedGeneration"], 1);
+    assert_eq!(status["conditions"][0]["type"], "Ready");
+    assert_eq!(status["conditions"][0]["reason"], "NodeUnavailable");
+    assert_eq!(status["conditions"][2]["status"], "True");
+    let event = &seen[13].body;
+    assert_eq!(event["reason"], "NodeUnavailable");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["regarding"]["name"], "pool");
+}
+
+#[tokio::test]
+async fn a_steady_state_reads_and_writes_nothing() {
+    let (world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    let (outcome, seen) = reconcile_against(world, &settled).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            SECRET.to_string(),
+            LIST_CRONJOBS.into(),
+            format!("GET {CONFIG_MAP}"),
+            format!("GET {DEPLOYMENT}"),
+            format!("GET {SERVICE}"),
+        ]
+    );
+    assert!(seen.iter().all(|s| s.method == "GET"));
+}
+
+#[tokio::test]
+async fn a_spec_change_applies_only_the_children_it_changes() {
+    let (world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    let mut changed = settled.clone();
+    changed.metadata.generation = Some(2);
+    changed.spec.node.replicas = Some(3);
+    changed.spec.jobs.rewards = Some(JobSpec {
+        schedule: Some("*/2 * * * *".into()),
+        ..JobSpec::default()
+    });
+    let (outcome, seen) = reconcile_against(world, &changed).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            SECRET.to_string(),
+            LIST_CRONJOBS.into(),
+            format!("GET {CONFIG_MAP}"),
+            format!("GET {DEPLOYMENT}"),
+            format!("PATCH {DEPLOYMENT}"),
+            format!("GET {SERVICE}"),
+            format!("PATCH {}", cron_job_path("rewards")),
+            STATUS.into(),
+        ]
+    );
+    assert_eq!(seen[4].body["spec"]["replicas"], 3);
+    assert_eq!(seen[6].body["spec"]["schedule"], "*/2 * * * *");
+    assert_eq!(seen[7].body["status"]["observedGeneration"], 2);
+}
+
+#[tokio::test]
+async fn a_disabled_job_has_its_cronjob_deleted() {
+    let (world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    let mut changed = settled.clone();
+    changed.metadata.generation = Some(2);
+    changed.spec.jobs.decay = Some(JobSpec {
+        enabled: Some(false),
+        ..JobSpec::default()
+    });
+    let (outcome, seen) = reconcile_against(world, &changed).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            SECRET.to_string(),
+            LIST_CRONJOBS.into(),
+            format!("GET {CONFIG_MAP}"),
+            format!("GET {DEPLOYMENT}"),
+            format!("GET {SERVICE}"),
+            format!("DELETE {}", cron_job_path("decay")),
+            STATUS.into(),
+        ]
+    );
+    let status = &seen[6].body["status"];
+    assert_eq!(
+        status["jobs"]["decay"],
+        Value::Null,
+        "the job's status entry is removed"
+    );
+    assert!(status["jobs"].get("rewards").is_some());
+}
+
+#[tokio::test]
+async fn an_invalid_spec_applies_nothing_and_reports_a_condition_and_an_event() {
+    let mut mp = fixtures::minerpool("pool", NS);
+    mp.spec.jobs.rewards = Some(JobSpec {
+        schedule: Some("every minute".into()),
+        ..JobSpec::default()
+    });
+    let (outcome, seen) = reconcile_against(base_world(&mp), &mp).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            SECRET.to_string(),
+            LIST_CRONJOBS.into(),
+            format!("GET {DEPLOYMENT}"),
+            STATUS.into(),
+            EVENT.into(),
+        ]
+    );
+    let ready = &seen[3].body["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert_eq!(
+        ready["message"],
+        "spec.jobs.rewards.schedule: expected 5 fields (minute hour day-of-month month day-of-week), got 2"
+    );
+    assert_eq!(seen[4].body["type"], "Warning");
+    assert_eq!(seen[4].body["reason"], "InvalidSpec");
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_an_invalid_spec_not_a_failure() {
+    let mp = fixtures::minerpool("pool", NS);
+    let mut world = World::default();
+    world.put(pool_path("pool"), serde_json::to_value(&mp).unwrap());
+    let (outcome, seen) = reconcile_against(world, &mp).await;
+    outcome.unwrap();
+    assert!(
+        seen.iter()
+            .all(|s| s.method != "PATCH" || s.path.ends_with("/status"))
+    );
+    let status = seen.iter().find(|s| s.line() == STATUS).unwrap();
+    assert_eq!(
+        status.body["status"]["conditions"][0]["message"],
+        "spec.mongodb.uriSecretRef: Secret \"mongodb-uri\" does not exist"
+    );
+}
+
+#[tokio::test]
+async fn an_api_failure_is_an_error_with_a_backoff_per_object() {
+    // The API server refuses every request.
+    let mp = fixtures::minerpool("pool", NS);
+    let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+    let server = tokio::spawn(async move {
+        while let Some((_, reply)) = handle.next_request().await {
+            reply.send_response(
+                Response::builder()
+                    .status(StatusCode::FORBIDDEN)
+                    .body(Body::from(
+                        serde_json::to_vec(&json!({"apiVersion": "v1", "kind": "Status",
+                            "status": "Failure", "reason": "Forbidden", "code": 403,
+                            "message": "secrets \"mongodb-uri\" is forbidden"}))
+                        .unwrap(),
+                    ))
+                    .unwrap(),
+            );
+        }
+    });
+    let ctx = Arc::new(Context::new(
+        Client::new(service, NS),
+        CronJobVersion::V1,
+        Metrics::default(),
+        None,
+    ));
+    let error = reconcile::reconcile(Arc::new(mp.clone()), ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(error.reason(), "forbidden");
+    assert!(
+        error.to_string().contains("reading Secret mongodb-uri"),
+        "{error}"
+    );
+    let first = reconcile::error_policy(Arc::new(mp.clone()), &error, ctx.clone());
+    let second = reconcile::error_policy(Arc::new(mp.clone()), &error, ctx.clone());
+    assert_eq!(
+        first,
+        kube::runtime::controller::Action::requeue(reconcile::backoff(1))
+    );
+    assert_eq!(
+        second,
+        kube::runtime::controller::Action::requeue(reconcile::backoff(2))
+    );
+    let other = fixtures::minerpool("other", NS);
+    assert_eq!(
+        reconcile::error_policy(Arc::new(other), &error, ctx.clone()),
+        kube::runtime::controller::Action::requeue(reconcile::backoff(1)),
+        "another MinerPool keeps its own count"
+    );
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains("minerpool_operator_reconcile_failures_total{reason=\"forbidden\"} 1"),
+        "{metrics}"
+    );
+    drop(ctx);
+    server.await.unwrap();
+    assert_eq!(reconcile::backoff(1), Duration::from_secs(2));
+    assert_eq!(reconcile::backoff(3), Duration::from_secs(8));
+    assert_eq!(reconcile::backoff(40), Duration::from_secs(300));
+}
