@@ -57,17 +57,17 @@ pub struct Images {
 #[serde(rename_all = "camelCase")]
 pub struct Chain {
     /// Base URL of the uPow node API.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
     /// Validators endpoint the iNode wallet is appended to; unset: {apiUrl}/get_validators_info?inode=.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validators_url: Option<String>,
     /// The wallet that receives emissions and pays out.
     pub inode_wallet: String,
     /// Receives the fee and the unallocated remainder.
     pub reward_address: String,
     /// First block scanned when the database has no stored height.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_height: Option<u64>,
 }
 
@@ -86,7 +86,7 @@ pub struct MongoDb {
     /// Secret key holding the MongoDB URI (a replica set: money moves in transactions).
     pub uri_secret_ref: SecretKeyRef,
     /// Database name; unset: iNode.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub database: Option<String>,
 }
 
@@ -102,7 +102,7 @@ pub struct Rewards {
     /// Percent shared by validators by stake.
     pub validators_percent: u8,
     /// Blocks scanned per rewards run.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks_per_run: Option<u32>,
 }
 
@@ -121,28 +121,28 @@ impl Default for Rewards {
 #[serde(rename_all = "camelCase")]
 pub struct Node {
     /// Node replicas; unset: the operator leaves replicas to whoever scales the Deployment.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
     /// HTTP port (default 8001).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_port: Option<u16>,
     /// WebSocket port (default 5501).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websocket_port: Option<u16>,
     /// Service type of the node (default ClusterIP).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_type: Option<String>,
     /// Open WebSocket connections per replica (default 1500).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
     /// Resource requests and limits of the node container.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<BTreeMap<String, BTreeMap<String, String>>>,
     /// Secret key with the admin bearer token (enables /api/v1 writes).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token_secret_ref: Option<SecretKeyRef>,
     /// Secret key with the legacy RSA admin key (enables /modify-pool-list/).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_rsa_key_secret_ref: Option<SecretKeyRef>,
 }
 
@@ -150,16 +150,16 @@ pub struct Node {
 #[serde(rename_all = "camelCase")]
 pub struct Jobs {
     /// The rewards CronJob (default every minute).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewards: Option<JobSpec>,
     /// The validators CronJob (default every 10 minutes).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub validators: Option<JobSpec>,
     /// The payouts CronJob (default every minute).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payouts: Option<JobSpec>,
     /// The decay CronJob (default every 10 minutes).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub decay: Option<JobSpec>,
 }
 
@@ -167,22 +167,22 @@ pub struct Jobs {
 #[serde(rename_all = "camelCase")]
 pub struct JobSpec {
     /// Cron schedule.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<String>,
     /// Suspend the CronJob (runs stop; the CronJob stays).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspend: Option<bool>,
     /// false: the operator deletes this CronJob.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
     /// Successful Jobs kept.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub successful_jobs_history_limit: Option<i32>,
     /// Failed Jobs kept.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_jobs_history_limit: Option<i32>,
     /// Seconds a run may take before it is stopped.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
 }
 
@@ -190,16 +190,16 @@ pub struct JobSpec {
 #[serde(rename_all = "camelCase")]
 pub struct Payouts {
     /// Secret key with the iNode wallet's hex private key (read only when sender is upow).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wallet_key_secret_ref: Option<SecretKeyRef>,
     /// Smallest balance paid, in coins as a decimal string (default "1").
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minimum_payout: Option<String>,
     /// Recipients per transaction, 1 to 254 (default 200).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_outputs_per_tx: Option<u32>,
     /// dry-run (record what would be paid) or upow (sign and send).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<String>,
 }
 
@@ -208,7 +208,7 @@ pub struct Payouts {
 #[serde(rename_all = "camelCase")]
 pub struct MinerPoolStatus {
     /// The generation the status describes.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     /// Ready, NodeAvailable and JobsScheduled, each with reason and message.
     #[serde(default)]
@@ -234,7 +234,7 @@ pub struct Condition {
     /// What a person should know.
     pub message: String,
     /// When the status last changed.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_transition_time: Option<String>,
 }
 
@@ -242,13 +242,13 @@ pub struct Condition {
 #[serde(rename_all = "camelCase")]
 pub struct NodeStatus {
     /// Replicas of the node Deployment.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replicas: Option<i32>,
     /// Ready replicas of the node Deployment.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_replicas: Option<i32>,
     /// Label selector of the node pods, for the scale subresource.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub selector: Option<String>,
 }
 
@@ -256,9 +256,9 @@ pub struct NodeStatus {
 #[serde(rename_all = "camelCase")]
 pub struct JobStatus {
     /// When the CronJob last started a run.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_schedule_time: Option<String>,
     /// When a run last succeeded.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_successful_time: Option<String>,
 }

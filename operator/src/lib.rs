@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod reconcile;
 pub mod server;
 pub mod status;
+pub mod testing;
 pub mod validate;
 
 /// What can stop a reconcile; invalid specs are not errors (they become a condition).

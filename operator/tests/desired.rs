@@ -70,7 +70,7 @@ fn secret_of(var: &EnvVar) -> (String, String) {
     (s.name.clone(), s.key.clone())
 }
 
-fn cron<'a>(d: &'a Desired, kind: JobKind) -> &'a CronJob {
+fn cron(d: &Desired, kind: JobKind) -> &CronJob {
     &d.cron_jobs.iter().find(|(k, _)| *k == kind).unwrap().1
 }
 

@@ -1,0 +1,749 @@
+//! The operator against a real kube-apiserver 1.20.2 with etcd and kube-controller-manager
+//! (started by `scripts/with-test-servers.sh` with MINERPOOL_TEST_KUBE=1). Each test runs the
+//! controller in-process, limited to a namespace of its own.
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use minerpool_operator::crd::{MinerPool, MinerPoolStatus};
+use minerpool_operator::cronjob_api::CronJobVersion;
+use minerpool_operator::fixtures::{self, MONGODB_SECRET};
+use minerpool_operator::metrics::Metrics;
+use minerpool_operator::reconcile::{self, Context, Scope};
+use minerpool_operator::testing::{self, wait_until};
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// The controller, running until dropped.
+struct Operator {
+    ctx: Arc<Context>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Operator {
+    async fn start(client: Client, namespace: &str) -> Operator {
+        let version = CronJobVersion::discover(&client).await.unwrap();
+        let ctx = Arc::new(Context::new(client, version, Metrics::default(), None));
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(reconcile::run(
+            ctx.clone(),
+            Scope::Namespaces(vec![namespace.to_string()]),
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        Operator {
+            ctx,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    fn reconciles(&self) -> u64 {
+        self.ctx.metrics.reconciles.get()
+    }
+
+    async fn stop(mut self) {
+        let _ = self.stop.take().unwrap().send(());
+        self.task.take().unwrap().await.unwrap();
+    }
+}
+
+async fn setup(prefix: &str) -> (Client, String) {
+    let client = testing::admin_client().await;
+    testing::ensure_crd(&client).await;
+    let ns = testing::namespace(&client, prefix).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(MONGODB_SECRET.into());
+    secret.string_data = Some(
+        [(
+            "uri".to_string(),
+            "mongodb://db:27017/?replicaSet=rs0".to_string(),
+        )]
+        .into(),
+    );
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    (client, ns)
+}
+
+async fn create_pool(client: &Client, ns: &str, mp: &MinerPool) -> MinerPool {
+    let api: Api<MinerPool> = Api::namespaced(client.clone(), ns);
+    let mut mp = mp.clone();
+    mp.metadata.namespace = Some(ns.into());
+    mp.metadata.uid = None;
+    mp.metadata.resource_version = None;
+    mp.metadata.generation = None;
+    api.create(&PostParams::default(), &mp).await.unwrap()
+}
+
+/// Waits for a status that describes the current generation and satisfies `check`.
+async fn wait_status(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    what: &str,
+    check: impl Fn(&MinerPoolStatus) -> bool,
+) -> MinerPool {
+    let api: Api<MinerPool> = Api::namespaced(client.clone(), ns);
+    wait_until(what, WAIT, || {
+        let api = api.clone();
+        let check = &check;
+        async move {
+            let mp = api.get(name).await.ok()?;
+            let status = mp.status.as_ref()?;
+            (status.observed_generation == mp.metadata.generation && check(status))
+                .then_some(mp.clone())
+        }
+    })
+    .await
+}
+
+fn condition<'a>(
+    status: &'a MinerPoolStatus,
+    type_: &str,
+) -> Option<&'a minerpool_operator::crd::Condition> {
+    status.conditions.iter().find(|c| c.type_ == type_)
+}
+
+fn cron_jobs(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(client.clone(), ns, &CronJobVersion::V1Beta1.api_resource())
+}
+
+async fn cron_job_names(client: &Client, ns: &str) -> Vec<String> {
+    let mut names: Vec<String> = cron_jobs(client, ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|c| c.name_any())
+        .collect();
+    names.sort();
+    names
+}
+
+fn kubectl(args: &[&str]) -> String {
+    let output = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(testing::kubeconfig_path())
+        .args(args)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        output.status.success(),
+        "kubectl {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+async fn replicas(client: &Client, ns: &str, name: &str) -> Option<i32> {
+    let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
+    api.get(name).await.ok()?.spec?.replicas
+}
+
+#[tokio::test]
+async fn the_crd_is_served_and_its_schema_and_cel_rule_are_enforced() {
+    let (client, ns) = setup("mp-crd").await;
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &kube::api::ApiResource::erase::<MinerPool>(&()),
+    );
+    let good = serde_json::to_value(fixtures::minerpool("x", &ns)).unwrap();
+    for (label, mutate, says) in [
+        (
+            "missing images",
+            json!({"spec": {"images": null}}),
+            "spec.images",
+        ),
+        (
+            "a string percentage",
+            json!({"spec": {"rewards": {"feePercent": "lots"}}}),
+            "spec.rewards.feePercent",
+        ),
+        (
+            "a percentage out of range",
+            json!({"spec": {"rewards": {"feePercent": 300}}}),
+            "spec.rewards.feePercent",
+        ),
+        (
+            "replicas as text",
+            json!({"spec": {"node": {"replicas": "three"}}}),
+            "spec.node.replicas",
+        ),
+    ] {
+        let mut object = good.clone();
+        merge(&mut object, &mutate);
+        object["metadata"] = json!({"name": "bad", "namespace": ns});
+        let object: DynamicObject = serde_json::from_value(object).unwrap();
+        match api.create(&PostParams::default(), &object).await {
+            Err(kube::Error::Api(status)) => {
+                assert_eq!(status.code, 422, "{label}: {status:?}");
+                assert!(status.message.contains(says), "{label}: {}", status.message);
+            }
+            other => panic!("{label}: expected a 422, got {other:?}"),
+        }
+    }
+
+    // The CEL rule, evaluated client-side (Kubernetes 1.20 ignores it)...
+    let mut bad_sum = fixtures::minerpool("bad-sum", &ns);
+    bad_sum.spec.rewards.fee_percent = 20;
+    let cel = kube::core::cel::validate_cel(&bad_sum).expect_err("the CEL rule rejects 20+41+41");
+    let rule_message = "feePercent + poolsPercent + validatorsPercent must be 100";
+    assert!(cel.to_string().contains(rule_message), "{cel}");
+    kube::core::cel::validate_cel(&fixtures::minerpool("ok", &ns)).expect("18+41+41 passes");
+
+    // ...and the operator's validation reports the same violation on any cluster.
+    let operator = Operator::start(client.clone(), &ns).await;
+    create_pool(&client, &ns, &bad_sum).await;
+    let mp = wait_status(&client, &ns, "bad-sum", "an InvalidSpec condition", |s| {
+        condition(s, "Ready").is_some_and(|c| c.reason == "InvalidSpec")
+    })
+    .await;
+    let ready = condition(mp.status.as_ref().unwrap(), "Ready").unwrap();
+    assert!(ready.message.contains(rule_message), "{}", ready.message);
+    assert!(
+        cron_job_names(&client, &ns).await.is_empty(),
+        "an invalid spec creates nothing"
+    );
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    assert!(deployments.get_opt("bad-sum-node").await.unwrap().is_none());
+    operator.stop().await;
+}
+
+fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    match (target, patch) {
+        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
+                }
+            }
+        }
+        (t, p) => *t = p.clone(),
+    }
+}
+
+#[tokio::test]
+async fn a_reconcile_creates_owned_children_status_events_and_printer_columns() {
+    let (client, ns) = setup("mp-reconcile").await;
+    let operator = Operator::start(client.clone(), &ns).await;
+    let created = create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
+    let uid = created.uid().unwrap();
+    let mp = wait_status(&client, &ns, "pool", "the first status", |s| {
+        condition(s, "JobsScheduled").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let status = mp.status.unwrap();
+    // No scheduler or kubelet here: the node's pods stay Pending.
+    assert_eq!(
+        condition(&status, "Ready").unwrap().reason,
+        "NodeUnavailable"
+    );
+    assert_eq!(
+        condition(&status, "NodeAvailable").unwrap().reason,
+        "NoReplicasAvailable"
+    );
+    assert!(status.node.selector.is_some());
+
+    let owned_by_pool =
+        |owners: Option<&Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>>| {
+            owners.is_some_and(|o| o.len() == 1 && o[0].uid == uid && o[0].controller == Some(true))
+        };
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    let deployment = deployments.get("pool-node").await.unwrap();
+    assert!(owned_by_pool(deployment.metadata.owner_references.as_ref()));
+    assert_eq!(
+        deployment.spec.as_ref().unwrap().replicas,
+        Some(1),
+        "unset replicas: the API server's default"
+    );
+    assert!(owned_by_pool(
+        services
+            .get("pool-node")
+            .await
+            .unwrap()
+            .metadata
+            .owner_references
+            .as_ref()
+    ));
+    let config = config_maps.get("pool-config").await.unwrap();
+    assert!(owned_by_pool(config.metadata.owner_references.as_ref()));
+    assert!(config.data.unwrap()["minerpool.yaml"].contains(fixtures::INODE_WALLET));
+    assert_eq!(
+        cron_job_names(&client, &ns).await,
+        [
+            "pool-decay",
+            "pool-payouts",
+            "pool-rewards",
+            "pool-validators"
+        ]
+    );
+    for cron_job in cron_jobs(&client, &ns)
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+    {
+        assert!(owned_by_pool(cron_job.metadata.owner_references.as_ref()));
+        assert_eq!(cron_job.data["spec"]["concurrencyPolicy"], "Forbid");
+    }
+
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let reasons: Vec<String> = events
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("pool"))
+        .filter_map(|e| e.reason)
+        .collect();
+    assert_eq!(
+        reasons,
+        ["NodeUnavailable"],
+        "one Event for the one transition"
+    );
+
+    let table = kubectl(&["get", "mp", "pool", "-n", &ns]);
+    let mut rows = table.lines();
+    let header: Vec<&str> = rows.next().unwrap().split_whitespace().collect();
+    assert_eq!(
+        header,
+        ["NAME", "READY", "REPLICAS", "LAST", "REWARDS", "AGE"]
+    );
+    let row: Vec<&str> = rows.next().unwrap().split_whitespace().collect();
+    assert_eq!(&row[..3], ["pool", "False", "0"]);
+
+    // Disabling a job deletes its CronJob; the rest stay.
+    let pools: Api<MinerPool> = Api::namespaced(client.clone(), &ns);
+    pools
+        .patch(
+            "pool",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"jobs": {"decay": {"enabled": false}}}})),
+        )
+        .await
+        .unwrap();
+    wait_until("the decay CronJob to go", WAIT, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let names = cron_job_names(&client, &ns).await;
+            (names == ["pool-payouts", "pool-rewards", "pool-validators"]).then_some(())
+        }
+    })
+    .await;
+
+    // An invalid edit becomes a condition and leaves the running children as they were.
+    pools
+        .patch(
+            "pool",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"jobs": {"rewards": {"schedule": "61 * * * *"}}}})),
+        )
+        .await
+        .unwrap();
+    let mp = wait_status(&client, &ns, "pool", "InvalidSpec", |s| {
+        condition(s, "Ready").is_some_and(|c| c.reason == "InvalidSpec")
+    })
+    .await;
+    assert_eq!(
+        condition(mp.status.as_ref().unwrap(), "Ready")
+            .unwrap()
+            .message,
+        "spec.jobs.rewards.schedule: minute field \"61\": 61 is outside 0-59"
+    );
+    let rewards = cron_jobs(&client, &ns).get("pool-rewards").await.unwrap();
+    assert_eq!(rewards.data["spec"]["schedule"], "* * * * *");
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn scaling_goes_through_the_minerpool_and_a_direct_scale_is_not_fought() {
+    let (client, ns) = setup("mp-scale").await;
+    let operator = Operator::start(client.clone(), &ns).await;
+    create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
+    wait_status(&client, &ns, "pool", "the first status", |_| true).await;
+
+    // spec.node.replicas unset: a direct scale stands through later reconciles.
+    kubectl(&["scale", "deployment/pool-node", "--replicas=4", "-n", &ns]);
+    let before = operator.reconciles();
+    kubectl(&["annotate", "mp/pool", "-n", &ns, "touched=yes"]);
+    wait_until("a reconcile after the touch", WAIT, || {
+        let done = operator.reconciles() > before;
+        async move { done.then_some(()) }
+    })
+    .await;
+    assert_eq!(replicas(&client, &ns, "pool-node").await, Some(4));
+    // Even a spec change that re-applies the Deployment leaves the count alone.
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let config_hash = |d: Deployment| {
+        d.spec
+            .unwrap()
+            .template
+            .metadata
+            .unwrap()
+            .annotations
+            .unwrap()[minerpool_operator::desired::CONFIG_HASH]
+            .clone()
+    };
+    let before = config_hash(deployments.get("pool-node").await.unwrap());
+    let pools: Api<MinerPool> = Api::namespaced(client.clone(), &ns);
+    pools
+        .patch(
+            "pool",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"rewards": {"blocksPerRun": 20}}})),
+        )
+        .await
+        .unwrap();
+    wait_status(&client, &ns, "pool", "generation 2 reconciled", |_| true).await;
+    let after = config_hash(deployments.get("pool-node").await.unwrap());
+    assert_ne!(
+        before, after,
+        "the Deployment was re-applied with the new config"
+    );
+    assert_eq!(replicas(&client, &ns, "pool-node").await, Some(4));
+
+    // The scale subresource of the MinerPool sets spec.node.replicas, which the operator owns.
+    kubectl(&["scale", "mp/pool", "--replicas=3", "-n", &ns]);
+    wait_until("the Deployment to follow the MinerPool", WAIT, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move { (replicas(&client, &ns, "pool-node").await == Some(3)).then_some(()) }
+    })
+    .await;
+    let scale = kubectl(&[
+        "get",
+        "--raw",
+        &format!("/apis/minerpool.io/v1alpha1/namespaces/{ns}/minerpools/pool/scale"),
+    ]);
+    let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
+    assert_eq!(scale["spec"]["replicas"], 3);
+    // The status reports the Deployment's own count (pods of a stuck rollout included).
+    wait_until("status replicas to match the Deployment's", WAIT, || {
+        let client = client.clone();
+        let ns = ns.clone();
+        async move {
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+            let pools: Api<MinerPool> = Api::namespaced(client, &ns);
+            let live = deployments.get("pool-node").await.ok()?.status?.replicas?;
+            let reported = pools.get("pool").await.ok()?.status?.node.replicas?;
+            (live == reported && live >= 3).then_some(())
+        }
+    })
+    .await;
+    operator.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_the_minerpool_garbage_collects_its_children() {
+    let (client, ns) = setup("mp-delete").await;
+    let operator = Operator::start(client.clone(), &ns).await;
+    create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
+    wait_status(&client, &ns, "pool", "all jobs scheduled", |s| {
+        condition(s, "JobsScheduled").is_some_and(|c| c.status == "True")
+    })
+    .await;
+    let pools: Api<MinerPool> = Api::namespaced(client.clone(), &ns);
+    pools
+        .delete("pool", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait_until(
+        "the children to be collected",
+        Duration::from_secs(150),
+        || {
+            let client = client.clone();
+            let ns = ns.clone();
+            async move {
+                let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+                let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+                let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+                let gone = deployments.get_opt("pool-node").await.ok()?.is_none()
+                    && services.get_opt("pool-node").await.ok()?.is_none()
+                    && config_maps.get_opt("pool-config").await.ok()?.is_none()
+                    && cron_job_names(&client, &ns).await.is_empty();
+                gone.then_some(())
+            }
+        },
+    )
+    .await;
+    operator.stop().await;
+}
+
+fn helm() -> String {
+    std::env::var("HELM").expect("HELM is set by scripts/with-test-servers.sh")
+}
+
+/// A kubeconfig that authenticates with `token` against the test cluster.
+fn token_kubeconfig(dir: &std::path::Path, token: &str) -> std::path::PathBuf {
+    let admin: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(testing::kubeconfig_path()).unwrap())
+            .unwrap();
+    let mut config = admin.clone();
+    config["users"][0]["user"]["token"] = token.into();
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, serde_yaml::to_string(&config).unwrap()).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
+    let (admin, ns) = setup("mp-chart").await;
+    let release = format!("op-{}", std::process::id());
+    let chart = concat!(env!("CARGO_MANIFEST_DIR"), "/../charts/minerpool-operator");
+    let kubeconfig = testing::kubeconfig_path();
+    let install = Command::new(helm())
+        .args(["install", &release, chart, "-n", &ns])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(
+        install.status.success(),
+        "helm install: {}",
+        String::from_utf8_lossy(&install.stderr)
+    );
+
+    // The chart's ServiceAccount and the token the controller manager issues for it.
+    let account = format!("{release}-minerpool-operator");
+    let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
+    let secret_name = wait_until("the ServiceAccount token", WAIT, || {
+        let accounts = accounts.clone();
+        let account = account.clone();
+        async move {
+            accounts
+                .get(&account)
+                .await
+                .ok()?
+                .secrets?
+                .first()?
+                .name
+                .clone()
+        }
+    })
+    .await;
+    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
+    let token = secrets.get(&secret_name).await.unwrap().data.unwrap()["token"].clone();
+    let dir = std::env::temp_dir().join(format!("minerpool-chart-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = token_kubeconfig(&dir, std::str::from_utf8(&token.0).unwrap());
+    let as_operator = testing::client_from(&path).await;
+
+    // Everything the operator does, done as that account.
+    let operator = Operator::start(as_operator.clone(), &ns).await;
+    let mut mp = fixtures::minerpool("pool", &ns);
+    mp.spec.node.replicas = Some(2);
+    create_pool(&admin, &ns, &mp).await;
+    wait_status(
+        &admin,
+        &ns,
+        "pool",
+        "a full reconcile as the chart's account",
+        |s| {
+            condition(s, "JobsScheduled").is_some_and(|c| c.status == "True")
+                && s.node.replicas == Some(2)
+        },
+    )
+    .await;
+    let pools: Api<MinerPool> = Api::namespaced(admin.clone(), &ns);
+    pools
+        .patch(
+            "pool",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"jobs": {"validators": {"enabled": false}}}})),
+        )
+        .await
+        .unwrap();
+    wait_until(
+        "the validators CronJob deleted as the chart's account",
+        WAIT,
+        || {
+            let admin = admin.clone();
+            let ns = ns.clone();
+            async move { (cron_job_names(&admin, &ns).await.len() == 3).then_some(()) }
+        },
+    )
+    .await;
+    let events: Api<Event> = Api::namespaced(admin.clone(), &ns);
+    assert!(
+        !events
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty(),
+        "the account may record Events"
+    );
+    assert_eq!(
+        operator
+            .ctx
+            .metrics
+            .failures
+            .get_or_create(&minerpool_operator::metrics::FailureLabels {
+                reason: "forbidden".into()
+            })
+            .get(),
+        0,
+        "no request was forbidden"
+    );
+    operator.stop().await;
+
+    // And nothing more: the account cannot change a MinerPool's spec or read other namespaces'
+    // Secrets beyond what the ClusterRole grants.
+    let denied: Api<MinerPool> = Api::namespaced(as_operator.clone(), &ns);
+    let refused = denied
+        .patch(
+            "pool",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"node": {"replicas": 5}}})),
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 403),
+        "{refused:?}"
+    );
+
+    let uninstall = Command::new(helm())
+        .args(["uninstall", &release, "-n", &ns])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(uninstall.status.success());
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn one_of_two_candidates_leads_and_the_other_takes_over_when_the_lease_lapses() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use minerpool_operator::leader::{LeaseSettings, try_acquire};
+    let (client, ns) = setup("mp-lease").await;
+    let leases: Api<Lease> = Api::namespaced(client, &ns);
+    let short = |identity: &str| LeaseSettings {
+        duration: Duration::from_secs(2),
+        ..LeaseSettings::new("minerpool-operator", identity)
+    };
+    let (a, b) = (short("replica-a"), short("replica-b"));
+    assert!(
+        try_acquire(&leases, &a).await.unwrap(),
+        "the first candidate creates the Lease"
+    );
+    assert!(!try_acquire(&leases, &b).await.unwrap(), "the second waits");
+    assert!(try_acquire(&leases, &a).await.unwrap(), "the leader renews");
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert!(
+        try_acquire(&leases, &b).await.unwrap(),
+        "a lapsed Lease is taken over"
+    );
+    assert!(
+        !try_acquire(&leases, &a).await.unwrap(),
+        "the old leader now waits"
+    );
+    let lease = leases
+        .get("minerpool-operator")
+        .await
+        .unwrap()
+        .spec
+        .unwrap();
+    assert_eq!(lease.holder_identity.as_deref(), Some("replica-b"));
+    assert_eq!(lease.lease_transitions, Some(1));
+}
+
+/// The `run` process: probes and metrics served, a reconcile done, and a clean exit on SIGTERM.
+#[tokio::test]
+async fn the_operator_process_serves_probes_and_metrics_and_stops_on_sigterm() {
+    let (client, ns) = setup("mp-process").await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-operator"))
+        .arg("run")
+        .env("KUBECONFIG", testing::kubeconfig_path())
+        .env("MINERPOOL_METRICS_ADDRESS", format!("127.0.0.1:{port}"))
+        .env("MINERPOOL_WATCH_NAMESPACES", &ns)
+        .env("MINERPOOL_LEADER_ELECTION", "true")
+        .env("MINERPOOL_LEASE_NAMESPACE", &ns)
+        .env("RUST_LOG", "info")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let http = reqwest::Client::new();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    wait_until("/readyz to answer 200", WAIT, || {
+        let request = http.get(url("/readyz")).send();
+        async move { request.await.ok()?.status().is_success().then_some(()) }
+    })
+    .await;
+    assert_eq!(
+        http.get(url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "ok"
+    );
+    create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
+    wait_status(&client, &ns, "pool", "a reconcile by the process", |_| true).await;
+    let metrics = http
+        .get(url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("minerpool_operator_leader 1"), "{metrics}");
+    let reconciles: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("minerpool_operator_reconciles_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(reconciles >= 1);
+    assert!(metrics.contains("minerpool_operator_reconcile_duration_seconds_count"));
+
+    let pid = child.id().unwrap().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait())
+        .await
+        .expect("the operator stops within 20 s of SIGTERM")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut logs = String::new();
+    tokio::io::AsyncReadExt::read_to_string(&mut child.stderr.take().unwrap(), &mut logs)
+        .await
+        .unwrap();
+    let first: serde_json::Value =
+        serde_json::from_str(logs.lines().next().unwrap()).expect("JSON logs");
+    assert_eq!(first["level"], "INFO");
+    assert!(logs.contains("leading; reconciling"), "{logs}");
+    assert!(logs.contains("shutting down"), "{logs}");
+}
