@@ -9,6 +9,7 @@ test: test-deps fmt-check lint unit-and-integration
 
 test-deps:
 	scripts/mongo-test-server.sh install
+	scripts/kube-test-env.sh install
 	@if ! $(CARGO) nextest --version >/dev/null 2>&1; then $(CARGO) install --locked cargo-nextest; fi
 
 fmt-check:
@@ -17,8 +18,12 @@ fmt-check:
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Every test, then the Helm chart checks, against one set of servers; both run even if one fails.
 unit-and-integration:
-	scripts/with-test-servers.sh $(CARGO) nextest run --workspace --no-fail-fast
+	MINERPOOL_TEST_KUBE=1 scripts/with-test-servers.sh sh -c '\
+		$(CARGO) nextest run --workspace --no-fail-fast; tests=$$?; \
+		scripts/chart-test.sh "$$MINERPOOL_TEST_KUBE_DIR"; charts=$$?; \
+		[ $$tests -eq 0 ] && [ $$charts -eq 0 ]'
 
 build:
 	$(CARGO) build --workspace --release

@@ -66,8 +66,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-render() { "$HELM" template "$release" "$CHART" -n "$ns" --include-crds "$@"; }
+render() { "$HELM" template "$release" "$CHART" -n "$ns" "$@"; }
 server_dry_run() { render "$@" | kubectl apply --dry-run=server -f - >/dev/null; }
+# kubectl's client-side schema of Kubernetes 1.20 has no x-kubernetes-validations (the CEL
+# rule), so the CRD is checked by the server alone; the server drops the rule it cannot use.
+crd_dry_run() { kubectl apply --dry-run=server --validate=false -f "$CRD" >/dev/null; }
 can() { kubectl auth can-i "$@" --as "$sa"; }
 
 # The rendered operator Deployment, as the API server would store it, reduced by a JSONPath.
@@ -99,6 +102,7 @@ check_denied "values schema rejects an unknown value" "$HELM" template x "$CHART
 kubectl create namespace "$ns" >/dev/null
 for n in "${watched[@]}"; do kubectl create namespace "$n" >/dev/null; done
 
+check "CRD accepted (server dry run)" crd_dry_run
 check "helm template | kubectl apply --dry-run=server (defaults)" server_dry_run
 check "helm template | kubectl apply --dry-run=server (watched namespaces)" \
     server_dry_run "${namespaced[@]}"

@@ -310,6 +310,7 @@ cmd_start() {
         --listen-metrics-urls "http://127.0.0.1:$etcd_metrics" \
         --logger zap --log-level warn
 
+    # A /16 of Service IPs: the operator benchmark alone creates 200 Services.
     spawn "$dir" kube-apiserver "$BIN/kube-apiserver" \
         --etcd-servers "http://127.0.0.1:$etcd_client" \
         --bind-address 127.0.0.1 --secure-port "$api_port" --advertise-address 127.0.0.1 \
@@ -321,7 +322,7 @@ cmd_start() {
         --service-account-signing-key-file "$dir/sa.key" \
         --service-account-issuer https://kubernetes.default.svc \
         --api-audiences https://kubernetes.default.svc \
-        --service-cluster-ip-range 10.96.0.0/24 \
+        --service-cluster-ip-range 10.96.0.0/16 \
         --authorization-mode RBAC
 
     wait_ready "$dir" "$server/readyz" kube-apiserver "$dir/ca.crt"
@@ -340,7 +341,7 @@ cmd_start() {
         --service-account-private-key-file "$dir/sa.key" \
         --root-ca-file "$dir/ca.crt" \
         --use-service-account-credentials=false \
-        --service-cluster-ip-range 10.96.0.0/24
+        --service-cluster-ip-range 10.96.0.0/16
 
     # Its serving certificate is self-signed (generated into kcm-certs).
     wait_ready "$dir" "https://127.0.0.1:$kcm_port/healthz" kube-controller-manager insecure

@@ -3,7 +3,8 @@
 #   with-test-servers.sh CMD [ARGS...]
 # Exports MINERPOOL_TEST_MONGODB_URI (a MongoDB-compatible server presenting a one-node replica
 # set) and MINERPOOL_TEST_MONGODB_STANDALONE_URI (the same server kind as a standalone), and, when
-# MINERPOOL_TEST_KUBE=1, the kube-apiserver environment of scripts/kube-test-env.sh.
+# MINERPOOL_TEST_KUBE=1, the kube-apiserver environment of scripts/kube-test-env.sh (and its
+# directory as MINERPOOL_TEST_KUBE_DIR).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 run_dir=$(mktemp -d "${TMPDIR:-/tmp}/minerpool-test.XXXXXX")
@@ -26,6 +27,7 @@ echo "test MongoDB-compatible server: $MINERPOOL_TEST_MONGODB_URI" >&2
 if [ "${MINERPOOL_TEST_KUBE:-0}" = 1 ]; then
     "$here/kube-test-env.sh" install
     "$here/kube-test-env.sh" start "$run_dir/kube"
+    export MINERPOOL_TEST_KUBE_DIR=$run_dir/kube
     set -a
     # shellcheck disable=SC1091
     . "$run_dir/kube/env"

@@ -3,7 +3,8 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Namespace;
@@ -29,18 +30,60 @@ pub fn kubeconfig_path() -> PathBuf {
         })
 }
 
-/// A client from a kubeconfig file.
-pub async fn client_from(path: &std::path::Path) -> Client {
+async fn config_from(path: &std::path::Path) -> kube::Config {
     crate::install_crypto_provider();
     let kubeconfig = Kubeconfig::read_from(path).expect("readable kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await
-        .expect("usable kubeconfig");
-    Client::try_from(config).expect("client")
+        .expect("usable kubeconfig")
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_from(path: &std::path::Path) -> Client {
+    Client::try_from(config_from(path).await).expect("client")
 }
 
 pub async fn admin_client() -> Client {
     client_from(&kubeconfig_path()).await
+}
+
+/// Requests a client sent, by kind; writes are every method but GET.
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    pub reads: AtomicU64,
+    pub writes: AtomicU64,
+}
+
+impl RequestCounts {
+    /// `(reads, writes)` so far.
+    pub fn snapshot(&self) -> (u64, u64) {
+        (
+            self.reads.load(Ordering::Relaxed),
+            self.writes.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// The admin client, counting every request it sends (watches count once, when opened).
+pub async fn counting_admin_client() -> (Client, Arc<RequestCounts>) {
+    let config = config_from(&kubeconfig_path()).await;
+    let counts = Arc::new(RequestCounts::default());
+    let counter = counts.clone();
+    let layer =
+        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            let counter = if request.method() == http::Method::GET {
+                &counter.reads
+            } else {
+                &counter.writes
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+            request
+        });
+    let client = kube::client::ClientBuilder::try_from(config)
+        .expect("client")
+        .with_layer(&layer)
+        .build();
+    (client, counts)
 }
 
 /// Installs the generated CRD unless it is there, and waits until it is served. (A server-side
