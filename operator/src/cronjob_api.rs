@@ -59,8 +59,6 @@ impl CronJobVersion {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObservedCronJob {
     pub name: String,
-    pub owner_uids: Vec<String>,
-    pub applied_hash: Option<String>,
     pub suspended: bool,
     pub last_schedule_time: Option<String>,
     pub last_successful_time: Option<String>,
@@ -68,30 +66,22 @@ pub struct ObservedCronJob {
 
 impl ObservedCronJob {
     pub fn from_dynamic(object: &DynamicObject) -> ObservedCronJob {
-        let text = |path: &[&str]| {
-            let mut value = &object.data;
-            for key in path {
-                value = value.get(key)?;
-            }
-            value.as_str().map(str::to_owned)
+        let text = |pointer: &str| {
+            object
+                .data
+                .pointer(pointer)
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
         };
-        let meta = &object.metadata;
         ObservedCronJob {
-            name: meta.name.clone().unwrap_or_default(),
-            owner_uids: meta
-                .owner_references
-                .iter()
-                .flatten()
-                .map(|o| o.uid.clone())
-                .collect(),
-            applied_hash: crate::desired::applied_hash(meta).map(str::to_owned),
+            name: object.metadata.name.clone().unwrap_or_default(),
             suspended: object
                 .data
                 .pointer("/spec/suspend")
                 .and_then(serde_json::Value::as_bool)
                 .unwrap_or(false),
-            last_schedule_time: text(&["status", "lastScheduleTime"]),
-            last_successful_time: text(&["status", "lastSuccessfulTime"]),
+            last_schedule_time: text("/status/lastScheduleTime"),
+            last_successful_time: text("/status/lastSuccessfulTime"),
         }
     }
 }

@@ -90,10 +90,6 @@ impl JobKind {
     pub fn enabled(self, spec: &MinerPoolSpec) -> bool {
         self.spec(spec).enabled.unwrap_or(true)
     }
-
-    pub fn from_name(name: &str) -> Option<JobKind> {
-        JobKind::ALL.into_iter().find(|kind| kind.name() == name)
-    }
 }
 
 /// Names of the children of a MinerPool.
@@ -143,14 +139,13 @@ pub fn node_selector(pool: &str) -> String {
         .join(",")
 }
 
-/// Everything a MinerPool wants to exist, and the CronJobs it wants gone.
+/// Everything a MinerPool wants to exist; an owned CronJob not listed here is deleted.
 #[derive(Debug, Clone)]
 pub struct Desired {
     pub config_map: ConfigMap,
     pub deployment: Deployment,
     pub service: Service,
     pub cron_jobs: Vec<(JobKind, CronJob)>,
-    pub disabled_jobs: Vec<JobKind>,
 }
 
 /// Builds the children of a validated MinerPool. `mp` must come from the API server (it needs a
@@ -158,18 +153,15 @@ pub struct Desired {
 pub fn desired(mp: &MinerPool, config: &Config) -> Desired {
     let config_yaml = config.to_yaml();
     let config_digest = digest(&config_yaml);
-    let (enabled, disabled): (Vec<JobKind>, Vec<JobKind>) = JobKind::ALL
-        .into_iter()
-        .partition(|kind| kind.enabled(&mp.spec));
     Desired {
         config_map: config_map(mp, config_yaml),
         deployment: deployment(mp, config, &config_digest),
         service: service(mp, config),
-        cron_jobs: enabled
+        cron_jobs: JobKind::ALL
             .into_iter()
+            .filter(|kind| kind.enabled(&mp.spec))
             .map(|kind| (kind, cron_job(mp, kind)))
             .collect(),
-        disabled_jobs: disabled,
     }
 }
 

@@ -29,39 +29,40 @@ pub struct Metrics {
 
 impl Default for Metrics {
     fn default() -> Self {
+        let reconciles = Counter::default();
+        let failures = Family::<FailureLabels, Counter>::default();
+        let invalid_specs = Counter::default();
+        let duration = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let leader = Gauge::default();
         let mut registry = Registry::with_prefix("minerpool_operator");
-        let metrics = Metrics {
-            registry: Arc::new(Registry::default()),
-            reconciles: Counter::default(),
-            failures: Family::default(),
-            invalid_specs: Counter::default(),
-            duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
-            leader: Gauge::default(),
-        };
-        registry.register("reconciles", "Reconciles run", metrics.reconciles.clone());
+        registry.register("reconciles", "Reconciles run", reconciles.clone());
         registry.register(
             "reconcile_failures",
             "Reconciles that failed, by reason",
-            metrics.failures.clone(),
+            failures.clone(),
         );
         registry.register(
             "invalid_specs",
             "Reconciles that found an invalid spec and applied nothing",
-            metrics.invalid_specs.clone(),
+            invalid_specs.clone(),
         );
         registry.register(
             "reconcile_duration_seconds",
             "Time a reconcile took",
-            metrics.duration.clone(),
+            duration.clone(),
         );
         registry.register(
             "leader",
             "1 while this replica holds the leader Lease (or runs without election)",
-            metrics.leader.clone(),
+            leader.clone(),
         );
         Metrics {
             registry: Arc::new(registry),
-            ..metrics
+            reconciles,
+            failures,
+            invalid_specs,
+            duration,
+            leader,
         }
     }
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use kube::ResourceExt;
 
 use crate::crd::{Condition, JobStatus, MinerPool, MinerPoolStatus, NodeStatus};
 use crate::cronjob_api::ObservedCronJob;
@@ -26,7 +27,7 @@ pub struct Observation<'a> {
 
 /// The status to write. `now` is RFC 3339.
 pub fn compute(mp: &MinerPool, seen: &Observation<'_>, now: &str) -> MinerPoolStatus {
-    let pool = mp.name_any_ref();
+    let pool = &mp.name_any();
     let previous = mp.status.clone().unwrap_or_default();
     let node = node_condition(seen.deployment);
     let jobs = jobs_condition(mp, seen.cron_jobs);
@@ -134,7 +135,7 @@ fn node_condition(deployment: Option<&Deployment>) -> Verdict {
 }
 
 fn jobs_condition(mp: &MinerPool, live: &[ObservedCronJob]) -> Verdict {
-    let pool = mp.name_any_ref();
+    let pool = &mp.name_any();
     let mut missing = Vec::new();
     let mut suspended = Vec::new();
     let mut scheduled = Vec::new();
@@ -176,14 +177,4 @@ pub fn ready_transition(
         return None;
     }
     Some((new.status != "True", new.reason, new.message))
-}
-
-trait NameRef {
-    fn name_any_ref(&self) -> &str;
-}
-
-impl NameRef for MinerPool {
-    fn name_any_ref(&self) -> &str {
-        self.metadata.name.as_deref().unwrap_or_default()
-    }
 }

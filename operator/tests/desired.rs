@@ -152,7 +152,7 @@ fn defaults_give_a_complete_pool() {
     );
     assert_eq!(svc.selector, spec.selector.match_labels);
 
-    assert!(d.disabled_jobs.is_empty());
+    assert_eq!(d.cron_jobs.len(), 4, "every job is enabled by default");
     for (kind, schedule) in [
         (JobKind::Rewards, "* * * * *"),
         (JobKind::Validators, "*/10 * * * *"),
@@ -326,7 +326,7 @@ fn every_spec_field_lands_where_it_should() {
             .active_deadline_seconds,
         Some(120)
     );
-    assert_eq!(d.disabled_jobs, [JobKind::Decay]);
+    assert_eq!(d.cron_jobs.len(), 3);
     assert!(d.cron_jobs.iter().all(|(k, _)| *k != JobKind::Decay));
     let payouts = &job_pod(cron(&d, JobKind::Payouts)).containers[0];
     assert_eq!(payouts.image.as_deref(), Some("registry.example/jobs:2"));
