@@ -10,11 +10,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, PostParams};
+use kube::api::{Api, ListParams};
 use minerpool_operator::crd::{JobSpec, Jobs, MinerPool};
 use minerpool_operator::cronjob_api::CronJobVersion;
-use minerpool_operator::fixtures::{self, MONGODB_SECRET};
+use minerpool_operator::fixtures;
 use minerpool_operator::metrics::Metrics;
 use minerpool_operator::reconcile::{self, Context, Scope};
 use minerpool_operator::testing::{self, wait_until};
@@ -54,27 +53,10 @@ async fn main() {
         .unwrap_or(200);
     let admin = testing::admin_client().await;
     testing::ensure_crd(&admin).await;
-    let ns = testing::namespace(&admin, "bench").await;
-    let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
-    let mut secret = Secret::default();
-    secret.metadata.name = Some(MONGODB_SECRET.into());
-    secret.string_data = Some(
-        [(
-            "uri".to_string(),
-            "mongodb://db/?replicaSet=rs0".to_string(),
-        )]
-        .into(),
-    );
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    let ns = testing::namespace_with_mongodb_secret(&admin, "bench").await;
     let pools: Api<MinerPool> = Api::namespaced(admin.clone(), &ns);
     for i in 0..count {
         let mut mp = fixtures::minerpool(&format!("pool-{i:03}"), &ns);
-        mp.metadata.uid = None;
-        mp.metadata.resource_version = None;
-        mp.metadata.generation = None;
         // Suspended: a running CronJob changes its last schedule time every minute, and that is
         // reported in the status, so the cluster would never be idle.
         let suspended = Some(JobSpec {
@@ -87,7 +69,7 @@ async fn main() {
             payouts: suspended.clone(),
             decay: suspended,
         };
-        pools.create(&PostParams::default(), &mp).await.unwrap();
+        testing::create_pool(&admin, &ns, &mp).await;
     }
     println!(
         "operator benchmark: {count} MinerPools in namespace {ns} (kube-apiserver 1.20.2, loopback)"

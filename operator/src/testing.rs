@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, CustomResourceExt};
 
 use crate::crd::MinerPool;
+use crate::fixtures::MONGODB_SECRET;
 
 pub const KUBECONFIG_VAR: &str = "MINERPOOL_TEST_KUBECONFIG";
 
@@ -129,6 +130,61 @@ pub async fn namespace(client: &Client, prefix: &str) -> String {
         .await
         .expect("namespace created");
     name
+}
+
+/// A fresh namespace holding the MongoDB URI Secret that [`crate::fixtures::spec`] names.
+pub async fn namespace_with_mongodb_secret(client: &Client, prefix: &str) -> String {
+    let ns = namespace(client, prefix).await;
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
+    let mut secret = Secret::default();
+    secret.metadata.name = Some(MONGODB_SECRET.into());
+    secret.string_data = Some(
+        [(
+            "uri".to_string(),
+            "mongodb://db:27017/?replicaSet=rs0".to_string(),
+        )]
+        .into(),
+    );
+    secrets
+        .create(&PostParams::default(), &secret)
+        .await
+        .expect("Secret created");
+    ns
+}
+
+/// Creates `mp` in `ns`, dropping what only the API server may set (uid, version, generation).
+pub async fn create_pool(client: &Client, ns: &str, mp: &MinerPool) -> MinerPool {
+    let api: Api<MinerPool> = Api::namespaced(client.clone(), ns);
+    let mut mp = mp.clone();
+    mp.metadata.namespace = Some(ns.into());
+    mp.metadata.uid = None;
+    mp.metadata.resource_version = None;
+    mp.metadata.generation = None;
+    api.create(&PostParams::default(), &mp)
+        .await
+        .expect("MinerPool created")
+}
+
+/// RFC 7386 JSON merge patch, as the API server applies it: null removes a key.
+pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
+    let serde_json::Value::Object(fields) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = serde_json::json!({});
+    }
+    let object = target.as_object_mut().expect("an object");
+    for (key, value) in fields {
+        if value.is_null() {
+            object.remove(key);
+        } else {
+            merge_patch(
+                object.entry(key.clone()).or_insert(serde_json::Value::Null),
+                value,
+            );
+        }
+    }
 }
 
 /// Polls `check` every 200 ms until it returns `Some`, or panics naming `what`.

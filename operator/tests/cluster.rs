@@ -13,7 +13,7 @@ use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams
 use kube::{Client, ResourceExt};
 use minerpool_operator::crd::{MinerPool, MinerPoolStatus};
 use minerpool_operator::cronjob_api::CronJobVersion;
-use minerpool_operator::fixtures::{self, MONGODB_SECRET};
+use minerpool_operator::fixtures;
 use minerpool_operator::metrics::Metrics;
 use minerpool_operator::reconcile::{self, Context, Scope};
 use minerpool_operator::testing::{self, wait_until};
@@ -60,32 +60,17 @@ impl Operator {
 async fn setup(prefix: &str) -> (Client, String) {
     let client = testing::admin_client().await;
     testing::ensure_crd(&client).await;
-    let ns = testing::namespace(&client, prefix).await;
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let mut secret = Secret::default();
-    secret.metadata.name = Some(MONGODB_SECRET.into());
-    secret.string_data = Some(
-        [(
-            "uri".to_string(),
-            "mongodb://db:27017/?replicaSet=rs0".to_string(),
-        )]
-        .into(),
-    );
-    secrets
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    let ns = testing::namespace_with_mongodb_secret(&client, prefix).await;
     (client, ns)
 }
 
-async fn create_pool(client: &Client, ns: &str, mp: &MinerPool) -> MinerPool {
-    let api: Api<MinerPool> = Api::namespaced(client.clone(), ns);
-    let mut mp = mp.clone();
-    mp.metadata.namespace = Some(ns.into());
-    mp.metadata.uid = None;
-    mp.metadata.resource_version = None;
-    mp.metadata.generation = None;
-    api.create(&PostParams::default(), &mp).await.unwrap()
+/// A merge patch of the MinerPool `pool`, as an admin edits it.
+async fn patch_pool(client: &Client, ns: &str, patch: serde_json::Value) {
+    let pools: Api<MinerPool> = Api::namespaced(client.clone(), ns);
+    pools
+        .patch("pool", &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .unwrap();
 }
 
 /// Waits for a status that describes the current generation and satisfies `check`.
@@ -186,7 +171,7 @@ async fn the_crd_is_served_and_its_schema_and_cel_rule_are_enforced() {
         ),
     ] {
         let mut object = good.clone();
-        merge(&mut object, &mutate);
+        testing::merge_patch(&mut object, &mutate);
         object["metadata"] = json!({"name": "bad", "namespace": ns});
         let object: DynamicObject = serde_json::from_value(object).unwrap();
         match api.create(&PostParams::default(), &object).await {
@@ -208,7 +193,7 @@ async fn the_crd_is_served_and_its_schema_and_cel_rule_are_enforced() {
 
     // ...and the operator's validation reports the same violation on any cluster.
     let operator = Operator::start(client.clone(), &ns).await;
-    create_pool(&client, &ns, &bad_sum).await;
+    testing::create_pool(&client, &ns, &bad_sum).await;
     let mp = wait_status(&client, &ns, "bad-sum", "an InvalidSpec condition", |s| {
         condition(s, "Ready").is_some_and(|c| c.reason == "InvalidSpec")
     })
@@ -224,26 +209,11 @@ async fn the_crd_is_served_and_its_schema_and_cel_rule_are_enforced() {
     operator.stop().await;
 }
 
-fn merge(target: &mut serde_json::Value, patch: &serde_json::Value) {
-    match (target, patch) {
-        (serde_json::Value::Object(t), serde_json::Value::Object(p)) => {
-            for (k, v) in p {
-                if v.is_null() {
-                    t.remove(k);
-                } else {
-                    merge(t.entry(k.clone()).or_insert(serde_json::Value::Null), v);
-                }
-            }
-        }
-        (t, p) => *t = p.clone(),
-    }
-}
-
 #[tokio::test]
 async fn a_reconcile_creates_owned_children_status_events_and_printer_columns() {
     let (client, ns) = setup("mp-reconcile").await;
     let operator = Operator::start(client.clone(), &ns).await;
-    let created = create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
+    let created = testing::create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
     let uid = created.uid().unwrap();
     let mp = wait_status(&client, &ns, "pool", "the first status", |s| {
         condition(s, "JobsScheduled").is_some_and(|c| c.status == "True")
@@ -332,15 +302,12 @@ async fn a_reconcile_creates_owned_children_status_events_and_printer_columns() 
     assert_eq!(&row[..3], ["pool", "False", "0"]);
 
     // Disabling a job deletes its CronJob; the rest stay.
-    let pools: Api<MinerPool> = Api::namespaced(client.clone(), &ns);
-    pools
-        .patch(
-            "pool",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"jobs": {"decay": {"enabled": false}}}})),
-        )
-        .await
-        .unwrap();
+    patch_pool(
+        &client,
+        &ns,
+        json!({"spec": {"jobs": {"decay": {"enabled": false}}}}),
+    )
+    .await;
     wait_until("the decay CronJob to go", WAIT, || {
         let client = client.clone();
         let ns = ns.clone();
@@ -352,14 +319,12 @@ async fn a_reconcile_creates_owned_children_status_events_and_printer_columns() 
     .await;
 
     // An invalid edit becomes a condition and leaves the running children as they were.
-    pools
-        .patch(
-            "pool",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"jobs": {"rewards": {"schedule": "61 * * * *"}}}})),
-        )
-        .await
-        .unwrap();
+    patch_pool(
+        &client,
+        &ns,
+        json!({"spec": {"jobs": {"rewards": {"schedule": "61 * * * *"}}}}),
+    )
+    .await;
     let mp = wait_status(&client, &ns, "pool", "InvalidSpec", |s| {
         condition(s, "Ready").is_some_and(|c| c.reason == "InvalidSpec")
     })
@@ -379,7 +344,7 @@ async fn a_reconcile_creates_owned_children_status_events_and_printer_columns() 
 async fn scaling_goes_through_the_minerpool_and_a_direct_scale_is_not_fought() {
     let (client, ns) = setup("mp-scale").await;
     let operator = Operator::start(client.clone(), &ns).await;
-    create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
+    testing::create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
     wait_status(&client, &ns, "pool", "the first status", |_| true).await;
 
     // spec.node.replicas unset: a direct scale stands through later reconciles.
@@ -405,15 +370,12 @@ async fn scaling_goes_through_the_minerpool_and_a_direct_scale_is_not_fought() {
             .clone()
     };
     let before = config_hash(deployments.get("pool-node").await.unwrap());
-    let pools: Api<MinerPool> = Api::namespaced(client.clone(), &ns);
-    pools
-        .patch(
-            "pool",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"rewards": {"blocksPerRun": 20}}})),
-        )
-        .await
-        .unwrap();
+    patch_pool(
+        &client,
+        &ns,
+        json!({"spec": {"rewards": {"blocksPerRun": 20}}}),
+    )
+    .await;
     wait_status(&client, &ns, "pool", "generation 2 reconciled", |_| true).await;
     let after = config_hash(deployments.get("pool-node").await.unwrap());
     assert_ne!(
@@ -457,7 +419,7 @@ async fn scaling_goes_through_the_minerpool_and_a_direct_scale_is_not_fought() {
 async fn deleting_the_minerpool_garbage_collects_its_children() {
     let (client, ns) = setup("mp-delete").await;
     let operator = Operator::start(client.clone(), &ns).await;
-    create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
+    testing::create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
     wait_status(&client, &ns, "pool", "all jobs scheduled", |s| {
         condition(s, "JobsScheduled").is_some_and(|c| c.status == "True")
     })
@@ -551,7 +513,7 @@ async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
     let operator = Operator::start(as_operator.clone(), &ns).await;
     let mut mp = fixtures::minerpool("pool", &ns);
     mp.spec.node.replicas = Some(2);
-    create_pool(&admin, &ns, &mp).await;
+    testing::create_pool(&admin, &ns, &mp).await;
     wait_status(
         &admin,
         &ns,
@@ -563,15 +525,12 @@ async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
         },
     )
     .await;
-    let pools: Api<MinerPool> = Api::namespaced(admin.clone(), &ns);
-    pools
-        .patch(
-            "pool",
-            &PatchParams::default(),
-            &Patch::Merge(json!({"spec": {"jobs": {"validators": {"enabled": false}}}})),
-        )
-        .await
-        .unwrap();
+    patch_pool(
+        &admin,
+        &ns,
+        json!({"spec": {"jobs": {"validators": {"enabled": false}}}}),
+    )
+    .await;
     wait_until(
         "the validators CronJob deleted as the chart's account",
         WAIT,
@@ -670,11 +629,7 @@ async fn one_of_two_candidates_leads_and_the_other_takes_over_when_the_lease_lap
 #[tokio::test]
 async fn the_operator_process_serves_probes_and_metrics_and_stops_on_sigterm() {
     let (client, ns) = setup("mp-process").await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = minerpool_tests::free_port();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-operator"))
         .arg("run")
         .env("KUBECONFIG", testing::kubeconfig_path())
@@ -704,7 +659,7 @@ async fn the_operator_process_serves_probes_and_metrics_and_stops_on_sigterm() {
             .unwrap(),
         "ok"
     );
-    create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
+    testing::create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
     wait_status(&client, &ns, "pool", "a reconcile by the process", |_| true).await;
     let metrics = http
         .get(url("/metrics"))

@@ -84,7 +84,7 @@ impl World {
             "PATCH" if seen.path.ends_with("/status") => {
                 let path = seen.path.trim_end_matches("/status");
                 let mut object = self.objects[path].clone();
-                merge_patch(&mut object, &seen.body);
+                minerpool_operator::testing::merge_patch(&mut object, &seen.body);
                 (StatusCode::OK, object)
             }
             "PATCH" => (StatusCode::OK, seen.body.clone()),
@@ -94,25 +94,6 @@ impl World {
                 json!({"apiVersion": "v1", "kind": "Status", "status": "Success", "code": 200}),
             ),
             other => panic!("unexpected method {other}"),
-        }
-    }
-}
-
-/// RFC 7386 JSON merge patch, as the API server applies it.
-fn merge_patch(target: &mut Value, patch: &Value) {
-    let Value::Object(fields) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = json!({});
-    }
-    let object = target.as_object_mut().unwrap();
-    for (key, value) in fields {
-        if value.is_null() {
-            object.remove(key);
-        } else {
-            merge_patch(object.entry(key.clone()).or_insert(Value::Null), value);
         }
     }
 }
