@@ -12,3 +12,22 @@ pub fn crash_point(point: &str) {
         std::process::abort();
     }
 }
+
+/// The variable naming a point to stall at, and how long (`point` or `point:seconds`, default
+/// 5 s): a run that stops answering for a while, as a paused or starved pod does.
+pub const PAUSE_VAR: &str = "MINERPOOL_PAUSE";
+
+/// Sleeps the whole process's thread if `MINERPOOL_PAUSE` names `point`.
+pub fn pause_point(point: &str) {
+    let Ok(wanted) = std::env::var(PAUSE_VAR) else {
+        return;
+    };
+    let (name, seconds) = match wanted.split_once(':') {
+        Some((name, seconds)) => (name, seconds.parse().unwrap_or(5)),
+        None => (wanted.as_str(), 5),
+    };
+    if name == point {
+        eprintln!("{PAUSE_VAR}={wanted}: stalling for {seconds} s");
+        std::thread::sleep(std::time::Duration::from_secs(seconds));
+    }
+}

@@ -92,6 +92,127 @@ pub fn plan_batch(
     payable
 }
 
+/// A balance that cannot be paid because its address is not a point of the curve: it stays
+/// pending and is named wherever payouts report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Held {
+    pub address: String,
+    pub units: i64,
+    pub reason: String,
+}
+
+/// Splits due balances into those a transaction can pay and those whose address cannot be
+/// decoded strictly (one bad address must never stop everyone else's payout).
+pub fn hold_aside_undecodable(due: Vec<(String, i64)>) -> (Vec<(String, i64)>, Vec<Held>) {
+    let mut payable = Vec::with_capacity(due.len());
+    let mut held = Vec::new();
+    for (address, units) in due {
+        match crate::upow::decode_address(&address) {
+            Ok(_) => payable.push((address, units)),
+            Err(e) => held.push(Held {
+                address,
+                units,
+                reason: e.to_string(),
+            }),
+        }
+    }
+    (payable, held)
+}
+
+/// Takes the batch fee from the fee payer's (the reward address's) own balance, never from
+/// another recipient: when the payer is among the recipients its payment shrinks by the fee;
+/// otherwise its pending must cover the fee. `None` when it cannot.
+pub fn take_fee(
+    mut due: Vec<(String, i64)>,
+    payer: &str,
+    payer_pending: i64,
+    fee: i64,
+) -> Option<Vec<(String, i64)>> {
+    if fee == 0 {
+        return Some(due);
+    }
+    if payer_pending < fee {
+        return None;
+    }
+    if let Some(position) = due.iter().position(|(address, _)| address == payer) {
+        let left = due[position].1 - fee;
+        if left > 0 {
+            due[position].1 = left;
+        } else {
+            due.remove(position);
+        }
+    }
+    Some(due)
+}
+
+/// What a payouts run does with the wallet's coins and the balances due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PaymentPlan {
+    /// Nobody is due.
+    Nothing,
+    /// Pay these recipients (a prefix of those due, largest first) with these coins.
+    Pay {
+        recipients: Vec<(String, i64)>,
+        selection: Selection,
+    },
+    /// Even the largest balance needs more than [`MAX_INPUTS`] coins: merge the largest coins
+    /// into one output of the wallet first.
+    Consolidate { coins: Vec<Coin> },
+    /// All spendable coins together do not cover the largest balance and the fee.
+    Insufficient { available: u64, needed: u64 },
+}
+
+/// Plans a payment within the input limit: as many recipients (largest first) as the largest
+/// [`MAX_INPUTS`] coins can pay with the fee; when not even one fits but the coins would cover it
+/// together, a consolidation; never an error for having many small coins.
+pub fn plan_payment(
+    coins: &[Coin],
+    due: &[(String, i64)],
+    fee: u64,
+) -> Result<PaymentPlan, PayoutError> {
+    let Some(first) = due.first() else {
+        return Ok(PaymentPlan::Nothing);
+    };
+    let mut by_size: Vec<&Coin> = coins.iter().collect();
+    by_size.sort_by_key(|c| std::cmp::Reverse(c.units));
+    let sum = |coins: &[&Coin]| {
+        coins
+            .iter()
+            .try_fold(0u64, |sum, c| sum.checked_add(c.units))
+            .ok_or(PayoutError::Overflow)
+    };
+    let capacity = sum(&by_size[..by_size.len().min(MAX_INPUTS)])?;
+    let mut needed = fee;
+    let mut fitting = 0;
+    for (_, units) in due {
+        let units = u64::try_from(*units).map_err(|_| PayoutError::Overflow)?;
+        let with = needed.checked_add(units).ok_or(PayoutError::Overflow)?;
+        if with > capacity {
+            break;
+        }
+        needed = with;
+        fitting += 1;
+    }
+    if fitting == 0 {
+        let available = sum(&by_size)?;
+        let needed = u64::try_from(first.1)
+            .ok()
+            .and_then(|u| u.checked_add(fee))
+            .ok_or(PayoutError::Overflow)?;
+        if available < needed || by_size.len() <= MAX_INPUTS {
+            return Ok(PaymentPlan::Insufficient { available, needed });
+        }
+        return Ok(PaymentPlan::Consolidate {
+            coins: by_size[..MAX_INPUTS].iter().map(|c| (*c).clone()).collect(),
+        });
+    }
+    let selection = select_coins(coins, &[], needed)?;
+    Ok(PaymentPlan::Pay {
+        recipients: due[..fitting].to_vec(),
+        selection,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +297,134 @@ mod tests {
                 }
                 Err(PayoutError::InsufficientFunds { available, .. }) => prop_assert!(available < needed),
                 Err(e) => prop_assert!(false, "{e}"),
+            }
+        }
+    }
+
+    fn coins_of(units: &[u64]) -> Vec<Coin> {
+        units
+            .iter()
+            .enumerate()
+            .map(|(i, &u)| Coin {
+                tx_hash: format!("{i:064x}"),
+                index: 0,
+                units: u,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn too_many_small_coins_pay_fewer_recipients_then_consolidate() {
+        // 300 coins of 1 unit: the 255 largest cover 255 units.
+        let coins = coins_of(&[1; 300]);
+        let due = vec![
+            ("a".to_string(), 200),
+            ("b".to_string(), 50),
+            ("c".to_string(), 10),
+        ];
+        match plan_payment(&coins, &due, 0).unwrap() {
+            PaymentPlan::Pay {
+                recipients,
+                selection,
+            } => {
+                assert_eq!(
+                    recipients,
+                    due[..2].to_vec(),
+                    "a and b fit in 255 inputs, c waits"
+                );
+                assert_eq!(selection.coins.len(), 250);
+            }
+            other => panic!("{other:?}"),
+        }
+        // One balance of 280 fits in no 255 coins, but 300 coins hold it: consolidate first.
+        let due = vec![("a".to_string(), 280)];
+        match plan_payment(&coins, &due, 0).unwrap() {
+            PaymentPlan::Consolidate { coins } => assert_eq!(coins.len(), MAX_INPUTS),
+            other => panic!("{other:?}"),
+        }
+        // More than every coin: insufficient, named with figures.
+        assert_eq!(
+            plan_payment(&coins, &[("a".to_string(), 301)], 0).unwrap(),
+            PaymentPlan::Insufficient {
+                available: 300,
+                needed: 301
+            }
+        );
+        assert_eq!(plan_payment(&coins, &[], 0).unwrap(), PaymentPlan::Nothing);
+    }
+
+    #[test]
+    fn the_fee_is_taken_from_the_payer_only() {
+        let due = vec![("r".to_string(), 100), ("fee-payer".to_string(), 30)];
+        assert_eq!(
+            take_fee(due.clone(), "fee-payer", 30, 5).unwrap(),
+            vec![("r".to_string(), 100), ("fee-payer".to_string(), 25)]
+        );
+        assert_eq!(
+            take_fee(due.clone(), "other", 5, 5).unwrap(),
+            due,
+            "a payer outside the batch keeps its pending to cover the fee"
+        );
+        assert_eq!(take_fee(due.clone(), "other", 4, 5), None);
+        assert_eq!(
+            take_fee(vec![("p".to_string(), 5)], "p", 5, 5).unwrap(),
+            vec![],
+            "a payer whose whole balance is the fee is not paid"
+        );
+    }
+
+    #[test]
+    fn an_off_curve_address_is_held_aside_and_the_rest_paid() {
+        let good = crate::upow::address_of(
+            crate::upow::parse_private_key("0x1")
+                .unwrap()
+                .verifying_key(),
+        );
+        // 33 bytes with a valid prefix whose x is not on the curve: x = 5 (x^3-3x+b not a square).
+        let mut bytes = [0u8; 33];
+        bytes[0] = 42;
+        let bad = (0u8..=255)
+            .find_map(|x| {
+                bytes[1] = x;
+                let address = bs58::encode(bytes).into_string();
+                crate::upow::decode_address(&address)
+                    .is_err()
+                    .then_some(address)
+            })
+            .expect("some small x is off the curve");
+        let (payable, held) = hold_aside_undecodable(vec![(bad.clone(), 7), (good.clone(), 9)]);
+        assert_eq!(payable, vec![(good, 9)]);
+        assert_eq!(held.len(), 1);
+        assert_eq!((held[0].address.as_str(), held[0].units), (bad.as_str(), 7));
+    }
+
+    proptest! {
+        /// Whatever the coins and balances, a plan never needs more than 255 inputs, pays a
+        /// largest-first prefix, and its inputs equal what it pays plus fee plus change.
+        #[test]
+        fn plans_fit_the_input_limit_and_conserve(
+            units in proptest::collection::vec(1u64..1_000, 1..400),
+            due in proptest::collection::vec(1i64..5_000, 0..20),
+            fee in 0u64..50,
+        ) {
+            let coins = coins_of(&units);
+            let mut due: Vec<(String, i64)> = due.into_iter().enumerate().map(|(i, u)| (format!("r{i}"), u)).collect();
+            due.sort_by(|a, b| b.1.cmp(&a.1));
+            match plan_payment(&coins, &due, fee).unwrap() {
+                PaymentPlan::Pay { recipients, selection } => {
+                    prop_assert!(!recipients.is_empty());
+                    prop_assert!(selection.coins.len() <= MAX_INPUTS);
+                    prop_assert_eq!(&recipients[..], &due[..recipients.len()]);
+                    let paid: u64 = recipients.iter().map(|(_, u)| *u as u64).sum();
+                    let inputs: u64 = selection.coins.iter().map(|c| c.units).sum();
+                    prop_assert_eq!(inputs, paid + fee + selection.change);
+                }
+                PaymentPlan::Consolidate { coins: merged } => {
+                    prop_assert_eq!(merged.len(), MAX_INPUTS);
+                    prop_assert!(coins.len() > MAX_INPUTS);
+                }
+                PaymentPlan::Insufficient { available, needed } => prop_assert!(available < needed || coins.len() <= MAX_INPUTS),
+                PaymentPlan::Nothing => prop_assert!(due.is_empty()),
             }
         }
     }
