@@ -182,7 +182,12 @@ pub struct PayoutsConfig {
     /// In coins, as a decimal string.
     pub minimum_payout: Amount,
     pub max_outputs_per_tx: u32,
+    /// The transaction fee of each payout batch, taken from the reward address's own balance.
     pub fee: Amount,
+    /// A batch whose transaction is still not in a block this long after signing is reported as
+    /// stuck and abandoned (its inputs spent back to the wallet, then refunded once that is in a
+    /// block). 0: never automatically, only by `minerpool-job payouts --abandon BATCH`.
+    pub abandon_after_seconds: u64,
 }
 
 /// A uPow transaction has at most 255 outputs; one is the change.
@@ -195,6 +200,7 @@ impl Default for PayoutsConfig {
             minimum_payout: Amount::from_units(crate::money::UNITS_PER_COIN).expect("positive"),
             max_outputs_per_tx: 200,
             fee: Amount::ZERO,
+            abandon_after_seconds: 3600,
         }
     }
 }

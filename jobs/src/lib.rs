@@ -16,6 +16,7 @@ use minerpool_core::chain::{ChainClient, ChainError};
 use minerpool_core::config::Config;
 use minerpool_core::rewards::RewardsError;
 use minerpool_core::store::documents::JobOutcome;
+use minerpool_core::store::runs::Fence;
 use minerpool_core::store::{Store, StoreError};
 use serde_json::{Value, json};
 
@@ -130,8 +131,17 @@ impl Summary {
 /// Runs one pass of `job` under its lock, recording the run. A run that finds the lock held
 /// returns `AlreadyRunning` without doing anything.
 pub async fn run_once(job: Job, context: &Context) -> Result<Summary, JobError> {
+    run_with(job, context, &payouts::PayoutsRequest::default()).await
+}
+
+/// [`run_once`], with what a payouts run was asked to do by hand.
+pub async fn run_with(
+    job: Job,
+    context: &Context,
+    request: &payouts::PayoutsRequest,
+) -> Result<Summary, JobError> {
     let store = &context.store;
-    let Some(lock) = store.try_lock_job(job.name(), context.lock_ttl).await? else {
+    let Some(fence) = store.try_lock_job(job.name(), context.lock_ttl).await? else {
         return Ok(Summary {
             job,
             run_id: None,
@@ -140,32 +150,24 @@ pub async fn run_once(job: Job, context: &Context) -> Result<Summary, JobError> 
         });
     };
     let run_id = store.start_job_run(job.name()).await?;
-    let keep_alive = {
-        let store = store.clone();
-        let lock = lock.clone();
-        let ttl = context.lock_ttl;
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(ttl / 3).await;
-                match store.renew_job_lock(&lock, ttl).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        tracing::error!(job = %lock.job, "job lock lost");
-                        break;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "renewing the job lock failed"),
-                }
-            }
-        })
-    };
+    let (stop_renewing, stopped) = tokio::sync::oneshot::channel();
+    let keep_alive = tokio::spawn(keep_lock(
+        store.clone(),
+        fence.clone(),
+        context.lock_ttl,
+        stopped,
+    ));
     let result = match job {
         Job::Rewards => rewards::run(context).await,
         Job::Validators => validators::run(context).await,
-        Job::Payouts => payouts::run(context).await,
+        Job::Payouts => payouts::run(context, &fence, request).await,
         Job::Audit => audit::run(context).await,
         Job::Decay => decay::run(context).await,
     };
-    keep_alive.abort();
+    // Stopped and awaited, not aborted: a renewal still in flight could otherwise land after the
+    // release below and hold the lock against the next run.
+    let _ = stop_renewing.send(());
+    let _ = keep_alive.await;
     let (outcome, details, error) = match &result {
         Ok(details) => (JobOutcome::Succeeded, details.clone(), None),
         Err(e) => (JobOutcome::Failed, Value::Null, Some(e.to_string())),
@@ -180,7 +182,7 @@ pub async fn run_once(job: Job, context: &Context) -> Result<Summary, JobError> 
     {
         tracing::warn!(error = %e, "recording the end of the run failed");
     }
-    if let Err(e) = store.unlock_job(&lock).await {
+    if let Err(e) = store.unlock_job(&fence).await {
         tracing::warn!(error = %e, "releasing the job lock failed; it expires by itself");
     }
     result.map(|details| Summary {
@@ -189,4 +191,44 @@ pub async fn run_once(job: Job, context: &Context) -> Result<Summary, JobError> 
         outcome: RunOutcome::Succeeded,
         details,
     })
+}
+
+/// Renews the lock every third of its lifetime. When renewal finds another holder, or keeps
+/// failing for half the lifetime (by this process's monotonic clock, so the lock may be about to
+/// expire on the server), the fence is marked lost: the run then stops before its next network
+/// call, and the store refuses its moves anyway once the generation has changed.
+async fn keep_lock(
+    store: Store,
+    fence: Fence,
+    ttl: Duration,
+    mut stop: tokio::sync::oneshot::Receiver<()>,
+) {
+    let mut last_renewed = tokio::time::Instant::now();
+    let mut wait = ttl / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = &mut stop => return,
+        }
+        match store.renew_job_lock(&fence, ttl).await {
+            Ok(true) => {
+                last_renewed = tokio::time::Instant::now();
+                wait = ttl / 3;
+            }
+            Ok(false) => {
+                tracing::error!(job = %fence.job, generation = fence.generation, "job lock lost to another run");
+                fence.mark_lost();
+                return;
+            }
+            Err(e) if last_renewed.elapsed() >= ttl / 2 => {
+                tracing::error!(job = %fence.job, error = %e, "job lock could not be renewed in time; stopping");
+                fence.mark_lost();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "renewing the job lock failed; retrying");
+                wait = ttl / 10;
+            }
+        }
+    }
 }

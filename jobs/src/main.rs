@@ -9,7 +9,8 @@ use clap::{Parser, Subcommand};
 use minerpool_core::chain::ChainClient;
 use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
-use minerpool_jobs::{Context, DEFAULT_LOCK_TTL, Job, run_once};
+use minerpool_jobs::payouts::PayoutsRequest;
+use minerpool_jobs::{Context, DEFAULT_LOCK_TTL, Job, run_with};
 
 #[derive(Parser)]
 #[command(
@@ -29,7 +30,7 @@ enum JobCommand {
     /// Refresh the validators' stake percentages from the chain
     Validators(Args),
     /// Pay pending balances on chain (or record what would be paid, with sender dry-run)
-    Payouts(Args),
+    Payouts(PayoutsArgs),
     /// Decay pool scores and reset validator scores
     Decay(Args),
     /// Check that received = credited = pending + in flight + paid, per address and in total
@@ -43,18 +44,32 @@ struct Args {
     config: PathBuf,
 }
 
+#[derive(clap::Args)]
+struct PayoutsArgs {
+    #[command(flatten)]
+    args: Args,
+    /// Abandon this payout batch: spend its transaction's inputs back to the iNode wallet and,
+    /// once that is in a block, return its amounts to pending (later runs carry it on)
+    #[arg(long, value_name = "BATCH")]
+    abandon: Option<String>,
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     minerpool_core::logging::init();
     let cli = Cli::parse();
+    let mut request = PayoutsRequest::default();
     let (job, args) = match cli.job {
         JobCommand::Rewards(a) => (Job::Rewards, a),
         JobCommand::Validators(a) => (Job::Validators, a),
-        JobCommand::Payouts(a) => (Job::Payouts, a),
+        JobCommand::Payouts(p) => {
+            request.abandon = p.abandon;
+            (Job::Payouts, p.args)
+        }
         JobCommand::Decay(a) => (Job::Decay, a),
         JobCommand::Audit(a) => (Job::Audit, a),
     };
-    match run(job, args).await {
+    match run(job, args, &request).await {
         Ok(summary) => {
             println!("{}", summary.to_json());
             ExitCode::SUCCESS
@@ -70,7 +85,11 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(job: Job, args: Args) -> anyhow::Result<minerpool_jobs::Summary> {
+async fn run(
+    job: Job,
+    args: Args,
+    request: &PayoutsRequest,
+) -> anyhow::Result<minerpool_jobs::Summary> {
     let config = Config::load(&args.config)?;
     let secrets = Secrets::from_env()?;
     let store = Store::connect(&secrets.mongodb_uri, &config.mongodb.database).await?;
@@ -87,7 +106,7 @@ async fn run(job: Job, args: Args) -> anyhow::Result<minerpool_jobs::Summary> {
         lock_ttl: lock_ttl()?,
         wallet_key: secrets.wallet_key.clone(),
     };
-    Ok(run_once(job, &context).await?)
+    Ok(run_with(job, &context, request).await?)
 }
 
 /// `MINERPOOL_JOB_LOCK_TTL_SECONDS` overrides how long a crashed run's lock blocks the next run.

@@ -1,21 +1,50 @@
 //! `payouts` (SPEC §5.3): pays pending balances of at least `minimumPayout` on chain, exactly
-//! once. A run first settles what earlier runs left open (created, signed, submitted), then pays a
-//! new batch when none is in flight (a pending transaction's change is not spendable yet).
+//! once. A run first moves on what earlier runs left open (created, signed, submitted,
+//! abandoning), then plans a new batch when none is in flight (a pending transaction's change is
+//! not spendable yet).
+//!
+//! The rules that keep money from moving twice:
+//! - a signed batch is never refunded on the strength of an answer: only when our own
+//!   transaction spending its inputs is in a block (the abandon path);
+//! - a batch counts as paid, and an abandon as proven, only when the block the chain names holds
+//!   the transaction;
+//! - every state change is fenced by the job lock, and the run stops before any network call
+//!   once the lock is lost;
+//! - coins any batch of ours has spent or holds are never selected again, whatever the chain
+//!   lists.
+
+use std::collections::HashSet;
 
 use minerpool_core::chain::{PushOutcome, TransactionStatus};
 use minerpool_core::config::Sender;
-use minerpool_core::faults::crash_point;
-use minerpool_core::payouts::{Coin, select_coins};
-use minerpool_core::store::payouts::{BatchState, PayoutBatch};
+use minerpool_core::faults::{crash_point, pause_point};
+use minerpool_core::payouts::{
+    Coin, PaymentPlan, hold_aside_undecodable, plan_payment, select_coins, take_fee,
+};
+use minerpool_core::store::payouts::{
+    Abandonment, BatchKind, BatchState, NewBatch, PayoutBatch, SpentInput,
+};
+use minerpool_core::store::runs::Fence;
 use minerpool_core::upow::{
-    Input, Output, Transaction, address_of, decode_address, parse_private_key,
+    Input, MAX_INPUTS, Output, Transaction, address_of, decode_address, parse_private_key,
 };
 use p256::ecdsa::SigningKey;
 use serde_json::{Value, json};
 
 use crate::{Context, JobError};
 
-pub async fn run(context: &Context) -> Result<Value, JobError> {
+/// What a payouts run was asked to do beyond its usual pass.
+#[derive(Debug, Clone, Default)]
+pub struct PayoutsRequest {
+    /// Abandon this batch: spend its inputs back to the wallet, refund once that is in a block.
+    pub abandon: Option<String>,
+}
+
+pub async fn run(
+    context: &Context,
+    fence: &Fence,
+    request: &PayoutsRequest,
+) -> Result<Value, JobError> {
     let imported = context.store.import_temp_withdrawals().await?;
     if imported > 0 {
         tracing::info!(
@@ -27,41 +56,112 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
     let minimum = payouts.minimum_payout.units();
     let max = payouts.max_outputs_per_tx as usize;
     if payouts.sender == Sender::DryRun {
+        if request.abandon.is_some() {
+            return Err(JobError::Invalid(
+                "--abandon needs payouts.sender upow: a dry run has nothing on chain".into(),
+            ));
+        }
         let batch = context.store.simulate_payout_batch(minimum, max).await?;
         return Ok(json!({
             "sender": "dry-run",
             "simulated": batch.map(|b| json!({ "batch": b.id, "recipients": b.recipients.len(), "total": b.total })),
         }));
     }
-    let key = wallet_key(context)?;
+    let payer = Payer {
+        context,
+        fence,
+        key: wallet_key(context)?,
+    };
+    let mut summary = json!({ "sender": "upow", "settled": [], "created": null });
+    if let Some(id) = &request.abandon {
+        let batch = context
+            .store
+            .request_abandon(fence, id, "abandoned by hand")
+            .await?;
+        summary["abandonRequested"] = json!({ "batch": id, "state": batch.state });
+    }
     let mut settled = Vec::new();
+    let mut stuck = Vec::new();
     for batch in context.store.open_payout_batches().await? {
-        settled.push(json!({ "batch": batch.id, "now": settle(context, &key, batch).await? }));
+        let id = batch.id.clone();
+        if let Some(age) = payer.stuck_for(&batch) {
+            stuck.push(json!({ "batch": id, "state": batch.state, "signedSecondsAgo": age }));
+        }
+        let now = payer.settle(batch).await?;
+        settled.push(json!({ "batch": id, "now": now }));
+    }
+    summary["settled"] = json!(settled);
+    if !stuck.is_empty() {
+        tracing::warn!(batches = %json!(stuck), "payout batches not in a block long after signing; abandoning them");
+        summary["stuck"] = json!(stuck);
     }
     if !context.store.open_payout_batches().await?.is_empty() {
-        return Ok(
-            json!({ "sender": "upow", "settled": settled, "created": null,
-            "note": "a batch is still in flight; a new one waits for it" }),
+        summary["note"] = json!("a batch is still in flight; a new one waits for it");
+        return Ok(summary);
+    }
+
+    let due = context.store.payable_balances(minimum, max).await?;
+    let (due, held) = hold_aside_undecodable(due);
+    if !held.is_empty() {
+        tracing::warn!(
+            count = held.len(),
+            "balances held aside: their addresses cannot be paid"
+        );
+        summary["held"] = json!(
+            held.iter()
+                .map(|h| json!({ "address": h.address, "units": h.units, "reason": h.reason }))
+                .collect::<Vec<_>>()
         );
     }
-    let due = context.store.payable_balances(minimum, max).await?;
     if due.is_empty() {
-        return Ok(json!({ "sender": "upow", "settled": settled, "created": null }));
+        return Ok(summary);
     }
-    // Everything that can be refused is checked before any money moves.
-    for (address, _) in &due {
-        decode_address(address)
-            .map_err(|e| JobError::Invalid(format!("balance of {address} cannot be paid: {e}")))?;
-    }
-    let total: i64 = due.iter().map(|(_, u)| u).sum();
-    plan_coins(context, total as u64).await?;
-    let Some(batch) = context.store.create_payout_batch(minimum, max).await? else {
-        return Ok(json!({ "sender": "upow", "settled": settled, "created": null }));
+    let fee = payouts.fee.units();
+    let fee_payer = context.config.chain.reward_address.clone();
+    let payer_pending = context.store.pending_of(&fee_payer).await?;
+    let Some(due) = take_fee(due, &fee_payer, payer_pending, fee) else {
+        summary["note"] = json!(format!(
+            "the fee of {fee} units is not covered by the reward address's pending {payer_pending}; payouts wait for its share"
+        ));
+        return Ok(summary);
+    };
+    let coins = payer.wallet_coins().await?;
+    let plan = match plan_payment(&coins, &due, fee as u64)
+        .map_err(|e| JobError::Invalid(format!("planning the payment: {e}")))?
+    {
+        PaymentPlan::Nothing => return Ok(summary),
+        PaymentPlan::Insufficient { available, needed } => {
+            return Err(JobError::Invalid(format!(
+                "the wallet's spendable outputs hold {available} units; the largest balance due needs {needed} with the fee"
+            )));
+        }
+        PaymentPlan::Pay { recipients, .. } => NewBatch {
+            kind: BatchKind::Payout,
+            recipients,
+            fee,
+            fee_payer,
+        },
+        PaymentPlan::Consolidate { .. } => NewBatch {
+            kind: BatchKind::Consolidation,
+            recipients: Vec::new(),
+            fee: 0,
+            fee_payer,
+        },
+    };
+    let Some(batch) = context.store.create_payout_batch(fence, &plan).await? else {
+        summary["note"] = json!("balances changed while planning; the next run pays them");
+        return Ok(summary);
     };
     crash_point("payouts:after-create");
-    let id = batch.id.clone();
-    let now = pay(context, &key, batch).await?;
-    Ok(json!({ "sender": "upow", "settled": settled, "created": { "batch": id, "now": now } }))
+    pause_point("payouts:after-create");
+    let created = json!({
+        "batch": batch.id, "kind": batch.kind, "recipients": batch.recipients.len(),
+        "total": batch.total, "fee": batch.fee,
+    });
+    let now = payer.pay(batch).await?;
+    summary["created"] = created;
+    summary["created"]["now"] = json!(now);
+    Ok(summary)
 }
 
 fn wallet_key(context: &Context) -> Result<SigningKey, JobError> {
@@ -80,145 +180,387 @@ fn wallet_key(context: &Context) -> Result<SigningKey, JobError> {
     Ok(key)
 }
 
-/// The wallet's coins for `needed` units, excluding those pending transactions spend.
-async fn plan_coins(context: &Context, needed: u64) -> Result<(Vec<Coin>, u64), JobError> {
-    let fee = context.config.payouts.fee.units() as u64;
-    let info = context
-        .chain
-        .address_info(&context.config.chain.inode_wallet)
-        .await?;
-    let coins: Vec<Coin> = info
-        .spendable_outputs
-        .iter()
-        .map(|o| Coin {
-            tx_hash: o.tx_hash.clone(),
-            index: o.index,
-            units: o.amount.units() as u64,
-        })
-        .collect();
-    let pending: Vec<(String, u8)> = info
-        .pending_spent_outputs
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| (o.tx_hash, o.index))
-        .collect();
-    let selection = select_coins(&coins, &pending, needed + fee)
-        .map_err(|e| JobError::Invalid(format!("cannot pay {needed} units: {e}")))?;
-    Ok((selection.coins, selection.change))
+/// Where the chain's own blocks put a transaction.
+enum OnChain {
+    /// In this block, checked against the block's own transaction list.
+    InBlock(i64),
+    /// Known to the node but not (provably) in a block.
+    Pending,
+    NotFound,
 }
 
-/// Builds, signs, records and pushes a created batch.
-async fn pay(
-    context: &Context,
-    key: &SigningKey,
-    batch: PayoutBatch,
-) -> Result<&'static str, JobError> {
-    let (coins, change) = plan_coins(context, batch.total as u64).await?;
-    let bad = |e: minerpool_core::upow::UpowError| JobError::Invalid(e.to_string());
-    let inputs = coins
-        .iter()
-        .map(|c| {
-            let bytes = hex::decode(&c.tx_hash)
-                .ok()
-                .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                .ok_or_else(|| {
-                    JobError::Invalid(format!("chain gave output hash {:?}", c.tx_hash))
-                })?;
-            Ok(Input {
-                tx_hash: bytes,
-                index: c.index,
+/// One run's payer: the context, the run's fence and the wallet key.
+struct Payer<'a> {
+    context: &'a Context,
+    fence: &'a Fence,
+    key: SigningKey,
+}
+
+impl Payer<'_> {
+    /// Seconds since signing, when that is past `payouts.abandonAfterSeconds`.
+    fn stuck_for(&self, batch: &PayoutBatch) -> Option<i64> {
+        let limit = self.context.config.payouts.abandon_after_seconds as i64;
+        let signed = batch.signed_at?;
+        let age = (bson::DateTime::now().timestamp_millis() - signed.timestamp_millis()) / 1000;
+        (limit > 0
+            && matches!(batch.state, BatchState::Signed | BatchState::Submitted)
+            && age >= limit)
+            .then_some(age)
+    }
+
+    /// The wallet's coins that can be spent now: confirmed unspent, not spent by a pending
+    /// transaction, and not used by any batch of ours.
+    async fn wallet_coins(&self) -> Result<Vec<Coin>, JobError> {
+        self.fence.ensure_held()?;
+        let info = self
+            .context
+            .chain
+            .address_info(&self.context.config.chain.inode_wallet)
+            .await?;
+        let pending: HashSet<(String, u8)> = info
+            .pending_spent_outputs
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| (o.tx_hash, o.index))
+            .collect();
+        let listed: Vec<(String, u8)> = info
+            .spendable_outputs
+            .iter()
+            .map(|o| (o.tx_hash.clone(), o.index))
+            .collect();
+        let ours = self.context.store.inputs_used_by_batches(&listed).await?;
+        Ok(info
+            .spendable_outputs
+            .into_iter()
+            .filter(|o| {
+                let key = (o.tx_hash.clone(), o.index);
+                !pending.contains(&key) && !ours.contains(&key)
             })
-        })
-        .collect::<Result<Vec<_>, JobError>>()?;
-    let mut outputs = Vec::new();
-    for r in &batch.recipients {
-        outputs.push(Output {
-            address: decode_address(&r.address).map_err(bad)?.to_vec(),
-            units: r.units as u64,
-        });
+            .map(|o| Coin {
+                tx_hash: o.tx_hash,
+                index: o.index,
+                units: o.amount.units() as u64,
+            })
+            .collect())
     }
-    if change > 0 {
-        let own = decode_address(&context.config.chain.inode_wallet).map_err(bad)?;
-        outputs.push(Output {
-            address: own.to_vec(),
-            units: change,
-        });
-    }
-    let mut tx = Transaction::new(inputs, outputs, None).map_err(bad)?;
-    let signers = vec![key; tx.inputs.len()];
-    tx.sign(&signers).map_err(bad)?;
-    let (hex, hash) = (tx.to_hex(), tx.hash());
-    context
-        .store
-        .record_signed_batch(&batch.id, &hex, &hash)
-        .await?;
-    crash_point("payouts:after-sign");
-    push(
-        context,
-        &PayoutBatch {
-            tx_hex: Some(hex),
-            tx_hash: Some(hash),
-            state: BatchState::Signed,
-            ..batch
-        },
-    )
-    .await
-}
 
-/// Pushes a signed batch's stored bytes and records the answer.
-async fn push(context: &Context, batch: &PayoutBatch) -> Result<&'static str, JobError> {
-    let (Some(hex), Some(hash)) = (&batch.tx_hex, &batch.tx_hash) else {
-        return Err(JobError::Invalid(format!(
-            "batch {} is signed but has no transaction",
-            batch.id
-        )));
-    };
-    let outcome = context.chain.push_transaction(hex, hash).await;
-    crash_point("payouts:after-push");
-    match outcome {
-        PushOutcome::Accepted => {
-            context.store.record_submitted_batch(&batch.id).await?;
-            crash_point("payouts:after-record");
-            Ok("submitted")
-        }
-        PushOutcome::Rejected(error) => {
-            context.store.fail_and_refund_batch(batch, &error).await?;
-            Ok("failed")
-        }
-        PushOutcome::Unknown(error) => {
-            tracing::warn!(batch = %batch.id, %error, "push outcome unknown; the next run asks the chain");
-            Ok("signed")
-        }
+    /// The wallet's confirmed unspent outputs (pending spends included), by (hash, index).
+    async fn confirmed_unspent(&self) -> Result<HashSet<(String, u8)>, JobError> {
+        self.fence.ensure_held()?;
+        let info = self
+            .context
+            .chain
+            .address_info(&self.context.config.chain.inode_wallet)
+            .await?;
+        Ok(info
+            .spendable_outputs
+            .into_iter()
+            .map(|o| (o.tx_hash, o.index))
+            .collect())
     }
-}
 
-/// Moves an open batch on by what the chain says.
-async fn settle(
-    context: &Context,
-    key: &SigningKey,
-    batch: PayoutBatch,
-) -> Result<&'static str, JobError> {
-    if batch.state == BatchState::Created {
-        return pay(context, key, batch).await;
-    }
-    let Some(hash) = &batch.tx_hash else {
-        return Err(JobError::Invalid(format!(
-            "batch {} has no transaction hash",
-            batch.id
-        )));
-    };
-    match context.chain.transaction_status(hash).await? {
-        TransactionStatus::Confirmed { .. } => {
-            context.store.confirm_batch(&batch).await?;
-            Ok("confirmed")
+    /// Signs a transaction spending `coins` to `outputs` plus `change` back to the wallet.
+    fn sign(
+        &self,
+        coins: &[Coin],
+        mut outputs: Vec<Output>,
+        change: u64,
+    ) -> Result<(String, String), JobError> {
+        let bad = |e: minerpool_core::upow::UpowError| JobError::Invalid(e.to_string());
+        let inputs = coins
+            .iter()
+            .map(|c| {
+                let bytes = hex::decode(&c.tx_hash)
+                    .ok()
+                    .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                    .ok_or_else(|| {
+                        JobError::Invalid(format!("chain gave output hash {:?}", c.tx_hash))
+                    })?;
+                Ok(Input {
+                    tx_hash: bytes,
+                    index: c.index,
+                })
+            })
+            .collect::<Result<Vec<_>, JobError>>()?;
+        if change > 0 {
+            let own = decode_address(&self.context.config.chain.inode_wallet).map_err(bad)?;
+            outputs.push(Output {
+                address: own.to_vec(),
+                units: change,
+            });
         }
-        TransactionStatus::Pending => {
-            if batch.state == BatchState::Signed {
-                context.store.record_submitted_batch(&batch.id).await?;
+        let mut tx = Transaction::new(inputs, outputs, None).map_err(bad)?;
+        let signers = vec![&self.key; tx.inputs.len()];
+        tx.sign(&signers).map_err(bad)?;
+        Ok((tx.to_hex(), tx.hash()))
+    }
+
+    /// Builds, signs, records and pushes a created batch. A batch that cannot be built is
+    /// refunded: nothing of it was ever signed.
+    async fn pay(&self, batch: PayoutBatch) -> Result<&'static str, JobError> {
+        let coins = self.wallet_coins().await?;
+        let selection = match batch.kind {
+            BatchKind::Payout => select_coins(&coins, &[], (batch.total + batch.fee) as u64)
+                .map(|s| (s.coins, s.change))
+                .map_err(|e| e.to_string()),
+            BatchKind::Consolidation => {
+                let mut largest = coins;
+                largest.sort_by_key(|c| std::cmp::Reverse(c.units));
+                largest.truncate(MAX_INPUTS);
+                if largest.len() < 2 {
+                    Err("fewer than two coins to consolidate".to_owned())
+                } else {
+                    let sum = largest.iter().map(|c| c.units).sum();
+                    Ok((largest, sum))
+                }
             }
-            Ok("submitted")
+        };
+        let (coins, change) = match selection {
+            Ok(selected) => selected,
+            Err(error) => {
+                self.context
+                    .store
+                    .fail_unsigned_batch(self.fence, &batch, &error)
+                    .await?;
+                return Ok("failed");
+            }
+        };
+        let outputs = batch
+            .recipients
+            .iter()
+            .map(|r| {
+                Ok(Output {
+                    address: decode_address(&r.address)
+                        .map_err(|e| JobError::Invalid(e.to_string()))?
+                        .to_vec(),
+                    units: r.units as u64,
+                })
+            })
+            .collect::<Result<Vec<_>, JobError>>()?;
+        let (hex, hash) = self.sign(&coins, outputs, change)?;
+        let inputs = spent_inputs(&coins);
+        if !self
+            .context
+            .store
+            .record_signed_batch(self.fence, &batch.id, &hex, &hash, &inputs)
+            .await?
+        {
+            return Err(JobError::Invalid(format!(
+                "batch {} was no longer created when its transaction was recorded; nothing sent",
+                batch.id
+            )));
         }
-        // Never reached the chain, or dropped: the same bytes again, never a new transaction.
-        TransactionStatus::NotFound => push(context, &batch).await,
+        crash_point("payouts:after-sign");
+        self.push(&batch.id, &hex, &hash).await
+    }
+
+    /// Pushes stored signed bytes; only an acceptance changes the batch's state.
+    async fn push(&self, id: &str, hex: &str, hash: &str) -> Result<&'static str, JobError> {
+        self.fence.ensure_held()?;
+        let outcome = self.context.chain.push_transaction(hex, hash).await;
+        crash_point("payouts:after-push");
+        match outcome {
+            PushOutcome::Accepted => {
+                self.context
+                    .store
+                    .record_submitted_batch(self.fence, id)
+                    .await?;
+                crash_point("payouts:after-record");
+                Ok("submitted")
+            }
+            PushOutcome::NotAccepted(error) => {
+                tracing::warn!(batch = %id, %error, "push not accepted; the batch stays signed and the next run asks the chain");
+                self.context
+                    .store
+                    .record_batch_attempt(self.fence, id, &error)
+                    .await?;
+                Ok("signed")
+            }
+        }
+    }
+
+    /// Where the chain's blocks put `hash`. A lookup that names a block is believed only when
+    /// that block lists the transaction.
+    async fn on_chain(&self, hash: &str) -> Result<OnChain, JobError> {
+        self.fence.ensure_held()?;
+        let chain = &self.context.chain;
+        Ok(match chain.transaction_status(hash).await? {
+            TransactionStatus::NotFound => OnChain::NotFound,
+            TransactionStatus::Pending => OnChain::Pending,
+            TransactionStatus::Confirmed { block } => {
+                let blocks = chain.blocks_details(block, 1).await?;
+                let holds = blocks
+                    .iter()
+                    .filter(|b| b.block.id == block)
+                    .any(|b| b.transactions.iter().any(|t| t.hash == hash));
+                if holds {
+                    OnChain::InBlock(block as i64)
+                } else {
+                    tracing::warn!(%hash, block, "the chain names a block that does not list the transaction");
+                    OnChain::Pending
+                }
+            }
+        })
+    }
+
+    /// Moves an open batch on by what the chain's blocks show.
+    async fn settle(&self, batch: PayoutBatch) -> Result<&'static str, JobError> {
+        if batch.state == BatchState::Created {
+            return self.pay(batch).await;
+        }
+        let (Some(hex), Some(hash)) = (batch.tx_hex.clone(), batch.tx_hash.clone()) else {
+            return Err(JobError::Invalid(format!(
+                "batch {} is {:?} but has no transaction",
+                batch.id, batch.state
+            )));
+        };
+        let own = self.on_chain(&hash).await?;
+        if let OnChain::InBlock(block) = own {
+            self.context
+                .store
+                .confirm_batch(self.fence, &batch, block)
+                .await?;
+            return Ok("confirmed");
+        }
+        if batch.state == BatchState::Abandoning {
+            return self.continue_abandon(&batch).await;
+        }
+        if batch.abandon.is_some() || self.stuck_for(&batch).is_some() {
+            return self.start_abandon(&batch).await;
+        }
+        match own {
+            OnChain::Pending => {
+                if batch.state == BatchState::Signed {
+                    self.context
+                        .store
+                        .record_submitted_batch(self.fence, &batch.id)
+                        .await?;
+                }
+                Ok("submitted")
+            }
+            // Never reached this node, or dropped: the same bytes again, never a new transaction.
+            _ => self.push(&batch.id, &hex, &hash).await,
+        }
+    }
+
+    /// Signs, records and pushes a transaction spending the batch's still-unspent inputs back to
+    /// the wallet. Once that one is in a block the batch's own can never be.
+    async fn start_abandon(&self, batch: &PayoutBatch) -> Result<&'static str, JobError> {
+        let unspent = self.confirmed_unspent().await?;
+        let coins: Vec<Coin> = batch
+            .inputs
+            .iter()
+            .filter_map(|i| {
+                let index = u8::try_from(i.index).ok()?;
+                unspent.contains(&(i.tx_hash.clone(), index)).then(|| Coin {
+                    tx_hash: i.tx_hash.clone(),
+                    index,
+                    units: i.units as u64,
+                })
+            })
+            .collect();
+        if coins.is_empty() {
+            // Spent in a block, and only our own transactions spend them: most likely by the
+            // batch's own transaction, which a lagging lookup has not shown yet.
+            tracing::warn!(batch = %batch.id, "cannot abandon: its inputs are already spent; waiting for the chain to show its transaction");
+            return Ok(state_name(batch.state));
+        }
+        let total: u64 = coins.iter().map(|c| c.units).sum();
+        let (hex, hash) = self.sign(&coins, Vec::new(), total)?;
+        let abandonment = Abandonment {
+            reason: batch.abandon.as_ref().map_or_else(
+                || "not in a block long after signing".to_owned(),
+                |a| a.reason.clone(),
+            ),
+            requested_at: batch
+                .abandon
+                .as_ref()
+                .map_or_else(bson::DateTime::now, |a| a.requested_at),
+            tx_hex: Some(hex.clone()),
+            tx_hash: Some(hash.clone()),
+            inputs: spent_inputs(&coins),
+        };
+        if !self
+            .context
+            .store
+            .record_abandoning_batch(self.fence, batch, &abandonment)
+            .await?
+        {
+            return Err(JobError::Invalid(format!(
+                "batch {} changed while its abandon was recorded; nothing sent",
+                batch.id
+            )));
+        }
+        crash_point("payouts:after-abandon-sign");
+        self.push_abandon(&batch.id, &hex, &hash).await
+    }
+
+    /// An abandoning batch: refunded once our spending transaction is in a block; otherwise its
+    /// bytes are pushed again.
+    async fn continue_abandon(&self, batch: &PayoutBatch) -> Result<&'static str, JobError> {
+        let Some((Some(hex), Some(hash))) = batch
+            .abandon
+            .as_ref()
+            .map(|a| (a.tx_hex.clone(), a.tx_hash.clone()))
+        else {
+            return Err(JobError::Invalid(format!(
+                "batch {} is abandoning but has no abandoning transaction",
+                batch.id
+            )));
+        };
+        match self.on_chain(&hash).await? {
+            OnChain::InBlock(block) => {
+                self.context
+                    .store
+                    .finish_abandon(self.fence, batch, block)
+                    .await?;
+                tracing::info!(batch = %batch.id, block, "abandon proven in a block; amounts refunded");
+                Ok("abandoned")
+            }
+            OnChain::Pending => Ok("abandoning"),
+            OnChain::NotFound => self.push_abandon(&batch.id, &hex, &hash).await,
+        }
+    }
+
+    async fn push_abandon(
+        &self,
+        id: &str,
+        hex: &str,
+        hash: &str,
+    ) -> Result<&'static str, JobError> {
+        self.fence.ensure_held()?;
+        if let PushOutcome::NotAccepted(error) =
+            self.context.chain.push_transaction(hex, hash).await
+        {
+            self.context
+                .store
+                .record_batch_attempt(self.fence, id, &format!("abandoning: {error}"))
+                .await?;
+        }
+        Ok("abandoning")
+    }
+}
+
+fn spent_inputs(coins: &[Coin]) -> Vec<SpentInput> {
+    coins
+        .iter()
+        .map(|c| SpentInput {
+            tx_hash: c.tx_hash.clone(),
+            index: i32::from(c.index),
+            units: c.units as i64,
+        })
+        .collect()
+}
+
+fn state_name(state: BatchState) -> &'static str {
+    match state {
+        BatchState::Created => "created",
+        BatchState::Signed => "signed",
+        BatchState::Submitted => "submitted",
+        BatchState::Abandoning => "abandoning",
+        BatchState::Confirmed => "confirmed",
+        BatchState::Failed => "failed",
+        BatchState::Abandoned => "abandoned",
+        BatchState::Simulated => "simulated",
     }
 }

@@ -6,10 +6,11 @@ mod common;
 
 use bson::doc;
 use common::{Harness, stderr};
+use futures::TryStreamExt;
 use minerpool_core::config::Sender;
 use minerpool_core::money::Amount;
 use minerpool_core::store::documents::Balance;
-use minerpool_core::store::payouts::BatchState;
+use minerpool_core::store::payouts::{BatchState, PayoutBatch};
 use minerpool_core::upow::{address_of, parse_private_key};
 use minerpool_tests::chain_sim::{Failure, PushMode, Scenario, SimUtxo};
 
@@ -34,6 +35,16 @@ fn recipients() -> Vec<(String, i64)> {
 }
 
 async fn harness(label: &str, wallet_coins: &[&str]) -> Harness {
+    harness_with(label, wallet_coins, recipients(), |_| {}).await
+}
+
+/// A harness whose wallet holds `wallet_coins`, with `balances` pending and the config adjusted.
+async fn harness_with(
+    label: &str,
+    wallet_coins: &[&str],
+    balances: Vec<(String, i64)>,
+    adjust: impl FnOnce(&mut minerpool_core::config::Config),
+) -> Harness {
     let wallet = address_of_key(WALLET_KEY);
     let utxos = wallet_coins
         .iter()
@@ -54,12 +65,13 @@ async fn harness(label: &str, wallet_coins: &[&str]) -> Harness {
         |c| {
             c.chain.inode_wallet = wallet.clone();
             c.payouts.sender = Sender::Upow;
+            adjust(c);
         },
     )
     .await;
     h.store
         .balances()
-        .insert_many(recipients().into_iter().map(|(address, pending)| Balance {
+        .insert_many(balances.into_iter().map(|(address, pending)| Balance {
             address,
             pending,
             paid: 0,
@@ -68,6 +80,21 @@ async fn harness(label: &str, wallet_coins: &[&str]) -> Harness {
         .await
         .unwrap();
     h
+}
+
+/// The one payout batch (panics if there is not exactly one).
+async fn only_batch(h: &Harness) -> PayoutBatch {
+    let batches: Vec<PayoutBatch> = h
+        .store
+        .payout_batches()
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(batches.len(), 1, "{batches:?}");
+    batches.into_iter().next().unwrap()
 }
 
 async fn run(h: &Harness, fault: Option<&str>) -> std::process::Output {
@@ -200,30 +227,340 @@ async fn a_push_that_timed_out_but_was_accepted_is_not_paid_again() {
 }
 
 #[tokio::test]
-async fn a_definitive_rejection_returns_the_amounts_to_pending() {
-    let h = harness("payouts_rejected", &["10"]).await;
+async fn a_refused_push_never_refunds_and_an_abandon_by_hand_refunds_once_proven() {
+    let h = harness("payouts_refused", &["10"]).await;
     h.sim.set_push_mode(PushMode::Reject);
     let first = run_ok(&h).await;
-    assert_eq!(first["details"]["created"]["now"], "failed", "{first}");
-    for (address, amount) in recipients() {
-        assert_eq!(
-            balance(&h, &address).await,
-            (amount, 0),
-            "{address} back to pending"
-        );
-    }
-    let batch = h
-        .store
-        .payout_batches()
-        .find_one(doc! {})
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(batch.state, BatchState::Failed);
+    assert_eq!(first["details"]["created"]["now"], "signed", "{first}");
+    let batch = only_batch(&h).await;
+    assert_eq!(batch.state, BatchState::Signed);
     assert_eq!(
         batch.error.as_deref(),
         Some("Transaction has not been added")
     );
+    for (address, _) in recipients().into_iter().take(2) {
+        assert_eq!(
+            balance(&h, &address).await,
+            (0, 0),
+            "{address}: still in flight, never refunded on an answer"
+        );
+    }
+    let again = run_ok(&h).await;
+    assert_eq!(again["details"]["settled"][0]["now"], "signed", "{again}");
+    assert_eq!(
+        again["details"]["created"],
+        serde_json::Value::Null,
+        "no second batch while one is in flight"
+    );
+
+    h.sim.set_push_mode(PushMode::Normal);
+    let abandoning = h
+        .run_args(
+            "payouts",
+            &["--abandon", &batch.id],
+            &[("MINERPOOL_WALLET_KEY", WALLET_KEY)],
+        )
+        .await;
+    assert!(abandoning.status.success(), "{}", stderr(&abandoning));
+    let summary = common::summary(&abandoning);
+    assert_eq!(
+        summary["details"]["settled"][0]["now"], "abandoning",
+        "{summary}"
+    );
+    let stored = only_batch(&h).await;
+    assert_eq!(stored.state, BatchState::Abandoning);
+    assert_eq!(
+        h.sim.accepted(),
+        1,
+        "only the abandoning self-send reached the chain"
+    );
+    assert_eq!(
+        balance(&h, &recipients()[0].0).await,
+        (0, 0),
+        "no refund before the proof is in a block"
+    );
+
+    h.sim.mine();
+    let refunded = run_ok(&h).await;
+    assert_eq!(
+        refunded["details"]["settled"][0]["now"], "abandoned",
+        "{refunded}"
+    );
+    assert_eq!(
+        refunded["details"]["created"]["now"], "submitted",
+        "paid again with the abandon's output: {refunded}"
+    );
+    h.sim.mine();
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+    let first = h.store.payout_batch(&batch.id).await.unwrap().unwrap();
+    assert_eq!(first.state, BatchState::Abandoned);
+    assert!(first.proof_block.is_some());
+    assert_eq!(h.run_ok("audit").await["outcome"], "succeeded");
+}
+
+#[tokio::test]
+async fn a_batch_stuck_past_its_age_is_reported_and_abandoned() {
+    let h = harness_with("payouts_stuck", &["10"], recipients(), |c| {
+        c.payouts.abandon_after_seconds = 1;
+    })
+    .await;
+    h.sim.set_push_mode(PushMode::ServerError);
+    let first = run_ok(&h).await;
+    assert_eq!(first["details"]["created"]["now"], "signed", "{first}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    h.sim.set_push_mode(PushMode::Normal);
+    let stuck = run_ok(&h).await;
+    let id = only_batch(&h).await.id;
+    assert_eq!(
+        stuck["details"]["stuck"][0]["batch"],
+        id.as_str(),
+        "{stuck}"
+    );
+    assert_eq!(
+        stuck["details"]["settled"][0]["now"], "abandoning",
+        "{stuck}"
+    );
+    h.sim.mine();
+    let refunded = run_ok(&h).await;
+    assert_eq!(
+        refunded["details"]["settled"][0]["now"], "abandoned",
+        "{refunded}"
+    );
+    h.sim.mine();
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+}
+
+#[tokio::test]
+async fn an_abandon_that_loses_to_the_batch_pays_once() {
+    let h = harness("payouts_abandon_race", &["10"]).await;
+    // Accepted, but the answer never arrives.
+    h.sim.set_push_mode(PushMode::AcceptThenTimeout);
+    run_ok(&h).await;
+    h.sim.set_push_mode(PushMode::Normal);
+    let id = only_batch(&h).await.id;
+    let abandoning = h
+        .run_args(
+            "payouts",
+            &["--abandon", &id],
+            &[("MINERPOOL_WALLET_KEY", WALLET_KEY)],
+        )
+        .await;
+    assert!(abandoning.status.success(), "{}", stderr(&abandoning));
+    // The chain holds the batch's transaction: the abandoning one cannot spend its inputs.
+    h.sim.mine();
+    let settled = run_ok(&h).await;
+    assert_eq!(
+        settled["details"]["settled"][0]["now"], "confirmed",
+        "{settled}"
+    );
+    assert_paid_once(&h).await;
+    assert_eq!(only_batch(&h).await.state, BatchState::Confirmed);
+}
+
+#[tokio::test]
+async fn a_crash_after_signing_the_abandon_refunds_once() {
+    let h = harness("payouts_abandon_crash", &["10"]).await;
+    h.sim.set_push_mode(PushMode::Reject);
+    run_ok(&h).await;
+    h.sim.set_push_mode(PushMode::Normal);
+    let id = only_batch(&h).await.id;
+    let crashed = h
+        .run_args(
+            "payouts",
+            &["--abandon", &id],
+            &[
+                ("MINERPOOL_WALLET_KEY", WALLET_KEY),
+                ("MINERPOOL_FAULT", "payouts:after-abandon-sign"),
+            ],
+        )
+        .await;
+    assert!(
+        crashed.status.code().is_none(),
+        "must die by a signal: {:?}",
+        crashed.status
+    );
+    assert_eq!(h.sim.accepted(), 0);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let resumed = run_ok(&h).await;
+    assert_eq!(
+        resumed["details"]["settled"][0]["now"], "abandoning",
+        "the stored bytes pushed: {resumed}"
+    );
+    h.sim.mine();
+    run_ok(&h).await;
+    h.sim.mine();
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+}
+
+fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("running").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
+
+#[tokio::test]
+async fn a_run_that_lost_its_lock_stops_before_the_chain() {
+    let h = harness("payouts_fence", &["4", "6"]).await;
+    // The first run creates its batch, then its process is frozen (as a stalled pod is) until
+    // its lock has expired by the server's clock and another run has taken over.
+    let stalled = h
+        .command(
+            "payouts",
+            &[],
+            &[
+                ("MINERPOOL_WALLET_KEY", WALLET_KEY),
+                ("MINERPOOL_PAUSE", "payouts:after-create:3"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h
+        .store
+        .payout_batches()
+        .count_documents(doc! {})
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first run never created its batch"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    signal(&stalled, "-STOP");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let takeover = run_ok(&h).await;
+    assert_eq!(
+        takeover["details"]["settled"][0]["now"], "submitted",
+        "{takeover}"
+    );
+    signal(&stalled, "-CONT");
+    let stalled = stalled.wait_with_output().await.unwrap();
+    assert!(!stalled.status.success(), "the stale run must fail");
+    assert!(stderr(&stalled).contains("fenced"), "{}", stderr(&stalled));
+    assert_eq!(h.sim.accepted(), 1, "the stale run sent nothing");
+    h.sim.mine();
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+}
+
+#[tokio::test]
+async fn many_small_coins_pay_fewer_recipients_per_batch_and_never_fail() {
+    // 500 coins of 0.02: 255 of them hold 5.1, so r1 (5) and r2 (3) cannot share a batch.
+    let h = harness("payouts_inputs", &["0.02"; 500]).await;
+    let first = run_ok(&h).await;
+    assert_eq!(first["details"]["created"]["recipients"], 1, "{first}");
+    assert_eq!(only_batch(&h).await.inputs.len(), 250);
+    h.sim.mine();
+    let second = run_ok(&h).await;
+    assert_eq!(
+        second["details"]["settled"][0]["now"], "confirmed",
+        "{second}"
+    );
+    assert_eq!(second["details"]["created"]["recipients"], 1, "{second}");
+    h.sim.mine();
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+}
+
+#[tokio::test]
+async fn a_balance_no_255_coins_cover_is_paid_after_a_consolidation() {
+    let big = address_of_key("4");
+    let h = harness_with(
+        "payouts_consolidate",
+        &["0.02"; 400],
+        vec![(big.clone(), coins("6"))],
+        |_| {},
+    )
+    .await;
+    let first = run_ok(&h).await;
+    assert_eq!(
+        first["details"]["created"]["kind"], "consolidation",
+        "{first}"
+    );
+    assert_eq!(h.sim.paid_to(&big), (0, 0));
+    h.sim.mine();
+    let second = run_ok(&h).await;
+    assert_eq!(second["details"]["created"]["kind"], "payout", "{second}");
+    h.sim.mine();
+    run_ok(&h).await;
+    assert_eq!(h.sim.paid_to(&big), (coins("6") as u64, 1));
+    assert_eq!(balance(&h, &big).await, (0, coins("6")));
+}
+
+#[tokio::test]
+async fn an_unpayable_address_is_held_aside_and_everyone_else_is_paid() {
+    let off_curve = "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw".to_string();
+    assert!(minerpool_core::upow::decode_address(&off_curve).is_err());
+    let mut balances = recipients();
+    balances.push((off_curve.clone(), coins("9")));
+    let h = harness_with("payouts_held", &["100"], balances, |_| {}).await;
+    let first = run_ok(&h).await;
+    assert_eq!(
+        first["details"]["held"][0]["address"],
+        off_curve.as_str(),
+        "{first}"
+    );
+    assert_eq!(first["details"]["created"]["recipients"], 2, "{first}");
+    h.sim.mine();
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+    assert_eq!(
+        balance(&h, &off_curve).await,
+        (coins("9"), 0),
+        "left pending"
+    );
+    let mut lines = recipients();
+    lines.push((off_curve.clone(), coins("9")));
+    credit(&h, lines).await;
+    let audit = h.run_ok("audit").await;
+    assert_eq!(
+        audit["details"]["held"][0]["address"],
+        off_curve.as_str(),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn the_fee_comes_from_the_reward_address_and_is_accounted() {
+    let fee = coins("0.001");
+    let reward = minerpool_tests::fixtures::REWARD.to_string();
+    let mut balances = recipients();
+    balances.push((reward.clone(), coins("0.5")));
+    let h = harness_with("payouts_fee", &["10"], balances.clone(), |c| {
+        c.payouts.fee = Amount::from_units(fee).unwrap();
+    })
+    .await;
+    credit(&h, balances).await;
+    let first = run_ok(&h).await;
+    assert_eq!(first["details"]["created"]["fee"], fee, "{first}");
+    let batch = only_batch(&h).await;
+    let tx = minerpool_core::upow::Transaction::parse(&hex::decode(batch.tx_hex.unwrap()).unwrap())
+        .unwrap();
+    let inputs: i64 = batch.inputs.iter().map(|i| i.units).sum();
+    let outputs: u64 = tx.outputs.iter().map(|o| o.units).sum();
+    assert_eq!(
+        inputs - outputs as i64,
+        fee,
+        "the transaction pays exactly the fee"
+    );
+    assert_eq!(balance(&h, &reward).await, (coins("0.5") - fee, 0));
+    h.sim.mine();
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+    let audit = h.run_ok("audit").await;
+    assert_eq!(audit["details"]["feesPaid"], fee, "{audit}");
 }
 
 #[tokio::test]
@@ -249,7 +586,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
     let output = run(&h, None).await;
     assert!(!output.status.success());
     assert!(
-        stderr(&output).contains("the batch needs"),
+        stderr(&output).contains("the largest balance due needs"),
         "{}",
         stderr(&output)
     );
@@ -308,35 +645,6 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
             stderr(&output)
         );
     }
-
-    // A recipient whose address cannot be paid.
-    let h = harness("payouts_bad_recipient", &["100"]).await;
-    h.store
-        .balances()
-        .insert_one(Balance {
-            address: "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw".into(),
-            pending: coins("9"),
-            paid: 0,
-            updated_at: None,
-        })
-        .await
-        .unwrap();
-    let output = run(&h, None).await;
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw"),
-        "{}",
-        stderr(&output)
-    );
-    assert_eq!(
-        h.store
-            .payout_batches()
-            .count_documents(doc! {})
-            .await
-            .unwrap(),
-        0
-    );
-    assert_eq!(h.sim.accepted(), 0);
 }
 
 #[tokio::test]
@@ -355,8 +663,13 @@ async fn the_dry_run_sender_sends_nothing() {
 
 /// Records a distribution that credited exactly the seeded balances, so the books start right.
 async fn record_credit(h: &Harness) {
+    credit(h, recipients()).await;
+}
+
+/// Records a distribution crediting `credited`.
+async fn credit(h: &Harness, credited: Vec<(String, i64)>) {
     use minerpool_core::store::documents::{Basis, LedgerKind, LedgerLine, RewardDistribution};
-    let lines: Vec<LedgerLine> = recipients()
+    let lines: Vec<LedgerLine> = credited
         .into_iter()
         .map(|(address, units)| LedgerLine {
             address,

@@ -31,14 +31,18 @@ pub struct AddressInfo {
 }
 
 /// How the chain answered a push.
+///
+/// There is no "rejected" outcome on purpose: the node answers a re-push of a transaction it
+/// already holds or has mined exactly as it answers a bad one ("Transaction has not been added"),
+/// a different node behind the same URL may not know it, and a timeout says nothing. So no answer
+/// proves that a transaction did not reach the chain (TRANSACTIONS.md §8.1, §9).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PushOutcome {
-    /// Accepted now, or accepted before ("Transaction just added").
+    /// Accepted now, or accepted before ("Transaction just added" for our hash).
     Accepted,
-    /// Refused for good: the transaction will never be valid.
-    Rejected(String),
-    /// No clear answer (timeout, 5xx, syncing): ask `get_transaction` before doing anything else.
-    Unknown(String),
+    /// Anything else: the error, the status or the timeout, for the record. The transaction may
+    /// still be on its way to a block.
+    NotAccepted(String),
 }
 
 /// Where a transaction is.
@@ -67,13 +71,7 @@ impl ChainClient {
             .await;
         match answer {
             Ok(body) => judge_push(&body, tx_hash),
-            // A 4xx other than rate limiting says the request itself is refused.
-            Err(ChainError::Status { status, body, .. })
-                if (400..500).contains(&status) && status != 429 =>
-            {
-                PushOutcome::Rejected(format!("HTTP {status}: {body}"))
-            }
-            Err(e) => PushOutcome::Unknown(e.to_string()),
+            Err(e) => PushOutcome::NotAccepted(e.to_string()),
         }
     }
 
@@ -107,7 +105,7 @@ impl ChainClient {
 fn judge_push(body: &Value, tx_hash: &str) -> PushOutcome {
     if body.get("ok").and_then(Value::as_bool) == Some(true) {
         return match body.get("tx_hash").and_then(Value::as_str) {
-            Some(hash) if hash != tx_hash => PushOutcome::Unknown(format!(
+            Some(hash) if hash != tx_hash => PushOutcome::NotAccepted(format!(
                 "the chain accepted a transaction with hash {hash}, not {tx_hash}"
             )),
             _ => PushOutcome::Accepted,
@@ -121,7 +119,6 @@ fn judge_push(body: &Value, tx_hash: &str) -> PushOutcome {
     match error.as_str() {
         // Our hash among the node's last accepted transactions.
         "Transaction just added" => PushOutcome::Accepted,
-        "Node is already syncing" => PushOutcome::Unknown(error),
-        _ => PushOutcome::Rejected(error),
+        _ => PushOutcome::NotAccepted(error),
     }
 }

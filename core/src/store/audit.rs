@@ -1,13 +1,17 @@
 //! The books, recomputed from the database: what was received was credited, and what was
-//! credited is pending, in flight or paid — per address and in total.
+//! credited is pending, in flight, paid or spent as fees — per address and in total. Every read
+//! comes from one snapshot (a read-only transaction with snapshot read concern), so a job that
+//! commits while the audit reads cannot make the books look wrong.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use bson::{Bson, Document, doc};
 use futures::TryStreamExt;
+use mongodb::ClientSession;
+use mongodb::options::ReadConcern;
 
 use super::documents::names;
-use super::payouts::IN_FLIGHT;
+use super::payouts::{BatchState, IN_FLIGHT, PayoutBatch, state_bson};
 use super::{Result, Store, StoreError};
 
 /// One place where the books do not agree.
@@ -31,15 +35,26 @@ impl std::fmt::Display for Discrepancy {
 }
 
 /// What the audit saw.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct AuditReport {
     pub received: i64,
     pub credited: i64,
     pub pending: i64,
+    /// Recipients' units in batches not yet confirmed or refunded.
     pub in_flight: i64,
     pub paid: i64,
+    /// Fees of confirmed batches (spent on chain).
+    pub fees_paid: i64,
+    /// Fees of batches in flight.
+    pub fees_in_flight: i64,
     pub addresses: usize,
     pub discrepancies: Vec<Discrepancy>,
+    /// Balances whose address cannot be paid (not a point of the curve): held aside by payouts.
+    pub held: Vec<(String, i64)>,
+    /// Batches in flight, for the checks that ask the chain.
+    pub open_batches: Vec<PayoutBatch>,
+    /// Failed or abandoned batches that had a signed transaction: the chain must not hold it.
+    pub refunded_with_transaction: Vec<PayoutBatch>,
 }
 
 fn as_i64(value: Option<&Bson>) -> i64 {
@@ -50,45 +65,92 @@ fn as_i64(value: Option<&Bson>) -> i64 {
     }
 }
 
+/// Runs an aggregation inside the audit's snapshot.
+async fn aggregate(
+    store: &Store,
+    session: &mut ClientSession,
+    collection: &str,
+    pipeline: Vec<Document>,
+) -> Result<Vec<Document>> {
+    store
+        .collection::<Document>(collection)
+        .aggregate(pipeline)
+        .session(&mut *session)
+        .await
+        .map_err(StoreError::mongo(format!("audit {collection}")))?
+        .stream(session)
+        .try_collect()
+        .await
+        .map_err(StoreError::mongo(format!("audit {collection}")))
+}
+
+/// An aggregation whose rows are `{_id: address, units}`, as a map.
+async fn grouped(
+    store: &Store,
+    session: &mut ClientSession,
+    collection: &str,
+    pipeline: Vec<Document>,
+) -> Result<BTreeMap<String, i64>> {
+    Ok(aggregate(store, session, collection, pipeline)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.get_str("_id").ok()?.to_owned(), as_i64(r.get("units")))))
+        .collect())
+}
+
+async fn batches(
+    store: &Store,
+    session: &mut ClientSession,
+    filter: Document,
+) -> Result<Vec<PayoutBatch>> {
+    store
+        .payout_batches()
+        .find(filter)
+        .session(&mut *session)
+        .await
+        .map_err(StoreError::mongo("audit payout batches"))?
+        .stream(session)
+        .try_collect()
+        .await
+        .map_err(StoreError::mongo("audit payout batches"))
+}
+
 impl Store {
-    async fn grouped(
-        &self,
-        collection: &str,
-        pipeline: Vec<Document>,
-    ) -> Result<BTreeMap<String, i64>> {
-        let rows: Vec<Document> = self
-            .collection::<Document>(collection)
-            .aggregate(pipeline)
+    /// Recomputes the books from one snapshot; every disagreement is listed.
+    pub async fn audit(&self) -> Result<AuditReport> {
+        let mut session = self
+            .client
+            .start_session()
             .await
-            .map_err(StoreError::mongo(format!("audit {collection}")))?
-            .try_collect()
+            .map_err(StoreError::mongo("start the audit session"))?;
+        session
+            .start_transaction()
+            .read_concern(ReadConcern::snapshot())
             .await
-            .map_err(StoreError::mongo(format!("audit {collection}")))?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|r| Some((r.get_str("_id").ok()?.to_owned(), as_i64(r.get("units")))))
-            .collect())
+            .map_err(StoreError::mongo("start the audit snapshot"))?;
+        let report = self.audit_in(&mut session).await;
+        // Read-only: nothing to commit.
+        let _ = session.abort_transaction().await;
+        report
     }
 
-    /// Recomputes the books; every disagreement is listed.
-    pub async fn audit(&self) -> Result<AuditReport> {
+    async fn audit_in(&self, session: &mut ClientSession) -> Result<AuditReport> {
         let mut discrepancies = Vec::new();
         // Each distribution conserves what it received.
-        let per_distribution: Vec<Document> = self
-            .collection::<Document>(names::REWARD_DISTRIBUTIONS)
-            .aggregate([
+        let per_distribution = aggregate(
+            self,
+            session,
+            names::REWARD_DISTRIBUTIONS,
+            vec![
                 doc! { "$unwind": { "path": "$lines", "preserveNullAndEmptyArrays": true } },
                 doc! { "$group": {
                     "_id": "$_id",
                     "received": { "$first": "$received" },
                     "lines": { "$sum": "$lines.units" },
                 } },
-            ])
-            .await
-            .map_err(StoreError::mongo("audit distributions"))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo("audit distributions"))?;
+            ],
+        )
+        .await?;
         let mut received = 0;
         for d in &per_distribution {
             let (r, l) = (as_i64(d.get("received")), as_i64(d.get("lines")));
@@ -105,65 +167,167 @@ impl Store {
                 });
             }
         }
-        let mut credited = self
-            .grouped(names::REWARD_DISTRIBUTIONS, vec![
+        // Every credited transaction hash belongs to exactly one distribution, and each
+        // distribution's hashes are in `blockTransactions`.
+        let twice = aggregate(
+            self,
+            session,
+            names::REWARD_DISTRIBUTIONS,
+            vec![
+                doc! { "$unwind": "$hashes" },
+                doc! { "$group": { "_id": "$hashes", "count": { "$sum": 1 } } },
+                doc! { "$match": { "count": { "$gt": 1 } } },
+            ],
+        )
+        .await?;
+        for row in twice {
+            discrepancies.push(Discrepancy {
+                subject: format!("transaction {}", row.get_str("_id").unwrap_or_default()),
+                what: "distributions crediting it".into(),
+                expected: 1,
+                found: as_i64(row.get("count")),
+            });
+        }
+        let in_distributions: HashSet<String> = aggregate(
+            self,
+            session,
+            names::REWARD_DISTRIBUTIONS,
+            vec![
+                doc! { "$unwind": "$hashes" },
+                doc! { "$project": { "_id": "$hashes" } },
+            ],
+        )
+        .await?
+        .into_iter()
+        .filter_map(|r| r.get_str("_id").ok().map(str::to_owned))
+        .collect();
+        let recorded = aggregate(
+            self,
+            session,
+            names::BLOCK_TRANSACTIONS,
+            vec![doc! { "$project": { "_id": 0, "hash": 1 } }],
+        )
+        .await?;
+        for row in &recorded {
+            let hash = row.get_str("hash").unwrap_or_default();
+            if !in_distributions.contains(hash) {
+                discrepancies.push(Discrepancy {
+                    subject: format!("transaction {hash}"),
+                    what: "distributions crediting this blockTransactions entry".into(),
+                    expected: 1,
+                    found: 0,
+                });
+            }
+        }
+        let mut credited = grouped(
+            self,
+            session,
+            names::REWARD_DISTRIBUTIONS,
+            vec![
                 doc! { "$unwind": "$lines" },
                 doc! { "$group": { "_id": "$lines.address", "units": { "$sum": "$lines.units" } } },
-            ])
-            .await?;
+            ],
+        )
+        .await?;
         // Payouts the original iNode left unpaid were credited by the import, not by rewards.
-        let imported = self
-            .grouped(names::IMPORTS, vec![
+        let imported = grouped(
+            self,
+            session,
+            names::IMPORTS,
+            vec![
                 doc! { "$unwind": "$lines" },
                 doc! { "$group": { "_id": "$lines.address", "units": { "$sum": "$lines.units" } } },
-            ])
-            .await?;
+            ],
+        )
+        .await?;
         let imported_total: i64 = imported.values().sum();
         for (address, units) in imported {
             *credited.entry(address).or_insert(0) += units;
         }
-        let states: Vec<Bson> = IN_FLIGHT
+        let states: Vec<Bson> = IN_FLIGHT.iter().map(|s| state_bson(*s)).collect();
+        let in_flight = grouped(self, session, names::PAYOUT_BATCHES, vec![
+            doc! { "$match": { "state": { "$in": &states } } },
+            doc! { "$unwind": "$recipients" },
+            doc! { "$group": { "_id": "$recipients.address", "units": { "$sum": "$recipients.units" } } },
+        ])
+        .await?;
+        // Fees are charged to their payer when a batch is created and spent when it confirms.
+        let fee_states: Vec<Bson> = IN_FLIGHT
             .iter()
-            .map(|s| bson::to_bson(s).expect("state"))
+            .chain([BatchState::Confirmed].iter())
+            .map(|s| state_bson(*s))
             .collect();
-        let in_flight = self
-            .grouped(names::PAYOUT_BATCHES, vec![
-                doc! { "$match": { "state": { "$in": states } } },
-                doc! { "$unwind": "$recipients" },
-                doc! { "$group": { "_id": "$recipients.address", "units": { "$sum": "$recipients.units" } } },
-            ])
-            .await?;
-        let pending = self
-            .grouped(
-                names::BALANCES,
-                vec![doc! { "$group": { "_id": "$address", "units": { "$sum": "$pending" } } }],
-            )
-            .await?;
-        let paid = self
-            .grouped(
-                names::BALANCES,
-                vec![doc! { "$group": { "_id": "$address", "units": { "$sum": "$paid" } } }],
-            )
-            .await?;
+        let fees = grouped(
+            self,
+            session,
+            names::PAYOUT_BATCHES,
+            vec![
+                doc! { "$match": { "state": { "$in": fee_states }, "fee": { "$gt": 0 } } },
+                doc! { "$group": { "_id": "$fee_payer", "units": { "$sum": "$fee" } } },
+            ],
+        )
+        .await?;
+        let fees_paid = aggregate(
+            self,
+            session,
+            names::PAYOUT_BATCHES,
+            vec![
+                doc! { "$match": { "state": state_bson(BatchState::Confirmed) } },
+                doc! { "$group": { "_id": null, "units": { "$sum": "$fee" } } },
+            ],
+        )
+        .await?
+        .first()
+        .map_or(0, |r| as_i64(r.get("units")));
+        let balances = aggregate(
+            self,
+            session,
+            names::BALANCES,
+            vec![doc! { "$project": { "_id": "$address", "pending": 1, "paid": 1 } }],
+        )
+        .await?;
+        let column = |field: &str| -> BTreeMap<String, i64> {
+            balances
+                .iter()
+                .filter_map(|b| Some((b.get_str("_id").ok()?.to_owned(), as_i64(b.get(field)))))
+                .collect()
+        };
+        let (pending, paid) = (column("pending"), column("paid"));
+        let held: Vec<(String, i64)> = pending
+            .iter()
+            .filter(|(address, units)| **units > 0 && crate::upow::decode_address(address).is_err())
+            .map(|(address, units)| (address.clone(), *units))
+            .collect();
         let mut addresses: Vec<&String> = credited
             .keys()
             .chain(pending.keys())
             .chain(in_flight.keys())
+            .chain(fees.keys())
             .collect();
         addresses.sort();
         addresses.dedup();
         for address in &addresses {
             let get = |m: &BTreeMap<String, i64>| m.get(*address).copied().unwrap_or(0);
-            let held = get(&pending) + get(&in_flight) + get(&paid);
-            if held != get(&credited) || get(&pending) < 0 {
+            let accounted = get(&pending) + get(&in_flight) + get(&paid) + get(&fees);
+            if accounted != get(&credited) || get(&pending) < 0 {
                 discrepancies.push(Discrepancy {
                     subject: (*address).clone(),
-                    what: "pending + in flight + paid".into(),
+                    what: "pending + in flight + paid + fees".into(),
                     expected: get(&credited),
-                    found: held,
+                    found: accounted,
                 });
             }
         }
+        let open_batches = batches(self, session, doc! { "state": { "$in": &states } }).await?;
+        let refunded_with_transaction = batches(
+            self,
+            session,
+            doc! {
+                "state": { "$in": [state_bson(BatchState::Failed), state_bson(BatchState::Abandoned)] },
+                "tx_hash": { "$type": "string" },
+            },
+        )
+        .await?;
         let total = |m: &BTreeMap<String, i64>| m.values().sum::<i64>();
         let credited_total = total(&credited);
         if credited_total != received + imported_total {
@@ -174,14 +338,20 @@ impl Store {
                 found: credited_total,
             });
         }
+        let fees_in_flight = open_batches.iter().map(|b| b.fee).sum();
         Ok(AuditReport {
             received,
             credited: credited_total,
             pending: total(&pending),
             in_flight: total(&in_flight),
             paid: total(&paid),
+            fees_paid,
+            fees_in_flight,
             addresses: addresses.len(),
             discrepancies,
+            held,
+            open_batches,
+            refunded_with_transaction,
         })
     }
 }

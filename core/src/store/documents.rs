@@ -190,11 +190,14 @@ pub struct JobRun {
     pub error: Option<String>,
 }
 
-/// `jobLocks`: who runs a job now, until when.
+/// `jobLocks`: who runs a job now, until when (by the server's clock), and the generation that
+/// fences every money move of the holder. The document is never deleted, so generations only grow.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobLock {
     #[serde(rename = "_id")]
     pub job: String,
     pub holder: String,
     pub expires_at: DateTime,
+    #[serde(default)]
+    pub generation: i64,
 }

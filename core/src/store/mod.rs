@@ -49,6 +49,9 @@ pub enum StoreError {
     /// Another writer got there first; nothing was written.
     #[error("{0}")]
     Conflict(String),
+    /// The run no longer holds its job lock: the move was refused and nothing was written.
+    #[error("fenced: {0}")]
+    Fenced(String),
 }
 
 impl StoreError {
@@ -301,16 +304,35 @@ const UPDATE_BATCH: usize = 10_000;
 /// document, on any MongoDB since 3.6, inside `session`'s transaction when given.
 pub(crate) async fn update_many_by_key(
     store: &Store,
-    mut session: Option<&mut ClientSession>,
+    session: Option<&mut ClientSession>,
     collection: &str,
     key: &str,
     updates: Vec<(String, Document)>,
     upsert: bool,
 ) -> Result<()> {
+    let updates = updates
+        .into_iter()
+        .map(|(value, update)| (doc! { key: value }, update))
+        .collect();
+    update_many_matching(store, session, collection, updates, upsert).await?;
+    Ok(())
+}
+
+/// Applies `updates` — (filter, update document), one document each — as `update` commands of
+/// many statements; returns how many statements matched a document, so a caller whose filters
+/// carry a condition can tell that one did not hold.
+pub(crate) async fn update_many_matching(
+    store: &Store,
+    mut session: Option<&mut ClientSession>,
+    collection: &str,
+    updates: Vec<(Document, Document)>,
+    upsert: bool,
+) -> Result<u64> {
+    let mut matched = 0;
     for chunk in updates.chunks(UPDATE_BATCH) {
         let statements: Vec<Document> = chunk
             .iter()
-            .map(|(value, update)| doc! { "q": { key: value }, "u": update.clone(), "upsert": upsert })
+            .map(|(filter, update)| doc! { "q": filter.clone(), "u": update.clone(), "upsert": upsert })
             .collect();
         let command = doc! { "update": collection, "updates": statements, "ordered": true };
         let context = || format!("update {} documents of {collection}", chunk.len());
@@ -330,8 +352,16 @@ pub(crate) async fn update_many_by_key(
         if let Ok(error) = reply.get_document("writeConcernError") {
             return Err(StoreError::Invalid(format!("{}: {error}", context())));
         }
+        // `n` counts matched and upserted documents.
+        let n = match reply.get("n") {
+            Some(bson::Bson::Int32(n)) => i64::from(*n),
+            Some(bson::Bson::Int64(n)) => *n,
+            _ => 0,
+        };
+        let upserted = reply.get_array("upserted").map_or(0, |u| u.len() as i64);
+        matched += u64::try_from(n - upserted).unwrap_or(0);
     }
-    Ok(())
+    Ok(matched)
 }
 
 /// Every index: (collection, keys, options). Each uniqueness assumption of the code is one of
@@ -367,6 +397,12 @@ fn index_specs() -> Vec<(&'static str, Document, IndexOptions)> {
         (
             names::PAYOUT_BATCHES,
             doc! { "recipients.address": 1 },
+            plain(),
+        ),
+        (names::PAYOUT_BATCHES, doc! { "inputs.tx_hash": 1 }, plain()),
+        (
+            names::PAYOUT_BATCHES,
+            doc! { "abandon.inputs.tx_hash": 1 },
             plain(),
         ),
     ]

@@ -1,76 +1,186 @@
-//! Job locks and job-run records: two runs of one job never overlap, and every run leaves a record.
+//! Job locks and job-run records: two runs of one job never overlap, every run leaves a record,
+//! and a run that lost its lock can move no money.
+//!
+//! A lock is a lease by the database server's clock (its `hello.localTime`), so no job process's
+//! clock decides when it expires. Each acquisition increases the lock's `generation`; that number is the run's
+//! [`Fence`], and every store method that moves money checks it in the same transaction
+//! ([`Store::check_fence`]). A run whose lock expired and was taken by another run is refused there,
+//! whatever its own clock or its renewal task believed.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bson::{DateTime, Document, doc, oid::ObjectId};
+use mongodb::ClientSession;
 use mongodb::options::ReturnDocument;
 
 use super::documents::{JobLock, JobOutcome, JobRun};
 use super::{Result, Store, StoreError};
 
-/// Held while a job runs; released on drop of the run or when it expires.
+/// The proof of holding a job's lock: its generation. Cheap to clone; clones share the `lost`
+/// flag that the renewal task raises.
 #[derive(Debug, Clone)]
-pub struct LockGuard {
+pub struct Fence {
     pub job: String,
     pub holder: String,
+    pub generation: i64,
+    lost: Arc<AtomicBool>,
+}
+
+impl Fence {
+    /// Marks the lock as lost (renewal failed or found another holder): the run must stop before
+    /// its next network call.
+    pub fn mark_lost(&self) {
+        self.lost.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
+    /// `Err(Fenced)` once the lock is known lost; call before anything that leaves the process.
+    pub fn ensure_held(&self) -> Result<()> {
+        if self.is_lost() {
+            Err(self.refused("the lock was lost"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn refused(&self, why: &str) -> StoreError {
+        StoreError::Fenced(format!(
+            "job {} lock generation {} ({why}); this run moves nothing more",
+            self.job, self.generation
+        ))
+    }
+}
+
+/// `ttl` after `now`.
+fn later(now: DateTime, ttl: Duration) -> DateTime {
+    let millis = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+    DateTime::from_millis(now.timestamp_millis().saturating_add(millis))
 }
 
 impl Store {
+    /// The database server's clock: the one clock every job process shares.
+    pub async fn server_time(&self) -> Result<DateTime> {
+        let hello = self
+            .database()
+            .run_command(doc! { "hello": 1 })
+            .await
+            .map_err(StoreError::mongo("read the server's time"))?;
+        hello
+            .get_datetime("localTime")
+            .copied()
+            .map_err(|_| StoreError::Invalid("the server's hello has no localTime".into()))
+    }
+
     /// Takes the lock of `job` for `ttl`, or returns `None` if another holder has it unexpired.
-    /// A lock left by a crashed run is taken over once it expires.
-    pub async fn try_lock_job(&self, job: &str, ttl: Duration) -> Result<Option<LockGuard>> {
+    /// A lock left by a crashed run is taken over once it expires, by the server's clock.
+    pub async fn try_lock_job(&self, job: &str, ttl: Duration) -> Result<Option<Fence>> {
         let holder = format!("{}:{}", hostname(), ObjectId::new().to_hex());
-        let now = DateTime::now();
-        let expires_at = DateTime::from_millis(now.timestamp_millis() + ttl.as_millis() as i64);
+        // The document exists from the first acquisition on and is never deleted, so the
+        // take-over below is a plain conditional update (no upsert racing an unexpired lock).
+        match self
+            .job_locks()
+            .insert_one(JobLock {
+                job: job.to_owned(),
+                holder: String::new(),
+                expires_at: DateTime::from_millis(0),
+                generation: 0,
+            })
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if super::is_duplicate_key(&e) => {}
+            Err(e) => {
+                return Err(StoreError::mongo(format!("create the lock of job {job}"))(
+                    e,
+                ));
+            }
+        }
+        let now = self.server_time().await?;
         let taken = self
             .job_locks()
             .find_one_and_update(
                 doc! { "_id": job, "expires_at": { "$lte": now } },
-                doc! { "$set": { "holder": &holder, "expires_at": expires_at } },
+                doc! {
+                    "$set": { "holder": &holder, "expires_at": later(now, ttl) },
+                    "$inc": { "generation": 1_i64 },
+                },
             )
-            .upsert(true)
             .return_document(ReturnDocument::After)
-            .await;
-        match taken {
-            Ok(Some(JobLock { holder: h, .. })) if h == holder => Ok(Some(LockGuard {
+            .await
+            .map_err(StoreError::mongo(format!("take the lock of job {job}")))?;
+        Ok(match taken {
+            Some(lock) if lock.holder == holder => Some(Fence {
                 job: job.to_owned(),
                 holder,
-            })),
-            Ok(_) => Ok(None),
-            // The upsert met the unexpired lock under the unique `_id`.
-            Err(e) if super::is_duplicate_key(&e) => Ok(None),
-            Err(e) => Err(StoreError::mongo(format!("take the lock of job {job}"))(e)),
-        }
+                generation: lock.generation,
+                lost: Arc::default(),
+            }),
+            _ => None,
+        })
     }
 
-    /// Extends a held lock; `false` if it was lost (expired and taken by another run).
-    pub async fn renew_job_lock(&self, lock: &LockGuard, ttl: Duration) -> Result<bool> {
-        let expires_at =
-            DateTime::from_millis(DateTime::now().timestamp_millis() + ttl.as_millis() as i64);
+    /// Extends a held lock by `ttl` from the server's now; `false` if it was lost (expired and
+    /// taken by another run).
+    pub async fn renew_job_lock(&self, fence: &Fence, ttl: Duration) -> Result<bool> {
+        let now = self.server_time().await?;
         let renewed = self
             .job_locks()
             .update_one(
-                doc! { "_id": &lock.job, "holder": &lock.holder },
-                doc! { "$set": { "expires_at": expires_at } },
+                doc! { "_id": &fence.job, "holder": &fence.holder, "generation": fence.generation },
+                doc! { "$set": { "expires_at": later(now, ttl) } },
             )
             .await
             .map_err(StoreError::mongo(format!(
                 "renew the lock of job {}",
-                lock.job
+                fence.job
             )))?;
         Ok(renewed.matched_count == 1)
     }
 
-    /// Releases a held lock (a lock that was lost is left to its new holder).
-    pub async fn unlock_job(&self, lock: &LockGuard) -> Result<()> {
+    /// Releases a held lock: it expires now (a lock that was lost is left to its new holder).
+    /// The document stays, so the next generation is still larger.
+    pub async fn unlock_job(&self, fence: &Fence) -> Result<()> {
         self.job_locks()
-            .delete_one(doc! { "_id": &lock.job, "holder": &lock.holder })
+            .update_one(
+                doc! { "_id": &fence.job, "holder": &fence.holder, "generation": fence.generation },
+                doc! { "$set": { "expires_at": DateTime::from_millis(0) } },
+            )
             .await
             .map_err(StoreError::mongo(format!(
                 "release the lock of job {}",
-                lock.job
+                fence.job
             )))?;
         Ok(())
+    }
+
+    /// Checks, inside `session`'s transaction, that `fence` is still the lock's generation, by
+    /// writing to the lock document: a concurrent take-over then conflicts with this transaction
+    /// instead of slipping past it. Every money move calls this first.
+    pub async fn check_fence(&self, session: &mut ClientSession, fence: &Fence) -> Result<()> {
+        fence.ensure_held()?;
+        let checked = self
+            .job_locks()
+            .update_one(
+                doc! { "_id": &fence.job, "generation": fence.generation },
+                doc! { "$set": { "fenced_at": DateTime::now() } },
+            )
+            .session(session)
+            .await
+            .map_err(StoreError::mongo(format!(
+                "check the lock of job {}",
+                fence.job
+            )))?;
+        if checked.matched_count == 1 {
+            Ok(())
+        } else {
+            fence.mark_lost();
+            Err(fence.refused("another run took the lock"))
+        }
     }
 
     /// Records the start of a run; returns its id.

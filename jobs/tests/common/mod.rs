@@ -49,18 +49,38 @@ impl Harness {
 
     /// Runs `minerpool-job <job> --config …` with extra environment, to completion.
     pub async fn run(&self, job: &str, env: &[(&str, &str)]) -> Output {
+        self.run_args(job, &[], env).await
+    }
+
+    /// Like [`Harness::run`], with extra arguments after the config.
+    pub async fn run_args(&self, job: &str, args: &[&str], env: &[(&str, &str)]) -> Output {
+        self.command(job, args, env)
+            .output()
+            .await
+            .expect("run minerpool-job")
+    }
+
+    /// The `minerpool-job` command, not yet started.
+    pub fn command(
+        &self,
+        job: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> tokio::process::Command {
         let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-job"));
         command
             .arg(job)
             .arg("--config")
             .arg(&self.config_path)
+            .args(args)
             .env("MONGODB_URI", mongodb_uri())
             .env("MINERPOOL_JOB_LOCK_TTL_SECONDS", "1")
-            .env_remove("MINERPOOL_FAULT");
+            .env_remove("MINERPOOL_FAULT")
+            .env_remove("MINERPOOL_PAUSE");
         for (k, v) in env {
             command.env(k, v);
         }
-        command.output().await.expect("run minerpool-job")
+        command
     }
 
     /// Runs a job that must succeed; returns its JSON summary (the last stdout line).
