@@ -7,6 +7,7 @@ use common::{ADMIN_TOKEN, Options, node, node_with, task};
 use minerpool_core::store::Store;
 use minerpool_core::store::documents::names;
 use minerpool_tests::fixtures::*;
+use minerpool_tests::wait;
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -338,24 +339,20 @@ async fn health_readiness_and_metrics() {
     );
     assert_eq!(status_of(format!("{}/healthz", n.http)).await, 200);
     assert_eq!(status_of(format!("{}/readyz", n.http)).await, 200);
-    let metrics = http()
-        .get(format!("{}/metrics", n.http))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains(
-            "minerpool_node_websocket_messages_total{kind=\"TASK\",outcome=\"success\"} 1"
-        ),
-        "{metrics}"
-    );
-    assert!(
-        metrics.contains("minerpool_node_http_requests_total"),
-        "{metrics}"
-    );
+    // Counted around the reply, not necessarily before the client sees it: wait for the counts.
+    let metrics = format!("{}/metrics", n.http);
+    wait::metric(
+        &metrics,
+        "minerpool_node_websocket_messages_total{kind=\"TASK\",outcome=\"success\"}",
+        |n| n == 1.0,
+    )
+    .await;
+    wait::metric(
+        &metrics,
+        "minerpool_node_http_requests_total{route=\"/healthz\",status=\"200\"}",
+        |n| n == 1.0,
+    )
+    .await;
 
     // A node whose database is down is alive but not ready.
     let down = Store::connect(

@@ -16,7 +16,8 @@ use minerpool_operator::cronjob_api::CronJobVersion;
 use minerpool_operator::fixtures;
 use minerpool_operator::metrics::Metrics;
 use minerpool_operator::reconcile::{self, Context, Scope};
-use minerpool_operator::testing::{self, wait_until};
+use minerpool_operator::testing;
+use minerpool_tests::wait;
 
 /// Resident and peak memory of this process, in MiB.
 fn memory() -> (f64, f64) {
@@ -89,14 +90,14 @@ async fn main() {
             let _ = stopped.await;
         },
     ));
-    wait_until(
+    wait::until_ok(
         "every MinerPool to be reconciled",
         Duration::from_secs(900),
-        || {
-            let pools = pools.clone();
-            async move {
-                let list = pools.list(&ListParams::default()).await.ok()?;
-                (converged(&list.items) == count).then_some(())
+        || async {
+            match pools.list(&ListParams::default()).await {
+                Ok(list) if converged(&list.items) == count => Ok(()),
+                Ok(list) => Err(format!("{} of {count} reconciled", converged(&list.items))),
+                Err(e) => Err(format!("listing the MinerPools: {e}")),
             }
         },
     )

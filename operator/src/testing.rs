@@ -1,11 +1,10 @@
 //! Support for tests and benchmarks against the real kube-apiserver started by
 //! `scripts/with-test-servers.sh` (MINERPOOL_TEST_KUBE=1).
 
-use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -99,20 +98,16 @@ pub async fn ensure_crd(client: &Client) {
         Err(kube::Error::Api(status)) if status.code == 409 => {}
         Err(e) => panic!("the CRD is not accepted: {e}"),
     }
-    wait_until("the CRD to be established", Duration::from_secs(30), || {
-        let crds = crds.clone();
-        let name = name.clone();
-        async move {
-            let crd = crds.get(&name).await.ok()?;
-            let established = crd
-                .status?
-                .conditions?
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True");
-            established.then_some(())
-        }
-    })
-    .await;
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        &name,
+        kube::runtime::wait::conditions::is_crd_established(),
+    );
+    match tokio::time::timeout(Duration::from_secs(30), established).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => panic!("watching the CRD {name}: {e}"),
+        Err(_) => panic!("the CRD {name} was not established within 30 s"),
+    }
 }
 
 /// A fresh namespace whose name starts with `prefix`.
@@ -184,24 +179,5 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
                 value,
             );
         }
-    }
-}
-
-/// Polls `check` every 200 ms until it returns `Some`, or panics naming `what`.
-pub async fn wait_until<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let started = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            started.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }

@@ -16,10 +16,9 @@ use minerpool_operator::cronjob_api::CronJobVersion;
 use minerpool_operator::fixtures;
 use minerpool_operator::metrics::Metrics;
 use minerpool_operator::reconcile::{self, Context, Scope};
-use minerpool_operator::testing::{self, wait_until};
+use minerpool_operator::testing;
+use minerpool_tests::wait::{self, DEADLINE, Shown};
 use serde_json::json;
-
-const WAIT: Duration = Duration::from_secs(60);
 
 /// The controller, running until dropped.
 struct Operator {
@@ -45,10 +44,6 @@ impl Operator {
             stop: Some(stop),
             task: Some(task),
         }
-    }
-
-    fn reconciles(&self) -> u64 {
-        self.ctx.metrics.reconciles.get()
     }
 
     async fn stop(mut self) {
@@ -82,17 +77,49 @@ async fn wait_status(
     check: impl Fn(&MinerPoolStatus) -> bool,
 ) -> MinerPool {
     let api: Api<MinerPool> = Api::namespaced(client.clone(), ns);
-    wait_until(what, WAIT, || {
+    let check = &check;
+    wait::until_ok(what, DEADLINE, || {
         let api = api.clone();
-        let check = &check;
         async move {
-            let mp = api.get(name).await.ok()?;
-            let status = mp.status.as_ref()?;
-            (status.observed_generation == mp.metadata.generation && check(status))
-                .then_some(mp.clone())
+            let mp = api
+                .get(name)
+                .await
+                .map_err(|e| Shown(format!("reading MinerPool {name}: {e}")))?;
+            let current = mp.status.as_ref().is_some_and(|status| {
+                status.observed_generation == mp.metadata.generation && check(status)
+            });
+            if current {
+                Ok(mp)
+            } else {
+                Err(Shown(format!(
+                    "generation {:?}, status {:?}",
+                    mp.metadata.generation, mp.status
+                )))
+            }
         }
     })
     .await
+}
+
+/// The reasons of the Events about the MinerPool `name`, oldest first. The operator records an
+/// Event after it writes the status, so a test that has seen the status waits for these.
+async fn event_reasons(client: &Client, ns: &str, name: &str) -> Vec<String> {
+    let events: Api<Event> = Api::namespaced(client.clone(), ns);
+    let mut events = events.list(&ListParams::default()).await.unwrap().items;
+    events.sort_by(|a, b| {
+        a.metadata
+            .creation_timestamp
+            .cmp(&b.metadata.creation_timestamp)
+    });
+    events
+        .into_iter()
+        .filter(|e| {
+            e.regarding.as_ref().is_some_and(|r| {
+                r.kind.as_deref() == Some("MinerPool") && r.name.as_deref() == Some(name)
+            })
+        })
+        .filter_map(|e| e.reason)
+        .collect()
 }
 
 fn condition<'a>(
@@ -275,16 +302,13 @@ async fn a_reconcile_creates_owned_children_status_events_and_printer_columns() 
         assert_eq!(cron_job.data["spec"]["concurrencyPolicy"], "Forbid");
     }
 
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let reasons: Vec<String> = events
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items
-        .into_iter()
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("pool"))
-        .filter_map(|e| e.reason)
-        .collect();
+    let reasons = wait::until(
+        "the Event of the first status",
+        DEADLINE,
+        || event_reasons(&client, &ns, "pool"),
+        |reasons| !reasons.is_empty(),
+    )
+    .await;
     assert_eq!(
         reasons,
         ["NodeUnavailable"],
@@ -308,14 +332,12 @@ async fn a_reconcile_creates_owned_children_status_events_and_printer_columns() 
         json!({"spec": {"jobs": {"decay": {"enabled": false}}}}),
     )
     .await;
-    wait_until("the decay CronJob to go", WAIT, || {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move {
-            let names = cron_job_names(&client, &ns).await;
-            (names == ["pool-payouts", "pool-rewards", "pool-validators"]).then_some(())
-        }
-    })
+    wait::until(
+        "the decay CronJob to go",
+        DEADLINE,
+        || cron_job_names(&client, &ns),
+        |names| names == &["pool-payouts", "pool-rewards", "pool-validators"],
+    )
     .await;
 
     // An invalid edit becomes a condition and leaves the running children as they were.
@@ -347,17 +369,9 @@ async fn scaling_goes_through_the_minerpool_and_a_direct_scale_is_not_fought() {
     testing::create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
     wait_status(&client, &ns, "pool", "the first status", |_| true).await;
 
-    // spec.node.replicas unset: a direct scale stands through later reconciles.
-    kubectl(&["scale", "deployment/pool-node", "--replicas=4", "-n", &ns]);
-    let before = operator.reconciles();
-    kubectl(&["annotate", "mp/pool", "-n", &ns, "touched=yes"]);
-    wait_until("a reconcile after the touch", WAIT, || {
-        let done = operator.reconciles() > before;
-        async move { done.then_some(()) }
-    })
-    .await;
-    assert_eq!(replicas(&client, &ns, "pool-node").await, Some(4));
-    // Even a spec change that re-applies the Deployment leaves the count alone.
+    // spec.node.replicas unset: a direct scale stands through later reconciles. An edit of a
+    // CronJob's schedule is reconciled (its status names the new generation once it is) without
+    // re-applying the Deployment.
     let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
     let config_hash = |d: Deployment| {
         d.spec
@@ -370,13 +384,28 @@ async fn scaling_goes_through_the_minerpool_and_a_direct_scale_is_not_fought() {
             .clone()
     };
     let before = config_hash(deployments.get("pool-node").await.unwrap());
+    kubectl(&["scale", "deployment/pool-node", "--replicas=4", "-n", &ns]);
+    patch_pool(
+        &client,
+        &ns,
+        json!({"spec": {"jobs": {"decay": {"schedule": "*/7 * * * *"}}}}),
+    )
+    .await;
+    wait_status(&client, &ns, "pool", "generation 2 reconciled", |_| true).await;
+    assert_eq!(
+        config_hash(deployments.get("pool-node").await.unwrap()),
+        before,
+        "a schedule edit leaves the Deployment as it was"
+    );
+    assert_eq!(replicas(&client, &ns, "pool-node").await, Some(4));
+    // Even a spec change that re-applies the Deployment leaves the count alone.
     patch_pool(
         &client,
         &ns,
         json!({"spec": {"rewards": {"blocksPerRun": 20}}}),
     )
     .await;
-    wait_status(&client, &ns, "pool", "generation 2 reconciled", |_| true).await;
+    wait_status(&client, &ns, "pool", "generation 3 reconciled", |_| true).await;
     let after = config_hash(deployments.get("pool-node").await.unwrap());
     assert_ne!(
         before, after,
@@ -386,11 +415,12 @@ async fn scaling_goes_through_the_minerpool_and_a_direct_scale_is_not_fought() {
 
     // The scale subresource of the MinerPool sets spec.node.replicas, which the operator owns.
     kubectl(&["scale", "mp/pool", "--replicas=3", "-n", &ns]);
-    wait_until("the Deployment to follow the MinerPool", WAIT, || {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move { (replicas(&client, &ns, "pool-node").await == Some(3)).then_some(()) }
-    })
+    wait::until(
+        "the Deployment to follow the MinerPool",
+        DEADLINE,
+        || replicas(&client, &ns, "pool-node"),
+        |replicas| *replicas == Some(3),
+    )
     .await;
     let scale = kubectl(&[
         "get",
@@ -400,17 +430,25 @@ async fn scaling_goes_through_the_minerpool_and_a_direct_scale_is_not_fought() {
     let scale: serde_json::Value = serde_json::from_str(&scale).unwrap();
     assert_eq!(scale["spec"]["replicas"], 3);
     // The status reports the Deployment's own count (pods of a stuck rollout included).
-    wait_until("status replicas to match the Deployment's", WAIT, || {
-        let client = client.clone();
-        let ns = ns.clone();
-        async move {
-            let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-            let pools: Api<MinerPool> = Api::namespaced(client, &ns);
-            let live = deployments.get("pool-node").await.ok()?.status?.replicas?;
-            let reported = pools.get("pool").await.ok()?.status?.node.replicas?;
-            (live == reported && live >= 3).then_some(())
-        }
-    })
+    let pools: Api<MinerPool> = Api::namespaced(client.clone(), &ns);
+    wait::until(
+        "status replicas to match the Deployment's",
+        DEADLINE,
+        || async {
+            let live = deployments
+                .get("pool-node")
+                .await
+                .ok()
+                .and_then(|d| d.status?.replicas);
+            let reported = pools
+                .get("pool")
+                .await
+                .ok()
+                .and_then(|mp| mp.status?.node.replicas);
+            (live, reported)
+        },
+        |(live, reported)| live == reported && live.is_some_and(|n| n >= 3),
+    )
     .await;
     operator.stop().await;
 }
@@ -429,23 +467,40 @@ async fn deleting_the_minerpool_garbage_collects_its_children() {
         .delete("pool", &DeleteParams::default())
         .await
         .unwrap();
-    wait_until(
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    wait::until(
         "the children to be collected",
         Duration::from_secs(150),
-        || {
-            let client = client.clone();
-            let ns = ns.clone();
-            async move {
-                let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-                let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-                let config_maps: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-                let gone = deployments.get_opt("pool-node").await.ok()?.is_none()
-                    && services.get_opt("pool-node").await.ok()?.is_none()
-                    && config_maps.get_opt("pool-config").await.ok()?.is_none()
-                    && cron_job_names(&client, &ns).await.is_empty();
-                gone.then_some(())
+        || async {
+            let mut left = cron_job_names(&client, &ns).await;
+            for (kind, there) in [
+                (
+                    "Deployment",
+                    deployments.get_opt("pool-node").await.map(|o| o.is_some()),
+                ),
+                (
+                    "Service",
+                    services.get_opt("pool-node").await.map(|o| o.is_some()),
+                ),
+                (
+                    "ConfigMap",
+                    config_maps
+                        .get_opt("pool-config")
+                        .await
+                        .map(|o| o.is_some()),
+                ),
+            ] {
+                match there {
+                    Ok(false) => {}
+                    Ok(true) => left.push(kind.to_string()),
+                    Err(e) => left.push(format!("{kind}: {e}")),
+                }
             }
+            left
         },
+        Vec::is_empty,
     )
     .await;
     operator.stop().await;
@@ -487,21 +542,20 @@ async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
     // The chart's ServiceAccount and the token the controller manager issues for it.
     let account = format!("{release}-minerpool-operator");
     let accounts: Api<ServiceAccount> = Api::namespaced(admin.clone(), &ns);
-    let secret_name = wait_until("the ServiceAccount token", WAIT, || {
-        let accounts = accounts.clone();
-        let account = account.clone();
-        async move {
+    let secret_name = wait::until(
+        "the ServiceAccount token",
+        DEADLINE,
+        || async {
             accounts
                 .get(&account)
                 .await
-                .ok()?
-                .secrets?
-                .first()?
-                .name
-                .clone()
-        }
-    })
-    .await;
+                .ok()
+                .and_then(|a| a.secrets?.first()?.name.clone())
+        },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
     let secrets: Api<Secret> = Api::namespaced(admin.clone(), &ns);
     let token = secrets.get(&secret_name).await.unwrap().data.unwrap()["token"].clone();
     let dir = std::env::temp_dir().join(format!("minerpool-chart-{}", std::process::id()));
@@ -531,30 +585,26 @@ async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
         json!({"spec": {"jobs": {"validators": {"enabled": false}}}}),
     )
     .await;
-    wait_until(
+    wait::until(
         "the validators CronJob deleted as the chart's account",
-        WAIT,
-        || {
-            let admin = admin.clone();
-            let ns = ns.clone();
-            async move { (cron_job_names(&admin, &ns).await.len() == 3).then_some(()) }
-        },
+        DEADLINE,
+        || cron_job_names(&admin, &ns),
+        |names| names == &["pool-decay", "pool-payouts", "pool-rewards"],
     )
     .await;
-    let events: Api<Event> = Api::namespaced(admin.clone(), &ns);
-    assert!(
-        !events
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .is_empty(),
-        "the account may record Events"
-    );
+    // The Event is recorded after the status it follows; a refused one is only logged.
+    wait::until(
+        "an Event recorded as the chart's account",
+        DEADLINE,
+        || event_reasons(&admin, &ns, "pool"),
+        |reasons| !reasons.is_empty(),
+    )
+    .await;
+    // Read once the controller has stopped, so that every reconcile it ran is counted.
+    let metrics = operator.ctx.metrics.clone();
+    operator.stop().await;
     assert_eq!(
-        operator
-            .ctx
-            .metrics
+        metrics
             .failures
             .get_or_create(&minerpool_operator::metrics::FailureLabels {
                 reason: "forbidden".into()
@@ -563,7 +613,6 @@ async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
         0,
         "no request was forbidden"
     );
-    operator.stop().await;
 
     // And nothing more: the account cannot change a MinerPool's spec or read other namespaces'
     // Secrets beyond what the ClusterRole grants.
@@ -644,11 +693,7 @@ async fn the_operator_process_serves_probes_and_metrics_and_stops_on_sigterm() {
         .unwrap();
     let http = reqwest::Client::new();
     let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
-    wait_until("/readyz to answer 200", WAIT, || {
-        let request = http.get(url("/readyz")).send();
-        async move { request.await.ok()?.status().is_success().then_some(()) }
-    })
-    .await;
+    wait::http_ok(&url("/readyz")).await;
     assert_eq!(
         http.get(url("/healthz"))
             .send()
@@ -661,23 +706,19 @@ async fn the_operator_process_serves_probes_and_metrics_and_stops_on_sigterm() {
     );
     testing::create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
     wait_status(&client, &ns, "pool", "a reconcile by the process", |_| true).await;
-    let metrics = http
-        .get(url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(metrics.contains("minerpool_operator_leader 1"), "{metrics}");
-    let reconciles: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("minerpool_operator_reconciles_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(reconciles >= 1);
-    assert!(metrics.contains("minerpool_operator_reconcile_duration_seconds_count"));
+    // The reconcile that wrote the status is counted after it returns: wait for the count.
+    let metrics = url("/metrics");
+    wait::metric(&metrics, "minerpool_operator_leader", |v| v == 1.0).await;
+    wait::metric(&metrics, "minerpool_operator_reconciles_total", |n| {
+        n >= 1.0
+    })
+    .await;
+    wait::metric(
+        &metrics,
+        "minerpool_operator_reconcile_duration_seconds_count",
+        |n| n >= 1.0,
+    )
+    .await;
 
     let pid = child.id().unwrap().to_string();
     assert!(

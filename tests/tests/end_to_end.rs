@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bson::{Document, doc};
 use futures::{SinkExt, StreamExt};
@@ -18,6 +18,7 @@ use minerpool_tests::chain_sim::{
 };
 use minerpool_tests::fixtures::*;
 use minerpool_tests::free_port;
+use minerpool_tests::wait::{self, DEADLINE};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -94,18 +95,6 @@ async fn get(url: &str) -> Value {
     reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
-async fn eventually<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn send(ws: &str, message: Value) -> String {
     let (mut socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
     socket
@@ -148,12 +137,7 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
         .expect("start minerpool-node");
     let api = format!("http://127.0.0.1:{http_port}");
     let ws = format!("ws://127.0.0.1:{ws_port}");
-    eventually("the node to be ready", || async {
-        reqwest::get(format!("{api}/readyz"))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    })
-    .await;
+    wait::http_ok(&format!("{api}/readyz")).await;
 
     let added = reqwest::Client::new()
         .post(format!("{api}/api/v1/pools"))
@@ -164,10 +148,13 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
         .unwrap();
     assert_eq!(added.status().as_u16(), 201);
 
-    eventually("the validators job to list the validators", || async {
-        let v = get(&format!("{api}/validators")).await;
-        v.as_object().is_some_and(|o| o.len() == 3)
-    })
+    let validators = format!("{api}/validators");
+    wait::until(
+        "the validators job to list the validators",
+        DEADLINE,
+        || get(&validators),
+        |v| v.as_object().is_some_and(|o| o.len() == 3),
+    )
     .await;
     for v in [VALIDATOR_1, VALIDATOR_2] {
         let pong = send(
@@ -192,22 +179,31 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
         allowed.contains(&score),
         "score {score} follows TASK then decay: {allowed:?}"
     );
-    eventually("a decay run to lower the pool score", || async {
-        let pool = get(&format!("{api}/api/v1/pools/{POOL_A}")).await;
-        let now = pool["score"].as_i64().unwrap();
-        assert!(
-            allowed.contains(&now),
-            "score {now} is on the decay path {allowed:?}"
-        );
-        now < 18
-    })
+    wait::until(
+        "a decay run to lower the pool score",
+        DEADLINE,
+        || async {
+            let pool = get(&format!("{api}/api/v1/pools/{POOL_A}")).await;
+            let now = pool["score"].as_i64().unwrap();
+            assert!(
+                allowed.contains(&now),
+                "score {now} is on the decay path {allowed:?}"
+            );
+            now
+        },
+        |&now| now < 18,
+    )
     .await;
 
-    eventually("the chain to be scanned", || async {
-        get(&format!("{api}/api/v1/stats")).await["lastScannedHeight"] == 20005
-    })
+    // The height moves in the same transaction as the credits: these stats show them all.
+    let stats_url = format!("{api}/api/v1/stats");
+    let stats = wait::until(
+        "the chain to be scanned",
+        DEADLINE,
+        || get(&stats_url),
+        |stats| stats["lastScannedHeight"] == 20005,
+    )
     .await;
-    let stats = get(&format!("{api}/api/v1/stats")).await;
     let total_text = Amount::from_units(total).unwrap().to_string();
     assert_eq!(stats["received"], total_text, "{stats}");
     assert_eq!(stats["credited"], total_text, "{stats}");
