@@ -37,6 +37,9 @@ pub struct Metrics {
     pub messages: Family<MessageLabels, Counter>,
     pub http_requests: Family<RequestLabels, Counter>,
     pub http_latency: Family<RouteLabels, Histogram>,
+    pub payouts_in_flight: Gauge,
+    pub payouts_oldest_unconfirmed_seconds: Gauge,
+    pub payouts_held_balances: Gauge,
 }
 
 impl Default for Metrics {
@@ -74,8 +77,29 @@ impl Default for Metrics {
             "HTTP request latency by route",
             http_latency.clone(),
         );
+        let payouts_in_flight = Gauge::default();
+        let payouts_oldest_unconfirmed_seconds = Gauge::default();
+        let payouts_held_balances = Gauge::default();
+        registry.register(
+            "payouts_batches_in_flight",
+            "Payout batches created, signed, submitted or abandoning",
+            payouts_in_flight.clone(),
+        );
+        registry.register(
+            "payouts_oldest_unconfirmed_seconds",
+            "Seconds since the oldest payout batch still waiting for a block was signed (0: none)",
+            payouts_oldest_unconfirmed_seconds.clone(),
+        );
+        registry.register(
+            "payouts_held_balances",
+            "Balances the last payouts run held aside because their address cannot be paid",
+            payouts_held_balances.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            payouts_in_flight,
+            payouts_oldest_unconfirmed_seconds,
+            payouts_held_balances,
             open_connections,
             refused_connections,
             messages,
@@ -86,6 +110,16 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Sets the payouts gauges from what the database shows.
+    pub fn set_payouts(&self, health: &minerpool_core::store::payouts::PayoutsHealth) {
+        self.payouts_in_flight.set(health.in_flight as i64);
+        let age = health.oldest_signed_at.map_or(0, |signed| {
+            (bson::DateTime::now().timestamp_millis() - signed.timestamp_millis()).max(0) / 1000
+        });
+        self.payouts_oldest_unconfirmed_seconds.set(age);
+        self.payouts_held_balances.set(health.held as i64);
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();

@@ -377,3 +377,44 @@ async fn health_readiness_and_metrics() {
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
 }
+
+#[tokio::test]
+async fn metrics_show_payouts_waiting_for_a_block_and_balances_held_aside() {
+    let n = node("http_payouts_metrics").await;
+    let metrics = format!("{}/metrics", n.http);
+    wait::metric(&metrics, "minerpool_node_payouts_batches_in_flight", |v| {
+        v == 0.0
+    })
+    .await;
+    let signed_at = bson::DateTime::from_millis(bson::DateTime::now().timestamp_millis() - 120_000);
+    n.store
+        .collection::<bson::Document>("payoutBatches")
+        .insert_one(bson::doc! {
+            "_id": "b1", "state": "submitted", "recipients": [], "total": 0_i64,
+            "created_at": signed_at, "updated_at": signed_at, "signed_at": signed_at,
+        })
+        .await
+        .unwrap();
+    n.store
+        .collection::<bson::Document>("jobRuns")
+        .insert_one(bson::doc! {
+            "_id": "r1", "job": "payouts", "started_at": bson::DateTime::now(), "outcome": "succeeded",
+            "summary": { "details": { "held": [{ "address": "x", "units": 1_i64, "reason": "off curve" }] } },
+        })
+        .await
+        .unwrap();
+    let page = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    let value = |series: &str| {
+        page.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{series} in {page}"))
+    };
+    assert_eq!(value("minerpool_node_payouts_batches_in_flight"), 1.0);
+    assert!(value("minerpool_node_payouts_oldest_unconfirmed_seconds") >= 120.0);
+    assert_eq!(value("minerpool_node_payouts_held_balances"), 1.0);
+}

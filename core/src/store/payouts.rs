@@ -199,7 +199,34 @@ fn states_bson(states: &[BatchState]) -> Vec<Bson> {
     states.iter().map(|s| state_bson(*s)).collect()
 }
 
+/// What an operator watches of payouts, for `/metrics`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PayoutsHealth {
+    /// Batches created, signed, submitted or abandoning.
+    pub in_flight: u64,
+    /// When the oldest batch still waiting for a block was signed.
+    pub oldest_signed_at: Option<DateTime>,
+    /// Balances the last payouts run held aside (addresses that cannot be paid).
+    pub held: u64,
+}
+
 impl Store {
+    /// Two indexed reads: the open batches, and the last payouts run's summary.
+    pub async fn payouts_health(&self) -> Result<PayoutsHealth> {
+        let open = self.open_payout_batches().await?;
+        let last_run = self.recent_job_runs(Some("payouts"), 1).await?;
+        let held = last_run
+            .first()
+            .and_then(|run| run.summary.get_document("details").ok())
+            .and_then(|details| details.get_array("held").ok())
+            .map_or(0, |held| held.len() as u64);
+        Ok(PayoutsHealth {
+            in_flight: open.len() as u64,
+            oldest_signed_at: open.iter().filter_map(|b| b.signed_at).min(),
+            held,
+        })
+    }
+
     pub fn payout_batches(&self) -> mongodb::Collection<PayoutBatch> {
         self.collection(names::PAYOUT_BATCHES)
     }

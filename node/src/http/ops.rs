@@ -29,7 +29,19 @@ async fn readyz(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
     }
 }
 
+/// The process's metrics, with the payouts gauges read from the database first (stale values
+/// stay when it does not answer in time).
 async fn metrics(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        state.store.payouts_health(),
+    )
+    .await
+    {
+        Ok(Ok(health)) => state.metrics.set_payouts(&health),
+        Ok(Err(e)) => tracing::warn!(error = %e, "reading payouts health for /metrics"),
+        Err(_) => tracing::warn!("reading payouts health for /metrics: no answer within 2s"),
+    }
     (
         [(
             header::CONTENT_TYPE,
