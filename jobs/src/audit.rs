@@ -22,5 +22,6 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
         "inFlight": report.in_flight,
         "paid": report.paid,
         "addresses": report.addresses,
+        "importHeld": report.import_held,
     }))
 }

@@ -17,12 +17,22 @@ use crate::{Context, JobError};
 
 pub async fn run(context: &Context) -> Result<Value, JobError> {
     let imported = context.store.import_temp_withdrawals().await?;
-    if imported > 0 {
+    if imported.credited > 0 || !imported.held.is_empty() {
         tracing::info!(
-            units = imported,
+            units = imported.credited,
+            held = imported.held.len(),
             "imported the original iNode's unpaid tempWithdrawals"
         );
     }
+    let mut summary = pay_due(context).await?;
+    if let (false, Some(fields)) = (imported.held.is_empty(), summary.as_object_mut()) {
+        // The entries the import could not credit (the audit keeps listing them).
+        fields.insert("importHeld".into(), json!(imported.held));
+    }
+    Ok(summary)
+}
+
+async fn pay_due(context: &Context) -> Result<Value, JobError> {
     let payouts = &context.config.payouts;
     let minimum = payouts.minimum_payout.units();
     let max = payouts.max_outputs_per_tx as usize;

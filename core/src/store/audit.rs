@@ -7,6 +7,7 @@ use bson::{Bson, Document, doc};
 use futures::TryStreamExt;
 
 use super::documents::names;
+use super::imports::HeldEntry;
 use super::payouts::IN_FLIGHT;
 use super::{Result, Store, StoreError};
 
@@ -40,6 +41,8 @@ pub struct AuditReport {
     pub paid: i64,
     pub addresses: usize,
     pub discrepancies: Vec<Discrepancy>,
+    /// `tempWithdrawals` entries the import held aside: owed by the original, credited to no one.
+    pub import_held: Vec<HeldEntry>,
 }
 
 fn as_i64(value: Option<&Bson>) -> i64 {
@@ -119,6 +122,17 @@ impl Store {
             ])
             .await?;
         let imported_total: i64 = imported.values().sum();
+        let import_held: Vec<HeldEntry> = self
+            .imports()
+            .find(doc! {})
+            .await
+            .map_err(StoreError::mongo("audit imports"))?
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(StoreError::mongo("audit imports"))?
+            .into_iter()
+            .flat_map(|record| record.held)
+            .collect();
         for (address, units) in imported {
             *credited.entry(address).or_insert(0) += units;
         }
@@ -182,6 +196,7 @@ impl Store {
             paid: total(&paid),
             addresses: addresses.len(),
             discrepancies,
+            import_held,
         })
     }
 }
