@@ -7,10 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Well-formed uPow addresses (tests/src/fixtures.rs).
-INODE=DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi
-REWARD=DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW
+INODE=DfGQ4MBdMw7bjNn56A2d4pYi8M9yfV9iFA6mMLXLizEEp
+REWARD=DtY8EdhmGS6LyXRmVtWxnVxWA4orV8gwEz4sjjjHUu8yo
 POOL=DcDbHR1iD3rcpD3jg3NGXKPjor5kkWurTSHXgS2SURSAz
-VALIDATORS=(E4AeWsv2tgHo4hYqHb4AYEsuvfzmWPkbMTkE2uwdjK2FV DWWbEAVqPqsaDsALnotBV7MDsdhxsfun4y36ycB7UKtFe E3GBnW9Yy6whtQGaaZCYKDSbcJ8XBMLZcsEh2BvNLTNUJ)
+VALIDATORS=(E4AeWsv2tgHo4hYqHb4AYEsuvfzmWPkbMTkE2uwdjK2FV DWWbEAVqPqsaDsALnotBV7MDsdhxsfun4y36ycB7UKtFe E3GiWsnshTkwbrifcbhj5kjN99gNFGhtBxWzx8wWMfYm8)
 TOKEN=demo-admin-token
 DURATION=${DEMO_SECONDS:-0}   # 0: until Ctrl-C
 

@@ -200,8 +200,8 @@ pub fn import_layout(json: &str) -> Result<Imported, ConfigError> {
 mod tests {
     use super::*;
 
-    const WALLET: &str = "DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi";
-    const REWARD: &str = "DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW";
+    const WALLET: &str = "DfGQ4MBdMw7bjNn56A2d4pYi8M9yfV9iFA6mMLXLizEEp";
+    const REWARD: &str = "DtY8EdhmGS6LyXRmVtWxnVxWA4orV8gwEz4sjjjHUu8yo";
 
     fn original() -> String {
         format!(

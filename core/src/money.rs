@@ -12,6 +12,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 pub const UNITS_PER_COIN: i64 = 100_000_000;
 /// Decimal places of the smallest unit.
 pub const DECIMALS: u32 = 8;
+/// All the uPow there will ever be (TRANSACTIONS.md §4): no single amount owed can exceed it.
+pub const MAX_SUPPLY: Amount = Amount(1_888_464_375_000_000);
 
 /// Why a piece of text is not an amount.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -112,6 +114,16 @@ impl Amount {
         let base: i64 = significant.parse().map_err(|_| too_large())?;
         let factor = 10_i64.checked_pow(scale as u32).ok_or_else(too_large)?;
         base.checked_mul(factor).map(Amount).ok_or_else(too_large)
+    }
+
+    /// The amount the original iNode paid for a Python float: `"{:.8f}".format(x)`, the float's
+    /// exact binary value rounded (half to even) to 8 decimals, which Rust's `{:.8}` reproduces.
+    /// Only for reading the original's stored floats; money is never computed in floats.
+    pub fn from_legacy_float(value: f64) -> Result<Amount, AmountError> {
+        if !value.is_finite() {
+            return Err(AmountError::NotANumber(value.to_string()));
+        }
+        Amount::parse(&format!("{value:.8}"))
     }
 }
 
@@ -256,6 +268,31 @@ mod tests {
         assert_eq!(Amount::parse("0").unwrap(), Amount::ZERO);
         assert_eq!(Amount::parse("0.000000010").unwrap(), units(1));
         assert_eq!(Amount::parse("100e-10").unwrap(), units(1));
+    }
+
+    #[test]
+    fn a_legacy_float_is_what_the_original_paid_for_it() {
+        // Each as Python's "{:.8f}".format(x) prints it.
+        let f = |v: f64| Amount::from_legacy_float(v).map(Amount::units);
+        assert_eq!(f(0.1 + 0.2), Ok(30_000_000), "0.30000000, not refused");
+        assert_eq!(
+            f(12.345678905),
+            Ok(1_234_567_890),
+            "binary value is below the tie"
+        );
+        assert_eq!(
+            f(1.0 / 512.0),
+            Ok(195_312),
+            "0.001953125: an exact tie goes to even"
+        );
+        assert_eq!(f(7.005859375), Ok(700_585_938), "an exact tie goes to even");
+        assert_eq!(f(5e-9), Ok(1));
+        assert_eq!(f(1e-9), Ok(0));
+        assert_eq!(f(18_884_643.75), Ok(MAX_SUPPLY.units()));
+        assert!(matches!(f(-1.5), Err(AmountError::Negative(_))));
+        assert!(matches!(f(f64::NAN), Err(AmountError::NotANumber(_))));
+        assert!(matches!(f(f64::INFINITY), Err(AmountError::NotANumber(_))));
+        assert!(matches!(f(1e300), Err(AmountError::TooLarge(_))));
     }
 
     #[test]

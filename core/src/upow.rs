@@ -62,50 +62,13 @@ pub fn address_of(key: &VerifyingKey) -> String {
     bs58::encode(address_bytes(key)).into_string()
 }
 
-/// The public key behind 33 address bytes, if they are canonical (prefix 42/43, x < p, on the
-/// curve).
-fn point_of(bytes: &[u8; 33]) -> Option<VerifyingKey> {
-    let parity = match bytes[0] {
-        42 => 0x02,
-        43 => 0x03,
-        _ => return None,
-    };
-    let mut sec1 = [0u8; 33];
-    sec1[0] = parity;
-    for (i, b) in bytes[1..].iter().rev().enumerate() {
-        sec1[1 + i] = *b;
-    }
-    VerifyingKey::from_sec1_bytes(&sec1).ok()
-}
-
-/// Strict validation of a recipient (TRANSACTIONS.md §2): base58 of exactly 33 bytes with prefix
-/// 42/43 and x on the curve; a 128-hex full address is converted to that compressed form.
+/// Strict validation of a recipient (TRANSACTIONS.md §2, the rule in [`crate::address`]); a
+/// 128-hex full address is converted to the compressed form.
 pub fn decode_address(address: &str) -> Result<[u8; 33], UpowError> {
-    let refuse = |reason: &str| UpowError::Address {
+    crate::address::decode(address).map_err(|e| UpowError::Address {
         address: address.to_owned(),
-        reason: reason.to_owned(),
-    };
-    if address.len() == 128 && address.bytes().all(|b| b.is_ascii_hexdigit()) {
-        let bytes = hex::decode(address).map_err(|_| refuse("not hexadecimal"))?;
-        let mut sec1 = [0u8; 65];
-        sec1[0] = 0x04;
-        sec1[1..33].copy_from_slice(&bytes[..32].iter().rev().copied().collect::<Vec<_>>());
-        sec1[33..].copy_from_slice(&bytes[32..].iter().rev().copied().collect::<Vec<_>>());
-        let key =
-            VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| refuse("not a point of P-256"))?;
-        return Ok(address_bytes(&key));
-    }
-    let bytes = bs58::decode(address)
-        .into_vec()
-        .map_err(|e| refuse(&format!("not base58: {e}")))?;
-    let bytes: [u8; 33] = bytes
-        .try_into()
-        .map_err(|b: Vec<u8>| refuse(&format!("decodes to {} bytes, not 33", b.len())))?;
-    if !matches!(bytes[0], 42 | 43) {
-        return Err(refuse("prefix byte is not 42 or 43"));
-    }
-    point_of(&bytes).ok_or_else(|| refuse("x is not the x of a P-256 point"))?;
-    Ok(bytes)
+        reason: e.to_string(),
+    })
 }
 
 /// An amount on the wire: a length byte, then the units little-endian in that many bytes.
@@ -410,7 +373,7 @@ impl Transaction {
                     )));
                 }
             };
-            let key = point_of(owner).ok_or(UpowError::BadSignature(i))?;
+            let key = crate::address::point_of(owner).ok_or(UpowError::BadSignature(i))?;
             let signature = signature_from_wire(signature).ok_or(UpowError::BadSignature(i))?;
             key.verify(&message, &signature)
                 .map_err(|_| UpowError::BadSignature(i))?;

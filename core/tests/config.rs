@@ -5,8 +5,8 @@ use std::io::Write;
 use minerpool_core::config::{Config, ConfigError, Secrets, Sender};
 use minerpool_core::money::Amount;
 
-const INODE: &str = "DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi";
-const REWARD: &str = "DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW";
+const INODE: &str = "DfGQ4MBdMw7bjNn56A2d4pYi8M9yfV9iFA6mMLXLizEEp";
+const REWARD: &str = "DtY8EdhmGS6LyXRmVtWxnVxWA4orV8gwEz4sjjjHUu8yo";
 
 fn minimal() -> String {
     format!("chain:\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n")
@@ -182,6 +182,29 @@ fn bad_values_are_named() {
         "chain:\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n  requestTimeoutSeconds: 0\n"
     ));
     assert!(err.contains("chain.requestTimeoutSeconds"), "{err}");
+}
+
+/// Well-formed addresses that are not P-256 points: base58 with prefix 42 and x = 1, and the
+/// generator's 128-hex form with y's lowest bit flipped.
+const OFF_CURVE: [&str; 2] = [
+    "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw",
+    "96c298d84539a1f4a033eb2d817d0377f240a463e5e6bcf847422ce1f2d1176bf451bf376840b6cbce5e316b5733ce2b169e0f7c4aebe78e9b7f1afee242e34f",
+];
+
+#[test]
+fn an_off_curve_wallet_is_refused_naming_the_key() {
+    for address in OFF_CURVE {
+        for (inode, reward, key) in [
+            (address, REWARD, "chain.inodeWallet"),
+            (INODE, address, "chain.rewardAddress"),
+        ] {
+            let err = error_of(&format!(
+                "chain:\n  inodeWallet: \"{inode}\"\n  rewardAddress: \"{reward}\"\n"
+            ));
+            assert!(err.contains(key), "{err}");
+            assert!(err.contains("not a P-256 point"), "{err}");
+        }
+    }
 }
 
 #[test]

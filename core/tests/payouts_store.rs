@@ -45,8 +45,17 @@ async fn balance(store: &Store, address: &str) -> (i64, i64) {
     (b.pending, b.paid)
 }
 
-/// Takes the payouts lock: the fence every money move must carry.
+/// Takes the payouts lock (as the next run would, once any earlier holder's lease has expired):
+/// the fence every money move must carry.
 async fn fence(store: &Store) -> Fence {
+    store
+        .job_locks()
+        .update_one(
+            doc! { "_id": "payouts" },
+            doc! { "$set": { "expires_at": bson::DateTime::from_millis(0) } },
+        )
+        .await
+        .unwrap();
     store
         .try_lock_job("payouts", Duration::from_secs(60))
         .await
@@ -424,60 +433,232 @@ async fn a_dry_run_records_what_would_be_paid_and_moves_nothing() {
     assert!(store.open_payout_batches().await.unwrap().is_empty());
 }
 
-#[tokio::test]
-async fn unpaid_temp_withdrawals_are_imported_once_and_exactly() {
+/// One `tempWithdrawals` document exactly as the original iNode writes it.
+fn temp_withdrawal(id: &str, wallet: &str, new_balance: f64, kind: &str) -> bson::Document {
+    doc! {
+        "id": id,
+        "wallet_address": wallet,
+        "new_balance": new_balance,
+        "timestamp": bson::DateTime::from_millis(1_732_900_000_000),
+        "type": kind,
+    }
+}
+
+const WALLET_A: &str = "DfGQ4MBdMw7bjNn56A2d4pYi8M9yfV9iFA6mMLXLizEEp";
+const WALLET_B: &str = "DtY8EdhmGS6LyXRmVtWxnVxWA4orV8gwEz4sjjjHUu8yo";
+const WALLET_C: &str = "DcDbHR1iD3rcpD3jg3NGXKPjor5kkWurTSHXgS2SURSAz";
+const WALLET_D: &str = "E4AeWsv2tgHo4hYqHb4AYEsuvfzmWPkbMTkE2uwdjK2FV";
+/// Prefix 42 and x = 1: well-formed, not a P-256 point.
+const OFF_CURVE: &str = "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw";
+
+async fn insert_temp_withdrawals(store: &Store, entries: Vec<bson::Document>) {
     use minerpool_core::store::documents::names;
-    let store = fresh_store("temp_withdrawals").await;
-    let a = "DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi";
-    let b = "DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW";
     store
         .collection::<bson::Document>(names::TEMP_WITHDRAWALS)
-        .insert_many([
-            doc! { "wallet_address": a, "amount": "1.5", "timestamp": 1 },
-            doc! { "wallet_address": a, "amount": 0.1, "timestamp": 2 },
-            doc! { "wallet_address": b, "amount": 2_i32, "timestamp": 3 },
-        ])
+        .insert_many(entries)
         .await
         .unwrap();
-    assert_eq!(store.import_temp_withdrawals().await.unwrap(), 360_000_000);
+}
+
+#[tokio::test]
+async fn original_temp_withdrawals_are_imported_once_as_the_original_would_have_paid_them() {
+    let store = fresh_store("temp_withdrawals").await;
+    insert_temp_withdrawals(&store, vec![
+        // Each float is paid as "{:.8f}".format(x): 0.30000000, 12.34567890, 0.00195312.
+        temp_withdrawal("0b6f1c1e-3d52-4f7a-9a53-6a4d1f3e2b10", WALLET_A, 0.1 + 0.2, "pool_reward"),
+        temp_withdrawal("5d0e8a47-2c1b-4e9d-8f6a-3b7c9e1d2a41", WALLET_A, 12.345678905, "validator_reward"),
+        temp_withdrawal("a3c9e2f1-7b4d-4c8e-b1a2-9d8e7f6c5b32", WALLET_A, 1.0 / 512.0, "utxos_split_1732900000"),
+        // 7.00585938 (an exact tie, to even), 0.1, 2.5.
+        temp_withdrawal("e7f1d2c3-4b5a-4968-8776-a5b4c3d2e1f0", WALLET_B, 7.005859375, "iNode_reward"),
+        temp_withdrawal("1f2e3d4c-5b6a-4798-8a9b-0c1d2e3f4a5b", WALLET_B, 0.1, "url_split_1732900060"),
+        temp_withdrawal("9a8b7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d", WALLET_B, 2.5, "Request-URI_1732900120"),
+        temp_withdrawal("c0ffee00-1234-4abc-8def-0123456789ab", WALLET_C, 1e-8, "CatchError_64f1a2b3c4d5e6f708192a3b"),
+        // Looser old data: exact ints, decimals and strings.
+        doc! { "id": "d1", "wallet_address": WALLET_D, "new_balance": 3_i32, "type": "pool_reward" },
+        doc! { "id": "d2", "wallet_address": WALLET_D, "new_balance": 4_i64, "type": "pool_reward" },
+        doc! { "id": "d3", "wallet_address": WALLET_D,
+            "new_balance": "1.23456789".parse::<bson::Decimal128>().unwrap(), "type": "pool_reward" },
+        doc! { "id": "d4", "wallet_address": WALLET_D, "new_balance": "0.5", "type": "pool_reward" },
+    ])
+    .await;
+    let a = 30_000_000 + 1_234_567_890 + 195_312;
+    let b = 700_585_938 + 10_000_000 + 250_000_000;
+    let d = 300_000_000 + 400_000_000 + 123_456_789 + 50_000_000;
+    let done = store
+        .import_temp_withdrawals(&fence(&store).await)
+        .await
+        .unwrap();
+    assert_eq!(done.held, vec![], "every entry is payable");
+    assert_eq!(done.credited, a + b + 1 + d);
     assert_eq!(
-        balance(&store, a).await,
-        (160_000_000, 0),
-        "both entries of a wallet count"
+        balance(&store, WALLET_A).await,
+        (a, 0),
+        "a wallet's entries are summed"
     );
-    assert_eq!(balance(&store, b).await, (200_000_000, 0));
+    assert_eq!(balance(&store, WALLET_B).await, (b, 0));
+    assert_eq!(balance(&store, WALLET_C).await, (1, 0));
+    assert_eq!(balance(&store, WALLET_D).await, (d, 0));
+
+    let again = store
+        .import_temp_withdrawals(&fence(&store).await)
+        .await
+        .unwrap();
     assert_eq!(
-        store.import_temp_withdrawals().await.unwrap(),
-        0,
+        (again.credited, again.lines.len()),
+        (0, 0),
         "a second import adds nothing"
     );
-    assert_eq!(balance(&store, a).await, (160_000_000, 0));
+    assert_eq!(balance(&store, WALLET_A).await, (a, 0));
     let report = store.audit().await.unwrap();
     assert!(
         report.discrepancies.is_empty(),
         "{:?}",
         report.discrepancies
     );
+    assert_eq!(
+        report.credited,
+        a + b + 1 + d,
+        "the audit counts the import as credited"
+    );
 }
 
 #[tokio::test]
-async fn a_malformed_temp_withdrawal_imports_nothing() {
-    use minerpool_core::store::documents::names;
-    let store = fresh_store("temp_withdrawals_bad").await;
-    store
-        .collection::<bson::Document>(names::TEMP_WITHDRAWALS)
-        .insert_many([
-            doc! { "wallet_address": "DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi", "amount": "1" },
-            doc! { "wallet_address": "DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW", "amount": "0.123456789" },
-        ])
+async fn an_unpayable_temp_withdrawal_is_held_aside_and_the_rest_imported() {
+    let store = fresh_store("temp_withdrawals_held").await;
+    insert_temp_withdrawals(
+        &store,
+        vec![
+            temp_withdrawal(
+                "11111111-1111-4111-8111-111111111111",
+                WALLET_A,
+                1.5,
+                "pool_reward",
+            ),
+            temp_withdrawal(
+                "22222222-2222-4222-8222-222222222222",
+                OFF_CURVE,
+                2.0,
+                "pool_reward",
+            ),
+            temp_withdrawal(
+                "33333333-3333-4333-8333-333333333333",
+                WALLET_A,
+                f64::NAN,
+                "validator_reward",
+            ),
+            temp_withdrawal(
+                "44444444-4444-4444-8444-444444444444",
+                WALLET_B,
+                -1.0,
+                "iNode_reward",
+            ),
+            temp_withdrawal(
+                "55555555-5555-4555-8555-555555555555",
+                WALLET_B,
+                0.0,
+                "url_split_1",
+            ),
+            temp_withdrawal(
+                "66666666-6666-4666-8666-666666666666",
+                WALLET_B,
+                f64::INFINITY,
+                "url_split_2",
+            ),
+            temp_withdrawal(
+                "77777777-7777-4777-8777-777777777777",
+                WALLET_B,
+                2e7,
+                "Request-URI_3",
+            ),
+            doc! { "id": "88888888-8888-4888-8888-888888888888", "wallet_address": WALLET_B,
+            "new_balance": "0.123456789", "type": "CatchError_9" },
+            // The original never wrote `amount`; without `new_balance` nothing is owed that we know of.
+            doc! { "id": "99999999-9999-4999-8999-999999999999", "wallet_address": WALLET_B,
+            "amount": "5", "type": "pool_reward" },
+            temp_withdrawal(
+                "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa",
+                WALLET_B,
+                0.25,
+                "pool_reward",
+            ),
+        ],
+    )
+    .await;
+    let done = store
+        .import_temp_withdrawals(&fence(&store).await)
         .await
         .unwrap();
-    let err = store
-        .import_temp_withdrawals()
+    assert_eq!(done.credited, 150_000_000 + 25_000_000);
+    assert_eq!(balance(&store, WALLET_A).await, (150_000_000, 0));
+    assert_eq!(balance(&store, WALLET_B).await, (25_000_000, 0));
+    assert_eq!(store.balances().count_documents(doc! {}).await.unwrap(), 2);
+    let held: Vec<(&str, &str)> = done
+        .held
+        .iter()
+        .map(|h| (h.id.as_str(), h.reason.as_str()))
+        .collect();
+    let expect = [
+        (
+            "22222222-2222-4222-8222-222222222222",
+            "wallet_address: address is not a P-256 point",
+        ),
+        (
+            "33333333-3333-4333-8333-333333333333",
+            "new_balance: amount \"NaN\" is not a decimal number",
+        ),
+        (
+            "44444444-4444-4444-8444-444444444444",
+            "new_balance: amount \"-1.00000000\" is negative",
+        ),
+        (
+            "55555555-5555-4555-8555-555555555555",
+            "new_balance is zero",
+        ),
+        (
+            "66666666-6666-4666-8666-666666666666",
+            "new_balance: amount \"inf\" is not a decimal number",
+        ),
+        (
+            "77777777-7777-4777-8777-777777777777",
+            "more than the whole supply",
+        ),
+        (
+            "88888888-8888-4888-8888-888888888888",
+            "more than 8 decimals",
+        ),
+        (
+            "99999999-9999-4999-8999-999999999999",
+            "new_balance is missing",
+        ),
+    ];
+    assert_eq!(held.len(), expect.len(), "{held:?}");
+    for ((id, reason), (want_id, want_reason)) in held.iter().zip(expect) {
+        assert_eq!(*id, want_id);
+        assert!(reason.contains(want_reason), "{id}: {reason}");
+    }
+    assert_eq!(done.held[0].address, OFF_CURVE);
+    assert_eq!(done.held[0].raw, "2.0");
+
+    let marker = store.imports().find_one(doc! {}).await.unwrap().unwrap();
+    assert_eq!(marker.held, done.held, "the marker records what was held");
+    let again = store
+        .import_temp_withdrawals(&fence(&store).await)
         .await
-        .unwrap_err()
-        .to_string();
-    assert!(err.contains("more than 8 decimals"), "{err}");
-    assert_eq!(store.balances().count_documents(doc! {}).await.unwrap(), 0);
-    assert!(store.imports().find_one(doc! {}).await.unwrap().is_none());
+        .unwrap();
+    assert_eq!(
+        (again.credited, again.held.len()),
+        (0, 0),
+        "held entries stay held"
+    );
+    let report = store.audit().await.unwrap();
+    assert!(
+        report.discrepancies.is_empty(),
+        "{:?}",
+        report.discrepancies
+    );
+    assert_eq!(report.credited, 175_000_000);
+    assert_eq!(
+        report.import_held, done.held,
+        "the audit lists what was held"
+    );
 }

@@ -89,6 +89,7 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
         "addresses": report.addresses,
         "held": held,
         "checkedRefunds": report.refunded_with_transaction.len(),
+        "importHeld": report.import_held,
     }))
 }
 

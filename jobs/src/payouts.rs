@@ -45,13 +45,27 @@ pub async fn run(
     fence: &Fence,
     request: &PayoutsRequest,
 ) -> Result<Value, JobError> {
-    let imported = context.store.import_temp_withdrawals().await?;
-    if imported > 0 {
+    let imported = context.store.import_temp_withdrawals(fence).await?;
+    if imported.credited > 0 || !imported.held.is_empty() {
         tracing::info!(
-            units = imported,
+            units = imported.credited,
+            held = imported.held.len(),
             "imported the original iNode's unpaid tempWithdrawals"
         );
     }
+    let mut summary = pay_due(context, fence, request).await?;
+    if let (false, Some(fields)) = (imported.held.is_empty(), summary.as_object_mut()) {
+        // The entries the import could not credit (the audit keeps listing them).
+        fields.insert("importHeld".into(), json!(imported.held));
+    }
+    Ok(summary)
+}
+
+async fn pay_due(
+    context: &Context,
+    fence: &Fence,
+    request: &PayoutsRequest,
+) -> Result<Value, JobError> {
     let payouts = &context.config.payouts;
     let minimum = payouts.minimum_payout.units();
     let max = payouts.max_outputs_per_tx as usize;

@@ -728,3 +728,50 @@ async fn audit_passes_through_a_payout_and_names_a_tampered_balance() {
         "{err}"
     );
 }
+
+/// A migrated database: the original's `tempWithdrawals` are imported on the first run, an
+/// unpayable entry is held aside and named in the payouts and audit summaries, the rest paid.
+#[tokio::test]
+async fn the_first_run_imports_temp_withdrawals_and_names_what_it_held() {
+    use minerpool_core::store::documents::names;
+    let h = harness("payouts_import", &["10"]).await;
+    record_credit(&h).await;
+    let mut dry = h.config.clone();
+    dry.payouts.sender = Sender::DryRun;
+    std::fs::write(&h.config_path, dry.to_yaml()).unwrap();
+    let owed = address_of_key("4");
+    let entry = |id: &str, wallet: &str, new_balance: f64| {
+        doc! { "id": id, "wallet_address": wallet, "new_balance": new_balance,
+        "timestamp": bson::DateTime::now(), "type": "pool_reward" }
+    };
+    h.store
+        .collection::<bson::Document>(names::TEMP_WITHDRAWALS)
+        .insert_many([
+            entry("6f1e2d3c-4b5a-4c6d-8e7f-0a1b2c3d4e5f", &owed, 0.1 + 0.2),
+            entry("7a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d", &owed, 1.2),
+            entry(
+                "8b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e",
+                minerpool_tests::fixtures::OFF_CURVE,
+                2.0,
+            ),
+        ])
+        .await
+        .unwrap();
+    let summary = run_ok(&h).await;
+    let held = &summary["details"]["importHeld"];
+    assert_eq!(held.as_array().map(Vec::len), Some(1), "{summary}");
+    assert_eq!(held[0]["id"], "8b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e");
+    assert_eq!(held[0]["address"], minerpool_tests::fixtures::OFF_CURVE);
+    assert_eq!(balance(&h, &owed).await, (coins("1.5"), 0));
+    assert_eq!(
+        summary["details"]["simulated"]["recipients"], 3,
+        "the imported wallet is due with the others: {summary}"
+    );
+    let again = run_ok(&h).await;
+    assert!(again["details"].get("importHeld").is_none(), "{again}");
+    let audit = h.run_ok("audit").await;
+    assert_eq!(
+        audit["details"]["importHeld"][0]["id"], "8b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e",
+        "{audit}"
+    );
+}

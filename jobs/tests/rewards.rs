@@ -591,3 +591,58 @@ async fn validators_job_fails_cleanly_on_a_bad_chain_answer() {
         0
     );
 }
+
+#[tokio::test]
+async fn validators_job_skips_an_off_curve_validator_from_the_chain() {
+    let validator = |address: &str, stake: &str| SimValidator {
+        address: address.into(),
+        stake: units(stake),
+        votes: vec![],
+    };
+    let h = Harness::new(
+        "validators_off_curve",
+        Scenario {
+            validators: vec![
+                validator(VALIDATOR_1, "600"),
+                validator(OFF_CURVE, "300"),
+                validator(OFF_CURVE_FULL, "100"),
+            ],
+            ..Scenario::default()
+        },
+    )
+    .await;
+    let s = h.run_ok("validators").await;
+    assert_eq!(s["details"]["listed"], 1, "{s}");
+    assert_eq!(s["details"]["skipped"], 2, "{s}");
+    let skipped = &s["details"]["skippedValidators"];
+    assert_eq!(skipped[0]["address"], OFF_CURVE, "{s}");
+    assert_eq!(skipped[1]["address"], OFF_CURVE_FULL, "{s}");
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not a P-256 point"),
+        "{s}"
+    );
+    assert_eq!(
+        h.store
+            .collection::<Document>(names::VALIDATORS)
+            .count_documents(doc! { "wallet_address": { "$in": [OFF_CURVE, OFF_CURVE_FULL] } })
+            .await
+            .unwrap(),
+        0,
+        "never stored"
+    );
+    let v1 = h
+        .store
+        .collection::<Document>(names::VALIDATORS)
+        .find_one(doc! { "wallet_address": VALIDATOR_1 })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        v1.get_f64("percentage"),
+        Ok(100.0),
+        "the skipped stake counts for no one"
+    );
+}

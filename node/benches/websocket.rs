@@ -20,7 +20,7 @@ use minerpool_core::store::documents::names;
 use minerpool_core::testing::{counting_store, mongodb_uri};
 use minerpool_node::metrics::Metrics;
 use minerpool_node::{Limits, NodeState, start};
-use minerpool_tests::fixtures::{INODE, REWARD};
+use minerpool_tests::fixtures::{INODE, REWARD, address_from_key};
 use minerpool_tests::free_port;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -32,11 +32,7 @@ fn env_or(name: &str, default: usize) -> usize {
 }
 
 fn address(kind: u8, i: usize) -> String {
-    let mut bytes = [9u8; 33];
-    bytes[0] = 42;
-    bytes[1] = kind;
-    bytes[2..10].copy_from_slice(&(i as u64).to_le_bytes());
-    bs58::encode(bytes).into_string()
+    address_from_key((u64::from(kind) << 32) + i as u64)
 }
 
 const POOLS: usize = 10;

@@ -349,6 +349,25 @@ mod tests {
     }
 
     #[test]
+    fn refuses_wallets_off_the_curve() {
+        // Prefix 42 and x = 1: well-formed, but not the x of a P-256 point.
+        let off = "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw";
+        for frame in [
+            format!(
+                r#"{{"type":"TASK","pool_wallet":"{off}","validator_wallet":"{V}","val_id":"1"}}"#
+            ),
+            format!(
+                r#"{{"type":"TASK","pool_wallet":"{P}","validator_wallet":"{off}","val_id":"1"}}"#
+            ),
+            format!(
+                r#"{{"type":"PING","validator_wallet":"{off}","ip":"10.0.0.1","port":"5502"}}"#
+            ),
+        ] {
+            assert_eq!(parse(&frame), Err(INVALID_ADDRESS), "{frame}");
+        }
+    }
+
+    #[test]
     fn refuses_malformed_frames() {
         for text in ["", "not json", "[1,2]", "\"TASK\"", "42", "{\"type\": [1]}"] {
             assert_eq!(parse(text), Err(INVALID_FORMAT), "{text:?}");

@@ -207,6 +207,72 @@ async fn modify_pool_list_adds_removes_and_refuses_replays_and_garbage() {
     assert!(n.store.pool_overview(POOL_C).await.unwrap().is_none());
 }
 
+/// A pool address that is well-formed but not a P-256 point can never be paid: both APIs refuse
+/// to register it, each in its own reply shape; one the original stored can still be removed.
+#[tokio::test]
+async fn off_curve_pool_addresses_are_refused_by_both_apis() {
+    let key = admin_key();
+    let public = RsaPublicKey::from(&key);
+    let n = node_with(
+        "http_off_curve",
+        Options {
+            admin_rsa_key: Some(key),
+            ..Options::default()
+        },
+    )
+    .await;
+    let url = format!("{}/api/v1/pools", n.http);
+    for address in [OFF_CURVE, OFF_CURVE_FULL] {
+        let r = http()
+            .post(&url)
+            .bearer_auth(ADMIN_TOKEN)
+            .json(&json!({ "address": address }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{address}");
+        let error: Value = r.json().await.unwrap();
+        let message = error["error"].as_str().unwrap();
+        assert!(message.contains("not a P-256 point"), "{message}");
+        assert!(
+            message.contains(address),
+            "the reply names the address: {message}"
+        );
+
+        let (status, body) = modify(&n.http, encrypt(&public, &format!("add:{address}"))).await;
+        assert_eq!(
+            (status, body),
+            (
+                400,
+                json!({"status": "error", "message": "Invalid command"})
+            ),
+            "the legacy client's reply for an address it may not add"
+        );
+        assert!(n.store.pool_overview(address).await.unwrap().is_none());
+    }
+
+    // Left by the original iNode: still reachable, and removable through either API.
+    n.register_pool(OFF_CURVE).await;
+    let (status, body) = modify(&n.http, encrypt(&public, &format!("remove:{OFF_CURVE}"))).await;
+    assert_eq!(
+        (status, body),
+        (
+            200,
+            json!({"status": "success", "message": "Pool removed successfully"})
+        )
+    );
+    n.register_pool(OFF_CURVE_FULL).await;
+    let one = format!("{url}/{OFF_CURVE_FULL}");
+    assert_eq!(status_of(&one).await, 200);
+    let removed = http()
+        .delete(&one)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status().as_u16(), 204);
+}
+
 #[tokio::test]
 async fn modify_pool_list_is_off_without_a_key() {
     let n = node("http_modify_off").await;

@@ -250,14 +250,7 @@ async fn concurrent_tasks_lose_no_update() {
     let n = node("ws_concurrent").await;
     n.register_pool(POOL_A).await;
     // 100 validators at 1 % each add 1 a TASK: 100 concurrent TASKs must give exactly 100.
-    let validators: Vec<String> = (0..100u8)
-        .map(|i| {
-            let mut bytes = [7u8; 33];
-            bytes[0] = 42;
-            bytes[1] = i;
-            bs58::encode(bytes).into_string()
-        })
-        .collect();
+    let validators: Vec<String> = (0..100).map(|i| address_from_key(0x700 + i)).collect();
     for v in &validators {
         n.add_validator(v, 1.0).await;
     }
@@ -275,4 +268,29 @@ async fn concurrent_tasks_lose_no_update() {
         assert_eq!(s.await.unwrap(), format!("SUCCESS: c{i}"));
     }
     assert_eq!(n.pool_score(POOL_A).await, Some(100));
+}
+
+/// A wallet that is well-formed but not a P-256 point is refused before the database, even when
+/// the original left it registered or listed: TASK and PING change nothing.
+#[tokio::test]
+async fn off_curve_wallets_are_refused() {
+    let n = node("ws_off_curve").await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 50.0).await;
+    for address in [OFF_CURVE, OFF_CURVE_FULL] {
+        n.register_pool(address).await;
+        n.add_validator(address, 50.0).await;
+        assert_eq!(
+            n.send(&task(address, VALIDATOR_1, "p")).await,
+            INVALID_ADDRESS
+        );
+        assert_eq!(n.pool_score(address).await, None);
+        assert_eq!(n.send(&task(POOL_A, address, "v")).await, INVALID_ADDRESS);
+        assert_eq!(
+            n.send(&ping(address, "10.0.0.1", 5502.into())).await,
+            INVALID_ADDRESS
+        );
+    }
+    assert_eq!(n.pool_score(POOL_A).await, None, "no TASK counted");
+    n.node.shutdown().await;
 }

@@ -66,8 +66,8 @@ pub fn install_crypto_provider() {
 pub mod fixtures {
     use crate::crd::{Chain, Images, MinerPool, MinerPoolSpec, MongoDb, SecretKeyRef};
 
-    pub const INODE_WALLET: &str = "DfG98pTidMnKd8wRK7D6tEgFLZasxYr415JxQRcsADLFi";
-    pub const REWARD_ADDRESS: &str = "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw";
+    pub const INODE_WALLET: &str = "DfGQ4MBdMw7bjNn56A2d4pYi8M9yfV9iFA6mMLXLizEEp";
+    pub const REWARD_ADDRESS: &str = "DUiK4ykBjGDuXYFaU5mDu55p89sy6Y7UHMeLfBWVipWat";
     pub const MONGODB_SECRET: &str = "mongodb-uri";
 
     /// A valid spec with every optional field unset.

@@ -457,6 +457,11 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
         "is not a uPow address",
     );
 
+    // Well-formed but not a P-256 point: the same strict rule as the config file.
+    let mut mp = base.clone();
+    mp.spec.chain.inode_wallet = minerpool_tests::fixtures::OFF_CURVE.into();
+    assert_problem(&mp, &ok, "spec.chain.inodeWallet", "not a P-256 point");
+
     let mut mp = base.clone();
     mp.spec.rewards.fee_percent = 20;
     assert_problem(

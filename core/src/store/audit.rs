@@ -11,6 +11,7 @@ use mongodb::ClientSession;
 use mongodb::options::ReadConcern;
 
 use super::documents::names;
+use super::imports::HeldEntry;
 use super::payouts::{BatchState, IN_FLIGHT, PayoutBatch, state_bson};
 use super::{Result, Store, StoreError};
 
@@ -55,6 +56,8 @@ pub struct AuditReport {
     pub open_batches: Vec<PayoutBatch>,
     /// Failed or abandoned batches that had a signed transaction: the chain must not hold it.
     pub refunded_with_transaction: Vec<PayoutBatch>,
+    /// `tempWithdrawals` entries the import held aside: owed by the original, credited to no one.
+    pub import_held: Vec<HeldEntry>,
 }
 
 fn as_i64(value: Option<&Bson>) -> i64 {
@@ -241,6 +244,19 @@ impl Store {
         )
         .await?;
         let imported_total: i64 = imported.values().sum();
+        let import_held: Vec<HeldEntry> = self
+            .imports()
+            .find(doc! {})
+            .session(&mut *session)
+            .await
+            .map_err(StoreError::mongo("audit imports"))?
+            .stream(&mut *session)
+            .try_collect::<Vec<_>>()
+            .await
+            .map_err(StoreError::mongo("audit imports"))?
+            .into_iter()
+            .flat_map(|record| record.held)
+            .collect();
         for (address, units) in imported {
             *credited.entry(address).or_insert(0) += units;
         }
@@ -352,6 +368,7 @@ impl Store {
             held,
             open_batches,
             refunded_with_transaction,
+            import_held,
         })
     }
 }

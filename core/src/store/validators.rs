@@ -59,6 +59,35 @@ pub fn stake_shares(mut validators: Vec<ValidatorInfo>, limit: usize) -> Vec<Sta
         .collect()
 }
 
+/// A validator address from the chain that is not a P-256 point, left out of the list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedValidator {
+    pub address: String,
+    pub reason: crate::address::AddressError,
+}
+
+/// Keeps the validators whose address is payable; the rest are skipped, never stored, and take no
+/// share of the stake (they could never be paid).
+pub fn payable_validators(
+    validators: Vec<ValidatorInfo>,
+) -> (Vec<ValidatorInfo>, Vec<SkippedValidator>) {
+    let mut skipped = Vec::new();
+    let payable = validators
+        .into_iter()
+        .filter(|v| match crate::address::check_format(&v.validator) {
+            Ok(()) => true,
+            Err(reason) => {
+                skipped.push(SkippedValidator {
+                    address: v.validator.clone(),
+                    reason,
+                });
+                false
+            }
+        })
+        .collect();
+    (payable, skipped)
+}
+
 /// Units as the plain number the original stored (`totalStake`, `vote` are not money here).
 fn as_number(amount: Amount) -> f64 {
     amount.units() as f64 / UNITS_PER_COIN as f64
@@ -192,5 +221,36 @@ mod tests {
         let shares = stake_shares(vec![info("a", "0", &[])], 60);
         assert_eq!(shares[0].hundredths, 0);
         assert!(stake_shares(vec![], 60).is_empty());
+    }
+
+    #[test]
+    fn an_off_curve_validator_is_skipped_and_named() {
+        let real = "E4AeWsv2tgHo4hYqHb4AYEsuvfzmWPkbMTkE2uwdjK2FV";
+        // Prefix 42 and x = 1: well-formed, not a P-256 point.
+        let off_curve = "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw";
+        let (payable, skipped) = payable_validators(vec![
+            info(off_curve, "9", &[]),
+            info(real, "1", &[]),
+            info("garbage", "5", &[]),
+        ]);
+        assert_eq!(payable, vec![info(real, "1", &[])]);
+        assert_eq!(
+            skipped,
+            vec![
+                SkippedValidator {
+                    address: off_curve.into(),
+                    reason: crate::address::AddressError::OffCurve,
+                },
+                SkippedValidator {
+                    address: "garbage".into(),
+                    reason: crate::address::AddressError::Length(7),
+                },
+            ]
+        );
+        let shares = stake_shares(payable, 60);
+        assert_eq!(
+            shares[0].hundredths, 10_000,
+            "the skipped stake counts for no one"
+        );
     }
 }

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use minerpool_core::address::check_format;
+use minerpool_core::address::{AddressError, check_format, check_syntax};
 use minerpool_core::money::Amount;
 use minerpool_core::store::StoreError;
 use minerpool_core::store::activity::{PoolOverview, PoolRegistration};
@@ -61,8 +61,19 @@ fn units(units: i64) -> String {
         .to_string()
 }
 
+/// An address that looks something up (or removes it) only needs the written form: what the
+/// original stored under an off-curve address must stay reachable.
 fn valid_address(address: &str) -> Result<(), ApiError> {
-    check_format(address)
+    address_rule(address, check_syntax)
+}
+
+/// An address entering the registry must be payable (the strict rule).
+fn payable_address(address: &str) -> Result<(), ApiError> {
+    address_rule(address, check_format)
+}
+
+fn address_rule(address: &str, rule: fn(&str) -> Result<(), AddressError>) -> Result<(), ApiError> {
+    rule(address)
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("address {address:?}: {e}")))
 }
 
@@ -133,7 +144,7 @@ async fn add_pool(
 ) -> Result<Response, ApiError> {
     authorize(&state, &headers)?;
     let Json(body) = body.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
-    valid_address(&body.address)?;
+    payable_address(&body.address)?;
     match state.store.register_pool(&body.address).await? {
         PoolRegistration::Added { id } => Ok((
             StatusCode::CREATED,

@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bson::DateTime;
-use minerpool_core::address::check_format;
+use minerpool_core::address::{check_format, check_syntax};
 use minerpool_core::store::activity::PoolRegistration;
 use minerpool_core::store::documents::Validator;
 use serde_json::{Map, Value, json};
@@ -112,7 +112,13 @@ async fn modify_pool_list(State(state): State<Arc<NodeState>>, body: Bytes) -> R
         return bad_request("Invalid command");
     };
     let address = address.trim();
-    if !matches!(action, "add" | "remove") || check_format(address).is_err() {
+    // A pool added must be payable; one removed only needs the form (it may predate the rule).
+    let well_formed = match action {
+        "add" => check_format(address),
+        "remove" => check_syntax(address),
+        _ => return bad_request("Invalid command"),
+    };
+    if well_formed.is_err() {
         return bad_request("Invalid command");
     }
     match state
