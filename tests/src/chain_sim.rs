@@ -631,9 +631,9 @@ fn rate_limited(state: &Shared, endpoint: Limited) -> Option<Response> {
 /// milliseconds.
 fn period(per: Duration) -> String {
     let ms = per.as_millis();
-    if ms % 60_000 == 0 {
+    if ms.is_multiple_of(60_000) {
         format!("{} minute", ms / 60_000)
-    } else if ms % 1000 == 0 {
+    } else if ms.is_multiple_of(1000) {
         format!("{} second", ms / 1000)
     } else {
         format!("{ms} millisecond")
