@@ -87,6 +87,10 @@ pub struct ChainConfig {
     pub reward_address: String,
     #[serde(default = "default_request_timeout")]
     pub request_timeout_seconds: u64,
+    /// How long in all one read may wait out the node's HTTP 429 rate limits before it fails
+    /// (`get_blocks_details` allows 10 a minute, so two minutes rides out any window).
+    #[serde(default = "default_rate_limit_wait")]
+    pub rate_limit_wait_seconds: u64,
 }
 
 fn default_api_url() -> String {
@@ -96,6 +100,17 @@ fn default_api_url() -> String {
 fn default_request_timeout() -> u64 {
     15
 }
+
+fn default_rate_limit_wait() -> u64 {
+    120
+}
+
+/// Most `rewards.confirmations`: the last scanned block, one new block and the confirmations
+/// above it must fit in one `get_blocks_details` answer (at most 1000 blocks).
+pub const MAX_CONFIRMATIONS: u32 = 998;
+
+/// Longest `chain.rateLimitWaitSeconds`: a job stuck longer than an hour is better failed.
+pub const MAX_RATE_LIMIT_WAIT_SECONDS: u64 = 3600;
 
 impl ChainConfig {
     /// The URL the validators job appends the iNode wallet to.
@@ -119,6 +134,9 @@ pub struct RewardsConfig {
     /// First block scanned when no height is stored yet.
     pub start_height: u64,
     pub blocks_per_run: u32,
+    /// Blocks credited must be at least this many below the chain tip, so a block that a reorg
+    /// can still orphan is never credited (its income could vanish after being paid).
+    pub confirmations: u32,
 }
 
 impl Default for RewardsConfig {
@@ -129,6 +147,7 @@ impl Default for RewardsConfig {
             validators_percent: 41,
             start_height: 20001,
             blocks_per_run: 10,
+            confirmations: 10,
         }
     }
 }
@@ -259,6 +278,7 @@ impl Config {
                 inode_wallet: inode_wallet.into(),
                 reward_address: reward_address.into(),
                 request_timeout_seconds: default_request_timeout(),
+                rate_limit_wait_seconds: default_rate_limit_wait(),
             },
             rewards: RewardsConfig::default(),
             validators: ValidatorsConfig::default(),
@@ -282,6 +302,15 @@ impl Config {
         if self.chain.request_timeout_seconds == 0 {
             return Err(invalid("chain.requestTimeoutSeconds", "must be at least 1"));
         }
+        if self.chain.rate_limit_wait_seconds > MAX_RATE_LIMIT_WAIT_SECONDS {
+            return Err(invalid(
+                "chain.rateLimitWaitSeconds",
+                format!(
+                    "must be 0 to {MAX_RATE_LIMIT_WAIT_SECONDS}, got {}",
+                    self.chain.rate_limit_wait_seconds
+                ),
+            ));
+        }
         let r = &self.rewards;
         let sum =
             u32::from(r.fee_percent) + u32::from(r.pools_percent) + u32::from(r.validators_percent);
@@ -300,6 +329,15 @@ impl Config {
                 format!(
                     "must be 1 to 1000 (the chain's limit), got {}",
                     r.blocks_per_run
+                ),
+            ));
+        }
+        if r.confirmations > MAX_CONFIRMATIONS {
+            return Err(invalid(
+                "rewards.confirmations",
+                format!(
+                    "must be 0 to {MAX_CONFIRMATIONS} (one chain answer of at most 1000 blocks holds the last scanned block, a new one and the confirmations above it), got {}",
+                    r.confirmations
                 ),
             ));
         }

@@ -1,9 +1,11 @@
-//! The rewards rules (SPEC §5.1) as pure functions: what a transaction pays the iNode, and how a
-//! received amount is shared out. Every distribution conserves the amount exactly.
+//! The rewards rules (SPEC §5.1) as pure functions: which blocks a pass may credit, what a
+//! transaction pays the iNode, and how a received amount is shared out. Every distribution
+//! conserves the amount exactly.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
-use crate::chain::ChainTransaction;
+use crate::chain::{BlockDetails, ChainTransaction};
 use crate::money::{Amount, split_largest_remainder};
 use crate::store::documents::{Basis, LedgerKind, LedgerLine};
 
@@ -60,13 +62,143 @@ pub struct ValidatorWeight {
     pub active: bool,
 }
 
-/// Why a distribution could not be made.
+/// Why a pass could not credit.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RewardsError {
     #[error("the fee, pool and validator percentages sum to {0}, not 100")]
     PercentagesNot100(u32),
     #[error("amounts overflow")]
     Overflow,
+    /// The chain's answer left out block ids (the API can skip a block): crediting past them
+    /// would lose their income for good.
+    #[error(
+        "the chain's get_blocks_details answer skips {}: nothing is credited past {} until the chain serves {1}",
+        ids_text(*first, *last), if first == last { "it" } else { "them" }
+    )]
+    SkippedBlocks { first: u64, last: u64 },
+    /// The last block credited is no longer on the chain: income of an orphaned block may have
+    /// been credited. Only an operator can decide what to do (README, "When the chain
+    /// reorganises"); until then every pass stops here.
+    #[error(
+        "block {height} was credited with hash {stored} but the chain now has hash {chain} at height {height}: the chain reorganised at or below height {height} after that block was credited; nothing more is credited until an operator resolves it (README: \"When the chain reorganises\")"
+    )]
+    Reorganised {
+        height: u64,
+        stored: String,
+        chain: String,
+    },
+    /// The chain has no block at or above the last one credited.
+    #[error(
+        "the chain has no block {height}, the last one credited: the node is behind or the chain reorganised below height {height}; nothing more is credited until it serves block {height} (README: \"When the chain reorganises\")"
+    )]
+    StoredBlockMissing { height: u64 },
+}
+
+fn ids_text(first: u64, last: u64) -> String {
+    if first == last {
+        format!("block {first}")
+    } else {
+        format!("blocks {first} to {last}")
+    }
+}
+
+/// The last block a pass recorded: its height, and its hash unless the database predates stored
+/// hashes (an original iNode's has only the height).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LastScanned {
+    pub height: u64,
+    pub hash: Option<String>,
+}
+
+/// The one `get_blocks_details` call of a pass: from the last scanned block (to check it is
+/// still on chain) or `start_height`, for the new blocks plus the `confirmations` above them, so
+/// the answer also shows how far the chain reaches (at most 1000 blocks, the chain's limit).
+pub fn scan_request(
+    last: Option<&LastScanned>,
+    start_height: u64,
+    blocks_per_run: u32,
+    confirmations: u32,
+) -> (u64, u32) {
+    let (offset, extra) = match last {
+        Some(last) => (last.height, 1),
+        None => (start_height, 0),
+    };
+    let limit = (u64::from(blocks_per_run) + u64::from(confirmations) + extra).min(1000);
+    (offset, limit as u32)
+}
+
+/// What a pass may credit, decided from the chain's answer to [`scan_request`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanPlan {
+    /// Indices into the answer of the blocks credited now: settled (at least `confirmations`
+    /// below the highest block seen, which is at most the tip), new, at most `blocks_per_run`.
+    pub credit: Range<usize>,
+    /// The chain's (id, hash) of the last scanned block when no hash was stored for it: taken as
+    /// is, since an original iNode database never stored one.
+    pub adopt: Option<(u64, String)>,
+}
+
+/// Checks the answer and picks the settled blocks:
+/// - ids must run on without a gap from the offset asked (a skipped id is an error naming it);
+/// - the last scanned block must be there with the stored hash (a different hash means it was
+///   orphaned after being credited: [`RewardsError::Reorganised`]). Block hashes chain, so a
+///   reorganisation anywhere below changes this hash too;
+/// - only blocks with `id + confirmations ≤` the highest id seen are credited.
+pub fn plan_scan(
+    last: Option<&LastScanned>,
+    offset: u64,
+    answer: &[BlockDetails],
+    blocks_per_run: u32,
+    confirmations: u32,
+) -> Result<ScanPlan, RewardsError> {
+    let Some(highest) = answer.last().map(|b| b.block.id) else {
+        return match last {
+            Some(last) => Err(RewardsError::StoredBlockMissing {
+                height: last.height,
+            }),
+            None => Ok(ScanPlan {
+                credit: 0..0,
+                adopt: None,
+            }),
+        };
+    };
+    let mut expected = offset;
+    for block in answer {
+        let id = block.block.id;
+        if id != expected {
+            return Err(RewardsError::SkippedBlocks {
+                first: expected,
+                last: id.saturating_sub(1).max(expected),
+            });
+        }
+        expected = id + 1;
+    }
+    let (first_new, adopt) = match last {
+        None => (0, None),
+        Some(last) => {
+            let chain = &answer[0].block.hash;
+            match &last.hash {
+                Some(stored) if stored != chain => {
+                    return Err(RewardsError::Reorganised {
+                        height: last.height,
+                        stored: stored.clone(),
+                        chain: chain.clone(),
+                    });
+                }
+                Some(_) => (1, None),
+                None => (1, Some((last.height, chain.clone()))),
+            }
+        }
+    };
+    let settled = answer[first_new..]
+        .iter()
+        .take(blocks_per_run as usize)
+        .take_while(|b| b.block.id.saturating_add(u64::from(confirmations)) <= highest)
+        .count();
+    Ok(ScanPlan {
+        credit: first_new..first_new + settled,
+        adopt,
+    })
 }
 
 /// Shares `received` out (SPEC §5.1 step 4):
@@ -372,6 +504,111 @@ mod tests {
         let credits = credits_by_address(&lines);
         assert_eq!(credits["both"], 41 + 41);
         assert_eq!(credits["reward"], 18);
+    }
+
+    fn chain(ids: impl IntoIterator<Item = u64>) -> Vec<BlockDetails> {
+        ids.into_iter()
+            .map(|id| BlockDetails {
+                block: crate::chain::BlockHeader {
+                    id,
+                    hash: format!("h{id}"),
+                },
+                transactions: vec![],
+            })
+            .collect()
+    }
+
+    fn scanned(height: u64, hash: Option<&str>) -> LastScanned {
+        LastScanned {
+            height,
+            hash: hash.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn the_request_covers_the_last_block_the_new_ones_and_the_confirmations() {
+        assert_eq!(scan_request(None, 100, 6, 10), (100, 16));
+        let last = scanned(120, Some("h120"));
+        assert_eq!(scan_request(Some(&last), 100, 6, 10), (120, 17));
+        assert_eq!(scan_request(Some(&last), 100, 1000, 10), (120, 1000));
+    }
+
+    #[test]
+    fn only_blocks_confirmations_deep_are_credited() {
+        // Highest seen 115, 10 confirmations: 100..=105 are settled, at most 4 per run.
+        let answer = chain(100..=115);
+        let plan = plan_scan(None, 100, &answer, 4, 10).unwrap();
+        assert_eq!(plan.credit, 0..4);
+        let plan = plan_scan(None, 100, &answer, 50, 10).unwrap();
+        assert_eq!(plan.credit, 0..6);
+        let plan = plan_scan(None, 100, &chain(100..=105), 50, 10).unwrap();
+        assert_eq!(plan.credit, 0..0, "nothing is settled yet");
+        let plan = plan_scan(None, 100, &chain(100..=105), 50, 0).unwrap();
+        assert_eq!(plan.credit, 0..6, "0 confirmations credits to the tip");
+    }
+
+    #[test]
+    fn the_last_scanned_block_is_checked_and_not_credited_again() {
+        let answer = chain(105..=120);
+        let last = scanned(105, Some("h105"));
+        let plan = plan_scan(Some(&last), 105, &answer, 50, 10).unwrap();
+        assert_eq!((plan.credit, plan.adopt), (1..6, None));
+
+        let moved = scanned(105, Some("old105"));
+        let err = plan_scan(Some(&moved), 105, &answer, 50, 10).unwrap_err();
+        assert_eq!(
+            err,
+            RewardsError::Reorganised {
+                height: 105,
+                stored: "old105".into(),
+                chain: "h105".into()
+            }
+        );
+        let text = err.to_string();
+        assert!(text.contains("block 105") && text.contains("old105") && text.contains("h105"));
+    }
+
+    #[test]
+    fn a_database_without_hashes_adopts_the_chains() {
+        let last = scanned(105, None);
+        let plan = plan_scan(Some(&last), 105, &chain(105..=120), 50, 10).unwrap();
+        assert_eq!(plan.credit, 1..6);
+        assert_eq!(plan.adopt, Some((105, "h105".into())));
+    }
+
+    #[test]
+    fn skipped_ids_are_named_and_stop_the_scan() {
+        let answer = chain((100..=103).chain(106..=120));
+        let err = plan_scan(None, 100, &answer, 50, 10).unwrap_err();
+        assert_eq!(
+            err,
+            RewardsError::SkippedBlocks {
+                first: 104,
+                last: 105
+            }
+        );
+        assert!(err.to_string().contains("blocks 104 to 105"), "{err}");
+        // The last scanned block itself missing from the answer is a skip too.
+        let last = scanned(99, Some("h99"));
+        let err = plan_scan(Some(&last), 99, &chain(100..=120), 50, 10).unwrap_err();
+        assert_eq!(
+            err,
+            RewardsError::SkippedBlocks {
+                first: 99,
+                last: 99
+            }
+        );
+        assert!(err.to_string().contains("skips block 99"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_answer_is_nothing_to_do_unless_a_block_was_scanned() {
+        assert_eq!(plan_scan(None, 100, &[], 6, 10).unwrap().credit, 0..0);
+        let last = scanned(99, Some("h99"));
+        assert_eq!(
+            plan_scan(Some(&last), 99, &[], 6, 10),
+            Err(RewardsError::StoredBlockMissing { height: 99 })
+        );
     }
 
     fn arbitrary_percentages() -> impl Strategy<Value = Percentages> {

@@ -36,6 +36,8 @@ fn a_minimal_file_takes_every_default_of_the_spec() {
     );
     assert_eq!(config.rewards.start_height, 20001);
     assert_eq!(config.rewards.blocks_per_run, 10);
+    assert_eq!(config.rewards.confirmations, 10);
+    assert_eq!(config.chain.rate_limit_wait_seconds, 120);
     assert_eq!(config.validators.limit, 60);
     assert_eq!(config.node.http_address.to_string(), "0.0.0.0:8001");
     assert_eq!(config.node.websocket_address.to_string(), "0.0.0.0:5501");
@@ -144,6 +146,8 @@ fn bad_values_are_named() {
     let cases = [
         ("rewards:\n  blocksPerRun: 0\n", "rewards.blocksPerRun"),
         ("rewards:\n  blocksPerRun: 5000\n", "rewards.blocksPerRun"),
+        ("rewards:\n  confirmations: 999\n", "rewards.confirmations"),
+        ("rewards:\n  confirmations: -1\n", "rewards.confirmations"),
         ("validators:\n  limit: 0\n", "validators.limit"),
         ("node:\n  maxConnections: 0\n", "node.maxConnections"),
         (
@@ -161,6 +165,10 @@ fn bad_values_are_named() {
         let err = error_of(&format!("{}{extra}", minimal()));
         assert!(err.contains(key), "{extra:?}: {err}");
     }
+    let err = error_of(&format!(
+        "chain:\n  rateLimitWaitSeconds: 3601\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n"
+    ));
+    assert!(err.contains("chain.rateLimitWaitSeconds"), "{err}");
     let err = error_of(&format!(
         "chain:\n  apiUrl: ftp://example.org\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n"
     ));

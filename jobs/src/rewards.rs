@@ -1,9 +1,15 @@
-//! `rewards` (SPEC §5.1): scan the next blocks, credit the iNode's new income, share it out.
+//! `rewards` (SPEC §5.1): scan the next settled blocks, credit the iNode's new income, share it
+//! out.
+//!
+//! One `get_blocks_details` call per pass, from the last scanned block on, both checks that block
+//! is still on chain and shows how far the chain reaches (the highest id answered is at most the
+//! tip), so only blocks `rewards.confirmations` deep are credited without asking for the tip
+//! separately (that endpoint is rate-limited to 10 calls a minute).
 
 use std::collections::HashSet;
 
 use minerpool_core::money::Amount;
-use minerpool_core::rewards::{Percentages, distribute, income_of};
+use minerpool_core::rewards::{Percentages, distribute, income_of, plan_scan, scan_request};
 use minerpool_core::store::rewards::RewardsRecord;
 use serde_json::{Value, json};
 
@@ -12,18 +18,30 @@ use crate::{Context, JobError};
 pub async fn run(context: &Context) -> Result<Value, JobError> {
     let config = &context.config;
     let store = &context.store;
-    let previous_height = store.last_scanned_height().await?;
-    let from = match previous_height {
-        Some(height) => u64::try_from(height + 1)
-            .map_err(|_| JobError::Invalid(format!("stored block height {height} is negative")))?,
-        None => config.rewards.start_height,
-    };
-    let blocks = context
-        .chain
-        .blocks_details(from, config.rewards.blocks_per_run)
-        .await?;
+    let last_scanned = store.last_scanned().await?;
+    let previous_height = last_scanned.as_ref().map(|last| last.height as i64);
+    let (offset, limit) = scan_request(
+        last_scanned.as_ref(),
+        config.rewards.start_height,
+        config.rewards.blocks_per_run,
+        config.rewards.confirmations,
+    );
+    let answer = context.chain.blocks_details(offset, limit).await?;
+    let plan = plan_scan(
+        last_scanned.as_ref(),
+        offset,
+        &answer,
+        config.rewards.blocks_per_run,
+        config.rewards.confirmations,
+    )?;
+    let blocks = &answer[plan.credit.clone()];
     let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
-        return Ok(json!({ "from": from, "blocks": 0, "note": "no new blocks" }));
+        return Ok(json!({
+            "from": offset,
+            "blocks": 0,
+            "highestSeen": answer.last().map(|b| b.block.id),
+            "note": format!("no new block {} confirmations deep", config.rewards.confirmations),
+        }));
     };
     let (first_block, last_block) = (first.block.id as i64, last.block.id as i64);
 
@@ -31,7 +49,7 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
     let wallet = &config.chain.inode_wallet;
     let mut seen = HashSet::new();
     let mut incoming: Vec<(String, i64, Amount)> = Vec::new();
-    for block in &blocks {
+    for block in blocks {
         for tx in &block.transactions {
             if !seen.insert(tx.hash.clone()) {
                 continue;
@@ -77,6 +95,13 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
             previous_height,
             first_block,
             last_block,
+            blocks: plan
+                .adopt
+                .iter()
+                .map(|(id, hash)| (*id, hash))
+                .chain(blocks.iter().map(|b| (b.block.id, &b.block.hash)))
+                .map(|(id, hash)| (id as i64, hash.clone()))
+                .collect(),
             received: received.units(),
             transactions: incoming.iter().map(|(h, b, _)| (h.clone(), *b)).collect(),
             lines,
@@ -86,6 +111,7 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
         "from": first_block,
         "to": last_block,
         "blocks": blocks.len(),
+        "highestSeen": answer.last().map(|b| b.block.id),
         "transactionsCredited": incoming.len(),
         "transactionsAlreadyCredited": already.len(),
         "received": received.to_string(),

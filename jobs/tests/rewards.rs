@@ -7,10 +7,11 @@ use std::collections::BTreeMap;
 use bson::{Document, doc};
 use common::{Harness, stderr, summary};
 use futures::TryStreamExt;
+use minerpool_core::config::Config;
 use minerpool_core::money::Amount;
 use minerpool_core::store::documents::{Basis, LedgerKind, RewardDistribution, names};
 use minerpool_tests::chain_sim::{
-    Failure, Scenario, SimBlock, SimOutput, SimTransaction, SimValidator,
+    Failure, RateLimit, RateLimits, Scenario, SimBlock, SimOutput, SimTransaction, SimValidator,
 };
 use minerpool_tests::fixtures::*;
 
@@ -47,23 +48,73 @@ fn coinbase(hash: &str, outputs: Vec<SimOutput>) -> SimTransaction {
 }
 
 fn block(id: u64, transactions: Vec<SimTransaction>) -> SimBlock {
-    SimBlock { id, transactions }
+    SimBlock::new(id, transactions)
 }
 
-/// Chain pages are counted in blocks, not ids: six blocks make the first page (100–109).
-const BLOCKS_PER_RUN: u32 = 6;
+/// A block that pays the iNode nothing (only its coinbase, to the miner).
+fn quiet(id: u64) -> SimBlock {
+    block(
+        id,
+        vec![coinbase(
+            &format!("c{id}"),
+            vec![out(MINER, "6", "REGULAR")],
+        )],
+    )
+}
+
+/// A block whose transaction `hash` pays the iNode `amount`.
+fn paying(id: u64, hash: &str, amount: &str) -> SimBlock {
+    block(
+        id,
+        vec![
+            coinbase(&format!("c{id}"), vec![out(MINER, "6", "REGULAR")]),
+            tx(
+                hash,
+                Some("REGULAR"),
+                &[PAYER],
+                vec![out(INODE, amount, "REGULAR")],
+            ),
+        ],
+    )
+}
+
+/// Ten blocks make the first pass (100–109).
+const BLOCKS_PER_RUN: u32 = 10;
+
+/// The default `rewards.confirmations`: every test runs with it.
+const CONFIRMATIONS: u64 = 10;
 
 async fn harness(label: &str, scenario: Scenario) -> Harness {
+    harness_with(label, scenario, |_| {}).await
+}
+
+async fn harness_with(
+    label: &str,
+    scenario: Scenario,
+    adjust: impl FnOnce(&mut Config),
+) -> Harness {
     Harness::with_config(label, scenario, |c| {
-        c.rewards.blocks_per_run = BLOCKS_PER_RUN
+        c.rewards.blocks_per_run = BLOCKS_PER_RUN;
+        assert_eq!(u64::from(c.rewards.confirmations), CONFIRMATIONS);
+        adjust(c);
     })
     .await
 }
 
 /// Income: 2.5 (coinbase share) + 12.1 (REGULAR) + 0.00000001 (the REGULAR output beside a
 /// STAKE one) + 1 (untyped) in blocks 100–109; the STAKE transaction and the self-send pay
-/// nothing; block 110 repeats the 12.1 transaction; block 111 pays 0.3.
+/// nothing; block 110 repeats the 12.1 transaction; block 111 pays 0.3. Blocks 112–121 pay
+/// nothing and settle 111 (ten confirmations).
 fn scripted_chain() -> Scenario {
+    let mut scenario = scripted_income();
+    scenario
+        .blocks
+        .extend((105..=108).chain(112..=121).map(quiet));
+    scenario.blocks.sort_by_key(|b| b.id);
+    scenario
+}
+
+fn scripted_income() -> Scenario {
     Scenario {
         blocks: vec![
             block(
@@ -645,4 +696,283 @@ async fn validators_job_skips_an_off_curve_validator_from_the_chain() {
         Ok(100.0),
         "the skipped stake counts for no one"
     );
+
+/// Blocks `first..=last`, each paying the iNode 1 coin with transaction `t{id}`.
+fn paying_chain(first: u64, last: u64) -> Scenario {
+    Scenario {
+        blocks: (first..=last)
+            .map(|id| paying(id, &format!("t{id}"), "1"))
+            .collect(),
+        ..Scenario::default()
+    }
+}
+
+const COIN: i64 = 100_000_000;
+
+async fn credited_hashes(h: &Harness) -> Vec<String> {
+    let mut hashes: Vec<String> = distributions(h)
+        .await
+        .into_iter()
+        .flat_map(|d| d.hashes)
+        .collect();
+    hashes.sort();
+    hashes
+}
+
+/// `scannedBlocks` as (id, hash), in id order.
+async fn scanned_blocks(h: &Harness) -> Vec<(i64, String)> {
+    let blocks: Vec<Document> = h
+        .store
+        .collection::<Document>(names::SCANNED_BLOCKS)
+        .find(doc! {})
+        .sort(doc! { "_id": 1 })
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    blocks
+        .into_iter()
+        .map(|b| {
+            (
+                b.get_i64("_id").unwrap(),
+                b.get_str("hash").unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// What the chain shows for blocks `ids`, as `scannedBlocks` should hold them.
+fn chain_hashes(h: &Harness, ids: impl IntoIterator<Item = u64>) -> Vec<(i64, String)> {
+    ids.into_iter()
+        .map(|id| (id as i64, h.sim.block_hash(id).unwrap()))
+        .collect()
+}
+
+fn total_pending(balances: &BTreeMap<String, i64>) -> i64 {
+    balances.values().sum()
+}
+
+/// Runs a rewards pass that must fail; returns its error output.
+async fn failing_run(h: &Harness) -> String {
+    let output = h.run("rewards", &[]).await;
+    assert!(
+        !output.status.success(),
+        "the run must fail: {}",
+        stderr(&output)
+    );
+    assert_eq!(summary(&output)["outcome"], "failed");
+    stderr(&output)
+}
+
+#[tokio::test]
+async fn only_blocks_confirmations_deep_are_credited_and_more_as_the_tip_moves() {
+    let h = harness("rewards_depth", paying_chain(100, 112)).await;
+    // Tip 112: only 100–102 are ten blocks deep.
+    let first = h.run_ok("rewards").await;
+    assert_eq!(first["details"]["from"], 100);
+    assert_eq!(first["details"]["to"], 102);
+    assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(102));
+    assert_eq!(total_pending(&pending(&h).await), 3 * COIN);
+    assert_eq!(credited_hashes(&h).await, vec!["t100", "t101", "t102"]);
+    assert_eq!(
+        h.run_ok("rewards").await["details"]["blocks"],
+        0,
+        "nothing more is settled while the tip stays"
+    );
+
+    // The tip moves to 115: 103–105 settle.
+    for id in 113..=115 {
+        h.sim.add_block(paying(id, &format!("t{id}"), "1"));
+    }
+    let second = h.run_ok("rewards").await;
+    assert_eq!(
+        (
+            second["details"]["from"].clone(),
+            second["details"]["to"].clone()
+        ),
+        (103.into(), 105.into())
+    );
+    assert_eq!(total_pending(&pending(&h).await), 6 * COIN);
+    // Every scanned block's hash is stored, as the chain showed it.
+    assert_eq!(scanned_blocks(&h).await, chain_hashes(&h, 100..=105));
+}
+
+#[tokio::test]
+async fn a_reorg_below_the_settled_depth_stops_every_run_until_an_operator_resolves_it() {
+    let h = harness("rewards_deep_reorg", paying_chain(100, 115)).await;
+    assert_eq!(h.run_ok("rewards").await["details"]["to"], 105);
+    let credited = pending(&h).await;
+    let old_hash = h.sim.block_hash(105).unwrap();
+
+    // A reorganisation deeper than the confirmations replaces 104 on (same transactions).
+    h.sim.reorg(104, vec![]).unwrap();
+    let new_hash = h.sim.block_hash(105).unwrap();
+    assert_ne!(old_hash, new_hash);
+    for _ in 0..2 {
+        let err = failing_run(&h).await;
+        assert!(err.contains("block 105"), "{err}");
+        assert!(err.contains(&old_hash) && err.contains(&new_hash), "{err}");
+        assert!(err.contains("reorganised"), "{err}");
+        assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(105));
+        assert_eq!(pending(&h).await, credited, "nothing more is credited");
+        // The chain grows on; the error stays.
+        let tip = h.sim.tip().unwrap();
+        for id in tip + 1..=tip + 5 {
+            h.sim.add_block(paying(id, &format!("t{id}"), "1"));
+        }
+    }
+    let failed = h
+        .store
+        .collection::<Document>(names::JOB_RUNS)
+        .count_documents(doc! { "job": "rewards", "outcome": "failed" })
+        .await
+        .unwrap();
+    assert_eq!(failed, 2);
+
+    // The README's resolution: rescan from below the fork.
+    h.store
+        .collection::<Document>(names::SCANNED_BLOCKS)
+        .delete_many(doc! { "_id": { "$gte": 104_i64 } })
+        .await
+        .unwrap();
+    h.store
+        .collection::<Document>(names::BLOCK_HEIGHT)
+        .update_one(
+            doc! { "_id": "last_block_height" },
+            doc! { "$set": { "block_height": 103_i64 } },
+        )
+        .await
+        .unwrap();
+    let resumed = h.run_ok("rewards").await;
+    assert_eq!(resumed["details"]["from"], 104);
+    assert_eq!(
+        resumed["details"]["transactionsAlreadyCredited"], 2,
+        "104 and 105 kept their transactions: not credited twice"
+    );
+    assert_eq!(scanned_blocks(&h).await[4..6], chain_hashes(&h, 104..=105));
+}
+
+#[tokio::test]
+async fn a_reorg_within_the_unsettled_depth_credits_the_replacement_and_never_the_orphan() {
+    let mut chain = paying_chain(100, 112);
+    chain.blocks[8] = paying(108, "orphan", "5");
+    let h = harness("rewards_shallow_reorg", chain).await;
+    assert_eq!(h.run_ok("rewards").await["details"]["to"], 102);
+
+    // 106 on are replaced before they settle; the new 108 pays 7 in another transaction.
+    h.sim
+        .reorg(106, vec![paying(108, "replacement", "7")])
+        .unwrap();
+    for id in 113..=125 {
+        h.sim.add_block(quiet(id));
+    }
+    scan_to_the_end(&h).await;
+    assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(115));
+    let hashes = credited_hashes(&h).await;
+    assert!(hashes.contains(&"replacement".to_owned()), "{hashes:?}");
+    assert!(!hashes.contains(&"orphan".to_owned()), "{hashes:?}");
+    // 100–112 but 108 pay 1 each (12), the replacement 7.
+    assert_eq!(total_pending(&pending(&h).await), 19 * COIN);
+    assert_eq!(scanned_blocks(&h).await, chain_hashes(&h, 100..=115));
+    assert_conserved(&distributions(&h).await);
+}
+
+#[tokio::test]
+async fn a_block_the_chain_skips_stops_the_scan_with_an_error_naming_it() {
+    let h = harness("rewards_skip", paying_chain(100, 130)).await;
+    assert_eq!(h.run_ok("rewards").await["details"]["to"], 109);
+    let credited = pending(&h).await;
+    h.sim.skip(112);
+    for _ in 0..2 {
+        let err = failing_run(&h).await;
+        assert!(err.contains("skips block 112"), "{err}");
+        assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(109));
+        assert_eq!(
+            pending(&h).await,
+            credited,
+            "nothing past the gap is credited"
+        );
+    }
+    assert!(!credited_hashes(&h).await.contains(&"t113".to_owned()));
+}
+
+#[tokio::test]
+async fn rate_limited_chain_reads_are_waited_out() {
+    // One get_blocks_details per 3 s: back-to-back runs each meet HTTP 429 first.
+    let h = harness("rewards_429", scripted_chain()).await;
+    seed_scores(&h).await;
+    let limits = |retry_after| RateLimits {
+        blocks_details: Some(RateLimit {
+            requests: 1,
+            per_ms: 3000,
+        }),
+        retry_after,
+        ..RateLimits::default()
+    };
+    h.sim.set_rate_limits(Some(limits(false)));
+    let mut logs = String::new();
+    for _ in 0..2 {
+        let output = h.run("rewards", &[]).await;
+        assert!(output.status.success(), "{}", stderr(&output));
+        logs.push_str(&stderr(&output));
+    }
+    assert!(h.sim.rate_limited() > 0, "the runs met the limit");
+    assert!(logs.contains("HTTP 429"), "the wait is logged: {logs}");
+    // The node's Retry-After, when sent, is what the client waits.
+    h.sim.set_rate_limits(Some(limits(true)));
+    let before = h.sim.rate_limited();
+    h.run_ok("rewards").await;
+    let third = h.run("rewards", &[]).await;
+    assert!(third.status.success(), "{}", stderr(&third));
+    assert!(
+        stderr(&third).contains(r#""wait_from":"retry-after""#),
+        "{}",
+        stderr(&third)
+    );
+    assert!(h.sim.rate_limited() > before);
+    assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(111));
+    assert_credited_once(&h).await;
+}
+
+#[tokio::test]
+async fn a_rate_limit_longer_than_the_allowed_wait_fails_the_run_clearly() {
+    let h = harness_with("rewards_429_budget", scripted_chain(), |c| {
+        c.chain.rate_limit_wait_seconds = 1
+    })
+    .await;
+    h.sim.set_rate_limits(Some(RateLimits {
+        blocks_details: Some(RateLimit {
+            requests: 1,
+            per_ms: 60_000,
+        }),
+        ..RateLimits::default()
+    }));
+    h.run_ok("rewards").await;
+    let err = failing_run(&h).await;
+    assert!(err.contains("still rate limited (HTTP 429)"), "{err}");
+    assert!(err.contains("get_blocks_details"), "{err}");
+    assert!(err.contains("Rate limit exceeded: 1 per 1 minute"), "{err}");
+}
+
+#[tokio::test]
+async fn an_original_database_with_a_height_and_no_hashes_carries_on() {
+    let h = harness("rewards_old_db", paying_chain(100, 125)).await;
+    // As the original iNode wrote it: a 32-bit height, no scannedBlocks.
+    h.store
+        .collection::<Document>(names::BLOCK_HEIGHT)
+        .insert_one(doc! { "_id": "last_block_height", "block_height": 104_i32 })
+        .await
+        .unwrap();
+    let first = h.run_ok("rewards").await;
+    assert_eq!(first["details"]["from"], 105);
+    assert_eq!(first["details"]["to"], 114);
+    assert_eq!(total_pending(&pending(&h).await), 10 * COIN);
+    // The chain's hash of the stored height is adopted, then every scanned block's is stored.
+    assert_eq!(scanned_blocks(&h).await, chain_hashes(&h, 104..=114));
+    assert_eq!(h.run_ok("rewards").await["details"]["to"], 115);
+    // From now on the stored hashes are checked.
+    h.sim.reorg(110, vec![]).unwrap();
+    let err = failing_run(&h).await;
+    assert!(err.contains("block 115"), "{err}");
 }

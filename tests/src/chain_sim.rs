@@ -1,12 +1,13 @@
 //! A uPow chain simulator: an HTTP server with the node API's response shapes
 //! (upow/TRANSACTIONS.md §8), serving blocks and validators from a scenario or a seeded
 //! generator, and failing on request (timeout, HTTP 500, malformed JSON, a block without
-//! transactions) so tests can see how minerpool copes.
+//! transactions, a reorganisation, a skipped block, HTTP 429 rate limits) so tests can see how
+//! minerpool copes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -58,8 +59,35 @@ pub enum PushMode {
 #[serde(deny_unknown_fields)]
 pub struct SimBlock {
     pub id: u64,
+    /// `None`: derived from the id (and, after a [`ChainSim::reorg`], from the reorg count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hash: Option<String>,
     #[serde(default)]
     pub transactions: Vec<SimTransaction>,
+}
+
+impl SimBlock {
+    /// A block with the default hash.
+    pub fn new(id: u64, transactions: Vec<SimTransaction>) -> SimBlock {
+        SimBlock {
+            id,
+            hash: None,
+            transactions,
+        }
+    }
+
+    /// The hash the chain shows for this block.
+    pub fn hash(&self) -> String {
+        self.hash
+            .clone()
+            .unwrap_or_else(|| derived_hash(self.id, 0))
+    }
+}
+
+/// A block hash from its id and the reorganisation that made it (0: the original chain), so
+/// every reorganisation changes the hash of each block it replaces.
+fn derived_hash(id: u64, reorg: u64) -> String {
+    format!("{reorg:016x}{id:048x}")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -126,6 +154,65 @@ struct ChainState {
     /// Transactions in a block: hash → block id.
     mined: BTreeMap<String, (u64, minerpool_core::upow::Transaction)>,
     push_mode: Option<PushMode>,
+    /// Reorganisations so far (each gives the blocks it replaces new hashes).
+    reorgs: u64,
+    /// Block ids `get_blocks_details` leaves out.
+    skipped: BTreeSet<u64>,
+    rate_limits: Option<RateLimits>,
+    /// Per rate-limited endpoint: when its current window started and the requests in it.
+    windows: BTreeMap<&'static str, (Instant, u32)>,
+    /// Requests answered 429.
+    rate_limited: u64,
+}
+
+/// A rate limit of the node: so many requests per window (fixed windows, as the node's
+/// slowapi limiter counts).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub per_ms: u64,
+}
+
+/// Which endpoints answer 429 beyond their limit (TRANSACTIONS.md §8); `None`: unlimited.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimits {
+    #[serde(default)]
+    pub blocks_details: Option<RateLimit>,
+    #[serde(default)]
+    pub get_transaction: Option<RateLimit>,
+    #[serde(default)]
+    pub address_info: Option<RateLimit>,
+    /// Send `Retry-After` (whole seconds to the window's end). The node does not (slowapi's
+    /// headers are off), so the default is without.
+    #[serde(default)]
+    pub retry_after: bool,
+}
+
+impl RateLimits {
+    /// The node's own limits: `get_blocks_details` 10 a minute, `get_transaction` 2 a second,
+    /// `get_address_info` 15 a second.
+    pub fn node() -> RateLimits {
+        RateLimits::node_scaled(1000)
+    }
+
+    /// The node's request counts with every window `1/factor`-th as long (`node_scaled(60)`:
+    /// 10 `get_blocks_details` a second), so tests need not wait a real minute.
+    pub fn node_scaled(factor: u64) -> RateLimits {
+        let limit = |requests, per_ms: u64| {
+            Some(RateLimit {
+                requests,
+                per_ms: (per_ms * 1000 / factor.max(1)).max(1),
+            })
+        };
+        RateLimits {
+            blocks_details: limit(10, 60_000),
+            get_transaction: limit(2, 1000),
+            address_info: limit(15, 1000),
+            retry_after: false,
+        }
+    }
 }
 
 /// A running simulator.
@@ -178,6 +265,33 @@ impl ChainSim {
     /// The highest block id, if any.
     pub fn tip(&self) -> Option<u64> {
         self.lock().blocks.keys().next_back().copied()
+    }
+
+    /// The hash the chain shows for block `id`, if it has one.
+    pub fn block_hash(&self, id: u64) -> Option<String> {
+        self.lock().blocks.get(&id).map(SimBlock::hash)
+    }
+
+    /// A reorganisation from `from_height` on: see [`reorg`].
+    pub fn reorg(&self, from_height: u64, replacements: Vec<SimBlock>) -> Result<(), String> {
+        reorg(&mut self.lock(), from_height, replacements)
+    }
+
+    /// `get_blocks_details` leaves block `id` out of its answers from now on.
+    pub fn skip(&self, id: u64) {
+        self.lock().skipped.insert(id);
+    }
+
+    /// Rate limits from now on (`None`: none, the default).
+    pub fn set_rate_limits(&self, limits: Option<RateLimits>) {
+        let mut state = self.lock();
+        state.rate_limits = limits;
+        state.windows.clear();
+    }
+
+    /// Requests answered HTTP 429 so far.
+    pub fn rate_limited(&self) -> u64 {
+        self.lock().rate_limited
     }
 
     /// How the next pushes are answered.
@@ -273,6 +387,9 @@ fn control_routes() -> Router<Shared> {
         )
         .route("/sim/fail", post(control_fail))
         .route("/sim/blocks", post(control_add_block))
+        .route("/sim/reorg", post(control_reorg))
+        .route("/sim/skip", post(control_skip))
+        .route("/sim/rate-limits", put(control_rate_limits))
         .route("/sim/validators", put(control_set_validators))
 }
 
@@ -320,6 +437,9 @@ struct BlocksQuery {
 }
 
 async fn blocks_details(State(state): State<Shared>, Query(q): Query<BlocksQuery>) -> Response {
+    if let Some(response) = rate_limited(&state, Limited::BlocksDetails) {
+        return response;
+    }
     let failure = next_failure(&state);
     if let Some(failure) = failure
         && let Some(response) = failure_response(failure).await
@@ -331,6 +451,7 @@ async fn blocks_details(State(state): State<Shared>, Query(q): Query<BlocksQuery
         state
             .blocks
             .range(q.offset..)
+            .filter(|(id, _)| !state.skipped.contains(id))
             .take(q.limit.min(1000))
             .map(|(_, block)| render_block(block, failure == Some(Failure::EmptyBlock)))
             .collect()
@@ -397,6 +518,128 @@ async fn control_add_block(State(state): State<Shared>, Json(block): Json<SimBlo
     StatusCode::NO_CONTENT
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReorgRequest {
+    from: u64,
+    #[serde(default)]
+    blocks: Vec<SimBlock>,
+}
+
+async fn control_reorg(State(state): State<Shared>, Json(body): Json<ReorgRequest>) -> Response {
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    match reorg(&mut state, body.from, body.blocks) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SkipRequest {
+    id: u64,
+}
+
+async fn control_skip(State(state): State<Shared>, Json(body): Json<SkipRequest>) -> StatusCode {
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    state.skipped.insert(body.id);
+    StatusCode::NO_CONTENT
+}
+
+async fn control_rate_limits(
+    State(state): State<Shared>,
+    Json(limits): Json<Option<RateLimits>>,
+) -> StatusCode {
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    state.rate_limits = limits;
+    state.windows.clear();
+    StatusCode::NO_CONTENT
+}
+
+/// Replaces the chain from `from` on, as a reorganisation does: every block from there gets a
+/// new hash, and each of `replacements` (ids ≥ `from`) takes the place of the block with its id
+/// (the orphan's transactions vanish with it) or extends the chain.
+fn reorg(state: &mut ChainState, from: u64, replacements: Vec<SimBlock>) -> Result<(), String> {
+    if let Some(early) = replacements.iter().find(|b| b.id < from) {
+        return Err(format!(
+            "replacement block {} is below the reorganisation height {from}",
+            early.id
+        ));
+    }
+    state.reorgs += 1;
+    let generation = state.reorgs;
+    for (id, block) in state.blocks.range_mut(from..) {
+        block.hash = Some(derived_hash(*id, generation));
+    }
+    for mut block in replacements {
+        block
+            .hash
+            .get_or_insert_with(|| derived_hash(block.id, generation));
+        state.blocks.insert(block.id, block);
+    }
+    Ok(())
+}
+
+/// An endpoint the node rate-limits.
+#[derive(Debug, Clone, Copy)]
+enum Limited {
+    BlocksDetails,
+    GetTransaction,
+    AddressInfo,
+}
+
+/// The node's 429 when `endpoint` is over its limit in the current window, else `None` (the
+/// request counts). Called first in each rate-limited handler.
+fn rate_limited(state: &Shared, endpoint: Limited) -> Option<Response> {
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    let limits = state.rate_limits?;
+    let (name, limit) = match endpoint {
+        Limited::BlocksDetails => ("get_blocks_details", limits.blocks_details?),
+        Limited::GetTransaction => ("get_transaction", limits.get_transaction?),
+        Limited::AddressInfo => ("get_address_info", limits.address_info?),
+    };
+    let per = Duration::from_millis(limit.per_ms);
+    let now = Instant::now();
+    let window = state.windows.entry(name).or_insert((now, 0));
+    if now.duration_since(window.0) >= per {
+        *window = (now, 0);
+    }
+    window.1 += 1;
+    if window.1 <= limit.requests {
+        return None;
+    }
+    let left = per.saturating_sub(now.duration_since(window.0));
+    state.rate_limited += 1;
+    let body = Json(json!({
+        "error": format!("Rate limit exceeded: {} per {}", limit.requests, period(per)),
+    }));
+    let mut response = (StatusCode::TOO_MANY_REQUESTS, body).into_response();
+    if limits.retry_after {
+        let seconds = left.as_millis().div_ceil(1000).max(1);
+        response.headers_mut().insert(
+            "retry-after",
+            seconds
+                .to_string()
+                .parse()
+                .expect("digits are a header value"),
+        );
+    }
+    Some(response)
+}
+
+/// A window as slowapi names it: `1 minute`, `1 second`, or (for shortened test windows)
+/// milliseconds.
+fn period(per: Duration) -> String {
+    let ms = per.as_millis();
+    if ms.is_multiple_of(60_000) {
+        format!("{} minute", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{} second", ms / 1000)
+    } else {
+        format!("{ms} millisecond")
+    }
+}
+
 async fn control_set_validators(
     State(state): State<Shared>,
     Json(validators): Json<Vec<SimValidator>>,
@@ -418,7 +661,7 @@ fn number(amount: Amount) -> Box<RawValue> {
 }
 
 fn render_block(block: &SimBlock, without_transactions: bool) -> Value {
-    let hash = format!("{:064x}", block.id);
+    let hash = block.hash();
     let transactions: Vec<Value> = if without_transactions {
         Vec::new()
     } else {
@@ -482,6 +725,7 @@ pub fn generate_blocks(sim: &ChainSim, wallet: String, every: Duration, start: u
             let amount = Amount::from_units(units).expect("positive");
             sim.add_block(SimBlock {
                 id,
+                hash: None,
                 transactions: vec![
                     SimTransaction {
                         hash: format!("{:064x}", id * 2),
@@ -540,6 +784,9 @@ struct AddressQuery {
 }
 
 async fn address_info(State(state): State<Shared>, Query(q): Query<AddressQuery>) -> Response {
+    if let Some(response) = rate_limited(&state, Limited::AddressInfo) {
+        return response;
+    }
     if let Some(failure) = next_failure(&state)
         && let Some(response) = failure_response(failure).await
     {
@@ -669,6 +916,9 @@ async fn get_transaction(
     State(state): State<Shared>,
     Query(q): Query<TransactionQuery>,
 ) -> Response {
+    if let Some(response) = rate_limited(&state, Limited::GetTransaction) {
+        return response;
+    }
     let state = state.lock().unwrap_or_else(|e| e.into_inner());
     let found = if state.pending.contains_key(&q.tx_hash) {
         Some((false, Value::Null))

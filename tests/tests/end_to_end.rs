@@ -42,7 +42,8 @@ fn amount(text: &str) -> Amount {
     Amount::parse(text).unwrap()
 }
 
-/// Five blocks, each paying the iNode once.
+/// Five blocks, each paying the iNode once, then ten that pay it nothing and settle the five
+/// (`rewards.confirmations`, default 10).
 fn chain() -> (Scenario, i64) {
     let paid = ["12.5", "0.1", "0.2", "7.00000001", "3.33333333"];
     let blocks = paid
@@ -50,6 +51,7 @@ fn chain() -> (Scenario, i64) {
         .enumerate()
         .map(|(i, a)| SimBlock {
             id: 20001 + i as u64,
+            hash: None,
             transactions: vec![SimTransaction {
                 hash: format!("e2e-{i}"),
                 coinbase: false,
@@ -62,6 +64,22 @@ fn chain() -> (Scenario, i64) {
                 }],
             }],
         })
+        .chain((20006..=20015).map(|id| {
+            SimBlock::new(
+                id,
+                vec![SimTransaction {
+                    hash: format!("e2e-coinbase-{id}"),
+                    coinbase: true,
+                    transaction_type: None,
+                    inputs: vec![],
+                    outputs: vec![SimOutput {
+                        address: PAYER.into(),
+                        amount: amount("6"),
+                        output_type: "REGULAR".into(),
+                    }],
+                }],
+            )
+        }))
         .collect();
     let total = paid.iter().map(|a| amount(a).units()).sum();
     let validators = vec![

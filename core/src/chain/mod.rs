@@ -1,5 +1,6 @@
 //! Client of the uPow node HTTP API: timeouts on every call, bounded retries with backoff on
-//! idempotent reads, errors that name the URL and status, and no secret in any message.
+//! idempotent reads, waiting out the node's rate limits (HTTP 429), errors that name the URL and
+//! status, and no secret in any message.
 
 mod payer;
 mod types;
@@ -29,6 +30,14 @@ pub enum ChainError {
         url: String,
         status: u16,
         body: String,
+        /// The `Retry-After` header in seconds, if the answer had one.
+        retry_after: Option<Duration>,
+    },
+    #[error("{url}: still rate limited (HTTP 429) after waiting {waited:?} in all: {body}")]
+    RateLimited {
+        url: String,
+        waited: Duration,
+        body: String,
     },
     #[error("{url}: malformed response: {message}")]
     Malformed { url: String, message: String },
@@ -43,8 +52,41 @@ impl ChainError {
     pub fn is_transient(&self) -> bool {
         match self {
             ChainError::Timeout { .. } | ChainError::Transport { .. } => true,
-            ChainError::Status { status, .. } => *status >= 500 || *status == 429,
+            ChainError::RateLimited { .. } => true,
+            ChainError::Status { status, .. } => *status >= 500 || *status == TOO_MANY_REQUESTS,
             _ => false,
+        }
+    }
+}
+
+const TOO_MANY_REQUESTS: u16 = 429;
+
+/// Longest single wait after a 429 without `Retry-After`: the node's windows are a second or a
+/// minute long, so doubling past half a minute only overshoots.
+pub const MAX_RATE_LIMIT_STEP: Duration = Duration::from_secs(30);
+
+/// How long to wait after the `nth` 429 in a row (1-based), having waited `waited` so far within a
+/// total `budget`; `None`: give up now.
+///
+/// The node's `Retry-After` is honoured when present (and if it reaches past the budget there is
+/// no point waiting at all); otherwise the wait starts at `first` and doubles, each step at most
+/// [`MAX_RATE_LIMIT_STEP`], the last one cut to what is left of the budget so the final attempt
+/// comes just as it runs out.
+pub fn rate_limit_wait(
+    retry_after: Option<Duration>,
+    nth: u32,
+    first: Duration,
+    waited: Duration,
+    budget: Duration,
+) -> Option<Duration> {
+    let left = budget.checked_sub(waited).filter(|left| !left.is_zero())?;
+    match retry_after {
+        Some(wait) => (wait <= left).then_some(wait),
+        None => {
+            let doubled = first
+                .checked_mul(1u32.checked_shl(nth.saturating_sub(1)).unwrap_or(u32::MAX))
+                .unwrap_or(MAX_RATE_LIMIT_STEP);
+            Some(doubled.min(MAX_RATE_LIMIT_STEP).min(left))
         }
     }
 }
@@ -74,6 +116,8 @@ pub struct ChainClient {
     validators_url: String,
     timeout: Duration,
     retry: RetryPolicy,
+    /// Total wait allowed for rate limits within one read (`chain.rateLimitWaitSeconds`).
+    rate_limit_budget: Duration,
 }
 
 /// The `{"ok": …, "result": …, "error": …}` envelope of most endpoints.
@@ -108,6 +152,7 @@ impl ChainClient {
             validators_url: config.validators_url(),
             timeout,
             retry,
+            rate_limit_budget: Duration::from_secs(config.rate_limit_wait_seconds),
         })
     }
 
@@ -165,12 +210,46 @@ impl ChainClient {
         open_envelope(url, envelope)
     }
 
-    /// An idempotent GET, retried on transient failures.
+    /// An idempotent GET, retried on transient failures. A 429 does not count as an attempt: it is
+    /// waited out (see [`rate_limit_wait`]) within `chain.rateLimitWaitSeconds`, so a job slowed
+    /// by the node's rate limits finishes instead of failing.
     pub async fn get_json<T: DeserializeOwned>(&self, url: &str) -> Result<T, ChainError> {
         let mut backoff = self.retry.first_backoff;
         let mut attempt = 1;
+        let mut limited = 0;
+        let mut waited = Duration::ZERO;
         loop {
             match self.send(self.http.get(url), url).await {
+                Err(ChainError::Status {
+                    url: shown,
+                    status: TOO_MANY_REQUESTS,
+                    body,
+                    retry_after,
+                }) => {
+                    limited += 1;
+                    let Some(wait) = rate_limit_wait(
+                        retry_after,
+                        limited,
+                        self.retry.first_backoff,
+                        waited,
+                        self.rate_limit_budget,
+                    ) else {
+                        return Err(ChainError::RateLimited {
+                            url: shown,
+                            waited,
+                            body,
+                        });
+                    };
+                    tracing::warn!(
+                        url = %shown,
+                        wait_ms = wait.as_millis() as u64,
+                        waited_ms = waited.as_millis() as u64,
+                        wait_from = if retry_after.is_some() { "retry-after" } else { "backoff" },
+                        "chain rate limit (HTTP 429); waiting before asking again"
+                    );
+                    tokio::time::sleep(wait).await;
+                    waited += wait;
+                }
                 Err(e) if e.is_transient() && attempt < self.retry.attempts => {
                     tracing::warn!(error = %e, attempt, "chain read failed; retrying");
                     tokio::time::sleep(backoff).await;
@@ -216,6 +295,12 @@ impl ChainClient {
         };
         let mut response = request.send().await.map_err(transport)?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let mut body = Vec::new();
         while let Some(chunk) = response.chunk().await.map_err(transport)? {
             if body.len() + chunk.len() > MAX_RESPONSE_BYTES {
@@ -231,6 +316,7 @@ impl ChainClient {
                 url: shown,
                 status: status.as_u16(),
                 body: excerpt(&body),
+                retry_after,
             });
         }
         serde_json::from_slice(&body).map_err(|e| ChainError::Malformed {
@@ -296,4 +382,52 @@ fn without_url(error: &reqwest::Error) -> String {
         source = inner.source();
     }
     message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn without_retry_after_the_wait_doubles_up_to_a_step_cap() {
+        let budget = Duration::from_secs(600);
+        let waits: Vec<Duration> = (1..=9)
+            .map(|n| rate_limit_wait(None, n, 500 * MS, Duration::ZERO, budget).unwrap())
+            .collect();
+        let secs: Vec<f64> = waits.iter().map(Duration::as_secs_f64).collect();
+        assert_eq!(secs, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 30.0, 30.0]);
+        assert_eq!(
+            rate_limit_wait(None, 200, 500 * MS, Duration::ZERO, budget),
+            Some(MAX_RATE_LIMIT_STEP),
+            "no overflow however many 429s"
+        );
+    }
+
+    #[test]
+    fn the_last_wait_is_cut_to_the_budget_and_then_it_gives_up() {
+        let budget = Duration::from_secs(10);
+        assert_eq!(
+            rate_limit_wait(None, 5, MS * 1000, Duration::from_secs(7), budget),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(rate_limit_wait(None, 6, MS, budget, budget), None);
+        assert_eq!(
+            rate_limit_wait(None, 1, MS, Duration::ZERO, Duration::ZERO),
+            None,
+            "a zero budget never waits"
+        );
+    }
+
+    #[test]
+    fn retry_after_is_honoured_unless_it_reaches_past_the_budget() {
+        let budget = Duration::from_secs(120);
+        let seven = Some(Duration::from_secs(7));
+        assert_eq!(rate_limit_wait(seven, 1, MS, Duration::ZERO, budget), seven);
+        assert_eq!(
+            rate_limit_wait(seven, 3, MS, Duration::from_secs(115), budget),
+            None
+        );
+    }
 }

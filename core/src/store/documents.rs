@@ -12,6 +12,7 @@ pub mod names {
     pub const MINER_POOL: &str = "minerPool";
     pub const VALIDATORS: &str = "validatorsList";
     pub const BLOCK_HEIGHT: &str = "blockHeight";
+    pub const SCANNED_BLOCKS: &str = "scannedBlocks";
     pub const BLOCK_TRANSACTIONS: &str = "blockTransactions";
     pub const REWARD_DISTRIBUTIONS: &str = "rewardDistributions";
     pub const REWARD_LOG: &str = "rewardLog";
@@ -82,6 +83,16 @@ pub struct BlockHeight {
 
 /// The `_id` of the one `blockHeight` document.
 pub const LAST_BLOCK_HEIGHT_ID: &str = "last_block_height";
+
+/// `scannedBlocks`: a block the rewards job scanned, with the hash it had then, so a later pass
+/// can tell it was orphaned (SPEC §5.1).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ScannedBlock {
+    #[serde(rename = "_id")]
+    pub id: i64,
+    pub hash: String,
+    pub scanned_at: DateTime,
+}
 
 /// `blockTransactions`: a chain transaction already credited.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -8,11 +8,12 @@ use futures::TryStreamExt;
 use mongodb::ClientSession;
 
 use super::documents::{
-    BlockHeight, CreditedTransaction, LAST_BLOCK_HEIGHT_ID, LedgerLine, RewardDistribution, names,
+    BlockHeight, CreditedTransaction, LAST_BLOCK_HEIGHT_ID, LedgerLine, RewardDistribution,
+    ScannedBlock, names,
 };
 use super::{Result, Store, StoreError, update_many_by_key};
 use crate::faults::crash_point;
-use crate::rewards::{PoolWeight, ValidatorWeight, credits_by_address};
+use crate::rewards::{LastScanned, PoolWeight, ValidatorWeight, credits_by_address};
 use crate::scoring::percentage_hundredths;
 
 /// What one rewards pass credits, recorded all at once.
@@ -23,6 +24,9 @@ pub struct RewardsRecord {
     pub previous_height: Option<i64>,
     pub first_block: i64,
     pub last_block: i64,
+    /// (id, hash) of every block scanned by this pass, and of the previous height when its hash
+    /// was not stored yet (adopted from the chain).
+    pub blocks: Vec<(i64, String)>,
     pub received: i64,
     /// (hash, block id) of every transaction credited.
     pub transactions: Vec<(String, i64)>,
@@ -42,6 +46,25 @@ impl Store {
             .await
             .map_err(StoreError::mongo("read blockHeight"))?
             .map(|h| h.block_height))
+    }
+
+    /// The last block scanned with its stored hash, if any block was scanned.
+    pub async fn last_scanned(&self) -> Result<Option<LastScanned>> {
+        let Some(height) = self.last_scanned_height().await? else {
+            return Ok(None);
+        };
+        let height_u64 = u64::try_from(height).map_err(|_| {
+            StoreError::Invalid(format!("stored block height {height} is negative"))
+        })?;
+        let block = self
+            .collection::<ScannedBlock>(names::SCANNED_BLOCKS)
+            .find_one(doc! { "_id": height })
+            .await
+            .map_err(StoreError::mongo("read scannedBlocks"))?;
+        Ok(Some(LastScanned {
+            height: height_u64,
+            hash: block.map(|b| b.hash),
+        }))
     }
 
     /// Which of `hashes` were credited already (one query).
@@ -102,8 +125,8 @@ impl Store {
             .collect())
     }
 
-    /// Records a pass in one transaction: the credited hashes, the distribution, the balance
-    /// increments and the new height. A crash anywhere leaves all or nothing; a re-run finds the
+    /// Records a pass in one transaction: the scanned blocks' hashes, the credited transaction
+    /// hashes, the distribution, the balance increments and the new height. A crash anywhere leaves all or nothing; a re-run finds the
     /// height moved and the hashes credited, so nothing is credited twice.
     pub async fn record_rewards(&self, record: &RewardsRecord) -> Result<()> {
         let store = self.clone();
@@ -127,6 +150,31 @@ impl Store {
         self.advance_height(session, record.previous_height, record.last_block)
             .await?;
         crash_point("rewards:after-height");
+        if !record.blocks.is_empty() {
+            let blocks: Vec<ScannedBlock> = record
+                .blocks
+                .iter()
+                .map(|(id, hash)| ScannedBlock {
+                    id: *id,
+                    hash: hash.clone(),
+                    scanned_at: now,
+                })
+                .collect();
+            self.collection::<ScannedBlock>(names::SCANNED_BLOCKS)
+                .insert_many(blocks)
+                .session(&mut *session)
+                .await
+                .map_err(|e| {
+                    if super::is_duplicate_key(&e) {
+                        StoreError::Invalid(format!(
+                            "scannedBlocks already holds one of blocks {}-{}: blockHeight was moved back without deleting the scannedBlocks above it (README: \"When the chain reorganises\")",
+                            record.first_block, record.last_block
+                        ))
+                    } else {
+                        StoreError::mongo("record the scanned blocks")(e)
+                    }
+                })?;
+        }
         if !record.transactions.is_empty() {
             let credited: Vec<CreditedTransaction> = record
                 .transactions
