@@ -33,6 +33,7 @@ fn tx(hash: &str, kind: Option<&str>, inputs: &[&str], outputs: Vec<SimOutput>) 
         transaction_type: kind.map(str::to_owned),
         inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
         outputs,
+        spent: vec![],
     }
 }
 
@@ -43,6 +44,7 @@ fn coinbase(hash: &str, outputs: Vec<SimOutput>) -> SimTransaction {
         transaction_type: None,
         inputs: vec![],
         outputs,
+        spent: vec![],
     }
 }
 
