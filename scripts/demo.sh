@@ -7,10 +7,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Well-formed uPow addresses (tests/src/fixtures.rs); the iNode wallet is generated below.
-REWARD=DtYF6VXDET3GzxXUK2JZPVjwQ7qDqzFeJrDnCtfpyWUrW
-POOL=DcDbHR1iD3rcpD3jg3NGXKPjor5kkWurTSHXgS2SURSAz
-VALIDATORS=(E4AeWsv2tgHo4hYqHb4AYEsuvfzmWPkbMTkE2uwdjK2FV DWWbEAVqPqsaDsALnotBV7MDsdhxsfun4y36ycB7UKtFe E3GBnW9Yy6whtQGaaZCYKDSbcJ8XBMLZcsEh2BvNLTNUJ)
 TOKEN=demo-admin-token
 DURATION=${DEMO_SECONDS:-0}   # 0: until Ctrl-C
 
@@ -39,9 +35,14 @@ echo "==> building minerpool (first time: a few minutes)"
 cargo build --quiet -p minerpool-node -p minerpool-jobs -p minerpool-tests --bins
 bin=${CARGO_TARGET_DIR:-target}/debug
 
-echo "==> generating a fresh iNode wallet key (it signs the payouts)"
+echo "==> generating a fresh iNode wallet key (it signs the payouts) and payable addresses"
 read -r WALLET_KEY INODE < <("$bin/chain-sim" --new-wallet)
 echo "    iNode wallet $INODE"
+# Payouts go on chain, so every payee must be a real P-256 address: addresses of fresh keys.
+new_address() { "$bin/chain-sim" --new-wallet | cut -d' ' -f2; }
+REWARD=$(new_address)
+POOL=$(new_address)
+VALIDATORS=("$(new_address)" "$(new_address)" "$(new_address)")
 
 echo "==> starting the MongoDB-compatible test server (SecantusDB, a one-node replica set)"
 scripts/mongo-test-server.sh install
