@@ -1,16 +1,12 @@
 #!/usr/bin/env bash
 # make demo: minerpool on this machine, no cluster. Starts a MongoDB-compatible server, the uPow
-# chain simulator (a block with iNode income every few seconds), and minerpool-node in standalone
-# mode with short job intervals; registers a pool, drives three validators over the WebSocket
-# port, and prints what happens. Ctrl-C stops everything it started.
+# chain simulator (a block with iNode income every few seconds, confirming pending transactions),
+# and minerpool-node in standalone mode with short job intervals, paying for real through the
+# simulator with a freshly generated wallet key; registers a pool, drives three validators over
+# the WebSocket port, and prints what happens. Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Well-formed uPow addresses (tests/src/fixtures.rs).
-INODE=DfGQ4MBdMw7bjNn56A2d4pYi8M9yfV9iFA6mMLXLizEEp
-REWARD=DtY8EdhmGS6LyXRmVtWxnVxWA4orV8gwEz4sjjjHUu8yo
-POOL=DcDbHR1iD3rcpD3jg3NGXKPjor5kkWurTSHXgS2SURSAz
-VALIDATORS=(E4AeWsv2tgHo4hYqHb4AYEsuvfzmWPkbMTkE2uwdjK2FV DWWbEAVqPqsaDsALnotBV7MDsdhxsfun4y36ycB7UKtFe E3GiWsnshTkwbrifcbhj5kjN99gNFGhtBxWzx8wWMfYm8)
 TOKEN=demo-admin-token
 DURATION=${DEMO_SECONDS:-0}   # 0: until Ctrl-C
 
@@ -37,14 +33,23 @@ json() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
 
 echo "==> building minerpool (first time: a few minutes)"
 cargo build --quiet -p minerpool-node -p minerpool-jobs -p minerpool-tests --bins
-bin=target/debug
+bin=${CARGO_TARGET_DIR:-target}/debug
+
+echo "==> generating a fresh iNode wallet key (it signs the payouts) and payable addresses"
+read -r WALLET_KEY INODE < <("$bin/chain-sim" --new-wallet)
+echo "    iNode wallet $INODE"
+# Payouts go on chain, so every payee must be a real P-256 address: addresses of fresh keys.
+new_address() { "$bin/chain-sim" --new-wallet | cut -d' ' -f2; }
+REWARD=$(new_address)
+POOL=$(new_address)
+VALIDATORS=("$(new_address)" "$(new_address)" "$(new_address)")
 
 echo "==> starting the MongoDB-compatible test server (SecantusDB, a one-node replica set)"
 scripts/mongo-test-server.sh install
 MONGODB_URI=$(scripts/mongo-test-server.sh start "$run_dir/mongo")
 export MONGODB_URI
 
-echo "==> starting the uPow chain simulator (a block paying the iNode every 4 s)"
+echo "==> starting the uPow chain simulator (a block paying the iNode every 4 s, mining what is pending)"
 "$bin/chain-sim" --generate-for "$INODE" --every 4 --start-height 20001 >"$run_dir/sim.url" 2>"$run_dir/sim.log" &
 pids+=($!)
 for _ in $(seq 1 100); do [ -s "$run_dir/sim.url" ] && break; sleep 0.1; done
@@ -63,20 +68,23 @@ chain:
   rewardAddress: $REWARD
 rewards:
   startHeight: 20001
+payouts:
+  sender: upow
+  minimumPayout: "1"
 node:
   httpAddress: 127.0.0.1:$HTTP_PORT
   websocketAddress: 127.0.0.1:$WS_PORT
 schedule:
   rewardsSeconds: 5
-  payoutsSeconds: 15
+  payoutsSeconds: 10
   validatorsSeconds: 10
   decaySeconds: 30
 YAML
 API=http://127.0.0.1:$HTTP_PORT
 WS=ws://127.0.0.1:$WS_PORT
 
-echo "==> starting minerpool-node standalone (servers + rewards 5 s, validators 10 s, decay 30 s)"
-MINERPOOL_ADMIN_TOKEN=$TOKEN "$bin/minerpool-node" standalone --config "$run_dir/minerpool.yaml" 2>"$run_dir/node.log" &
+echo "==> starting minerpool-node standalone (servers + rewards 5 s, payouts 10 s, validators 10 s, decay 30 s)"
+MINERPOOL_ADMIN_TOKEN=$TOKEN MINERPOOL_WALLET_KEY=$WALLET_KEY "$bin/minerpool-node" standalone --config "$run_dir/minerpool.yaml" 2>"$run_dir/node.log" &
 pids+=($!)
 wait_for "$API/readyz"
 
@@ -92,6 +100,8 @@ minerpool is running. Look for yourself:
   curl $API/api/v1/stats                      # height, received, credited, pending, paid
   curl $API/api/v1/balances/$POOL
   curl $API/api/v1/distributions?limit=1
+  curl $API/api/v1/payouts/$POOL               # payout batches and their transactions
+  curl "$SIM/get_address_info?address=$INODE&show_pending=true"   # the wallet on chain
   curl $API/metrics
   logs: $run_dir/node.log
 Ctrl-C stops everything.
@@ -124,6 +134,17 @@ for a, v in d.items():
     v = j.loads(v); print("validator", a[:10] + "…", "percentage", v["percentage"], "score", v["score"], "ping", v["ping"])' || true
     for a in "$POOL" "$REWARD" "${VALIDATORS[@]}"; do
         curl -fsS "$API/api/v1/balances/$a" | json 'print("balance", d["address"][:10] + "…", "pending", d["pending"], "paid", d["paid"])' || true
+    done
+    # One line per payout batch newly confirmed on chain (its transaction is in a simulator block).
+    for a in "$POOL" "$REWARD" "${VALIDATORS[@]}"; do
+        curl -fsS "$API/api/v1/payouts/$a" | json '
+for p in d.get("payouts", []):
+    if p.get("state") == "confirmed": print(p["batch"], p["txHash"])' || true
+    done | sort -u | while read -r batch tx; do
+        grep -qx "$batch" "$run_dir/confirmed" 2>/dev/null && continue
+        echo "$batch" >>"$run_dir/confirmed"
+        block=$(curl -fsS "$SIM/get_transaction?tx_hash=$tx" | json 'print(d["result"]["block_no"])' || echo "?")
+        echo "payout batch $batch confirmed: transaction ${tx:0:16}… in block $block"
     done
     if [ "$DURATION" -gt 0 ] && [ $(( $(date +%s) - started )) -ge "$DURATION" ]; then
         break

@@ -258,6 +258,21 @@ impl Transaction {
 
     /// Reads a transaction; every malformed form is an error, never a panic.
     pub fn parse(bytes: &[u8]) -> Result<Transaction, UpowError> {
+        let tx = Transaction::parse_wire(bytes)?;
+        // The node re-serialises without repeats, so a repeated signature means a different hash.
+        let mut distinct = std::collections::HashSet::new();
+        if !tx.signatures.iter().all(|s| distinct.insert(*s)) {
+            return Err(tx_error(
+                "a signature is repeated: not canonical (the node's hash would differ)",
+            ));
+        }
+        tx.check_shape()?;
+        Ok(tx)
+    }
+
+    /// Reads only the wire format, as the node's parser does: counts, zero amounts and inputs
+    /// spent twice are left to verification, where the node judges them (TRANSACTIONS.md §9).
+    pub fn parse_wire(bytes: &[u8]) -> Result<Transaction, UpowError> {
         let mut r = Reader { bytes, at: 0 };
         let version = r.byte("version")?;
         if !(1..=3).contains(&version) {
@@ -326,22 +341,13 @@ impl Transaction {
             .chunks_exact(64)
             .map(|c| c.try_into().expect("64 bytes"))
             .collect();
-        // The node re-serialises without repeats, so a repeated signature means a different hash.
-        let mut distinct = std::collections::HashSet::new();
-        if !signatures.iter().all(|s| distinct.insert(*s)) {
-            return Err(tx_error(
-                "a signature is repeated: not canonical (the node's hash would differ)",
-            ));
-        }
-        let tx = Transaction {
+        Ok(Transaction {
             version,
             inputs,
             outputs,
             message,
             signatures,
-        };
-        tx.check_shape()?;
-        Ok(tx)
+        })
     }
 
     /// Checks the signatures, given the owner address bytes of each input's spent output, and

@@ -54,6 +54,7 @@ async fn distribute_to(pools: usize) -> Figures {
                     amount: Amount::parse("1234.56789012").expect("amount"),
                     output_type: "REGULAR".into(),
                 }],
+                spent: vec![],
             }],
         )],
         validators: vec![],

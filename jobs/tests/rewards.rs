@@ -34,6 +34,7 @@ fn tx(hash: &str, kind: Option<&str>, inputs: &[&str], outputs: Vec<SimOutput>) 
         transaction_type: kind.map(str::to_owned),
         inputs: inputs.iter().map(|s| (*s).to_owned()).collect(),
         outputs,
+        spent: vec![],
     }
 }
 
@@ -44,6 +45,7 @@ fn coinbase(hash: &str, outputs: Vec<SimOutput>) -> SimTransaction {
         transaction_type: None,
         inputs: vec![],
         outputs,
+        spent: vec![],
     }
 }
 
@@ -696,6 +698,7 @@ async fn validators_job_skips_an_off_curve_validator_from_the_chain() {
         Ok(100.0),
         "the skipped stake counts for no one"
     );
+}
 
 /// Blocks `first..=last`, each paying the iNode 1 coin with transaction `t{id}`.
 fn paying_chain(first: u64, last: u64) -> Scenario {

@@ -32,7 +32,7 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Serve, and run the rewards, validators and decay jobs on their intervals, in one process
+    /// Serve, and run the rewards, payouts, validators and decay jobs on their intervals, in one process
     Standalone {
         /// The minerpool YAML configuration file
         #[arg(long, value_name = "FILE")]

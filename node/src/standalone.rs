@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 pub fn intervals(schedule: &ScheduleConfig) -> Vec<(Job, Duration)> {
     vec![
         (Job::Rewards, Duration::from_secs(schedule.rewards_seconds)),
+        (Job::Payouts, Duration::from_secs(schedule.payouts_seconds)),
         (
             Job::Validators,
             Duration::from_secs(schedule.validators_seconds),
@@ -44,4 +45,33 @@ pub fn spawn_schedule(context: Context, stopped: watch::Receiver<bool>) -> Vec<J
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_scheduled_job_runs_on_its_own_interval() {
+        let schedule = ScheduleConfig {
+            rewards_seconds: 1,
+            payouts_seconds: 2,
+            validators_seconds: 3,
+            decay_seconds: 4,
+        };
+        let mut planned: Vec<(&str, u64)> = intervals(&schedule)
+            .into_iter()
+            .map(|(job, every)| (job.name(), every.as_secs()))
+            .collect();
+        planned.sort();
+        assert_eq!(
+            planned,
+            vec![
+                ("decay", 4),
+                ("payouts", 2),
+                ("rewards", 1),
+                ("validators", 3)
+            ]
+        );
+    }
 }

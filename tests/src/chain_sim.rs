@@ -3,8 +3,13 @@
 //! generator, and failing on request (timeout, HTTP 500, malformed JSON, a block without
 //! transactions, a reorganisation, a skipped block, HTTP 429 rate limits) so tests can see how
 //! minerpool copes.
+//!
+//! The payer half (`push_tx`, `get_transaction`, `get_address_info`, mining) answers as the real
+//! node does (§8–9), including where the node is unkind: a re-push of a transaction it already
+//! holds is "Transaction just added" only while the hash is among its last 100 accepted, and
+//! "Transaction has not been added" after that, exactly like a bad transaction.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,10 +54,49 @@ pub enum PushMode {
     Normal,
     /// Accept the transaction, then never answer (the client times out).
     AcceptThenTimeout,
+    /// Accept the transaction, then answer HTTP 500 `Exception: ` (accepted, yet the client
+    /// sees an error).
+    AcceptThenServerError,
+    /// Accept the transaction, then answer "Transaction has not been added" (as another node
+    /// behind a load balancer does when the request is retried there).
+    AcceptThenNotAdded,
     /// HTTP 500 without accepting.
     ServerError,
     /// Refuse every transaction ("Transaction has not been added").
     Reject,
+    /// "Node is already syncing", without accepting.
+    Syncing,
+    /// HTTP 403 "Access forbidden temporarily.", without accepting.
+    Forbidden,
+}
+
+/// How long a lagging node keeps giving a stale `get_transaction` answer for a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lag {
+    /// For the next so many lookups of that transaction.
+    Lookups(u32),
+    /// For so long after the change.
+    For(Duration),
+}
+
+/// What a lagging node answers meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stale {
+    /// "Transaction not found".
+    NotFound,
+    /// Pending (`is_confirm` false, no block).
+    Pending,
+}
+
+/// Where the simulated node has a pushed transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxState {
+    /// Never accepted, dropped, or forgotten.
+    Unknown,
+    Pending,
+    Mined {
+        block: u64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -90,7 +134,7 @@ fn derived_hash(id: u64, reorg: u64) -> String {
     format!("{reorg:016x}{id:048x}")
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SimTransaction {
     pub hash: String,
@@ -103,6 +147,19 @@ pub struct SimTransaction {
     #[serde(default)]
     pub inputs: Vec<String>,
     pub outputs: Vec<SimOutput>,
+    /// The outputs the inputs spend, in input order. Empty (as in hand-written scenarios): the
+    /// inputs render with placeholder outputs and spend nothing.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spent: Vec<SimSpent>,
+}
+
+/// An output a transaction input spends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SimSpent {
+    pub tx_hash: String,
+    pub index: u8,
+    pub amount: Amount,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,11 +205,20 @@ struct ChainState {
     /// Failures still to serve, in order, each for so many requests.
     failures: Vec<(Failure, u32)>,
     requests: u64,
+    /// The confirmed unspent outputs.
     utxos: Vec<SimUtxo>,
-    /// Accepted transactions not yet in a block, by hash.
-    pending: BTreeMap<String, minerpool_core::upow::Transaction>,
-    /// Transactions in a block: hash → block id.
-    mined: BTreeMap<String, (u64, minerpool_core::upow::Transaction)>,
+    /// Confirmed outputs since spent (the node still knows their transactions).
+    spent_utxos: Vec<SimUtxo>,
+    /// Accepted transactions not yet in a block, in order of acceptance.
+    pending: Vec<Pushed>,
+    /// Pushed transactions in a block, with its id, in the order they were mined.
+    mined: Vec<(u64, Pushed)>,
+    /// The node's cache of its last accepted hashes, oldest first.
+    recent: VecDeque<String>,
+    accept_lag: Option<Lag>,
+    mine_lag: Option<(Lag, Stale)>,
+    /// Transactions whose lookups are still answered stale.
+    lagging: HashMap<String, Lagging>,
     push_mode: Option<PushMode>,
     /// Reorganisations so far (each gives the blocks it replaces new hashes).
     reorgs: u64,
@@ -232,12 +298,17 @@ impl ChainSim {
 
     /// Serves `scenario` on `address`.
     pub async fn serve(address: SocketAddr, scenario: Scenario) -> std::io::Result<ChainSim> {
-        let state = Arc::new(Mutex::new(ChainState {
+        let mut chain = ChainState {
             blocks: scenario.blocks.into_iter().map(|b| (b.id, b)).collect(),
             validators: scenario.validators,
             utxos: scenario.utxos,
             ..ChainState::default()
-        }));
+        };
+        let ids: Vec<u64> = chain.blocks.keys().copied().collect();
+        for id in ids {
+            confirm_block(&mut chain, id);
+        }
+        let state = Arc::new(Mutex::new(chain));
         let listener = tokio::net::TcpListener::bind(address).await?;
         let url = format!("http://{}", listener.local_addr()?);
         let app = router(state.clone());
@@ -254,8 +325,9 @@ impl ChainSim {
         self.lock().failures.push((failure, times));
     }
 
+    /// Adds (or replaces) a block; its outputs become spendable (see [`confirm_block`]).
     pub fn add_block(&self, block: SimBlock) {
-        self.lock().blocks.insert(block.id, block);
+        add_block(&mut self.lock(), block);
     }
 
     pub fn set_validators(&self, validators: Vec<SimValidator>) {
@@ -299,37 +371,95 @@ impl ChainSim {
         self.lock().push_mode = Some(mode);
     }
 
-    /// Puts every pending transaction into a new block.
-    pub fn mine(&self) {
-        mine(&mut self.lock());
+    /// Puts every pending transaction into a new block after the tip, served by
+    /// `get_blocks_details`; returns its id.
+    pub fn mine(&self) -> u64 {
+        mine(&mut self.lock())
     }
 
-    /// Units paid to `address` by accepted transactions (pending or mined), and how many
+    /// A transaction answers "Transaction not found" for `lag` after it is accepted (a lagging
+    /// node); applies to transactions accepted from now on. `None`: no lag.
+    pub fn set_accept_lag(&self, lag: Option<Lag>) {
+        self.lock().accept_lag = lag;
+    }
+
+    /// A transaction answers `stale` for `lag` after it is mined; applies to transactions mined
+    /// from now on. `None`: no lag.
+    pub fn set_mine_lag(&self, lag: Option<(Lag, Stale)>) {
+        self.lock().mine_lag = lag;
+    }
+
+    /// Forgets a pending transaction, as a node does with one that never propagated: its inputs
+    /// are spendable again, it answers "Transaction not found", and a re-push is judged afresh.
+    /// False if it was not pending.
+    pub fn drop_pending(&self, hash: &str) -> bool {
+        let mut state = self.lock();
+        let before = state.pending.len();
+        state.pending.retain(|p| p.hash != hash);
+        state.recent.retain(|h| h != hash);
+        state.lagging.remove(hash);
+        state.pending.len() < before
+    }
+
+    /// Units paid to `address` by pushed transactions that are in a block, and how many
+    /// transactions paid it.
+    pub fn confirmed_paid_to(&self, address: &str) -> (u64, usize) {
+        let state = self.lock();
+        paid_by(state.mined.iter().map(|(_, p)| p), address)
+    }
+
+    /// Units paid to `address` by pending transactions, and how many transactions paid it.
+    pub fn pending_paid_to(&self, address: &str) -> (u64, usize) {
+        paid_by(self.lock().pending.iter(), address)
+    }
+
+    /// Units paid to `address` by accepted transactions, pending or mined, and how many
     /// transactions paid it.
     pub fn paid_to(&self, address: &str) -> (u64, usize) {
         let state = self.lock();
-        let Ok(bytes) = minerpool_core::upow::decode_address(address) else {
-            return (0, 0);
-        };
-        let mut total = 0;
-        let mut count = 0;
-        for tx in state
-            .pending
-            .values()
-            .chain(state.mined.values().map(|(_, tx)| tx))
-        {
-            let paid: u64 = tx
-                .outputs
+        paid_by(
+            state
+                .pending
                 .iter()
-                .filter(|o| o.address == bytes)
-                .map(|o| o.units)
-                .sum();
-            if paid > 0 {
-                total += paid;
-                count += 1;
-            }
+                .chain(state.mined.iter().map(|(_, p)| p)),
+            address,
+        )
+    }
+
+    /// Hashes of the pushed transactions in blocks, in the order they were mined.
+    pub fn mined_hashes(&self) -> Vec<String> {
+        self.lock()
+            .mined
+            .iter()
+            .map(|(_, p)| p.hash.clone())
+            .collect()
+    }
+
+    /// Where the node has the pushed transaction `hash`.
+    pub fn tx_state(&self, hash: &str) -> TxState {
+        let state = self.lock();
+        if state.pending.iter().any(|p| p.hash == hash) {
+            return TxState::Pending;
         }
-        (total, count)
+        state
+            .mined
+            .iter()
+            .find(|(_, p)| p.hash == hash)
+            .map_or(TxState::Unknown, |(block, _)| TxState::Mined {
+                block: *block,
+            })
+    }
+
+    /// Units in the confirmed unspent outputs of `address` (what `get_address_info` calls its
+    /// balance: outputs that pending transactions spend still count).
+    pub fn confirmed_spendable(&self, address: &str) -> u64 {
+        let state = self.lock();
+        state
+            .utxos
+            .iter()
+            .filter(|u| same_address(&u.owner, address))
+            .map(|u| u.amount.units() as u64)
+            .sum()
     }
 
     /// Accepted transactions so far (pending and mined).
@@ -513,8 +643,7 @@ async fn control_fail(State(state): State<Shared>, Json(body): Json<FailRequest>
 }
 
 async fn control_add_block(State(state): State<Shared>, Json(block): Json<SimBlock>) -> StatusCode {
-    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
-    state.blocks.insert(block.id, block);
+    add_block(&mut state.lock().unwrap_or_else(|e| e.into_inner()), block);
     StatusCode::NO_CONTENT
 }
 
@@ -651,13 +780,17 @@ async fn control_set_validators(
 /// An amount as the node writes a Python `Decimal` through FastAPI: an integer when whole, else
 /// a float literal (`6`, `12.5`).
 fn number(amount: Amount) -> Box<RawValue> {
+    RawValue::from_string(decimal_text(amount)).expect("a decimal literal is JSON")
+}
+
+/// An amount as Python's `"{:f}"` writes a normalised `Decimal`: `5`, `1.5`, `0.00000001`.
+fn decimal_text(amount: Amount) -> String {
     let units = amount.units();
-    let text = if units % UNITS_PER_COIN == 0 {
+    if units % UNITS_PER_COIN == 0 {
         (units / UNITS_PER_COIN).to_string()
     } else {
         amount.to_string().trim_end_matches('0').to_owned()
-    };
-    RawValue::from_string(text).expect("a decimal literal is JSON")
+    }
 }
 
 fn render_block(block: &SimBlock, without_transactions: bool) -> Value {
@@ -692,16 +825,11 @@ fn render_transaction(tx: &SimTransaction, block_id: u64, block_hash: &str) -> V
             "block_no": block_id, "datetime": "2024-06-01T12:34:56", "outputs": outputs,
         });
     }
-    let inputs: Vec<Value> = tx
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, owner)| json!({ "index": 0, "tx_hash": format!("{:064x}", i), "address": owner, "amount": 1 }))
-        .collect();
+    let (inputs, fees) = render_inputs(tx);
     let mut rendered = json!({
         "is_coinbase": false, "hash": tx.hash, "block_hash": block_hash, "block_no": block_id,
         "datetime": "2024-06-01T12:34:56", "message": null, "is_confirm": true,
-        "inputs": inputs, "delta": null, "fees": 0, "outputs": outputs,
+        "inputs": inputs, "delta": null, "fees": fees, "outputs": outputs,
     });
     if let Some(kind) = &tx.transaction_type {
         rendered["transaction_type"] = json!(kind);
@@ -709,8 +837,9 @@ fn render_transaction(tx: &SimTransaction, block_id: u64, block_hash: &str) -> V
     rendered
 }
 
-/// Emits a block paying `wallet` every `every`, from `start` on: a coinbase to a miner and a
-/// REGULAR transaction whose amount comes from a seeded sequence (so runs repeat exactly).
+/// Emits a block paying `wallet` every `every`, from `start` on: a coinbase to a miner, a
+/// REGULAR transaction whose amount comes from a seeded sequence (so runs repeat exactly), and
+/// every pending transaction (a miner confirms what is pending).
 pub fn generate_blocks(sim: &ChainSim, wallet: String, every: Duration, start: u64, seed: u64) {
     let sim = sim.clone();
     tokio::spawn(async move {
@@ -723,66 +852,265 @@ pub fn generate_blocks(sim: &ChainSim, wallet: String, every: Duration, start: u
             state ^= state << 17;
             let units = (state % 50 + 1) as i64 * UNITS_PER_COIN / 4 + (state % 97) as i64;
             let amount = Amount::from_units(units).expect("positive");
-            sim.add_block(SimBlock {
-                id,
-                hash: None,
-                transactions: vec![
-                    SimTransaction {
-                        hash: format!("{:064x}", id * 2),
-                        coinbase: true,
-                        transaction_type: None,
-                        inputs: vec![],
-                        outputs: vec![SimOutput {
-                            address: crate::fixtures::MINER.into(),
-                            amount: Amount::from_units(6 * UNITS_PER_COIN).expect("positive"),
-                            output_type: regular(),
-                        }],
-                    },
-                    SimTransaction {
-                        hash: format!("{:064x}", id * 2 + 1),
-                        coinbase: false,
-                        transaction_type: Some("REGULAR".into()),
-                        inputs: vec![crate::fixtures::PAYER.into()],
-                        outputs: vec![SimOutput {
-                            address: wallet.clone(),
-                            amount,
-                            output_type: regular(),
-                        }],
-                    },
-                ],
-            });
+            let income = SimTransaction {
+                hash: format!("{:064x}", id * 2 + 1),
+                coinbase: false,
+                transaction_type: Some("REGULAR".into()),
+                inputs: vec![crate::fixtures::PAYER.into()],
+                outputs: vec![SimOutput {
+                    address: wallet.clone(),
+                    amount,
+                    output_type: regular(),
+                }],
+                spent: vec![],
+            };
+            add_block_mining_pending(&mut sim.lock(), id, vec![income]);
             id += 1;
             tokio::time::sleep(every).await;
         }
     });
 }
 
-fn mine(state: &mut ChainState) {
-    let block = state.blocks.keys().next_back().map_or(1, |tip| tip + 1);
-    let pending = std::mem::take(&mut state.pending);
-    for (hash, tx) in pending {
-        state.utxos.retain(|u| {
-            !tx.inputs
-                .iter()
-                .any(|i| hex::encode(i.tx_hash) == u.tx_hash && i.index == u.index)
-        });
+/// A coinbase paying the miner 6 coins, as every block has.
+fn coinbase(block: u64) -> SimTransaction {
+    SimTransaction {
+        hash: format!("{:064x}", block * 2),
+        coinbase: true,
+        transaction_type: None,
+        inputs: vec![],
+        outputs: vec![SimOutput {
+            address: crate::fixtures::MINER.into(),
+            amount: Amount::from_units(6 * UNITS_PER_COIN).expect("positive"),
+            output_type: regular(),
+        }],
+        spent: vec![],
+    }
+}
+
+/// Adds block `id`: a coinbase, `transactions`, then every pending transaction.
+fn add_block_mining_pending(state: &mut ChainState, id: u64, transactions: Vec<SimTransaction>) {
+    let mut all = vec![coinbase(id)];
+    all.extend(transactions);
+    all.extend(state.pending.iter().map(Pushed::to_sim));
+    add_block(state, SimBlock::new(id, all));
+}
+
+/// A new block after the tip holding every pending transaction; returns its id.
+fn mine(state: &mut ChainState) -> u64 {
+    let id = state.blocks.keys().next_back().map_or(1, |tip| tip + 1);
+    add_block_mining_pending(state, id, Vec::new());
+    id
+}
+
+fn add_block(state: &mut ChainState, block: SimBlock) {
+    let id = block.id;
+    state.blocks.insert(id, block);
+    confirm_block(state, id);
+}
+
+/// What a block in the chain means for the payer half, as the node applies it: the outputs
+/// its transactions spend are gone, their REGULAR outputs (0–255: an input index is one byte)
+/// become spendable by their addresses, pending transactions it holds are mined, and pending
+/// ones whose inputs it spent are dropped.
+fn confirm_block(state: &mut ChainState, id: u64) {
+    let Some(block) = state.blocks.get(&id) else {
+        return;
+    };
+    let mut created = Vec::new();
+    let mut spent = Vec::new();
+    for tx in &block.transactions {
+        spent.extend(tx.spent.iter().map(|s| (s.tx_hash.clone(), s.index)));
         for (index, output) in tx.outputs.iter().enumerate() {
-            state.utxos.push(SimUtxo {
-                owner: bs58::encode(&output.address).into_string(),
-                tx_hash: hash.clone(),
-                index: index as u8,
-                amount: Amount::from_units(output.units as i64).expect("positive"),
-            });
+            if let Ok(index) = u8::try_from(index)
+                && output.output_type == "REGULAR"
+            {
+                created.push(SimUtxo {
+                    owner: output.address.clone(),
+                    tx_hash: tx.hash.clone(),
+                    index,
+                    amount: output.amount,
+                });
+            }
         }
-        state.mined.insert(hash, (block, tx));
+    }
+    let hashes: Vec<String> = block.transactions.iter().map(|t| t.hash.clone()).collect();
+    for utxo in created {
+        if !state
+            .utxos
+            .iter()
+            .any(|u| u.tx_hash == utxo.tx_hash && u.index == utxo.index)
+        {
+            state.utxos.push(utxo);
+        }
+    }
+    let (gone, kept): (Vec<SimUtxo>, Vec<SimUtxo>) = std::mem::take(&mut state.utxos)
+        .into_iter()
+        .partition(|u| spent.iter().any(|(h, i)| *h == u.tx_hash && *i == u.index));
+    state.utxos = kept;
+    state.spent_utxos.extend(gone);
+    let (included, still): (Vec<Pushed>, Vec<Pushed>) = std::mem::take(&mut state.pending)
+        .into_iter()
+        .partition(|p| hashes.contains(&p.hash));
+    for pushed in included {
+        match state.mine_lag {
+            Some((lag, answer)) => {
+                let lagging = Lagging::new(lag, answer);
+                state.lagging.insert(pushed.hash.clone(), lagging);
+            }
+            None => {
+                state.lagging.remove(&pushed.hash);
+            }
+        }
+        state.mined.push((id, pushed));
+    }
+    let utxos = &state.utxos;
+    state.pending = still
+        .into_iter()
+        .filter(|p| {
+            p.spent
+                .iter()
+                .all(|s| find_utxo(utxos, &s.tx_hash, s.index).is_some())
+        })
+        .collect();
+}
+
+fn find_utxo<'a>(utxos: &'a [SimUtxo], tx_hash: &str, index: u8) -> Option<&'a SimUtxo> {
+    utxos
+        .iter()
+        .find(|u| u.tx_hash == tx_hash && u.index == index)
+}
+
+/// Whether two address strings name the same key (either form, as the node looks them up).
+fn same_address(a: &str, b: &str) -> bool {
+    use minerpool_core::upow::decode_address;
+    a == b || matches!((decode_address(a), decode_address(b)), (Ok(x), Ok(y)) if x == y)
+}
+
+/// Units paid to `address` by `transactions`, and how many of them paid it.
+fn paid_by<'a>(transactions: impl Iterator<Item = &'a Pushed>, address: &str) -> (u64, usize) {
+    let Ok(bytes) = minerpool_core::upow::decode_address(address) else {
+        return (0, 0);
+    };
+    let mut total = 0;
+    let mut count = 0;
+    for pushed in transactions {
+        let paid: u64 = pushed
+            .tx
+            .outputs
+            .iter()
+            .filter(|o| o.address == bytes)
+            .map(|o| o.units)
+            .sum();
+        if paid > 0 {
+            total += paid;
+            count += 1;
+        }
+    }
+    (total, count)
+}
+
+/// The most accepted hashes the node remembers ("Transaction just added").
+const RECENT_ACCEPTED: usize = 100;
+
+/// A transaction the node accepted, with what its inputs spend.
+#[derive(Debug, Clone)]
+struct Pushed {
+    hash: String,
+    tx: minerpool_core::upow::Transaction,
+    /// Owner of each input's spent output.
+    owners: Vec<String>,
+    spent: Vec<SimSpent>,
+}
+
+impl Pushed {
+    /// As a block holds it.
+    fn to_sim(&self) -> SimTransaction {
+        SimTransaction {
+            hash: self.hash.clone(),
+            coinbase: false,
+            transaction_type: Some("REGULAR".into()),
+            inputs: self.owners.clone(),
+            outputs: self
+                .tx
+                .outputs
+                .iter()
+                .map(|o| SimOutput {
+                    address: output_address(&o.address),
+                    amount: Amount::from_units(o.units as i64).expect("an accepted amount"),
+                    output_type: regular(),
+                })
+                .collect(),
+            spent: self.spent.clone(),
+        }
+    }
+
+    /// The "nice transaction" of a pending transaction (§8.3): no block, not confirmed.
+    fn render_pending(&self) -> Value {
+        let mut rendered = render_transaction(&self.to_sim(), 0, "");
+        for key in ["block_hash", "block_no", "datetime"] {
+            rendered[key] = Value::Null;
+        }
+        rendered["is_confirm"] = json!(false);
+        if let Some(message) = &self.tx.message {
+            rendered["message"] = json!(hex::encode(message));
+        }
+        rendered
+    }
+}
+
+/// An output's address as the node shows it: base58 of the 33-byte form, hex of the 64-byte one.
+fn output_address(bytes: &[u8]) -> String {
+    if bytes.len() == 33 {
+        bs58::encode(bytes).into_string()
+    } else {
+        hex::encode(bytes)
+    }
+}
+
+/// A stale answer still to give for one transaction.
+#[derive(Debug, Clone, Copy)]
+struct Lagging {
+    answer: Stale,
+    left: LagLeft,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum LagLeft {
+    Lookups(u32),
+    Until(Instant),
+}
+
+impl Lagging {
+    fn new(lag: Lag, answer: Stale) -> Lagging {
+        let left = match lag {
+            Lag::Lookups(n) => LagLeft::Lookups(n),
+            Lag::For(duration) => LagLeft::Until(Instant::now() + duration),
+        };
+        Lagging { answer, left }
+    }
+
+    /// The stale answer for this lookup, if the lag lasts; counts the lookup.
+    fn take(&mut self) -> Option<Stale> {
+        match &mut self.left {
+            LagLeft::Lookups(0) => None,
+            LagLeft::Lookups(n) => {
+                *n -= 1;
+                Some(self.answer)
+            }
+            LagLeft::Until(until) => (Instant::now() < *until).then_some(self.answer),
+        }
     }
 }
 
 #[derive(Deserialize)]
 struct AddressQuery {
     address: String,
+    #[serde(default)]
+    show_pending: Option<String>,
 }
 
+/// `get_address_info` (§8.2): confirmed unspent outputs (those pending transactions spend
+/// included), their plain sum, and with `show_pending` the pending spends of this address.
 async fn address_info(State(state): State<Shared>, Query(q): Query<AddressQuery>) -> Response {
     if let Some(response) = rate_limited(&state, Limited::AddressInfo) {
         return response;
@@ -792,24 +1120,57 @@ async fn address_info(State(state): State<Shared>, Query(q): Query<AddressQuery>
     {
         return response;
     }
+    if minerpool_core::upow::decode_address(&q.address).is_err() {
+        return server_error("Uncaught ValueError exception");
+    }
+    let show_pending = matches!(q.show_pending.as_deref(), Some("true" | "True" | "1"));
     let state = state.lock().unwrap_or_else(|e| e.into_inner());
-    let spendable: Vec<Value> = state
+    let own: Vec<&SimUtxo> = state
         .utxos
         .iter()
-        .filter(|u| u.owner == q.address)
-        .map(|u| json!({ "amount": u.amount.to_string().trim_end_matches('0').trim_end_matches('.'), "tx_hash": u.tx_hash, "index": u.index }))
+        .filter(|u| same_address(&u.owner, &q.address))
+        .collect();
+    let balance =
+        Amount::from_units(own.iter().map(|u| u.amount.units()).sum()).expect("a sum of amounts");
+    let spendable: Vec<Value> = own
+        .iter()
+        .map(
+            |u| json!({ "amount": decimal_text(u.amount), "tx_hash": u.tx_hash, "index": u.index }),
+        )
         .collect();
     let pending_spent: Vec<Value> = state
         .pending
-        .values()
-        .flat_map(|tx| tx.inputs.iter())
-        .map(|i| json!({ "tx_hash": hex::encode(i.tx_hash), "index": i.index }))
+        .iter()
+        .flat_map(|p| p.spent.iter().zip(&p.owners))
+        .filter(|(_, owner)| same_address(owner, &q.address))
+        .map(|(s, _)| json!({ "tx_hash": s.tx_hash, "index": s.index }))
         .collect();
+    let pending_transactions: Vec<Value> = state
+        .pending
+        .iter()
+        .filter(|p| {
+            p.owners.iter().any(|o| same_address(o, &q.address))
+                || p.to_sim()
+                    .outputs
+                    .iter()
+                    .any(|o| same_address(&o.address, &q.address))
+        })
+        .map(Pushed::render_pending)
+        .collect();
+    let (pending_spent, pending_transactions) = if show_pending {
+        (json!(pending_spent), json!(pending_transactions))
+    } else {
+        (Value::Null, Value::Null)
+    };
     Json(json!({ "ok": true, "result": {
-        "balance": "0", "stake": "0",
+        "balance": decimal_text(balance), "stake": "0",
         "spendable_outputs": spendable,
-        "pending_transactions": [],
+        "pending_transactions": pending_transactions,
         "pending_spent_outputs": pending_spent,
+        "stake_outputs": null, "delegate_spent_votes": null, "delegate_unspent_votes": null,
+        "inode_registration_outputs": null, "validator_unspent_votes": null,
+        "validator_spent_votes": null, "is_inode": null, "is_inode_active": null,
+        "is_validator": null,
     } }))
     .into_response()
 }
@@ -827,84 +1188,243 @@ async fn push_tx_body(State(state): State<Shared>, Json(body): Json<PushQuery>) 
     push_tx(state, &body.tx_hex).await
 }
 
+/// `{"ok": false, "error": …}` with `status`.
+fn refusal(status: StatusCode, error: &str) -> Response {
+    (status, Json(json!({ "ok": false, "error": error }))).into_response()
+}
+
 fn not_added() -> Response {
-    Json(json!({ "ok": false, "error": "Transaction has not been added" })).into_response()
+    refusal(StatusCode::OK, "Transaction has not been added")
 }
 
-fn exception() -> Response {
-    (
-        StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({ "ok": false, "error": "Exception: " })),
-    )
-        .into_response()
+fn server_error(error: &str) -> Response {
+    refusal(StatusCode::INTERNAL_SERVER_ERROR, error)
 }
 
-/// Judges a pushed transaction as the node does (TRANSACTIONS.md §9), with the project's own
-/// parser and verifier.
+/// Why the node does not accept a pushed transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refused {
+    /// HTTP 500 with this error text (parsing, or an unknown first input).
+    Raised(&'static str),
+    /// Among the last accepted hashes.
+    JustAdded,
+    /// Any failed check of verification or the pending spends.
+    NotAdded,
+}
+
+impl Refused {
+    fn response(self) -> Response {
+        match self {
+            Refused::Raised(error) => server_error(error),
+            Refused::JustAdded => refusal(StatusCode::OK, "Transaction just added"),
+            Refused::NotAdded => not_added(),
+        }
+    }
+}
+
+/// `push_tx` (§8.1): the push mode first, then the node's judgement, then the answer the mode
+/// gives for an accepted transaction.
 async fn push_tx(shared: Shared, tx_hex: &str) -> Response {
-    use minerpool_core::upow::{Transaction, decode_address};
     let mode = shared
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .push_mode
         .unwrap_or(PushMode::Normal);
     match mode {
-        PushMode::ServerError => return exception(),
+        PushMode::ServerError => return server_error("Exception: "),
         PushMode::Reject => return not_added(),
+        PushMode::Syncing => return refusal(StatusCode::OK, "Node is already syncing"),
+        PushMode::Forbidden => {
+            return refusal(StatusCode::FORBIDDEN, "Access forbidden temporarily.");
+        }
         _ => {}
     }
-    let Ok(bytes) = hex::decode(tx_hex) else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(json!({ "ok": false, "error": "Uncaught ValueError exception" })),
-        )
-            .into_response();
-    };
-    let Ok(tx) = Transaction::parse(&bytes) else {
-        return exception();
-    };
-    let hash = tx.hash();
-    {
+    let hash = {
         let mut state = shared.lock().unwrap_or_else(|e| e.into_inner());
-        if state.pending.contains_key(&hash) || state.mined.contains_key(&hash) {
-            return Json(json!({ "ok": false, "error": "Transaction just added" })).into_response();
+        match judge(&state, tx_hex) {
+            Ok(pushed) => accept(&mut state, pushed),
+            Err(refused) => return refused.response(),
         }
-        let mut owners = Vec::new();
-        let mut inputs_total = 0u64;
-        for (i, input) in tx.inputs.iter().enumerate() {
-            let spent_hash = hex::encode(input.tx_hash);
-            let Some(utxo) = state
-                .utxos
-                .iter()
-                .find(|u| u.tx_hash == spent_hash && u.index == input.index)
-            else {
-                return if i == 0 { exception() } else { not_added() };
-            };
-            let pending_spent = state.pending.values().any(|p| {
-                p.inputs
-                    .iter()
-                    .any(|pi| pi.tx_hash == input.tx_hash && pi.index == input.index)
-            });
-            if pending_spent {
-                return not_added();
-            }
-            let Ok(owner) = decode_address(&utxo.owner) else {
-                return not_added();
-            };
-            owners.push(owner);
-            inputs_total += utxo.amount.units() as u64;
+    };
+    match mode {
+        PushMode::AcceptThenTimeout => {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
         }
-        let outputs_total: u64 = tx.outputs.iter().map(|o| o.units).sum();
-        if tx.verify(&owners).is_err() || outputs_total > inputs_total {
-            return not_added();
-        }
-        state.pending.insert(hash.clone(), tx);
-    }
-    if mode == PushMode::AcceptThenTimeout {
-        tokio::time::sleep(Duration::from_secs(3600)).await;
+        PushMode::AcceptThenServerError => return server_error("Exception: "),
+        PushMode::AcceptThenNotAdded => return not_added(),
+        _ => {}
     }
     Json(json!({ "ok": true, "result": "Transaction has been accepted", "tx_hash": hash }))
         .into_response()
+}
+
+/// Records an accepted transaction: pending, its hash in the recent cache, its lag; returns
+/// its hash.
+fn accept(state: &mut ChainState, pushed: Pushed) -> String {
+    let hash = pushed.hash.clone();
+    state.recent.push_back(hash.clone());
+    while state.recent.len() > RECENT_ACCEPTED {
+        state.recent.pop_front();
+    }
+    match state.accept_lag {
+        Some(lag) => {
+            let lagging = Lagging::new(lag, Stale::NotFound);
+            state.lagging.insert(hash.clone(), lagging);
+        }
+        None => {
+            state.lagging.remove(&hash);
+        }
+    }
+    state.pending.push(pushed);
+    hash
+}
+
+/// The HTTP 500 text the node's parser raises for bytes our wire parser refuses.
+fn parse_error_text(bytes: &[u8], error: &minerpool_core::upow::UpowError) -> &'static str {
+    if bytes.first().is_some_and(|version| *version > 3) {
+        "Uncaught NotImplementedError exception"
+    } else if error.to_string().contains(" type ") {
+        // An input or output type byte the node's enums do not hold.
+        "Uncaught ValueError exception"
+    } else {
+        // The parser's assertions (a bad specifier, a coinbase) and truncations.
+        "Exception: "
+    }
+}
+
+/// Whether an output's address bytes are a point of the curve, whatever its prefix byte (the
+/// node's parser reads any prefix other than 43 as "y even").
+fn is_point(address: &[u8]) -> bool {
+    use minerpool_core::upow::decode_address;
+    match address.len() {
+        33 => {
+            let mut even = address.to_vec();
+            even[0] = 42;
+            decode_address(&bs58::encode(even).into_string()).is_ok()
+        }
+        64 => decode_address(&hex::encode(address)).is_ok(),
+        _ => false,
+    }
+}
+
+/// What the node knows of an input's output, for the owner lookup of the first input.
+enum Known {
+    Output,
+    /// The transaction exists, but not this output index.
+    NoSuchIndex,
+    Unknown,
+}
+
+fn known_output(state: &ChainState, tx_hash: &str, index: u8) -> Known {
+    let count = state
+        .pending
+        .iter()
+        .chain(state.mined.iter().map(|(_, p)| p))
+        .find(|p| p.hash == tx_hash)
+        .map(|p| p.tx.outputs.len())
+        .or_else(|| {
+            state
+                .blocks
+                .values()
+                .flat_map(|b| b.transactions.iter())
+                .find(|t| t.hash == tx_hash)
+                .map(|t| t.outputs.len())
+        });
+    match count {
+        Some(n) if usize::from(index) < n => Known::Output,
+        Some(_) => Known::NoSuchIndex,
+        // Seeded coins: the node knows the transaction they come from.
+        None if state
+            .utxos
+            .iter()
+            .chain(&state.spent_utxos)
+            .any(|u| u.tx_hash == tx_hash) =>
+        {
+            Known::Output
+        }
+        None => Known::Unknown,
+    }
+}
+
+/// Judges a pushed transaction in the node's order (TRANSACTIONS.md §9): parse, the recent
+/// cache, the first input's owner, verification, pending spends.
+fn judge(state: &ChainState, tx_hex: &str) -> Result<Pushed, Refused> {
+    use minerpool_core::upow::{Transaction, decode_address};
+    let bytes =
+        hex::decode(tx_hex).map_err(|_| Refused::Raised("Uncaught ValueError exception"))?;
+    let mut tx = Transaction::parse_wire(&bytes)
+        .map_err(|e| Refused::Raised(parse_error_text(&bytes, &e)))?;
+    if !tx.outputs.iter().all(|o| is_point(&o.address)) {
+        return Err(Refused::Raised("Uncaught ValueError exception"));
+    }
+    // The node hashes its own serialisation, which writes a repeated signature once.
+    let mut seen = std::collections::HashSet::new();
+    tx.signatures.retain(|s| seen.insert(*s));
+    let hash = tx.hash();
+    if state.recent.contains(&hash) {
+        return Err(Refused::JustAdded);
+    }
+    let first = tx
+        .inputs
+        .first()
+        .ok_or(Refused::Raised("Uncaught IndexError exception"))?;
+    match known_output(state, &hex::encode(first.tx_hash), first.index) {
+        Known::Output => {}
+        Known::NoSuchIndex => return Err(Refused::Raised("Uncaught IndexError exception")),
+        Known::Unknown => return Err(Refused::Raised("Exception: ")),
+    }
+    // verify(): no output spent twice, every input confirmed unspent, signatures, outputs, fee.
+    let mut distinct = std::collections::HashSet::new();
+    if !tx
+        .inputs
+        .iter()
+        .all(|i| distinct.insert((i.tx_hash, i.index)))
+    {
+        return Err(Refused::NotAdded);
+    }
+    let mut owners = Vec::new();
+    let mut owner_bytes = Vec::new();
+    let mut spent = Vec::new();
+    for input in &tx.inputs {
+        let tx_hash = hex::encode(input.tx_hash);
+        let utxo = find_utxo(&state.utxos, &tx_hash, input.index).ok_or(Refused::NotAdded)?;
+        owner_bytes.push(decode_address(&utxo.owner).map_err(|_| Refused::NotAdded)?);
+        owners.push(utxo.owner.clone());
+        spent.push(SimSpent {
+            tx_hash,
+            index: input.index,
+            amount: utxo.amount,
+        });
+    }
+    tx.verify(&owner_bytes).map_err(|_| Refused::NotAdded)?;
+    // Only canonical prefixes survive the node's re-encoding with the signature intact.
+    let outputs_ok = !tx.outputs.is_empty()
+        && tx
+            .outputs
+            .iter()
+            .all(|o| o.units > 0 && (o.address.len() == 64 || matches!(o.address[0], 42 | 43)));
+    let inputs_total: u64 = spent.iter().map(|s| s.amount.units() as u64).sum();
+    let outputs_total = tx
+        .outputs
+        .iter()
+        .try_fold(0u64, |sum, o| sum.checked_add(o.units));
+    if !outputs_ok || outputs_total.is_none_or(|total| total > inputs_total) {
+        return Err(Refused::NotAdded);
+    }
+    let pending_spent = state.pending.iter().flat_map(|p| p.spent.iter()).any(|p| {
+        spent
+            .iter()
+            .any(|s| s.tx_hash == p.tx_hash && s.index == p.index)
+    });
+    if pending_spent {
+        return Err(Refused::NotAdded);
+    }
+    Ok(Pushed {
+        hash,
+        tx,
+        owners,
+        spent,
+    })
 }
 
 #[derive(Deserialize)]
@@ -912,6 +1432,8 @@ struct TransactionQuery {
     tx_hash: String,
 }
 
+/// `get_transaction` (§8.3): a lagging node's stale answer while it lasts, else pending, in a
+/// block (as `get_blocks_details` renders it), or "Transaction not found".
 async fn get_transaction(
     State(state): State<Shared>,
     Query(q): Query<TransactionQuery>,
@@ -919,21 +1441,68 @@ async fn get_transaction(
     if let Some(response) = rate_limited(&state, Limited::GetTransaction) {
         return response;
     }
-    let state = state.lock().unwrap_or_else(|e| e.into_inner());
-    let found = if state.pending.contains_key(&q.tx_hash) {
-        Some((false, Value::Null))
-    } else {
-        state
-            .mined
-            .get(&q.tx_hash)
-            .map(|(block, _)| (true, json!(block)))
-    };
-    match found {
-        Some((confirmed, block)) => Json(json!({ "ok": true, "result": {
-            "is_coinbase": false, "hash": q.tx_hash, "block_no": block, "is_confirm": confirmed,
-            "transaction_type": "REGULAR",
-        } }))
-        .into_response(),
-        None => Json(json!({ "ok": false, "error": "Transaction not found" })).into_response(),
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    match find_transaction(&mut state, &q.tx_hash) {
+        Some(result) => Json(json!({ "ok": true, "result": result })).into_response(),
+        None => refusal(StatusCode::OK, "Transaction not found"),
     }
+}
+
+fn find_transaction(state: &mut ChainState, hash: &str) -> Option<Value> {
+    let stale = match state.lagging.get_mut(hash).map(Lagging::take) {
+        Some(None) => {
+            state.lagging.remove(hash);
+            None
+        }
+        other => other.flatten(),
+    };
+    match stale {
+        Some(Stale::NotFound) => return None,
+        Some(Stale::Pending) => {
+            return state
+                .pending
+                .iter()
+                .chain(state.mined.iter().map(|(_, p)| p))
+                .find(|p| p.hash == hash)
+                .map(Pushed::render_pending);
+        }
+        None => {}
+    }
+    if let Some(pending) = state.pending.iter().find(|p| p.hash == hash) {
+        return Some(pending.render_pending());
+    }
+    let block = state
+        .blocks
+        .values()
+        .find(|b| b.transactions.iter().any(|t| t.hash == hash))?;
+    let rendered = render_block(block, false);
+    rendered["transactions"]
+        .as_array()?
+        .iter()
+        .find(|t| t["hash"] == hash)
+        .cloned()
+}
+
+/// The inputs of a "nice transaction" and its fee: the spent outputs when known, placeholder
+/// outputs of 1 coin otherwise (hand-written scenarios).
+fn render_inputs(tx: &SimTransaction) -> (Vec<Value>, Box<RawValue>) {
+    if tx.spent.is_empty() {
+        let inputs = tx
+            .inputs
+            .iter()
+            .enumerate()
+            .map(|(i, owner)| json!({ "index": 0, "tx_hash": format!("{:064x}", i), "address": owner, "amount": 1 }))
+            .collect();
+        return (inputs, number(Amount::ZERO));
+    }
+    let inputs = tx
+        .spent
+        .iter()
+        .zip(&tx.inputs)
+        .map(|(s, owner)| json!({ "index": s.index, "tx_hash": s.tx_hash, "address": owner, "amount": number(s.amount) }))
+        .collect();
+    let spent: i64 = tx.spent.iter().map(|s| s.amount.units()).sum();
+    let paid: i64 = tx.outputs.iter().map(|o| o.amount.units()).sum();
+    let fee = Amount::from_units(spent - paid).unwrap_or(Amount::ZERO);
+    (inputs, number(fee))
 }

@@ -9,12 +9,15 @@ use std::time::Duration;
 use bson::{Document, doc};
 use futures::{SinkExt, StreamExt};
 use minerpool_core::config::Config;
+use minerpool_core::config::Sender;
 use minerpool_core::money::Amount;
 use minerpool_core::scoring::decayed_pool_score;
+use minerpool_core::store::documents::Balance;
 use minerpool_core::store::documents::names;
 use minerpool_core::testing::{fresh_store, mongodb_uri};
+use minerpool_core::upow::{address_of, parse_private_key};
 use minerpool_tests::chain_sim::{
-    ChainSim, Scenario, SimBlock, SimOutput, SimTransaction, SimValidator,
+    ChainSim, Scenario, SimBlock, SimOutput, SimTransaction, SimUtxo, SimValidator, TxState,
 };
 use minerpool_tests::fixtures::*;
 use minerpool_tests::free_port;
@@ -62,6 +65,7 @@ fn chain() -> (Scenario, i64) {
                     amount: amount(a),
                     output_type: "REGULAR".into(),
                 }],
+                spent: vec![],
             }],
         })
         .chain((20006..=20015).map(|id| {
@@ -77,6 +81,7 @@ fn chain() -> (Scenario, i64) {
                         amount: amount("6"),
                         output_type: "REGULAR".into(),
                     }],
+                    spent: vec![],
                 }],
             )
         }))
@@ -140,22 +145,9 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
     config.schedule.rewards_seconds = 1;
     config.schedule.validators_seconds = 1;
     config.schedule.decay_seconds = 3;
-    let config_path = std::env::temp_dir().join(format!("{}.yaml", config.mongodb.database));
-    std::fs::write(&config_path, config.to_yaml()).unwrap();
-
-    let mut node = tokio::process::Command::new(workspace_binary("minerpool-node"))
-        .args(["standalone", "--config"])
-        .arg(&config_path)
-        .env("MONGODB_URI", mongodb_uri())
-        .env("MINERPOOL_ADMIN_TOKEN", "e2e-token")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("start minerpool-node");
+    let node = standalone(&config, &[("MINERPOOL_ADMIN_TOKEN", "e2e-token")]).await;
     let api = format!("http://127.0.0.1:{http_port}");
     let ws = format!("ws://127.0.0.1:{ws_port}");
-    wait::http_ok(&format!("{api}/readyz")).await;
 
     let added = reqwest::Client::new()
         .post(format!("{api}/api/v1/pools"))
@@ -261,7 +253,30 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
     }
     assert_eq!(received, total);
 
-    // SIGTERM: a graceful stop with exit 0.
+    stop(node).await;
+}
+
+/// Starts `minerpool-node standalone` with `config` and extra environment; returns once it is
+/// ready.
+async fn standalone(config: &Config, env: &[(&str, &str)]) -> tokio::process::Child {
+    let config_path = std::env::temp_dir().join(format!("{}.yaml", config.mongodb.database));
+    std::fs::write(&config_path, config.to_yaml()).unwrap();
+    let mut command = tokio::process::Command::new(workspace_binary("minerpool-node"));
+    command
+        .args(["standalone", "--config"])
+        .arg(&config_path)
+        .env("MONGODB_URI", mongodb_uri())
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true);
+    let node = command.spawn().expect("start minerpool-node");
+    wait::http_ok(&format!("http://{}/readyz", config.node.http_address)).await;
+    node
+}
+
+/// SIGTERM: a graceful stop with exit 0.
+async fn stop(mut node: tokio::process::Child) {
     let pid = node.id().expect("running") as i32;
     std::process::Command::new("kill")
         .args(["-TERM", &pid.to_string()])
@@ -272,4 +287,78 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
         .expect("the node stops after SIGTERM")
         .unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn standalone_pays_due_balances_on_its_schedule_through_the_chain() {
+    let store = fresh_store("end_to_end_payouts").await;
+    let key = "0xc0ffee";
+    let wallet = address_of(parse_private_key(key).unwrap().verifying_key());
+    let sim = ChainSim::start(Scenario {
+        utxos: vec![SimUtxo {
+            owner: wallet.clone(),
+            tx_hash: format!("{:064x}", 1),
+            index: 0,
+            amount: amount("10"),
+        }],
+        ..Scenario::default()
+    })
+    .await;
+    let (due, small) = (amount("3"), amount("0.5"));
+    for (address, pending) in [(POOL_A, due), (POOL_B, small)] {
+        store
+            .balances()
+            .insert_one(Balance {
+                address: address.into(),
+                pending: pending.units(),
+                paid: 0,
+                updated_at: None,
+            })
+            .await
+            .unwrap();
+    }
+    let http_port = free_port();
+    let mut config = Config::with_wallets(&wallet, REWARD);
+    config.mongodb.database = store.database().name().to_owned();
+    config.chain.api_url = sim.url.clone();
+    config.node.http_address = format!("127.0.0.1:{http_port}").parse().unwrap();
+    config.node.websocket_address = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    config.payouts.sender = Sender::Upow;
+    config.payouts.minimum_payout = amount("1");
+    config.schedule.payouts_seconds = 1;
+    let node = standalone(&config, &[("MINERPOOL_WALLET_KEY", key)]).await;
+    let api = format!("http://127.0.0.1:{http_port}");
+
+    wait::until(
+        "a scheduled payouts run to push the due balance",
+        wait::DEADLINE,
+        || async { sim.pending_paid_to(POOL_A) },
+        |paid| *paid == (due.units() as u64, 1),
+    )
+    .await;
+    let block = sim.mine();
+    wait::until(
+        "a later run to see it in a block and count it paid",
+        wait::DEADLINE,
+        || {
+            let url = format!("{api}/api/v1/balances/{POOL_A}");
+            async move { get(&url).await }
+        },
+        |balance| balance["paid"] == due.to_string(),
+    )
+    .await;
+    let balance = get(&format!("{api}/api/v1/balances/{POOL_A}")).await;
+    assert_eq!(balance["pending"], Amount::ZERO.to_string(), "{balance}");
+    assert_eq!(sim.confirmed_paid_to(POOL_A), (due.units() as u64, 1));
+    let hashes = sim.mined_hashes();
+    assert_eq!(hashes.len(), 1, "one transaction in all: {hashes:?}");
+    assert_eq!(sim.tx_state(&hashes[0]), TxState::Mined { block });
+    // Under the minimum: left alone.
+    let small_balance = get(&format!("{api}/api/v1/balances/{POOL_B}")).await;
+    assert_eq!(
+        (&small_balance["pending"], &small_balance["paid"]),
+        (&json!(small.to_string()), &json!(Amount::ZERO.to_string()))
+    );
+    assert_eq!(sim.paid_to(POOL_B), (0, 0));
+    stop(node).await;
 }

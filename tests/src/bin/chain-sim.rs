@@ -1,4 +1,6 @@
 //! `chain-sim`: the uPow chain simulator as a process, for the demo and end-to-end tests.
+//! Generated blocks pay the iNode wallet outputs it can spend, and confirm every pending
+//! transaction, so a wallet whose key the demo holds really pays through it.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,7 +23,11 @@ struct Cli {
     /// A YAML or JSON scenario: blocks and validators
     #[arg(long, value_name = "FILE")]
     scenario: Option<PathBuf>,
-    /// Emit a block paying this wallet every --every seconds
+    /// Print a fresh wallet key and its address ("KEY ADDRESS" on one line) and exit
+    #[arg(long, exclusive = true)]
+    new_wallet: bool,
+    /// Emit a block paying this wallet every --every seconds (it also confirms every pending
+    /// transaction)
     #[arg(long, value_name = "ADDRESS")]
     generate_for: Option<String>,
     /// Seconds between generated blocks
@@ -39,6 +45,11 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     minerpool_core::logging::init();
     let cli = Cli::parse();
+    if cli.new_wallet {
+        let (key, address) = new_wallet()?;
+        println!("{key} {address}");
+        return Ok(());
+    }
     let scenario = match &cli.scenario {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -63,4 +74,21 @@ async fn main() -> anyhow::Result<()> {
     println!("{}", sim.url);
     tokio::signal::ctrl_c().await?;
     Ok(())
+}
+
+/// A private key from the OS random source (retried in the rare case it is not below the group
+/// order), in the hex form `MINERPOOL_WALLET_KEY` takes, and its address.
+fn new_wallet() -> anyhow::Result<(String, String)> {
+    use std::io::Read;
+    let mut random = std::fs::File::open("/dev/urandom").context("opening /dev/urandom")?;
+    loop {
+        let mut bytes = [0u8; 32];
+        random
+            .read_exact(&mut bytes)
+            .context("reading /dev/urandom")?;
+        let hex = hex::encode(bytes);
+        if let Ok(key) = minerpool_core::upow::parse_private_key(&hex) {
+            return Ok((hex, minerpool_core::upow::address_of(key.verifying_key())));
+        }
+    }
 }
