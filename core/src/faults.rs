@@ -22,7 +22,10 @@ pub fn pause_point(point: &str) {
     let Ok(wanted) = std::env::var(PAUSE_VAR) else {
         return;
     };
-    let (name, seconds) = match wanted.split_once(':') {
+    let (name, seconds) = match wanted
+        .rsplit_once(':')
+        .filter(|(_, s)| s.parse::<u64>().is_ok())
+    {
         Some((name, seconds)) => (name, seconds.parse().unwrap_or(5)),
         None => (wanted.as_str(), 5),
     };

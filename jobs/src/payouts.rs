@@ -394,25 +394,32 @@ impl Payer<'_> {
     }
 
     /// Where the chain's blocks put `hash`. A lookup that names a block is believed only when
-    /// that block lists the transaction.
+    /// that block lists the transaction, and counts only once the block is
+    /// `rewards.confirmations` deep (the same settled depth as income): a payout or an abandon in
+    /// a block that may still be orphaned is not yet proof of anything.
     async fn on_chain(&self, hash: &str) -> Result<OnChain, JobError> {
         self.fence.ensure_held()?;
         let chain = &self.context.chain;
-        Ok(match chain.transaction_status(hash).await? {
-            TransactionStatus::NotFound => OnChain::NotFound,
-            TransactionStatus::Pending => OnChain::Pending,
-            TransactionStatus::Confirmed { block } => {
-                let blocks = chain.blocks_details(block, 1).await?;
-                let holds = blocks
-                    .iter()
-                    .filter(|b| b.block.id == block)
-                    .any(|b| b.transactions.iter().any(|t| t.hash == hash));
-                if holds {
-                    OnChain::InBlock(block as i64)
-                } else {
-                    tracing::warn!(%hash, block, "the chain names a block that does not list the transaction");
-                    OnChain::Pending
-                }
+        let block = match chain.transaction_status(hash).await? {
+            TransactionStatus::NotFound => return Ok(OnChain::NotFound),
+            TransactionStatus::Pending => return Ok(OnChain::Pending),
+            TransactionStatus::Confirmed { block } => block,
+        };
+        let depth = self.context.config.rewards.confirmations;
+        let blocks = chain.blocks_details(block, depth + 1).await?;
+        let holds = blocks
+            .iter()
+            .filter(|b| b.block.id == block)
+            .any(|b| b.transactions.iter().any(|t| t.hash == hash));
+        let settled = blocks
+            .last()
+            .is_some_and(|tip| tip.block.id >= block + u64::from(depth));
+        Ok(match (holds, settled) {
+            (true, true) => OnChain::InBlock(block as i64),
+            (true, false) => OnChain::Pending,
+            (false, _) => {
+                tracing::warn!(%hash, block, "the chain names a block that does not list the transaction");
+                OnChain::Pending
             }
         })
     }

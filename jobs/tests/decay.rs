@@ -102,6 +102,6 @@ async fn decay_round_trips_do_not_grow_with_the_number_of_pools() {
         few, many,
         "round trips: {few} for 10 pools, {many} for 2000"
     );
-    // lock, run record, two updates, run end, unlock.
-    assert!(many <= 6, "{many} round trips");
+    // the server's clock (once per process), lock, run record, two updates, run end, unlock.
+    assert!(many <= 7, "{many} round trips");
 }

@@ -82,6 +82,15 @@ async fn harness_with(
     h
 }
 
+/// Mines the pending transactions into a block and buries it `rewards.confirmations` deep, so
+/// payouts count it as settled.
+fn bury(h: &Harness) {
+    h.sim.mine();
+    for _ in 0..h.config.rewards.confirmations {
+        h.sim.mine();
+    }
+}
+
 /// The one payout batch (panics if there is not exactly one).
 async fn only_batch(h: &Harness) -> PayoutBatch {
     let batches: Vec<PayoutBatch> = h
@@ -146,6 +155,33 @@ async fn assert_paid_once(h: &Harness) {
 }
 
 #[tokio::test]
+async fn a_payout_counts_as_paid_only_once_its_block_is_settled() {
+    let h = harness("payouts_depth", &["4", "6"]).await;
+    run_ok(&h).await;
+    let block = h.sim.mine();
+    for depth in 0..h.config.rewards.confirmations {
+        let run = run_ok(&h).await;
+        assert_eq!(
+            run["details"]["settled"][0]["now"], "submitted",
+            "{depth} deep: {run}"
+        );
+        assert_eq!(
+            balance(&h, &recipients()[0].0).await,
+            (0, 0),
+            "{depth} deep: not yet paid"
+        );
+        h.sim.mine();
+    }
+    let settled = run_ok(&h).await;
+    assert_eq!(
+        settled["details"]["settled"][0]["now"], "confirmed",
+        "{settled}"
+    );
+    assert_eq!(only_batch(&h).await.proof_block, Some(block as i64));
+    assert_paid_once(&h).await;
+}
+
+#[tokio::test]
 async fn a_batch_is_paid_submitted_then_confirmed() {
     let h = harness("payouts_happy", &["4", "6"]).await;
     let first = run_ok(&h).await;
@@ -164,7 +200,7 @@ async fn a_batch_is_paid_submitted_then_confirmed() {
     let again = run_ok(&h).await;
     assert_eq!(again["details"]["created"], serde_json::Value::Null);
     assert_eq!(balance(&h, &recipients()[0].0).await, (0, 0));
-    h.sim.mine();
+    bury(&h);
     let settled = run_ok(&h).await;
     assert_eq!(
         settled["details"]["settled"][0]["now"], "confirmed",
@@ -183,7 +219,7 @@ async fn crash_then_rerun(point: &str) {
     );
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     run_ok(&h).await;
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
     assert_eq!(h.sim.accepted(), 1, "{point}: one transaction in all");
@@ -221,7 +257,7 @@ async fn a_push_that_timed_out_but_was_accepted_is_not_paid_again() {
         second["details"]["settled"][0]["now"], "submitted",
         "{second}"
     );
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
 }
@@ -229,6 +265,7 @@ async fn a_push_that_timed_out_but_was_accepted_is_not_paid_again() {
 #[tokio::test]
 async fn a_refused_push_never_refunds_and_an_abandon_by_hand_refunds_once_proven() {
     let h = harness("payouts_refused", &["10"]).await;
+    record_credit(&h).await;
     h.sim.set_push_mode(PushMode::Reject);
     let first = run_ok(&h).await;
     assert_eq!(first["details"]["created"]["now"], "signed", "{first}");
@@ -280,7 +317,7 @@ async fn a_refused_push_never_refunds_and_an_abandon_by_hand_refunds_once_proven
         "no refund before the proof is in a block"
     );
 
-    h.sim.mine();
+    bury(&h);
     let refunded = run_ok(&h).await;
     assert_eq!(
         refunded["details"]["settled"][0]["now"], "abandoned",
@@ -290,7 +327,7 @@ async fn a_refused_push_never_refunds_and_an_abandon_by_hand_refunds_once_proven
         refunded["details"]["created"]["now"], "submitted",
         "paid again with the abandon's output: {refunded}"
     );
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
     let first = h.store.payout_batch(&batch.id).await.unwrap().unwrap();
@@ -321,13 +358,13 @@ async fn a_batch_stuck_past_its_age_is_reported_and_abandoned() {
         stuck["details"]["settled"][0]["now"], "abandoning",
         "{stuck}"
     );
-    h.sim.mine();
+    bury(&h);
     let refunded = run_ok(&h).await;
     assert_eq!(
         refunded["details"]["settled"][0]["now"], "abandoned",
         "{refunded}"
     );
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
 }
@@ -349,7 +386,7 @@ async fn an_abandon_that_loses_to_the_batch_pays_once() {
         .await;
     assert!(abandoning.status.success(), "{}", stderr(&abandoning));
     // The chain holds the batch's transaction: the abandoning one cannot spend its inputs.
-    h.sim.mine();
+    bury(&h);
     let settled = run_ok(&h).await;
     assert_eq!(
         settled["details"]["settled"][0]["now"], "confirmed",
@@ -388,9 +425,9 @@ async fn a_crash_after_signing_the_abandon_refunds_once() {
         resumed["details"]["settled"][0]["now"], "abandoning",
         "the stored bytes pushed: {resumed}"
     );
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
 }
@@ -420,6 +457,7 @@ async fn a_run_that_lost_its_lock_stops_before_the_chain() {
         )
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -449,7 +487,7 @@ async fn a_run_that_lost_its_lock_stops_before_the_chain() {
     assert!(!stalled.status.success(), "the stale run must fail");
     assert!(stderr(&stalled).contains("fenced"), "{}", stderr(&stalled));
     assert_eq!(h.sim.accepted(), 1, "the stale run sent nothing");
-    h.sim.mine();
+    bury(&h);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     run_ok(&h).await;
     assert_paid_once(&h).await;
@@ -462,14 +500,14 @@ async fn many_small_coins_pay_fewer_recipients_per_batch_and_never_fail() {
     let first = run_ok(&h).await;
     assert_eq!(first["details"]["created"]["recipients"], 1, "{first}");
     assert_eq!(only_batch(&h).await.inputs.len(), 250);
-    h.sim.mine();
+    bury(&h);
     let second = run_ok(&h).await;
     assert_eq!(
         second["details"]["settled"][0]["now"], "confirmed",
         "{second}"
     );
     assert_eq!(second["details"]["created"]["recipients"], 1, "{second}");
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
 }
@@ -490,10 +528,10 @@ async fn a_balance_no_255_coins_cover_is_paid_after_a_consolidation() {
         "{first}"
     );
     assert_eq!(h.sim.paid_to(&big), (0, 0));
-    h.sim.mine();
+    bury(&h);
     let second = run_ok(&h).await;
     assert_eq!(second["details"]["created"]["kind"], "payout", "{second}");
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
     assert_eq!(h.sim.paid_to(&big), (coins("6") as u64, 1));
     assert_eq!(balance(&h, &big).await, (0, coins("6")));
@@ -513,7 +551,7 @@ async fn an_unpayable_address_is_held_aside_and_everyone_else_is_paid() {
         "{first}"
     );
     assert_eq!(first["details"]["created"]["recipients"], 2, "{first}");
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
     assert_eq!(
@@ -556,7 +594,7 @@ async fn the_fee_comes_from_the_reward_address_and_is_accounted() {
         "the transaction pays exactly the fee"
     );
     assert_eq!(balance(&h, &reward).await, (coins("0.5") - fee, 0));
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
     let audit = h.run_ok("audit").await;
@@ -573,7 +611,7 @@ async fn two_runs_at_once_pay_once() {
         stderr(&a),
         stderr(&b)
     );
-    h.sim.mine();
+    bury(&h);
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
     run_ok(&h).await;
     assert_paid_once(&h).await;
@@ -701,7 +739,7 @@ async fn audit_passes_through_a_payout_and_names_a_tampered_balance() {
     run_ok(&h).await; // batch in flight
     let in_flight = h.run_ok("audit").await;
     assert_eq!(in_flight["details"]["inFlight"], coins("8"), "{in_flight}");
-    h.sim.mine();
+    bury(&h);
     run_ok(&h).await; // confirmed
     let done = h.run_ok("audit").await;
     assert_eq!(done["details"]["paid"], coins("8"), "{done}");

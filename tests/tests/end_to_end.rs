@@ -337,6 +337,10 @@ async fn standalone_pays_due_balances_on_its_schedule_through_the_chain() {
     )
     .await;
     let block = sim.mine();
+    // Buried as deep as payouts need to count it settled.
+    for _ in 0..config.rewards.confirmations {
+        sim.mine();
+    }
     wait::until(
         "a later run to see it in a block and count it paid",
         wait::DEADLINE,

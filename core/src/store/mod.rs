@@ -122,6 +122,8 @@ pub struct Store {
     db: Database,
     /// `host:port` list, for messages.
     hosts: String,
+    /// How far the server's clock is ahead of this process's (ms), read once.
+    clock_offset: Arc<tokio::sync::OnceCell<i64>>,
 }
 
 impl Store {
@@ -147,7 +149,12 @@ impl Store {
             .join(",");
         let client = Client::with_options(options).map_err(StoreError::mongo("client"))?;
         let db = client.database(database);
-        Ok(Store { client, db, hosts })
+        Ok(Store {
+            client,
+            db,
+            hosts,
+            clock_offset: Arc::default(),
+        })
     }
 
     pub fn client(&self) -> &Client {

@@ -63,45 +63,39 @@ fn later(now: DateTime, ttl: Duration) -> DateTime {
 }
 
 impl Store {
-    /// The database server's clock: the one clock every job process shares.
+    /// The database server's clock: the one clock every job process shares. Its offset from
+    /// this process's clock is read once (`hello.localTime`, half the round trip added), so a
+    /// lock costs no extra round trip after the first.
     pub async fn server_time(&self) -> Result<DateTime> {
-        let hello = self
-            .database()
-            .run_command(doc! { "hello": 1 })
-            .await
-            .map_err(StoreError::mongo("read the server's time"))?;
-        hello
-            .get_datetime("localTime")
-            .copied()
-            .map_err(|_| StoreError::Invalid("the server's hello has no localTime".into()))
+        let offset = self
+            .clock_offset
+            .get_or_try_init(|| async {
+                let sent = DateTime::now().timestamp_millis();
+                let hello = self
+                    .database()
+                    .run_command(doc! { "hello": 1 })
+                    .await
+                    .map_err(StoreError::mongo("read the server's time"))?;
+                let received = DateTime::now().timestamp_millis();
+                let server = hello.get_datetime("localTime").map_err(|_| {
+                    StoreError::Invalid("the server's hello has no localTime".into())
+                })?;
+                Ok::<i64, StoreError>(server.timestamp_millis() - (sent + received) / 2)
+            })
+            .await?;
+        Ok(DateTime::from_millis(
+            DateTime::now().timestamp_millis() + offset,
+        ))
     }
 
     /// Takes the lock of `job` for `ttl`, or returns `None` if another holder has it unexpired.
     /// A lock left by a crashed run is taken over once it expires, by the server's clock.
     pub async fn try_lock_job(&self, job: &str, ttl: Duration) -> Result<Option<Fence>> {
         let holder = format!("{}:{}", hostname(), ObjectId::new().to_hex());
-        // The document exists from the first acquisition on and is never deleted, so the
-        // take-over below is a plain conditional update (no upsert racing an unexpired lock).
-        match self
-            .job_locks()
-            .insert_one(JobLock {
-                job: job.to_owned(),
-                holder: String::new(),
-                expires_at: DateTime::from_millis(0),
-                generation: 0,
-            })
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if super::is_duplicate_key(&e) => {}
-            Err(e) => {
-                return Err(StoreError::mongo(format!("create the lock of job {job}"))(
-                    e,
-                ));
-            }
-        }
+        // The document is never deleted, so generations only grow. An unexpired lock makes the
+        // upsert collide with the existing `_id` (E11000): another run holds it.
         let now = self.server_time().await?;
-        let taken = self
+        let taken = match self
             .job_locks()
             .find_one_and_update(
                 doc! { "_id": job, "expires_at": { "$lte": now } },
@@ -110,9 +104,14 @@ impl Store {
                     "$inc": { "generation": 1_i64 },
                 },
             )
+            .upsert(true)
             .return_document(ReturnDocument::After)
             .await
-            .map_err(StoreError::mongo(format!("take the lock of job {job}")))?;
+        {
+            Ok(taken) => taken,
+            Err(e) if super::is_duplicate_key(&e) => None,
+            Err(e) => return Err(StoreError::mongo(format!("take the lock of job {job}"))(e)),
+        };
         Ok(match taken {
             Some(lock) if lock.holder == holder => Some(Fence {
                 job: job.to_owned(),
