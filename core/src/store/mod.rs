@@ -235,7 +235,25 @@ impl Store {
     /// `body` may run more than once, so it returns a fresh future each time; that future borrows
     /// only the session (clone what else it needs into it), which keeps it `Send` for spawned
     /// tasks and axum handlers.
-    pub async fn with_transaction<T, F>(&self, mut body: F) -> Result<T>
+    pub async fn with_transaction<T, F>(&self, body: F) -> Result<T>
+    where
+        F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T>>,
+    {
+        self.transaction(true, body).await
+    }
+
+    /// [`Store::with_transaction`] in a session without causal consistency, for a transaction
+    /// whose retries need not be ordered after its aborted attempts (all run on the primary).
+    /// Its retried attempts then send no `readConcern.afterClusterTime`, which some
+    /// MongoDB-compatible servers refuse on the multi-collection `bulkWrite`.
+    pub(crate) async fn with_unordered_transaction<T, F>(&self, body: F) -> Result<T>
+    where
+        F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T>>,
+    {
+        self.transaction(false, body).await
+    }
+
+    async fn transaction<T, F>(&self, causal: bool, mut body: F) -> Result<T>
     where
         F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T>>,
     {
@@ -244,6 +262,7 @@ impl Store {
         let mut session = self
             .client
             .start_session()
+            .causal_consistency(causal)
             .await
             .map_err(StoreError::mongo("start session"))?;
         let mut backoff = Duration::from_millis(5);
