@@ -73,11 +73,39 @@ pub enum TaskWrites {
 /// The MongoDB wire version of 8.0, which brought the multi-collection `bulkWrite` command.
 const WIRE_VERSION_8_0: i32 = 25;
 
-/// Records TASKs with the fewest round trips the server allows; cheap to clone.
+/// Records TASKs with the fewest round trips the server allows; cheap to clone (clones share
+/// their [`PoolLocks`]).
 #[derive(Debug, Clone)]
 pub struct TaskRecorder {
     store: Store,
     writes: TaskWrites,
+    pools: Arc<PoolLocks>,
+}
+
+/// TASKs for one pool take turns inside this process. Each TASK's transaction writes the pool's
+/// document, so concurrent ones would conflict on the server, abort and retry: a hundred TASKs
+/// at once on one pool would cost hundreds of aborted attempts. Queued here, they commit one
+/// after another with no conflict; only TASKs from other node processes still conflict, and
+/// those retry after a short pause. A fixed number of stripes keeps memory bounded whatever
+/// the number of pools; two pools sharing a stripe merely take turns too.
+#[derive(Debug)]
+struct PoolLocks([tokio::sync::Mutex<()>; POOL_LOCK_STRIPES]);
+
+const POOL_LOCK_STRIPES: usize = 64;
+
+impl PoolLocks {
+    fn new() -> PoolLocks {
+        PoolLocks(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+
+    async fn turn(&self, pool: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        pool.hash(&mut hasher);
+        self.0[(hasher.finish() % POOL_LOCK_STRIPES as u64) as usize]
+            .lock()
+            .await
+    }
 }
 
 /// A pool as the API shows it: registered, scored, or both.
@@ -122,12 +150,16 @@ impl TaskRecorder {
         } else {
             TaskWrites::Separate
         };
-        Ok(TaskRecorder { store, writes })
+        Ok(TaskRecorder::with_writes(store, writes))
     }
 
     /// A recorder that writes the given way, whatever the server supports.
     pub fn with_writes(store: Store, writes: TaskWrites) -> TaskRecorder {
-        TaskRecorder { store, writes }
+        TaskRecorder {
+            store,
+            writes,
+            pools: Arc::new(PoolLocks::new()),
+        }
     }
 
     pub fn writes(&self) -> TaskWrites {
@@ -151,7 +183,7 @@ impl TaskRecorder {
     /// a race: the loser meets a write conflict, is retried, and then finds the receipt.
     ///
     /// Cost: one more round trip (the commit) than writes without a transaction, and TASKs for
-    /// the same pool at the same moment conflict and retry instead of queueing on the server.
+    /// the same pool take turns (see [`PoolLocks`]) instead of updating it side by side.
     pub async fn record_task(
         &self,
         validator: &str,
@@ -162,6 +194,7 @@ impl TaskRecorder {
     ) -> Result<TaskRecorded> {
         let writes = Arc::new(TaskWriteSet::new(validator, pool, val_id, increment, now));
         let recorder = self.clone();
+        let _turn = self.pools.turn(pool).await;
         let guarded = self
             .store
             .once(move |session| {
@@ -290,7 +323,7 @@ impl Store {
     where
         F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T>>,
     {
-        match self.with_unordered_transaction(body).await {
+        match self.with_short_transaction(body).await {
             Ok(value) => Ok(Guarded::Done(value)),
             Err(StoreError::Conflict(message)) if message == MARKER_TAKEN => Ok(Guarded::Replayed),
             Err(e) => Err(e),
