@@ -2,10 +2,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Options, node, node_with, ping, reply, task};
 use futures::SinkExt;
+use minerpool_core::store::TASK_GIVE_UP_AFTER;
 use minerpool_core::store::activity::TASK_AFTER_RECEIPT;
 use minerpool_core::testing::refuse_pool_score;
 use minerpool_node::Limits;
@@ -383,8 +384,28 @@ async fn a_node_crashing_after_the_receipt_leaves_the_task_to_its_retry() {
         .unwrap();
     assert!(!status.success(), "{status}");
 
+    // The crashed node's transaction holds the receipt and the pool until the server aborts it
+    // (`transactionLifetimeLimitSeconds`, 60 s on MongoDB and on the test server). Until then the
+    // validator's retries get an error after the node's give-up time; none may succeed without
+    // scoring, and the first that succeeds scores.
+    let crashed_at = Instant::now();
+    let bound = Duration::from_secs(60) + TASK_GIVE_UP_AFTER + Duration::from_secs(10);
     let (_restarted, ws) = node_process(&database, None).await;
-    assert_eq!(send_to(&ws, &message).await, "SUCCESS: crash-1");
-    assert_eq!(send_to(&ws, &message).await, "SUCCESS: crash-1");
+    loop {
+        let answer = send_to(&ws, &message).await;
+        if answer == "SUCCESS: crash-1" {
+            break;
+        }
+        assert_eq!(answer, INTERNAL_ERROR);
+        assert_eq!(n.pool_score(POOL_A).await, None, "an error reply scored");
+        assert!(crashed_at.elapsed() < bound, "the pool stayed blocked");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
     assert_eq!(n.pool_score(POOL_A).await, Some(10), "scored exactly once");
+    assert_eq!(send_to(&ws, &message).await, "SUCCESS: crash-1");
+    assert_eq!(
+        n.pool_score(POOL_A).await,
+        Some(10),
+        "the retry was a replay"
+    );
 }
