@@ -93,6 +93,11 @@ struct PoolLocks([tokio::sync::Mutex<()>; POOL_LOCK_STRIPES]);
 
 const POOL_LOCK_STRIPES: usize = 64;
 
+/// How long a TASK waits for its pool's turn before it is answered with an error: with the
+/// transaction's own [`super::TASK_GIVE_UP_AFTER`], a reply within 15 s, before a validator's
+/// 20 s wait ends; about 500 TASKs queued on one pool in one node.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl PoolLocks {
     fn new() -> PoolLocks {
         PoolLocks(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
@@ -194,7 +199,11 @@ impl TaskRecorder {
     ) -> Result<TaskRecorded> {
         let writes = Arc::new(TaskWriteSet::new(validator, pool, val_id, increment, now));
         let recorder = self.clone();
-        let _turn = self.pools.turn(pool).await;
+        // A bounded wait: while a crashed node's transaction holds the pool, each TASK ahead
+        // may retry for `TASK_GIVE_UP_AFTER`, and the queue must not hold replies beyond that.
+        let _turn = tokio::time::timeout(TURN_WAIT, self.pools.turn(pool))
+            .await
+            .map_err(|_| StoreError::TransactionTimedOut(TURN_WAIT))?;
         let guarded = self
             .store
             .once(move |session| {
