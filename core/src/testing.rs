@@ -63,3 +63,26 @@ pub async fn counting_store(label: &str) -> (Store, CommandCounter) {
     store.ensure_indexes().await.expect("create indexes");
     (store, counter)
 }
+
+/// A server-side write failure on demand: from now on the server refuses to give any pool in
+/// `minerPool` the score `score` (another pool holds it under a unique index). Returns the
+/// index's name; dropping it ends the fault.
+pub async fn refuse_pool_score(store: &Store, score: i64) -> String {
+    use bson::{Document, doc};
+    let index = "refused_score";
+    store
+        .collection::<Document>(crate::store::names::MINER_POOL)
+        .insert_one(doc! { "pool_address": "holder-of-the-refused-score", "score": score })
+        .await
+        .expect("insert the score holder");
+    store
+        .database()
+        .run_command(
+            doc! { "createIndexes": crate::store::names::MINER_POOL, "indexes": [
+                { "key": { "score": 1 }, "name": index, "unique": true },
+            ] },
+        )
+        .await
+        .expect("create the refusing index");
+    index.to_owned()
+}

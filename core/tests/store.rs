@@ -4,11 +4,12 @@
 use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 use minerpool_core::scoring;
+use minerpool_core::store::activity::{TaskRecorded, TaskRecorder, TaskWrites};
 use minerpool_core::store::documents::{
     Balance, PoolScore, RegisteredPool, TaskReceipt, Validator,
 };
 use minerpool_core::store::{Store, StoreError, names};
-use minerpool_core::testing::{fresh_store, mongodb_uri, unique_database};
+use minerpool_core::testing::{fresh_store, mongodb_uri, refuse_pool_score, unique_database};
 
 #[tokio::test]
 async fn unique_indexes_reject_duplicates() {
@@ -387,4 +388,65 @@ async fn server_side_score_rules_match_the_pure_rules() {
 #[test]
 fn the_test_server_uri_is_given() {
     assert!(mongodb_uri().starts_with("mongodb://"));
+}
+
+#[tokio::test]
+async fn a_task_whose_score_failed_leaves_no_receipt_and_its_retries_score_once() {
+    for writes in [TaskWrites::ClientBulkWrite, TaskWrites::Separate] {
+        let store = fresh_store("task_retry").await;
+        let recorder = TaskRecorder::with_writes(store.clone(), writes);
+        store
+            .collection::<Document>(names::VALIDATORS)
+            .insert_one(doc! { "wallet_address": "v", "percentage": 50.0, "score": 0_i64 })
+            .await
+            .unwrap();
+        let refusal = refuse_pool_score(&store, 10).await;
+        let now = DateTime::now();
+        let err = recorder
+            .record_task("v", "p", "7", 10, now)
+            .await
+            .unwrap_err();
+        assert!(err.is_duplicate_key(), "{writes:?}: {err}");
+        let receipts = store.task_receipts().count_documents(doc! {}).await;
+        assert_eq!(
+            receipts.unwrap(),
+            0,
+            "{writes:?}: a receipt outlived the error"
+        );
+        store
+            .collection::<Document>(names::MINER_POOL)
+            .drop_index(refusal)
+            .await
+            .unwrap();
+
+        // The validator retries, over several connections at once.
+        let retries: Vec<_> = (0..6)
+            .map(|_| {
+                let recorder = recorder.clone();
+                tokio::spawn(async move { recorder.record_task("v", "p", "7", 10, now).await })
+            })
+            .collect();
+        let mut accepted = 0;
+        for retry in retries {
+            if retry.await.unwrap().unwrap() == TaskRecorded::Accepted {
+                accepted += 1;
+            }
+        }
+        assert_eq!(accepted, 1, "{writes:?}: exactly one retry scores");
+        let pool = store
+            .pool_scores()
+            .find_one(doc! { "pool_address": "p" })
+            .await
+            .unwrap()
+            .expect("the retry scored the pool");
+        assert_eq!(pool.score, 10, "{writes:?}");
+        let validator = store
+            .collection::<Document>(names::VALIDATORS)
+            .find_one(doc! { "wallet_address": "v" })
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(validator.get_i64("score"), Ok(1), "{writes:?}");
+        assert_eq!(validator.get_datetime("last_active_time"), Ok(&now));
+    }
 }

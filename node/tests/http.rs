@@ -484,3 +484,66 @@ async fn metrics_show_payouts_waiting_for_a_block_and_balances_held_aside() {
     assert!(value("minerpool_node_payouts_oldest_unconfirmed_seconds") >= 120.0);
     assert_eq!(value("minerpool_node_payouts_held_balances"), 1.0);
 }
+
+#[tokio::test]
+async fn an_admin_request_that_failed_can_be_sent_again_and_takes_effect_once() {
+    let key = admin_key();
+    let public = RsaPublicKey::from(&key);
+    let n = node_with(
+        "http_modify_retry",
+        Options {
+            admin_rsa_key: Some(key),
+            ..Options::default()
+        },
+    )
+    .await;
+    // The server refuses any new registry entry: a unique index on a field no entry has (each
+    // indexes as null), and one entry already there.
+    n.register_pool(POOL_B).await;
+    n.store
+        .database()
+        .run_command(bson::doc! { "createIndexes": "poolList", "indexes": [
+            { "key": { "refused": 1 }, "name": "refused", "unique": true },
+        ] })
+        .await
+        .unwrap();
+    let add = encrypt(&public, &format!("add:{POOL_A}"));
+    let (status, _) = modify(&n.http, add.clone()).await;
+    assert_eq!(status, 503);
+    n.store
+        .collection::<bson::Document>("poolList")
+        .drop_index("refused")
+        .await
+        .unwrap();
+
+    // The admin sends the same ciphertext again, several times at once: one adds the pool.
+    let sends: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, body) = (n.http.clone(), add.clone());
+            tokio::spawn(async move { modify(&url, body).await })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for send in sends {
+        replies.push(send.await.unwrap());
+    }
+    let added: Vec<_> = replies
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .collect();
+    assert_eq!(added.len(), 1, "{replies:?}");
+    assert_eq!(added[0].1["message"], "Pool added successfully");
+    assert!(
+        replies.iter().all(|(status, body)| *status == 200
+            || (*status == 400 && body["message"] == "Replayed request")),
+        "{replies:?}"
+    );
+    assert!(
+        n.store
+            .pool_overview(POOL_A)
+            .await
+            .unwrap()
+            .unwrap()
+            .registered
+    );
+}

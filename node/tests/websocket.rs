@@ -2,14 +2,18 @@
 
 mod common;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Options, node, node_with, ping, reply, task};
 use futures::SinkExt;
+use minerpool_core::store::TASK_GIVE_UP_AFTER;
+use minerpool_core::store::activity::TASK_AFTER_RECEIPT;
+use minerpool_core::testing::refuse_pool_score;
 use minerpool_node::Limits;
 use minerpool_node::websocket::*;
 use minerpool_tests::fixtures::*;
 use minerpool_tests::wait;
+use minerpool_tests::free_port;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]
@@ -293,4 +297,140 @@ async fn off_curve_wallets_are_refused() {
     }
     assert_eq!(n.pool_score(POOL_A).await, None, "no TASK counted");
     n.node.shutdown().await;
+}
+
+/// Sends `message` over `copies` connections at once; the replies.
+async fn send_at_once(n: &common::TestNode, message: &str, copies: usize) -> Vec<String> {
+    let sends: Vec<_> = (0..copies)
+        .map(|_| {
+            let (ws, message) = (n.ws.clone(), message.to_owned());
+            tokio::spawn(async move {
+                let (mut socket, _) = tokio_tungstenite::connect_async(&ws).await.unwrap();
+                socket.send(Message::text(message)).await.unwrap();
+                reply(&mut socket).await
+            })
+        })
+        .collect();
+    let mut replies = Vec::new();
+    for send in sends {
+        replies.push(send.await.unwrap());
+    }
+    replies
+}
+
+#[tokio::test]
+async fn a_task_answered_with_an_error_is_scored_once_by_its_retries() {
+    let n = node("ws_task_retry").await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 50.0).await;
+    let refusal = refuse_pool_score(&n.store, 10).await;
+    let message = task(POOL_A, VALIDATOR_1, "r-1");
+    assert_eq!(n.send(&message).await, INTERNAL_ERROR);
+    n.store
+        .collection::<bson::Document>("minerPool")
+        .drop_index(refusal)
+        .await
+        .unwrap();
+
+    for reply in send_at_once(&n, &message, 6).await {
+        assert_eq!(reply, "SUCCESS: r-1");
+    }
+    assert_eq!(n.pool_score(POOL_A).await, Some(10), "scored exactly once");
+    let v = n.validator(VALIDATOR_1).await;
+    assert_eq!(v.get_i64("score"), Ok(1));
+    assert!(v.get_datetime("last_active_time").is_ok());
+}
+
+#[tokio::test]
+async fn identical_tasks_at_the_same_moment_score_once() {
+    let n = node("ws_task_twins").await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 50.0).await;
+    for reply in send_at_once(&n, &task(POOL_A, VALIDATOR_1, "twin"), 8).await {
+        assert_eq!(reply, "SUCCESS: twin");
+    }
+    assert_eq!(n.pool_score(POOL_A).await, Some(10));
+}
+
+/// The real `minerpool-node serve` on `database`, with `MINERPOOL_FAULT` set to `fault`; ready.
+async fn node_process(database: &str, fault: Option<&str>) -> (tokio::process::Child, String) {
+    let (http_port, ws_port) = (free_port(), free_port());
+    let mut config = minerpool_core::config::Config::with_wallets(INODE, REWARD);
+    config.mongodb.database = database.to_owned();
+    config.node.http_address = format!("127.0.0.1:{http_port}").parse().unwrap();
+    config.node.websocket_address = format!("127.0.0.1:{ws_port}").parse().unwrap();
+    let path = std::env::temp_dir().join(format!("{database}-{ws_port}.yaml"));
+    std::fs::write(&path, config.to_yaml()).unwrap();
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-node"));
+    command
+        .args(["serve", "--config"])
+        .arg(&path)
+        .env("MONGODB_URI", minerpool_core::testing::mongodb_uri())
+        .env("RUST_LOG", "warn")
+        .env_remove("MINERPOOL_FAULT")
+        .kill_on_drop(true);
+    if let Some(fault) = fault {
+        command.env("MINERPOOL_FAULT", fault);
+    }
+    let child = command.spawn().expect("start minerpool-node");
+    let ready = format!("http://127.0.0.1:{http_port}/readyz");
+    for _ in 0..200 {
+        if reqwest::get(&ready)
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            return (child, format!("ws://127.0.0.1:{ws_port}"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("minerpool-node did not get ready");
+}
+
+async fn send_to(ws: &str, message: &str) -> String {
+    let (mut socket, _) = tokio_tungstenite::connect_async(ws).await.unwrap();
+    socket.send(Message::text(message)).await.unwrap();
+    reply(&mut socket).await
+}
+
+#[tokio::test]
+async fn a_node_crashing_after_the_receipt_leaves_the_task_to_its_retry() {
+    let n = node("ws_task_crash").await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 50.0).await;
+    let database = n.store.database().name().to_owned();
+    let message = task(POOL_A, VALIDATOR_1, "crash-1");
+
+    let (mut crashing, ws) = node_process(&database, Some(TASK_AFTER_RECEIPT)).await;
+    let answer = send_to(&ws, &message).await;
+    assert!(!answer.starts_with("SUCCESS"), "{answer}");
+    let status = tokio::time::timeout(Duration::from_secs(20), crashing.wait())
+        .await
+        .expect("the node aborted")
+        .unwrap();
+    assert!(!status.success(), "{status}");
+
+    // The crashed node's transaction holds the receipt and the pool until the server aborts it
+    // (`transactionLifetimeLimitSeconds`, 60 s on MongoDB and on the test server). Until then the
+    // validator's retries get an error after the node's give-up time; none may succeed without
+    // scoring, and the first that succeeds scores.
+    let crashed_at = Instant::now();
+    let bound = Duration::from_secs(60) + TASK_GIVE_UP_AFTER + Duration::from_secs(10);
+    let (_restarted, ws) = node_process(&database, None).await;
+    loop {
+        let answer = send_to(&ws, &message).await;
+        if answer == "SUCCESS: crash-1" {
+            break;
+        }
+        assert_eq!(answer, INTERNAL_ERROR);
+        assert_eq!(n.pool_score(POOL_A).await, None, "an error reply scored");
+        assert!(crashed_at.elapsed() < bound, "the pool stayed blocked");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(n.pool_score(POOL_A).await, Some(10), "scored exactly once");
+    assert_eq!(send_to(&ws, &message).await, "SUCCESS: crash-1");
+    assert_eq!(
+        n.pool_score(POOL_A).await,
+        Some(10),
+        "the retry was a replay"
+    );
 }

@@ -1,16 +1,20 @@
 //! What the node reads and writes: TASK and PING effects (SPEC §4.1) as atomic server-side
 //! updates, the TASK receipts that make client retries safe, the pool registry, the admin
-//! ciphertexts already used, and the reads behind the HTTP API (§4.2).
+//! ciphertexts already used (each replay marker committed with the effect it guards), and the
+//! reads behind the HTTP API (§4.2).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use futures::TryStreamExt;
-use mongodb::Namespace;
+use futures::future::BoxFuture;
 use mongodb::options::{InsertOneModel, UpdateOneModel, WriteModel};
+use mongodb::{ClientSession, Namespace};
 
 use super::documents::{Balance, JobRun, RewardDistribution, Validator, names};
 use super::{Result, Store, StoreError, is_duplicate_key, loose};
+use crate::faults::crash_point;
 use crate::scoring::pool_score_after_task_expr;
 
 /// The validator and pool a message names, read in one round trip.
@@ -39,23 +43,74 @@ pub enum PoolRegistration {
     AlreadyExists,
 }
 
+/// What an admin request asks of the pool registry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolListChange {
+    Add,
+    Remove,
+}
+
+/// What an admin request did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminOutcome {
+    /// This ciphertext was carried out before; nothing was done.
+    Replayed,
+    Registered(PoolRegistration),
+    /// `false`: the pool was not registered.
+    Unregistered(bool),
+}
+
 /// How a TASK's writes reach the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TaskWrites {
-    /// One ordered multi-collection `bulkWrite` command (MongoDB 8.0+): one round trip.
+    /// One ordered multi-collection `bulkWrite` command (MongoDB 8.0+) and the commit: two
+    /// round trips.
     ClientBulkWrite,
-    /// Three commands in the same order, for servers before 8.0.
+    /// Three commands in the same order and the commit, for servers before 8.0.
     Separate,
 }
 
 /// The MongoDB wire version of 8.0, which brought the multi-collection `bulkWrite` command.
 const WIRE_VERSION_8_0: i32 = 25;
 
-/// Records TASKs with the fewest round trips the server allows; cheap to clone.
+/// Records TASKs with the fewest round trips the server allows; cheap to clone (clones share
+/// their [`PoolLocks`]).
 #[derive(Debug, Clone)]
 pub struct TaskRecorder {
     store: Store,
     writes: TaskWrites,
+    pools: Arc<PoolLocks>,
+}
+
+/// TASKs for one pool take turns inside this process. Each TASK's transaction writes the pool's
+/// document, so concurrent ones would conflict on the server, abort and retry: a hundred TASKs
+/// at once on one pool would cost hundreds of aborted attempts. Queued here, they commit one
+/// after another with no conflict; only TASKs from other node processes still conflict, and
+/// those retry after a short pause. A fixed number of stripes keeps memory bounded whatever
+/// the number of pools; two pools sharing a stripe merely take turns too.
+#[derive(Debug)]
+struct PoolLocks([tokio::sync::Mutex<()>; POOL_LOCK_STRIPES]);
+
+const POOL_LOCK_STRIPES: usize = 64;
+
+/// How long a TASK waits for its pool's turn before it is answered with an error: with the
+/// transaction's own [`super::TASK_GIVE_UP_AFTER`], a reply within 15 s, before a validator's
+/// 20 s wait ends; about 500 TASKs queued on one pool in one node.
+const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl PoolLocks {
+    fn new() -> PoolLocks {
+        PoolLocks(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
+    }
+
+    async fn turn(&self, pool: &str) -> tokio::sync::MutexGuard<'_, ()> {
+        use std::hash::{DefaultHasher, Hash, Hasher};
+        let mut hasher = DefaultHasher::new();
+        pool.hash(&mut hasher);
+        self.0[(hasher.finish() % POOL_LOCK_STRIPES as u64) as usize]
+            .lock()
+            .await
+    }
 }
 
 /// A pool as the API shows it: registered, scored, or both.
@@ -100,12 +155,16 @@ impl TaskRecorder {
         } else {
             TaskWrites::Separate
         };
-        Ok(TaskRecorder { store, writes })
+        Ok(TaskRecorder::with_writes(store, writes))
     }
 
     /// A recorder that writes the given way, whatever the server supports.
     pub fn with_writes(store: Store, writes: TaskWrites) -> TaskRecorder {
-        TaskRecorder { store, writes }
+        TaskRecorder {
+            store,
+            writes,
+            pools: Arc::new(PoolLocks::new()),
+        }
     }
 
     pub fn writes(&self) -> TaskWrites {
@@ -116,10 +175,20 @@ impl TaskRecorder {
         &self.store
     }
 
-    /// Records an accepted TASK: the receipt first (a duplicate means a retry: nothing more is
-    /// written), then the pool's score (+`increment`, capped at 100, upserted) and the
-    /// validator's activity. The writes are ordered but not one transaction: a crash between the
-    /// receipt and the score loses that one increment rather than ever counting one twice.
+    /// Records an accepted TASK: its receipt, the validator's activity and the pool's score
+    /// (+`increment`, capped at 100, upserted), all in one transaction.
+    ///
+    /// The receipt is what makes a retried TASK add nothing, so it must never outlive a failed
+    /// attempt: an error reply with the receipt stored would turn the validator's retry into a
+    /// no-op and lose the score. The three writes therefore commit together or not at all (an
+    /// error or a crash before the commit leaves nothing; an error after it leaves everything, and
+    /// the retry is then rightly a replay). Writing the receipt last instead cannot be made safe
+    /// without a transaction: two identical TASKs arriving together would both add the score
+    /// before either receipt exists. Inside the transaction the unique receipt index settles such
+    /// a race: the loser meets a write conflict, is retried, and then finds the receipt.
+    ///
+    /// Cost: one more round trip (the commit) than writes without a transaction, and TASKs for
+    /// the same pool take turns (see [`PoolLocks`]) instead of updating it side by side.
     pub async fn record_task(
         &self,
         validator: &str,
@@ -128,73 +197,151 @@ impl TaskRecorder {
         increment: i64,
         now: DateTime,
     ) -> Result<TaskRecorded> {
-        let writes = TaskWriteSet::new(validator, pool, val_id, increment, now);
-        match self.writes {
-            TaskWrites::ClientBulkWrite => self.record_in_one_command(writes).await,
-            TaskWrites::Separate => self.record_in_three_commands(writes).await,
-        }
+        let writes = Arc::new(TaskWriteSet::new(validator, pool, val_id, increment, now));
+        let recorder = self.clone();
+        // A bounded wait: while a crashed node's transaction holds the pool, each TASK ahead
+        // may retry for `TASK_GIVE_UP_AFTER`, and the queue must not hold replies beyond that.
+        let _turn = tokio::time::timeout(TURN_WAIT, self.pools.turn(pool))
+            .await
+            .map_err(|_| StoreError::TransactionTimedOut(TURN_WAIT))?;
+        let guarded = self
+            .store
+            .once(move |session| {
+                let (recorder, writes) = (recorder.clone(), writes.clone());
+                Box::pin(async move {
+                    match recorder.writes {
+                        TaskWrites::ClientBulkWrite => {
+                            recorder.record_in_one_command(session, &writes).await
+                        }
+                        TaskWrites::Separate => {
+                            recorder.record_in_three_commands(session, &writes).await
+                        }
+                    }
+                })
+            })
+            .await?;
+        Ok(match guarded {
+            Guarded::Done(()) => TaskRecorded::Accepted,
+            Guarded::Replayed => TaskRecorded::Replayed,
+        })
     }
 
-    async fn record_in_one_command(&self, writes: TaskWriteSet) -> Result<TaskRecorded> {
+    async fn record_in_one_command(
+        &self,
+        session: &mut ClientSession,
+        writes: &TaskWriteSet,
+    ) -> Result<()> {
         let models = writes.models(self.store.db.name());
-        match self.store.client.bulk_write(models).ordered(true).await {
-            Ok(_) => Ok(TaskRecorded::Accepted),
-            Err(e) => match failed_model(&e) {
-                Some((0, 11000)) => Ok(TaskRecorded::Replayed),
-                // Two first TASKs for a new pool raced to insert it; the receipt is in, so finish
-                // with the score and the validator (the pool now exists: a plain update wins).
-                Some((1, 11000)) => {
-                    let rest = writes.models(self.store.db.name()).split_off(1);
-                    self.store
-                        .client
-                        .bulk_write(rest)
-                        .ordered(true)
-                        .await
-                        .map_err(StoreError::mongo("record the TASK (after an upsert race)"))?;
-                    Ok(TaskRecorded::Accepted)
-                }
-                _ => Err(StoreError::mongo("record the TASK")(e)),
-            },
-        }
-    }
-
-    async fn record_in_three_commands(&self, writes: TaskWriteSet) -> Result<TaskRecorded> {
         match self
             .store
-            .collection::<Document>(names::TASK_RECEIPTS)
-            .insert_one(writes.receipt)
+            .client
+            .bulk_write(models)
+            .ordered(true)
+            .session(&mut *session)
             .await
         {
             Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => return Ok(TaskRecorded::Replayed),
-            Err(e) => return Err(StoreError::mongo("record the TASK receipt")(e)),
+            Err(e) if failed_model(&e) == Some((0, 11000)) => return Err(replayed()),
+            Err(e) => return Err(StoreError::mongo("record the TASK")(e)),
         }
-        let pools = self.store.collection::<Document>(names::MINER_POOL);
-        let scored = pools
-            .update_one(writes.pool_filter.clone(), writes.pool_update.clone())
-            .upsert(true)
-            .await;
-        match scored {
-            Ok(_) => {}
-            Err(e) if is_duplicate_key(&e) => {
-                pools
-                    .update_one(writes.pool_filter, writes.pool_update)
-                    .upsert(true)
-                    .await
-                    .map_err(StoreError::mongo("add to the pool score"))?;
-            }
-            Err(e) => return Err(StoreError::mongo("add to the pool score")(e)),
-        }
+        crash_point(TASK_AFTER_RECEIPT);
+        Ok(())
+    }
+
+    async fn record_in_three_commands(
+        &self,
+        session: &mut ClientSession,
+        writes: &TaskWriteSet,
+    ) -> Result<()> {
+        insert_marker(
+            &self.store,
+            session,
+            names::TASK_RECEIPTS,
+            writes.receipt.clone(),
+            "record the TASK receipt",
+        )
+        .await?;
+        crash_point(TASK_AFTER_RECEIPT);
         self.store
             .collection::<Document>(names::VALIDATORS)
-            .update_one(writes.validator_filter, writes.validator_update)
+            .update_one(
+                writes.validator_filter.clone(),
+                writes.validator_update.clone(),
+            )
+            .session(&mut *session)
             .await
             .map_err(StoreError::mongo("mark the validator active"))?;
-        Ok(TaskRecorded::Accepted)
+        self.store
+            .collection::<Document>(names::MINER_POOL)
+            .update_one(writes.pool_filter.clone(), writes.pool_update.clone())
+            .upsert(true)
+            .session(&mut *session)
+            .await
+            .map_err(StoreError::mongo("add to the pool score"))?;
+        Ok(())
     }
 }
 
-/// The three writes of one TASK, in the order they must happen.
+/// Where a test crashes the node with the TASK's receipt written but not committed.
+pub const TASK_AFTER_RECEIPT: &str = "task:after-receipt";
+
+/// What a write guarded by a replay marker did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Guarded<T> {
+    /// The marker and the effect were committed together.
+    Done(T),
+    /// The marker was already there: nothing was written.
+    Replayed,
+}
+
+/// The message of the error a guarded body returns when its marker already exists; it aborts
+/// the transaction, and [`Store::once`] turns it into [`Guarded::Replayed`].
+const MARKER_TAKEN: &str = "this request was already carried out";
+
+fn replayed() -> StoreError {
+    StoreError::Conflict(MARKER_TAKEN.into())
+}
+
+/// Inserts a replay marker inside the transaction; an existing one means a replay.
+async fn insert_marker(
+    store: &Store,
+    session: &mut ClientSession,
+    collection: &str,
+    marker: Document,
+    context: &str,
+) -> Result<()> {
+    match store
+        .collection::<Document>(collection)
+        .insert_one(marker)
+        .session(session)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(e) if is_duplicate_key(&e) => Err(replayed()),
+        Err(e) => Err(StoreError::mongo(context)(e)),
+    }
+}
+
+impl Store {
+    /// Runs `body` — which writes a replay marker (see [`insert_marker`]) and the effect it
+    /// guards — as one transaction. A marker must never be committed without its effect: a
+    /// failure after a lone marker would make the client's retry look like a replay and the
+    /// effect would be lost. Concurrent identical requests cannot both take effect: the unique
+    /// marker makes the later one conflict, retry, and find the marker.
+    async fn once<T, F>(&self, body: F) -> Result<Guarded<T>>
+    where
+        F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T>>,
+    {
+        match self.with_short_transaction(body).await {
+            Ok(value) => Ok(Guarded::Done(value)),
+            Err(StoreError::Conflict(message)) if message == MARKER_TAKEN => Ok(Guarded::Replayed),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The three writes of one TASK, in the order they happen: the pool, which concurrent TASKs
+/// share most, last, so that its document is held for the shortest time before the commit.
 struct TaskWriteSet {
     receipt: Document,
     pool_filter: Document,
@@ -228,17 +375,17 @@ impl TaskWriteSet {
             ),
             WriteModel::UpdateOne(
                 UpdateOneModel::builder()
-                    .namespace(namespace(names::MINER_POOL))
-                    .filter(self.pool_filter.clone())
-                    .update(self.pool_update.clone())
-                    .upsert(true)
+                    .namespace(namespace(names::VALIDATORS))
+                    .filter(self.validator_filter.clone())
+                    .update(self.validator_update.clone())
                     .build(),
             ),
             WriteModel::UpdateOne(
                 UpdateOneModel::builder()
-                    .namespace(namespace(names::VALIDATORS))
-                    .filter(self.validator_filter.clone())
-                    .update(self.validator_update.clone())
+                    .namespace(namespace(names::MINER_POOL))
+                    .filter(self.pool_filter.clone())
+                    .update(self.pool_update.clone())
+                    .upsert(true)
                     .build(),
             ),
         ]
@@ -345,13 +492,32 @@ impl Store {
 
     /// Adds a pool to the registry.
     pub async fn register_pool(&self, address: &str) -> Result<PoolRegistration> {
+        self.register_pool_in(None, address).await
+    }
+
+    /// An upsert rather than an insert, so that an existing pool is an outcome and not a write
+    /// error (which would abort a surrounding transaction).
+    async fn register_pool_in(
+        &self,
+        session: Option<&mut ClientSession>,
+        address: &str,
+    ) -> Result<PoolRegistration> {
         let id = ObjectId::new();
-        match self
-            .collection::<Document>(names::POOL_LIST)
-            .insert_one(doc! { "_id": id, "pool_address": address })
-            .await
-        {
-            Ok(_) => Ok(PoolRegistration::Added { id: id.to_hex() }),
+        let pools = self.collection::<Document>(names::POOL_LIST);
+        let upsert = pools
+            .update_one(
+                doc! { "pool_address": address },
+                doc! { "$setOnInsert": { "_id": id } },
+            )
+            .upsert(true);
+        let result = match session {
+            Some(session) => upsert.session(session).await,
+            None => upsert.await,
+        };
+        match result {
+            Ok(r) if r.upserted_id.is_some() => Ok(PoolRegistration::Added { id: id.to_hex() }),
+            Ok(_) => Ok(PoolRegistration::AlreadyExists),
+            // Outside a transaction, a concurrent registration can win the unique index.
             Err(e) if is_duplicate_key(&e) => Ok(PoolRegistration::AlreadyExists),
             Err(e) => Err(StoreError::mongo("register the pool")(e)),
         }
@@ -360,11 +526,21 @@ impl Store {
     /// Removes a pool from the registry; `false` if it was not there. Its score stays (the
     /// original kept it too) and decays.
     pub async fn unregister_pool(&self, address: &str) -> Result<bool> {
-        let deleted = self
-            .pool_list()
-            .delete_one(doc! { "pool_address": address })
-            .await
-            .map_err(StoreError::mongo("remove the pool"))?;
+        self.unregister_pool_in(None, address).await
+    }
+
+    async fn unregister_pool_in(
+        &self,
+        session: Option<&mut ClientSession>,
+        address: &str,
+    ) -> Result<bool> {
+        let pools = self.pool_list();
+        let delete = pools.delete_one(doc! { "pool_address": address });
+        let deleted = match session {
+            Some(session) => delete.session(session).await,
+            None => delete.await,
+        }
+        .map_err(StoreError::mongo("remove the pool"))?;
         Ok(deleted.deleted_count == 1)
     }
 
@@ -419,17 +595,44 @@ impl Store {
             .collect())
     }
 
-    /// Remembers an admin ciphertext by its digest; `false` if it was seen before (a replay).
-    pub async fn record_admin_ciphertext(&self, digest_hex: &str, now: DateTime) -> Result<bool> {
-        match self
-            .collection::<Document>(names::ADMIN_REPLAYS)
-            .insert_one(doc! { "_id": digest_hex, "seen_at": now })
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_duplicate_key(&e) => Ok(false),
-            Err(e) => Err(StoreError::mongo("record the admin request")(e)),
-        }
+    /// Carries out an admin request once per ciphertext (by its digest): the digest is recorded
+    /// in one transaction with the change, so a failed change leaves the ciphertext usable for the
+    /// admin's retry, and two identical requests at once change the registry once. A definite
+    /// outcome ("already exists", "not found") uses the ciphertext up like a change does: a
+    /// replay must never act later, when the registry may have changed.
+    pub async fn apply_admin_request(
+        &self,
+        digest_hex: &str,
+        change: PoolListChange,
+        address: &str,
+        now: DateTime,
+    ) -> Result<AdminOutcome> {
+        let store = self.clone();
+        let (marker, address) = (
+            doc! { "_id": digest_hex, "seen_at": now },
+            address.to_owned(),
+        );
+        let guarded = self
+            .once(move |session| {
+                let (store, marker, address) = (store.clone(), marker.clone(), address.clone());
+                Box::pin(async move {
+                    let context = "record the admin request";
+                    insert_marker(&store, session, names::ADMIN_REPLAYS, marker, context).await?;
+                    Ok(match change {
+                        PoolListChange::Add => AdminOutcome::Registered(
+                            store.register_pool_in(Some(session), &address).await?,
+                        ),
+                        PoolListChange::Remove => AdminOutcome::Unregistered(
+                            store.unregister_pool_in(Some(session), &address).await?,
+                        ),
+                    })
+                })
+            })
+            .await?;
+        Ok(match guarded {
+            Guarded::Done(outcome) => outcome,
+            Guarded::Replayed => AdminOutcome::Replayed,
+        })
     }
 
     /// The balance of `address`, if it was ever credited.

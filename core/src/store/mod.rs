@@ -240,23 +240,42 @@ impl Store {
 
     /// Runs `body` in a transaction, retrying the whole body on TransientTransactionError and the
     /// commit on UnknownTransactionCommitResult, as the driver's convenient-transaction API does,
-    /// for at most two minutes.
+    /// for at most two minutes ([`Retry::LONG`]).
     ///
     /// `body` may run more than once, so it returns a fresh future each time; that future borrows
     /// only the session (clone what else it needs into it), which keeps it `Send` for spawned
     /// tasks and axum handlers.
-    pub async fn with_transaction<T, F>(&self, mut body: F) -> Result<T>
+    pub async fn with_transaction<T, F>(&self, body: F) -> Result<T>
     where
         F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T>>,
     {
-        const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
+        self.transaction(true, Retry::LONG, body).await
+    }
+
+    /// A short transaction answering a client that waits ([`Retry::SHORT`]), in a session
+    /// without causal consistency: its retries need not be ordered after its aborted attempts
+    /// (all run on the primary), and then send no `readConcern.afterClusterTime`, which some
+    /// MongoDB-compatible servers refuse on the multi-collection `bulkWrite`.
+    pub(crate) async fn with_short_transaction<T, F>(&self, body: F) -> Result<T>
+    where
+        F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T>>,
+    {
+        self.transaction(false, Retry::SHORT, body).await
+    }
+
+    async fn transaction<T, F>(&self, causal: bool, retry: Retry, mut body: F) -> Result<T>
+    where
+        F: for<'s> FnMut(&'s mut ClientSession) -> BoxFuture<'s, Result<T>>,
+    {
         let started = Instant::now();
+        let within_limit = || started.elapsed() < retry.give_up_after;
         let mut session = self
             .client
             .start_session()
+            .causal_consistency(causal)
             .await
             .map_err(StoreError::mongo("start session"))?;
-        let mut backoff = Duration::from_millis(5);
+        let mut attempt = 0;
         loop {
             session
                 .start_transaction()
@@ -267,11 +286,9 @@ impl Store {
                 Err(error) => {
                     // Aborting an already aborted transaction fails harmlessly.
                     let _ = session.abort_transaction().await;
-                    if error.has_label(TRANSIENT_TRANSACTION_ERROR)
-                        && started.elapsed() < GIVE_UP_AFTER
-                    {
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_millis(500));
+                    if error.has_label(TRANSIENT_TRANSACTION_ERROR) && within_limit() {
+                        tokio::time::sleep(retry.pause(attempt)).await;
+                        attempt += 1;
                         continue;
                     }
                     return Err(error);
@@ -280,19 +297,22 @@ impl Store {
             loop {
                 match session.commit_transaction().await {
                     Ok(()) => return Ok(value.take().expect("committed once")),
-                    Err(e)
-                        if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
-                            && started.elapsed() < GIVE_UP_AFTER =>
-                    {
-                        continue;
-                    }
-                    Err(e)
-                        if e.contains_label(TRANSIENT_TRANSACTION_ERROR)
-                            && started.elapsed() < GIVE_UP_AFTER =>
-                    {
+                    // A commit that failed as a whole must not be retried as a commit: its
+                    // transaction is gone, and only running the body again can succeed.
+                    Err(e) if e.contains_label(TRANSIENT_TRANSACTION_ERROR) && within_limit() => {
+                        tokio::time::sleep(retry.pause(attempt)).await;
+                        attempt += 1;
                         break;
                     }
-                    Err(e) if started.elapsed() >= GIVE_UP_AFTER => {
+                    Err(e)
+                        if e.contains_label(UNKNOWN_TRANSACTION_COMMIT_RESULT)
+                            && within_limit() =>
+                    {
+                        tokio::time::sleep(retry.pause(attempt)).await;
+                        attempt += 1;
+                        continue;
+                    }
+                    Err(e) if !within_limit() => {
                         return Err(StoreError::TransactionTimedOut(started.elapsed()))
                             .inspect_err(|_| tracing::warn!(error = %e, "transaction given up"));
                     }
@@ -301,6 +321,62 @@ impl Store {
             }
         }
     }
+}
+
+/// How a transaction waits between attempts after a transient failure, and for how long it
+/// keeps trying.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retry {
+    /// Doubling from `first` up to `max`; or, with `jitter`, a random pause in `first..=max`.
+    first: Duration,
+    max: Duration,
+    jitter: bool,
+    give_up_after: Duration,
+}
+
+impl Retry {
+    /// The money transactions (distributions, payouts, imports): few, large, run by jobs that
+    /// can wait; a growing pause keeps a long conflict from hammering the server.
+    const LONG: Retry = Retry {
+        first: Duration::from_millis(5),
+        max: Duration::from_millis(500),
+        jitter: false,
+        give_up_after: Duration::from_secs(120),
+    };
+
+    /// The node's marker + effect transactions (TASK, admin request): a few writes each, so a
+    /// conflict clears within milliseconds, and a doubling pause would leave a busy pool idle
+    /// for hundreds of milliseconds while its TASKs queue up. A short random pause spreads
+    /// the contenders instead. A client is waiting for the reply: after
+    /// [`TASK_GIVE_UP_AFTER`] it gets an error and retries later (e.g. while a crashed node's
+    /// transaction still holds the pool until the server aborts it).
+    const SHORT: Retry = Retry {
+        first: Duration::from_millis(1),
+        max: Duration::from_millis(10),
+        jitter: true,
+        give_up_after: TASK_GIVE_UP_AFTER,
+    };
+
+    fn pause(&self, attempt: u32) -> Duration {
+        if self.jitter {
+            let span = (self.max - self.first).as_micros() as u64 + 1;
+            return self.first + Duration::from_micros(random_u64() % span);
+        }
+        self.first
+            .saturating_mul(1 << attempt.min(16))
+            .min(self.max)
+    }
+}
+
+/// How long the node keeps retrying one TASK or admin request's transaction before replying
+/// with an error: well under the 20 s a validator waits for its reply.
+pub const TASK_GIVE_UP_AFTER: Duration = Duration::from_secs(10);
+
+/// A random number for spreading retries apart (each `RandomState` has fresh keys): not for
+/// secrets.
+fn random_u64() -> u64 {
+    use std::hash::BuildHasher;
+    std::collections::hash_map::RandomState::new().hash_one(0u8)
 }
 
 /// Statements per `update` command: well under the server's 100,000 and 16 MiB limits.

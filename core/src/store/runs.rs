@@ -15,7 +15,7 @@ use bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::ClientSession;
 use mongodb::options::ReturnDocument;
 
-use super::documents::{JobLock, JobOutcome, JobRun};
+use super::documents::{JobOutcome, JobRun};
 use super::{Result, Store, StoreError};
 
 /// The proof of holding a job's lock: its generation. Cheap to clone; clones share the `lost`

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bson::DateTime;
 use minerpool_core::address::{check_format, check_syntax};
-use minerpool_core::store::activity::PoolRegistration;
+use minerpool_core::store::activity::{AdminOutcome, PoolListChange, PoolRegistration};
 use minerpool_core::store::documents::Validator;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
@@ -93,8 +93,8 @@ fn bad_request(message: &str) -> Response {
 }
 
 /// The body is RSA-OAEP (SHA-256, MGF1-SHA-256) ciphertext of `add:<address>` or
-/// `remove:<address>`. A ciphertext is accepted once (OAEP is randomised, so a repeat is a
-/// replay).
+/// `remove:<address>`. A ciphertext is carried out once (OAEP is randomised, so a repeat is a
+/// replay); one that failed with an error may be sent again.
 async fn modify_pool_list(State(state): State<Arc<NodeState>>, body: Bytes) -> Response {
     let Some(key) = &state.admin_rsa_key else {
         return StatusCode::NOT_FOUND.into_response();
@@ -113,49 +113,34 @@ async fn modify_pool_list(State(state): State<Arc<NodeState>>, body: Bytes) -> R
     };
     let address = address.trim();
     // A pool added must be payable; one removed only needs the form (it may predate the rule).
-    let well_formed = match action {
-        "add" => check_format(address),
-        "remove" => check_syntax(address),
+    let (change, well_formed) = match action {
+        "add" => (PoolListChange::Add, check_format(address)),
+        "remove" => (PoolListChange::Remove, check_syntax(address)),
         _ => return bad_request("Invalid command"),
     };
     if well_formed.is_err() {
         return bad_request("Invalid command");
     }
-    match state
+    let outcome = state
         .store
-        .record_admin_ciphertext(&hex_digest(&body), DateTime::now())
-        .await
-    {
-        Ok(true) => {}
-        Ok(false) => return bad_request("Replayed request"),
-        Err(e) => {
-            tracing::error!(error = %e, "recording the admin request failed");
-            return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        .apply_admin_request(&hex_digest(&body), change, address, DateTime::now())
+        .await;
+    let reply = match outcome {
+        Ok(AdminOutcome::Replayed) => return bad_request("Replayed request"),
+        Ok(AdminOutcome::Registered(PoolRegistration::Added { id })) => json!({
+            "status": "success", "message": "Pool added successfully", "pool_id": id,
+        }),
+        Ok(AdminOutcome::Registered(PoolRegistration::AlreadyExists)) => {
+            status("error", "Pool address already exists")
         }
-    }
-    let result = if action == "add" {
-        state.store.register_pool(address).await.map(|r| match r {
-            PoolRegistration::Added { id } => json!({
-                "status": "success", "message": "Pool added successfully", "pool_id": id,
-            }),
-            PoolRegistration::AlreadyExists => status("error", "Pool address already exists"),
-        })
-    } else {
-        state.store.unregister_pool(address).await.map(|removed| {
-            if removed {
-                status("success", "Pool removed successfully")
-            } else {
-                status("error", "Pool address not found")
-            }
-        })
-    };
-    match result {
-        Ok(reply) => axum::Json(reply).into_response(),
+        Ok(AdminOutcome::Unregistered(true)) => status("success", "Pool removed successfully"),
+        Ok(AdminOutcome::Unregistered(false)) => status("error", "Pool address not found"),
         Err(e) => {
             tracing::error!(error = %e, "changing the pool list failed");
-            StatusCode::SERVICE_UNAVAILABLE.into_response()
+            return StatusCode::SERVICE_UNAVAILABLE.into_response();
         }
-    }
+    };
+    axum::Json(reply).into_response()
 }
 
 fn hex_digest(bytes: &[u8]) -> String {
