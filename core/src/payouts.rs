@@ -409,7 +409,7 @@ mod tests {
         ) {
             let coins = coins_of(&units);
             let mut due: Vec<(String, i64)> = due.into_iter().enumerate().map(|(i, u)| (format!("r{i}"), u)).collect();
-            due.sort_by(|a, b| b.1.cmp(&a.1));
+            due.sort_by_key(|b| std::cmp::Reverse(b.1));
             match plan_payment(&coins, &due, fee).unwrap() {
                 PaymentPlan::Pay { recipients, selection } => {
                     prop_assert!(!recipients.is_empty());

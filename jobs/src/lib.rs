@@ -158,7 +158,7 @@ pub async fn run_with(
         stopped,
     ));
     let result = match job {
-        Job::Rewards => rewards::run(context).await,
+        Job::Rewards => rewards::run(context, &fence).await,
         Job::Validators => validators::run(context).await,
         Job::Payouts => payouts::run(context, &fence, request).await,
         Job::Audit => audit::run(context).await,

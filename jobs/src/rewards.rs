@@ -13,9 +13,11 @@ use minerpool_core::rewards::{Percentages, distribute, income_of, plan_scan, sca
 use minerpool_core::store::rewards::RewardsRecord;
 use serde_json::{Value, json};
 
+use minerpool_core::store::runs::Fence;
+
 use crate::{Context, JobError};
 
-pub async fn run(context: &Context) -> Result<Value, JobError> {
+pub async fn run(context: &Context, fence: &Fence) -> Result<Value, JobError> {
     let config = &context.config;
     let store = &context.store;
     let last_scanned = store.last_scanned().await?;
@@ -91,21 +93,24 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
     };
     let credited_addresses = lines.len();
     store
-        .record_rewards(&RewardsRecord {
-            previous_height,
-            first_block,
-            last_block,
-            blocks: plan
-                .adopt
-                .iter()
-                .map(|(id, hash)| (*id, hash))
-                .chain(blocks.iter().map(|b| (b.block.id, &b.block.hash)))
-                .map(|(id, hash)| (id as i64, hash.clone()))
-                .collect(),
-            received: received.units(),
-            transactions: incoming.iter().map(|(h, b, _)| (h.clone(), *b)).collect(),
-            lines,
-        })
+        .record_rewards(
+            fence,
+            &RewardsRecord {
+                previous_height,
+                first_block,
+                last_block,
+                blocks: plan
+                    .adopt
+                    .iter()
+                    .map(|(id, hash)| (*id, hash))
+                    .chain(blocks.iter().map(|b| (b.block.id, &b.block.hash)))
+                    .map(|(id, hash)| (id as i64, hash.clone()))
+                    .collect(),
+                received: received.units(),
+                transactions: incoming.iter().map(|(h, b, _)| (h.clone(), *b)).collect(),
+                lines,
+            },
+        )
         .await?;
     Ok(json!({
         "from": first_block,

@@ -12,8 +12,8 @@ use minerpool_core::testing::refuse_pool_score;
 use minerpool_node::Limits;
 use minerpool_node::websocket::*;
 use minerpool_tests::fixtures::*;
-use minerpool_tests::wait;
 use minerpool_tests::free_port;
+use minerpool_tests::wait;
 use tokio_tungstenite::tungstenite::Message;
 
 #[tokio::test]

@@ -11,6 +11,7 @@ use super::documents::{
     BlockHeight, CreditedTransaction, LAST_BLOCK_HEIGHT_ID, LedgerLine, RewardDistribution,
     ScannedBlock, names,
 };
+use super::runs::Fence;
 use super::{Result, Store, StoreError, update_many_by_key};
 use crate::faults::crash_point;
 use crate::rewards::{LastScanned, PoolWeight, ValidatorWeight, credits_by_address};
@@ -128,13 +129,14 @@ impl Store {
     /// Records a pass in one transaction: the scanned blocks' hashes, the credited transaction
     /// hashes, the distribution, the balance increments and the new height. A crash anywhere leaves all or nothing; a re-run finds the
     /// height moved and the hashes credited, so nothing is credited twice.
-    pub async fn record_rewards(&self, record: &RewardsRecord) -> Result<()> {
-        let store = self.clone();
-        let record = record.clone();
+    pub async fn record_rewards(&self, fence: &Fence, record: &RewardsRecord) -> Result<()> {
+        let (store, fence, record) = (self.clone(), fence.clone(), record.clone());
         self.with_transaction(move |session| {
-            let store = store.clone();
-            let record = record.clone();
-            Box::pin(async move { store.record_rewards_in(session, &record).await })
+            let (store, fence, record) = (store.clone(), fence.clone(), record.clone());
+            Box::pin(async move {
+                store.check_fence(session, &fence).await?;
+                store.record_rewards_in(session, &record).await
+            })
         })
         .await?;
         crash_point("rewards:after-commit");
