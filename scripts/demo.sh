@@ -68,6 +68,7 @@ chain:
   rewardAddress: $REWARD
 rewards:
   startHeight: 20001
+  confirmations: 3               # the demo's chain makes a block every 4 s (default: 10)
 payouts:
   sender: upow
   minimumPayout: "1"
