@@ -114,6 +114,19 @@ async fn run(h: &Harness, fault: Option<&str>) -> std::process::Output {
     h.run("payouts", &env).await
 }
 
+/// `minerpool-job payouts --abandon BATCH`, which must succeed; its summary.
+async fn abandon_ok(h: &Harness, batch: &str) -> serde_json::Value {
+    let output = h
+        .run_args(
+            "payouts",
+            &["--abandon", batch],
+            &[("MINERPOOL_WALLET_KEY", WALLET_KEY)],
+        )
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    common::summary(&output)
+}
+
 async fn run_ok(h: &Harness) -> serde_json::Value {
     let output = run(h, None).await;
     assert!(
@@ -291,15 +304,7 @@ async fn a_refused_push_never_refunds_and_an_abandon_by_hand_refunds_once_proven
     );
 
     h.sim.set_push_mode(PushMode::Normal);
-    let abandoning = h
-        .run_args(
-            "payouts",
-            &["--abandon", &batch.id],
-            &[("MINERPOOL_WALLET_KEY", WALLET_KEY)],
-        )
-        .await;
-    assert!(abandoning.status.success(), "{}", stderr(&abandoning));
-    let summary = common::summary(&abandoning);
+    let summary = abandon_ok(&h, &batch.id).await;
     assert_eq!(
         summary["details"]["settled"][0]["now"], "abandoning",
         "{summary}"
@@ -377,14 +382,7 @@ async fn an_abandon_that_loses_to_the_batch_pays_once() {
     run_ok(&h).await;
     h.sim.set_push_mode(PushMode::Normal);
     let id = only_batch(&h).await.id;
-    let abandoning = h
-        .run_args(
-            "payouts",
-            &["--abandon", &id],
-            &[("MINERPOOL_WALLET_KEY", WALLET_KEY)],
-        )
-        .await;
-    assert!(abandoning.status.success(), "{}", stderr(&abandoning));
+    abandon_ok(&h, &id).await;
     // The chain holds the batch's transaction: the abandoning one cannot spend its inputs.
     bury(&h);
     let settled = run_ok(&h).await;
