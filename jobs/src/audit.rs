@@ -7,7 +7,7 @@
 
 use std::collections::HashSet;
 
-use minerpool_core::chain::TransactionStatus;
+use minerpool_core::chain::{OutputKey, TransactionStatus};
 use minerpool_core::store::audit::Discrepancy;
 use minerpool_core::store::payouts::{BatchState, PayoutBatch};
 use serde_json::{Value, json};
@@ -38,11 +38,7 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
     let info = chain
         .address_info(&context.config.chain.inode_wallet)
         .await?;
-    let unspent: HashSet<(String, u8)> = info
-        .spendable_outputs
-        .iter()
-        .map(|o| (o.tx_hash.clone(), o.index))
-        .collect();
+    let unspent = info.unspent();
     let held_on_chain: i64 = info
         .spendable_outputs
         .iter()
@@ -99,7 +95,7 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
 async fn spent_before_settled(
     context: &Context,
     batch: &PayoutBatch,
-    unspent: &HashSet<(String, u8)>,
+    unspent: &HashSet<OutputKey>,
 ) -> Result<bool, JobError> {
     let gone = batch.inputs.iter().any(|i| {
         u8::try_from(i.index).map_or(true, |index| !unspent.contains(&(i.tx_hash.clone(), index)))

@@ -12,10 +12,7 @@
 //!   once the lock is lost;
 //! - coins any batch of ours has spent or holds are never selected again, whatever the chain
 //!   lists.
-
-use std::collections::HashSet;
-
-use minerpool_core::chain::{PushOutcome, TransactionStatus};
+use minerpool_core::chain::{AddressInfo, OutputKey, PushOutcome, TransactionStatus};
 use minerpool_core::config::Sender;
 use minerpool_core::faults::{crash_point, pause_point};
 use minerpool_core::payouts::{
@@ -222,26 +219,22 @@ impl Payer<'_> {
             .then_some(age)
     }
 
-    /// The wallet's coins that can be spent now: confirmed unspent, not spent by a pending
-    /// transaction, and not used by any batch of ours.
-    async fn wallet_coins(&self) -> Result<Vec<Coin>, JobError> {
+    /// What the chain lists for the iNode wallet.
+    async fn wallet(&self) -> Result<AddressInfo, JobError> {
         self.fence.ensure_held()?;
-        let info = self
+        Ok(self
             .context
             .chain
             .address_info(&self.context.config.chain.inode_wallet)
-            .await?;
-        let pending: HashSet<(String, u8)> = info
-            .pending_spent_outputs
-            .unwrap_or_default()
-            .into_iter()
-            .map(|o| (o.tx_hash, o.index))
-            .collect();
-        let listed: Vec<(String, u8)> = info
-            .spendable_outputs
-            .iter()
-            .map(|o| (o.tx_hash.clone(), o.index))
-            .collect();
+            .await?)
+    }
+
+    /// The wallet's coins that can be spent now: confirmed unspent, not spent by a pending
+    /// transaction, and not used by any batch of ours.
+    async fn wallet_coins(&self) -> Result<Vec<Coin>, JobError> {
+        let info = self.wallet().await?;
+        let pending = info.pending_spent();
+        let listed: Vec<OutputKey> = info.unspent().into_iter().collect();
         let ours = self.context.store.inputs_used_by_batches(&listed).await?;
         Ok(info
             .spendable_outputs
@@ -255,21 +248,6 @@ impl Payer<'_> {
                 index: o.index,
                 units: o.amount.units() as u64,
             })
-            .collect())
-    }
-
-    /// The wallet's confirmed unspent outputs (pending spends included), by (hash, index).
-    async fn confirmed_unspent(&self) -> Result<HashSet<(String, u8)>, JobError> {
-        self.fence.ensure_held()?;
-        let info = self
-            .context
-            .chain
-            .address_info(&self.context.config.chain.inode_wallet)
-            .await?;
-        Ok(info
-            .spendable_outputs
-            .into_iter()
-            .map(|o| (o.tx_hash, o.index))
             .collect())
     }
 
@@ -467,7 +445,7 @@ impl Payer<'_> {
     /// Signs, records and pushes a transaction spending the batch's still-unspent inputs back to
     /// the wallet. Once that one is in a block the batch's own can never be.
     async fn start_abandon(&self, batch: &PayoutBatch) -> Result<&'static str, JobError> {
-        let unspent = self.confirmed_unspent().await?;
+        let unspent = self.wallet().await?.unspent();
         let coins: Vec<Coin> = batch
             .inputs
             .iter()
@@ -484,7 +462,11 @@ impl Payer<'_> {
             // Spent in a block, and only our own transactions spend them: most likely by the
             // batch's own transaction, which a lagging lookup has not shown yet.
             tracing::warn!(batch = %batch.id, "cannot abandon: its inputs are already spent; waiting for the chain to show its transaction");
-            return Ok(state_name(batch.state));
+            return Ok(if batch.state == BatchState::Submitted {
+                "submitted"
+            } else {
+                "signed"
+            });
         }
         let total: u64 = coins.iter().map(|c| c.units).sum();
         let (hex, hash) = self.sign(&coins, Vec::new(), total)?;
@@ -571,17 +553,4 @@ fn spent_inputs(coins: &[Coin]) -> Vec<SpentInput> {
             units: c.units as i64,
         })
         .collect()
-}
-
-fn state_name(state: BatchState) -> &'static str {
-    match state {
-        BatchState::Created => "created",
-        BatchState::Signed => "signed",
-        BatchState::Submitted => "submitted",
-        BatchState::Abandoning => "abandoning",
-        BatchState::Confirmed => "confirmed",
-        BatchState::Failed => "failed",
-        BatchState::Abandoned => "abandoned",
-        BatchState::Simulated => "simulated",
-    }
 }

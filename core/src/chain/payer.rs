@@ -1,6 +1,8 @@
 //! What a payer asks the chain (upow/TRANSACTIONS.md §8.1–8.3): its spendable outputs, pushing a
 //! signed transaction, and whether a transaction is known.
 
+use std::collections::HashSet;
+
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -28,6 +30,28 @@ pub struct AddressInfo {
     /// Outputs already spent by pending transactions (listed only with `show_pending=true`).
     #[serde(default)]
     pub pending_spent_outputs: Option<Vec<OutputRef>>,
+}
+
+/// An output by the transaction that made it and its index there.
+pub type OutputKey = (String, u8);
+
+impl AddressInfo {
+    /// The confirmed unspent outputs (those a pending transaction spends included).
+    pub fn unspent(&self) -> HashSet<OutputKey> {
+        self.spendable_outputs
+            .iter()
+            .map(|o| (o.tx_hash.clone(), o.index))
+            .collect()
+    }
+
+    /// The outputs pending transactions spend.
+    pub fn pending_spent(&self) -> HashSet<OutputKey> {
+        self.pending_spent_outputs
+            .iter()
+            .flatten()
+            .map(|o| (o.tx_hash.clone(), o.index))
+            .collect()
+    }
 }
 
 /// How the chain answered a push.
