@@ -3,13 +3,14 @@
 
 CARGO ?= cargo
 
-.PHONY: test demo build lint fmt-check unit-and-integration test-deps crds
+.PHONY: test demo build lint fmt-check unit-and-integration test-deps crds images cluster-test
 
-test: test-deps fmt-check lint unit-and-integration
+test: test-deps fmt-check lint unit-and-integration cluster-test
 
 test-deps:
 	scripts/mongo-test-server.sh install
 	scripts/kube-test-env.sh install
+	scripts/kube-cluster.sh install
 	@if ! $(CARGO) nextest --version >/dev/null 2>&1; then $(CARGO) install --locked cargo-nextest; fi
 
 fmt-check:
@@ -24,6 +25,14 @@ unit-and-integration:
 		$(CARGO) nextest run --workspace --no-fail-fast; tests=$$?; \
 		scripts/chart-test.sh "$$MINERPOOL_TEST_KUBE_DIR"; charts=$$?; \
 		[ $$tests -eq 0 ] && [ $$charts -eq 0 ]'
+
+# The README's Kubernetes section, run as written on a one-node cluster with pods (needs root).
+cluster-test:
+	scripts/cluster-test.sh
+
+# The node, jobs and operator images, built without a registry (IMAGE_TAG, default dev).
+images:
+	scripts/images.sh $(IMAGE_TAG)
 
 build:
 	$(CARGO) build --workspace --release

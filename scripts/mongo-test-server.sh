@@ -6,6 +6,9 @@
 #   mongo-test-server.sh install            install once into ~/.cache (idempotent)
 #   mongo-test-server.sh start DIR [--standalone]
 #                                           start on a free loopback port; writes DIR/uri, DIR/pid
+#
+# MINERPOOL_MONGO_HOST=ADDRESS listens on that address instead of 127.0.0.1 (the test cluster's
+# bridge, for pods); its URI connects directly, since the replica set names itself by loopback.
 #   mongo-test-server.sh stop DIR           stop it by PID
 set -euo pipefail
 
@@ -33,20 +36,21 @@ start() {
     local dir=$1 mode=${2:-}
     install
     mkdir -p "$dir"
-    local port flags=() query="replicaSet=secantus"
+    local port flags=() query="replicaSet=secantus" host=${MINERPOOL_MONGO_HOST:-127.0.0.1}
     port=$(free_port)
+    [ "$host" = 127.0.0.1 ] || query="directConnection=true"
     if [ "$mode" = "--standalone" ]; then
         flags=(--standalone)
         query="directConnection=true"
     fi
-    "$VENV/bin/secantusd-py" --host 127.0.0.1 --port "$port" --storage-path :memory: \
+    "$VENV/bin/secantusd-py" --host "$host" --port "$port" --storage-path :memory: \
         --log-level WARNING "${flags[@]}" >"$dir/server.log" 2>&1 &
     echo $! >"$dir/pid"
-    local uri="mongodb://127.0.0.1:$port/?$query"
+    local uri="mongodb://$host:$port/?$query"
     for _ in $(seq 1 150); do
-        if "$VENV/bin/python" - "$port" <<'PY' 2>/dev/null; then
+        if "$VENV/bin/python" - "$host" "$port" <<'PY' 2>/dev/null; then
 import sys, pymongo
-client = pymongo.MongoClient("127.0.0.1", int(sys.argv[1]), directConnection=True, serverSelectionTimeoutMS=200)
+client = pymongo.MongoClient(sys.argv[1], int(sys.argv[2]), directConnection=True, serverSelectionTimeoutMS=200)
 client.admin.command("ping")
 PY
             echo "$uri" >"$dir/uri"

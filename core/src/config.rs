@@ -108,6 +108,8 @@ fn default_rate_limit_wait() -> u64 {
 /// Most `rewards.confirmations`: the last scanned block, one new block and the confirmations
 /// above it must fit in one `get_blocks_details` answer (at most 1000 blocks).
 pub const MAX_CONFIRMATIONS: u32 = 998;
+/// A pod's grace period must cover the delay; Kubernetes' default is 30 s, 300 s is generous.
+pub const MAX_SHUTDOWN_DELAY_SECONDS: u32 = 300;
 
 /// Longest `chain.rateLimitWaitSeconds`: a job stuck longer than an hour is better failed.
 pub const MAX_RATE_LIMIT_WAIT_SECONDS: u64 = 3600;
@@ -172,6 +174,9 @@ pub struct NodeConfig {
     pub websocket_address: SocketAddr,
     /// Open WebSocket connections per replica.
     pub max_connections: u32,
+    /// After SIGTERM: seconds `/readyz` fails while both servers still accept, before they
+    /// stop accepting and finish what is in flight.
+    pub shutdown_delay_seconds: u32,
 }
 
 impl Default for NodeConfig {
@@ -180,6 +185,7 @@ impl Default for NodeConfig {
             http_address: SocketAddr::from(([0, 0, 0, 0], 8001)),
             websocket_address: SocketAddr::from(([0, 0, 0, 0], 5501)),
             max_connections: 1500,
+            shutdown_delay_seconds: 0,
         }
     }
 }
@@ -349,6 +355,15 @@ impl Config {
         }
         if self.node.max_connections == 0 {
             return Err(invalid("node.maxConnections", "must be at least 1"));
+        }
+        if self.node.shutdown_delay_seconds > MAX_SHUTDOWN_DELAY_SECONDS {
+            return Err(invalid(
+                "node.shutdownDelaySeconds",
+                format!(
+                    "must be 0 to {MAX_SHUTDOWN_DELAY_SECONDS}, got {}",
+                    self.node.shutdown_delay_seconds
+                ),
+            ));
         }
         let p = &self.payouts;
         if !(1..=MAX_RECIPIENTS_PER_TX).contains(&p.max_outputs_per_tx) {

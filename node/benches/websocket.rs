@@ -135,6 +135,7 @@ async fn main() {
         },
         metrics: Metrics::default(),
         admin_rsa_key: None,
+        draining: Default::default(),
     };
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let node = start(state, any, any).await.unwrap();

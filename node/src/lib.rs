@@ -52,17 +52,38 @@ pub struct NodeState {
     pub limits: Limits,
     /// The legacy admin key, parsed once; `None` disables `/modify-pool-list/`.
     pub admin_rsa_key: Option<rsa::RsaPrivateKey>,
+    /// Set when the node is told to stop: `/readyz` fails so that load balancers stop sending
+    /// new connections while the listeners still accept them.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 /// A running node: its bound addresses and a way to stop it.
 pub struct RunningNode {
     pub http_address: SocketAddr,
     pub websocket_address: SocketAddr,
+    state: Arc<NodeState>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl RunningNode {
+    /// Fails readiness, keeps serving for `delay`, then shuts down. In Kubernetes the pod's
+    /// removal from the Service's endpoints reaches every kube-proxy a moment after SIGTERM
+    /// reaches the pod; connections sent in that moment are still served instead of refused.
+    pub async fn drain(self, delay: std::time::Duration) {
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        if !delay.is_zero() {
+            tracing::info!(
+                delay_seconds = delay.as_secs_f64(),
+                "draining: not ready, still serving"
+            );
+            tokio::time::sleep(delay).await;
+        }
+        self.shutdown().await;
+    }
+
     /// Stops accepting, lets in-flight requests finish, and waits for the servers to end.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
@@ -117,11 +138,12 @@ pub async fn start(
             }
         })
     };
-    let websocket_task = tokio::spawn(websocket::serve(websocket_listener, state, stopped));
+    let websocket_task = tokio::spawn(websocket::serve(websocket_listener, state.clone(), stopped));
     tracing::info!(%http_address, %websocket_address, "node serving");
     Ok(RunningNode {
         http_address,
         websocket_address,
+        state,
         shutdown,
         tasks: vec![http_task, websocket_task],
     })

@@ -2,6 +2,7 @@
 //! and jobs in one process).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
@@ -78,8 +79,11 @@ async fn run() -> anyhow::Result<()> {
         .as_deref()
         .map(parse_admin_key)
         .transpose()?;
-    let (http_address, websocket_address) =
-        (config.node.http_address, config.node.websocket_address);
+    let (http_address, websocket_address, shutdown_delay) = (
+        config.node.http_address,
+        config.node.websocket_address,
+        config.node.shutdown_delay_seconds,
+    );
     let state = NodeState {
         tasks: TaskRecorder::new(store.clone()).await?,
         store: store.clone(),
@@ -88,6 +92,7 @@ async fn run() -> anyhow::Result<()> {
         secrets,
         metrics: Metrics::default(),
         admin_rsa_key,
+        draining: Default::default(),
     };
     let node = start(state, http_address, websocket_address).await?;
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
@@ -103,10 +108,14 @@ async fn run() -> anyhow::Result<()> {
     } else {
         Vec::new()
     };
-    shutdown_signal().await;
+    let delay = match shutdown_signal().await {
+        // SIGTERM comes from an orchestrator that is still routing to this node.
+        Signal::Terminate => Duration::from_secs(shutdown_delay.into()),
+        Signal::Interrupt => Duration::ZERO,
+    };
     tracing::info!("shutting down: no new connections, finishing in-flight work");
     let _ = stop_jobs.send(true);
-    node.shutdown().await;
+    node.drain(delay).await;
     for job in jobs {
         let _ = job.await;
     }
@@ -124,11 +133,16 @@ fn import_layout(path: &std::path::Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn shutdown_signal() {
+enum Signal {
+    Terminate,
+    Interrupt,
+}
+
+async fn shutdown_signal() -> Signal {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .expect("install the SIGTERM handler");
     tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => Signal::Interrupt,
+        _ = term.recv() => Signal::Terminate,
     }
 }

@@ -434,3 +434,53 @@ async fn a_node_crashing_after_the_receipt_leaves_the_task_to_its_retry() {
         "the retry was a replay"
     );
 }
+
+/// Told to stop with a drain delay (SIGTERM in a pod), the node fails `/readyz` at once so that
+/// the Service drops it, but still answers TASKs and HTTP until the delay is over; then both
+/// ports refuse.
+#[tokio::test]
+async fn a_draining_node_is_unready_but_still_serves() {
+    let n = node("ws_drain").await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 12.5).await;
+    let readyz = format!("{}/readyz", n.http);
+    let status = |url: String| async move {
+        let response = reqwest::get(url).await.expect("HTTP still answers");
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    assert_eq!(status(readyz.clone()).await, (200, "ready".to_owned()));
+
+    let ws = n.ws.clone();
+    let send = |message: String| {
+        let ws = ws.clone();
+        async move {
+            let (mut socket, _) = tokio_tungstenite::connect_async(&ws).await?;
+            socket.send(Message::text(message)).await?;
+            Ok::<_, tokio_tungstenite::tungstenite::Error>(reply(&mut socket).await)
+        }
+    };
+    let delay = Duration::from_secs(2);
+    let drain_started = Instant::now();
+    let drained = tokio::spawn(n.node.drain(delay));
+    wait::until(
+        "readyz fails once draining",
+        Duration::from_secs(1),
+        || status(readyz.clone()),
+        |seen| *seen == (503, "shutting down".to_owned()),
+    )
+    .await;
+    assert_eq!(
+        send(task(POOL_A, VALIDATOR_1, "drain-1")).await.unwrap(),
+        "SUCCESS: drain-1",
+        "TASKs are still served while draining"
+    );
+    assert!(drain_started.elapsed() < delay, "the test outran the delay");
+
+    drained.await.unwrap();
+    assert!(drain_started.elapsed() >= delay);
+    assert!(
+        send(task(POOL_A, VALIDATOR_1, "drain-2")).await.is_err(),
+        "after the drain the WebSocket port refuses"
+    );
+    assert!(reqwest::get(readyz).await.is_err(), "and so does HTTP");
+}

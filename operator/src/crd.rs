@@ -104,6 +104,10 @@ pub struct Rewards {
     /// Blocks scanned per rewards run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks_per_run: Option<u32>,
+    /// Blocks a block must be below the chain's tip before its income is credited, and a
+    /// payout's block before it counts as paid (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirmations: Option<u32>,
 }
 
 impl Default for Rewards {
@@ -113,6 +117,7 @@ impl Default for Rewards {
             pools_percent: 41,
             validators_percent: 41,
             blocks_per_run: None,
+            confirmations: None,
         }
     }
 }
@@ -135,6 +140,11 @@ pub struct Node {
     /// Open WebSocket connections per replica (default 1500).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
+    /// Seconds a stopping node pod fails readiness but still serves, so that connections sent
+    /// before every kube-proxy drops it are answered (default 5; 0 to 300). The pod's grace
+    /// period is this plus 30 s for in-flight work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_delay_seconds: Option<u32>,
     /// Resource requests and limits of the node container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<BTreeMap<String, BTreeMap<String, String>>>,
@@ -201,6 +211,14 @@ pub struct Payouts {
     /// dry-run (record what would be paid) or upow (sign and send).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<String>,
+    /// Fee per batch in coins as a decimal string, paid from the reward address's balance
+    /// (default "0").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<String>,
+    /// Seconds after signing before a batch not yet in a block is abandoned (default 3600;
+    /// 0: only by hand).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub abandon_after_seconds: Option<u64>,
 }
 
 /// What the operator last saw.

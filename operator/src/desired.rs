@@ -40,6 +40,8 @@ pub const STARTING_DEADLINE_SECONDS: i64 = 50;
 /// A run that hangs is stopped after this, so `Forbid` cannot block a job for ever.
 pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 600;
 pub const DEFAULT_HISTORY_LIMIT: i32 = 3;
+/// Time a node pod has after its drain delay to finish in-flight TASKs and exit.
+pub const NODE_FINISH_SECONDS: i64 = 30;
 
 /// The four jobs, each a CronJob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -360,6 +362,9 @@ pub fn deployment(mp: &MinerPool, config: &Config, config_digest: &str) -> Deplo
                     containers: vec![container],
                     security_context: Some(pod_security_context()),
                     volumes: Some(vec![config_volume(mp)]),
+                    termination_grace_period_seconds: Some(
+                        i64::from(config.node.shutdown_delay_seconds) + NODE_FINISH_SECONDS,
+                    ),
                     ..PodSpec::default()
                 }),
             },

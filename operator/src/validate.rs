@@ -43,6 +43,9 @@ pub fn describe(problems: &[Problem]) -> String {
 /// CronJob names get an 11-character suffix for their Jobs and must stay within 63.
 const MAX_NAME_LEN: usize = 52 - "-validators".len();
 
+/// A node pod's drain when the spec names none: kube-proxy drops a deleted pod within a second
+/// or two of its deletion.
+pub const DEFAULT_SHUTDOWN_DELAY_SECONDS: u32 = 5;
 const SERVICE_TYPES: [&str; 3] = ["ClusterIP", "NodePort", "LoadBalancer"];
 
 /// The Secrets the spec refers to, with the field that names each.
@@ -205,6 +208,9 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     if let Some(blocks) = spec.rewards.blocks_per_run {
         config.rewards.blocks_per_run = blocks;
     }
+    if let Some(confirmations) = spec.rewards.confirmations {
+        config.rewards.confirmations = confirmations;
+    }
     if let Some(port) = node.http_port {
         config.node.http_address = SocketAddr::from(([0, 0, 0, 0], port));
     }
@@ -214,6 +220,9 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     if let Some(max) = node.max_connections {
         config.node.max_connections = max;
     }
+    config.node.shutdown_delay_seconds = node
+        .shutdown_delay_seconds
+        .unwrap_or(DEFAULT_SHUTDOWN_DELAY_SECONDS);
     config.payouts.sender = sender;
     if let Some(minimum) = &spec.payouts.minimum_payout {
         match Amount::parse(minimum) {
@@ -226,6 +235,15 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     }
     if let Some(max) = spec.payouts.max_outputs_per_tx {
         config.payouts.max_outputs_per_tx = max;
+    }
+    if let Some(fee) = &spec.payouts.fee {
+        match Amount::parse(fee) {
+            Ok(amount) => config.payouts.fee = amount,
+            Err(e) => problem("spec.payouts.fee", format!("{fee:?} is not an amount: {e}")),
+        }
+    }
+    if let Some(seconds) = spec.payouts.abandon_after_seconds {
+        config.payouts.abandon_after_seconds = seconds;
     }
     // The config's own rules (addresses, URLs, the percentage sum, ranges) live in core; its
     // keys are the spec's keys without the `spec.` prefix, apart from the two mapped above.

@@ -78,7 +78,11 @@ fn cron(d: &Desired, kind: JobKind) -> &CronJob {
 fn defaults_give_a_complete_pool() {
     let mp = fixtures::minerpool("pool", "ns");
     let (config, d) = build(&mp, &mongodb_only());
-    assert_eq!(config, Config::with_wallets(INODE_WALLET, REWARD_ADDRESS));
+    let mut expected = Config::with_wallets(INODE_WALLET, REWARD_ADDRESS);
+    // The one default that differs in a cluster: a node pod drains before it stops.
+    expected.node.shutdown_delay_seconds =
+        minerpool_operator::validate::DEFAULT_SHUTDOWN_DELAY_SECONDS;
+    assert_eq!(config, expected);
 
     let cm = &d.config_map;
     assert_eq!(cm.metadata.name.as_deref(), Some("pool-config"));
@@ -204,7 +208,9 @@ fn every_spec_field_lands_where_it_should() {
     s.rewards.pools_percent = 50;
     s.rewards.validators_percent = 40;
     s.rewards.blocks_per_run = Some(25);
+    s.rewards.confirmations = Some(4);
     s.node.replicas = Some(3);
+    s.node.shutdown_delay_seconds = Some(12);
     s.node.http_port = Some(9001);
     s.node.websocket_port = Some(9501);
     s.node.service_type = Some("LoadBalancer".into());
@@ -240,6 +246,8 @@ fn every_spec_field_lands_where_it_should() {
     s.payouts.minimum_payout = Some("2.5".into());
     s.payouts.max_outputs_per_tx = Some(100);
     s.payouts.sender = Some("upow".into());
+    s.payouts.fee = Some("0.001".into());
+    s.payouts.abandon_after_seconds = Some(900);
     let found = secrets(&[
         (MONGODB_SECRET, &["uri"]),
         ("admin", &["token", "rsa"]),
@@ -263,6 +271,10 @@ fn every_spec_field_lands_where_it_should() {
         (10, 50, 40)
     );
     assert_eq!(config.rewards.blocks_per_run, 25);
+    assert_eq!(config.rewards.confirmations, 4);
+    assert_eq!(config.node.shutdown_delay_seconds, 12);
+    assert_eq!(config.payouts.fee.to_string(), "0.00100000");
+    assert_eq!(config.payouts.abandon_after_seconds, 900);
     assert_eq!(config.node.http_address.port(), 9001);
     assert_eq!(config.node.websocket_address.port(), 9501);
     assert_eq!(config.node.max_connections, 4000);
@@ -338,6 +350,35 @@ fn every_spec_field_lands_where_it_should() {
     assert!(
         env(rewards_pod, "MINERPOOL_WALLET_KEY").is_none(),
         "only payouts signs"
+    );
+}
+
+/// A node pod told to stop keeps serving for its drain delay, then finishes in-flight TASKs:
+/// its grace period covers both, or the kubelet kills it mid-TASK.
+#[test]
+fn the_node_drains_within_its_grace_period() {
+    let grace = |d: &Desired| {
+        pod(&d.deployment.spec.as_ref().unwrap().template.spec).termination_grace_period_seconds
+    };
+    let mut mp = fixtures::minerpool("pool", "ns");
+    let (config, d) = build(&mp, &mongodb_only());
+    assert_eq!(
+        config.node.shutdown_delay_seconds,
+        minerpool_operator::validate::DEFAULT_SHUTDOWN_DELAY_SECONDS
+    );
+    assert_eq!(
+        grace(&d),
+        Some(i64::from(config.node.shutdown_delay_seconds) + desired::NODE_FINISH_SECONDS)
+    );
+    mp.spec.node.shutdown_delay_seconds = Some(0);
+    let (_, d) = build(&mp, &mongodb_only());
+    assert_eq!(grace(&d), Some(desired::NODE_FINISH_SECONDS));
+    mp.spec.node.shutdown_delay_seconds = Some(301);
+    assert_problem(
+        &mp,
+        &mongodb_only(),
+        "spec.node.shutdownDelaySeconds",
+        "must be 0 to 300",
     );
 }
 
@@ -487,6 +528,14 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
     let mut mp = base.clone();
     mp.spec.payouts.minimum_payout = Some("-1".into());
     assert_problem(&mp, &ok, "spec.payouts.minimumPayout", "not an amount");
+
+    let mut mp = base.clone();
+    mp.spec.payouts.fee = Some("0.000000001".into());
+    assert_problem(&mp, &ok, "spec.payouts.fee", "not an amount");
+
+    let mut mp = base.clone();
+    mp.spec.rewards.confirmations = Some(999);
+    assert_problem(&mp, &ok, "spec.rewards.confirmations", "must be 0 to 998");
 
     let mut mp = base.clone();
     mp.spec.payouts.max_outputs_per_tx = Some(255);

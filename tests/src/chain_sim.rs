@@ -515,7 +515,10 @@ fn control_routes() -> Router<Shared> {
                 StatusCode::NO_CONTENT
             }),
         )
-        .route("/sim/fail", post(control_fail))
+        .route(
+            "/sim/fail",
+            post(control_fail).delete(control_clear_failures),
+        )
         .route("/sim/blocks", post(control_add_block))
         .route("/sim/reorg", post(control_reorg))
         .route("/sim/skip", post(control_skip))
@@ -639,6 +642,16 @@ fn one() -> u32 {
 async fn control_fail(State(state): State<Shared>, Json(body): Json<FailRequest>) -> StatusCode {
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
     state.failures.push((body.mode, body.times.max(1)));
+    StatusCode::NO_CONTENT
+}
+
+/// Drops every planned failure: the chain answers well again.
+async fn control_clear_failures(State(state): State<Shared>) -> StatusCode {
+    state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .failures
+        .clear();
     StatusCode::NO_CONTENT
 }
 

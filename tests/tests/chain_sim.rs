@@ -567,3 +567,30 @@ fn scenarios_written_before_spent_outputs_still_load() {
     .unwrap();
     assert!(scenario.blocks[0].transactions[0].spent.is_empty());
 }
+
+/// A failure planned for many requests stops at `DELETE /sim/fail`: the cluster test makes
+/// job runs fail for a while, then lets the next one succeed.
+#[tokio::test]
+async fn planned_failures_end_when_cleared() {
+    let sim = sim_with(&["1"]).await;
+    let http = reqwest::Client::new();
+    let blocks = format!("{}/get_blocks_details?offset=20001&limit=1", sim.url);
+    let status = |r: reqwest::Response| r.status().as_u16();
+    let planned = http
+        .post(format!("{}/sim/fail", sim.url))
+        .json(&json!({"mode": "server-error", "times": 1000}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(planned), 204);
+    for _ in 0..3 {
+        assert_eq!(status(http.get(&blocks).send().await.unwrap()), 500);
+    }
+    let cleared = http
+        .delete(format!("{}/sim/fail", sim.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(cleared), 204);
+    assert_eq!(status(http.get(&blocks).send().await.unwrap()), 200);
+}

@@ -19,6 +19,9 @@ pub fn router() -> Router<Arc<NodeState>> {
 
 /// Ready when the database answers.
 async fn readyz(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned());
+    }
     match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
         Ok(Ok(())) => (StatusCode::OK, "ready".to_owned()),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")),

@@ -82,6 +82,7 @@ pub async fn node_with(label: &str, options: Options) -> TestNode {
         metrics: Metrics::default(),
         limits: options.limits,
         admin_rsa_key: options.admin_rsa_key,
+        draining: Default::default(),
     };
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let node = start(state, any, any).await.expect("start the node");
