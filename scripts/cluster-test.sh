@@ -87,6 +87,7 @@ step() {
     local status=0
     eval "$command" >"$OUT" 2>&1 || status=$?
     sed 's/^/  /' "$OUT" >&2
+    [ -z "$(tail -c1 "$OUT")" ] || echo >&2
     [ $status -eq 0 ] || fail "'$command' exited with $status"
 }
 
@@ -131,12 +132,14 @@ step "export CLUSTER="
 step "scripts/kube-cluster.sh start"
 cluster_ready=$SECONDS
 step "set -a; . \"\$CLUSTER/env\""
-for image in minerpool-node minerpool-jobs minerpool-operator; do
-    user=$(docker image inspect "minerpool/$image:dev" --format '{{.Config.User}}') ||
-        fail "image minerpool/$image:dev is not in the cluster's Docker"
-    [ "$user" = "65532:65532" ] || fail "minerpool/$image:dev runs as '$user', not 65532:65532"
+for binary in minerpool-node minerpool-job minerpool-operator; do
+    image=minerpool/${binary/minerpool-job/minerpool-jobs}:dev
+    shape=$(docker image inspect "$image" --format '{{.Config.User}} {{json .Config.Entrypoint}}') ||
+        fail "image $image is not in the cluster's Docker"
+    [ "$shape" = "65532:65532 [\"/usr/local/bin/$binary\"]" ] ||
+        fail "$image has user and entrypoint '$shape', not 65532:65532 and /usr/local/bin/$binary"
 done
-ok "the three images are in the cluster's Docker and run as 65532:65532"
+ok "the three images are in the cluster's Docker, run as 65532:65532 and start their binary"
 step "scripts/cluster-servers.sh start"
 step "set -a; . \"\$CLUSTER/servers.env\""
 
@@ -235,7 +238,8 @@ ok "90 TASKs to three pods, one deleted mid-way: all succeeded, score exactly 90
 wait_until "three node pods are Ready again" 120 sh -c "[ \"\$(kubectl get deployment local-node -o jsonpath='{.status.readyReplicas}')\" = 3 ]"
 wait_until "kubectl get mp shows 3 ready replicas" 60 sh -c "kubectl get mp | grep -Eq '^local +True +3 '"
 step "kubectl get mp"
-grep -Eq '^local +True +3 ' "$OUT" || fail "kubectl get mp does not show 3 ready replicas"
+grep -Eq '^local +True +3 +[0-9]+[smh]' "$OUT" ||
+    fail "kubectl get mp does not show 3 ready replicas and when rewards were last scheduled"
 
 # ---------------------------------------------------------------------------------------------
 # The jobs
@@ -252,6 +256,13 @@ done
 step "kubectl logs job/\$(kubectl get jobs"
 json "assert d['job'] == 'rewards' and d['outcome'] == 'succeeded', d" <"$OUT" ||
     fail "the rewards run's log does not end with its JSON summary"
+for job in validators payouts decay; do
+    name=$(jobs_of "$job" -o jsonpath='{range .items[?(@.status.succeeded)]}{.metadata.name}{"\n"}{end}' | tail -n 1)
+    kubectl logs "job/$name" | tail -n 1 |
+        json "assert d['job'] == '$job' and d['outcome'] == 'succeeded', d" ||
+        fail "the log of $name does not end with its JSON summary"
+done
+ok "each job's log ends with its one-line JSON summary"
 step "kubectl get mp local -o jsonpath='{.status.jobs}"
 json "
 for job in ('rewards', 'validators', 'payouts', 'decay'):

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
     scale = r#"{"specReplicasPath":".spec.node.replicas","statusReplicasPath":".status.node.replicas","labelSelectorPath":".status.node.selector"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.conditions[?(@.type==\"Ready\")].status"}"#,
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.node.readyReplicas"}"#,
+    printcolumn = r#"{"name":"Rewards scheduled","type":"date","jsonPath":".status.jobs.rewards.lastScheduleTime"}"#,
     printcolumn = r#"{"name":"Last rewards","type":"date","jsonPath":".status.jobs.rewards.lastSuccessfulTime"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]

@@ -43,6 +43,9 @@ struct Cli {
     /// TASKs in flight at once
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
+    /// Start at most this many TASKs a second (spreads --tasks over time)
+    #[arg(long)]
+    per_second: Option<f64>,
     /// Retry a failed TASK on the next URL (with --tasks)
     #[arg(long)]
     retry: bool,
@@ -109,6 +112,10 @@ async fn worker(cli: Arc<Cli>, counters: Arc<Counters>, started: Instant) {
         let i = counters.next.fetch_add(1, Ordering::SeqCst);
         if cli.tasks.is_some_and(|n| i >= n) {
             return;
+        }
+        if let Some(rate) = cli.per_second.filter(|r| *r > 0.0) {
+            tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into())
+                .await;
         }
         let message = serde_json::json!({
             "type": "TASK", "pool_wallet": cli.pool, "validator_wallet": cli.validator,
