@@ -6,7 +6,8 @@
 #   scripts/cluster-servers.sh start DIR   DIR is the cluster's (scripts/kube-cluster.sh start DIR)
 #   scripts/cluster-servers.sh stop DIR
 #
-# Writes DIR/servers.env: MONGODB_URI and CHAIN_URL (as pods name them), a fresh wallet
+# Puts ws-send, validator-load and minerpool-job in DIR/bin (on the PATH of DIR/env) and writes
+# DIR/servers.env: MONGODB_URI and CHAIN_URL (as pods name them), a fresh wallet
 # (INODE_WALLET, WALLET_KEY), REWARD_ADDRESS, POOL, POOL_2, VALIDATOR_1..3 (stakes 600, 370 and
 # 30 in the simulator: percentages 60, 37 and 3, so one TASK scores 12, 8 and 1) and ADMIN_TOKEN.
 set -euo pipefail
@@ -31,6 +32,9 @@ cmd_start() {
     # The simulator, the validators' clients, and minerpool-job for the audit from the host.
     (cd "$ROOT" && $CARGO build --quiet -p minerpool-tests -p minerpool-jobs --bins >&2)
     local bin=${CARGO_TARGET_DIR:-$ROOT/target}/debug
+    # On the cluster's PATH (DIR/bin, see DIR/env): the validators' clients and the audit.
+    mkdir -p "$dir/bin"
+    install -m 0755 "$bin/ws-send" "$bin/validator-load" "$bin/minerpool-job" "$dir/bin/"
     local wallet_key inode
     read -r wallet_key inode < <("$bin/chain-sim" --new-wallet)
     new_address() { "$bin/chain-sim" --new-wallet | cut -d' ' -f2; }

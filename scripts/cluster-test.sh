@@ -191,9 +191,9 @@ grep -q "$POOL" "$OUT" || fail "registering the pool did not answer with it"
 wait_until "a validators run has completed" "$WAIT_SECONDS" job_done_after validators "$mp_created"
 wait_until "validator 1 has its percentage" 30 sh -c \
     "curl -fsS 'http://$NODE:8001/api/v1/validators' | grep -q '$VALIDATOR_1'"
-step "target/debug/ws-send \"ws://\$NODE:5501\" \"{\\\"type\\\":\\\"PING\\\""
+step "ws-send \"ws://\$NODE:5501\" \"{\\\"type\\\":\\\"PING\\\""
 grep -qx 'SUCCESS: Pong' "$OUT" || fail "PING through the Service answered '$(cat "$OUT")'"
-step "target/debug/ws-send \"ws://\$NODE:5501\" \"{\\\"type\\\":\\\"TASK\\\""
+step "ws-send \"ws://\$NODE:5501\" \"{\\\"type\\\":\\\"TASK\\\""
 grep -qx 'SUCCESS: first' "$OUT" || fail "TASK through the Service answered '$(cat "$OUT")'"
 step "curl -fsS \"http://\$NODE:8001/validators\""
 json "
@@ -218,7 +218,7 @@ step "PODS=\$(kubectl get pods"
 decay_wait_from=$(date +%s)
 wait_until "a decay run has just completed" 90 job_done_after decay "$decay_wait_from"
 load_started=$(date +%s)
-step "target/debug/validator-load \$PODS"
+step "validator-load \$PODS"
 sleep 1
 step "kubectl delete pod"
 step "wait \$LOAD"
@@ -293,7 +293,7 @@ wait_until "the next rewards run succeeded" "$WAIT_SECONDS" job_done_after rewar
 step "kubectl get jobs -l app.kubernetes.io/instance=local,app.kubernetes.io/component=rewards"
 grep -q "^$FAILED " "$OUT" || fail "the failed Job is no longer listed"
 step "kubectl get configmap local-config"
-step "target/debug/minerpool-job audit"
+step "minerpool-job audit"
 json "assert d['job'] == 'audit' and d['outcome'] == 'succeeded', d" <"$OUT" ||
     fail "the audit did not pass"
 ok "a failed run shows as a failed Job with its reason; the next succeeded; the books balance"
@@ -312,7 +312,7 @@ new_operator=$(kubectl -n minerpool get pods -l app.kubernetes.io/name=minerpool
 wait_until "the upgraded operator $new_operator holds the Lease" 90 sh -c \
     "kubectl -n minerpool get lease minerpool-operator -o jsonpath='{.spec.holderIdentity}' | grep -qx '$new_operator'"
 old_pods=$(node_pods -o jsonpath='{.items[*].metadata.name}')
-step "target/debug/validator-load --url \"ws://\$NODE:5501\""
+step "validator-load --url \"ws://\$NODE:5501\""
 sleep 2
 step "kubectl patch mp/local"
 step "kubectl rollout status deployment/local-node"
