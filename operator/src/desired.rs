@@ -361,6 +361,7 @@ pub fn deployment(mp: &MinerPool, config: &Config, config_digest: &str) -> Deplo
                 spec: Some(PodSpec {
                     containers: vec![container],
                     security_context: Some(pod_security_context()),
+                    automount_service_account_token: Some(false),
                     volumes: Some(vec![config_volume(mp)]),
                     termination_grace_period_seconds: Some(
                         i64::from(config.node.shutdown_delay_seconds) + NODE_FINISH_SECONDS,
@@ -462,6 +463,8 @@ pub fn cron_job(mp: &MinerPool, kind: JobKind) -> CronJob {
                             containers: vec![container],
                             restart_policy: Some("Never".into()),
                             security_context: Some(pod_security_context()),
+                            // Neither the node nor a job talks to the Kubernetes API.
+                            automount_service_account_token: Some(false),
                             volumes: Some(vec![config_volume(mp)]),
                             ..PodSpec::default()
                         }),
