@@ -202,6 +202,7 @@ pub fn parse(text: &str) -> Result<Request, &'static str> {
             };
             let ip = field("ip")?
                 .and_then(|ip| ip.trim().parse::<IpAddr>().ok())
+                .filter(reachable_by_pools)
                 .ok_or(INVALID_IP)?;
             let port = match message.get("port") {
                 Some(Value::Number(n)) => n.as_u64(),
@@ -218,6 +219,25 @@ pub fn parse(text: &str) -> Result<Request, &'static str> {
             })
         }
         _ => Ok(Request::Other { validator }),
+    }
+}
+
+/// Whether a pool could reach a validator at this address. Pool clients build
+/// `ws://{ip}:{port}`, which an IPv6 address turns into an invalid URL; loopback, link-local,
+/// unspecified, broadcast and multicast addresses lead a pool to itself or nowhere. Private
+/// ranges stay: validators on private networks are real.
+fn reachable_by_pools(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                // 0.0.0.0/8 means "this network": nothing a pool can connect to.
+                || v4.octets()[0] == 0)
+        }
+        IpAddr::V6(_) => false,
     }
 }
 
@@ -385,6 +405,19 @@ mod tests {
         for (ip, port) in [
             ("999.1.1.1", "5"),
             ("", "5"),
+            ("127.0.0.1", "5"),
+            ("127.8.8.8", "5"),
+            ("0.0.0.0", "5"),
+            ("0.1.2.3", "5"),
+            ("169.254.169.254", "5"),
+            ("224.0.0.1", "5"),
+            ("239.255.255.250", "5"),
+            ("255.255.255.255", "5"),
+            ("::1", "5"),
+            ("::", "5"),
+            ("fe80::1", "5"),
+            ("2001:db8::1", "5"),
+            ("::ffff:10.0.0.1", "5"),
             ("10.0.0.1", "0"),
             ("10.0.0.1", "70000"),
             ("10.0.0.1", "x"),
@@ -397,6 +430,20 @@ mod tests {
                 matches!(reply, Err(INVALID_IP | INVALID_PORT)),
                 "{ip} {port}: {reply:?}"
             );
+        }
+        // Private networks, shared address space and public addresses are where validators are.
+        for ip in [
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.20",
+            "100.64.0.1",
+            "203.0.113.7",
+            "8.8.8.8",
+        ] {
+            let reply = parse(&format!(
+                r#"{{"type":"PING","validator_wallet":"{V}","ip":"{ip}","port":5502}}"#
+            ));
+            assert!(matches!(reply, Ok(Request::Ping { .. })), "{ip}: {reply:?}");
         }
     }
 }

@@ -155,6 +155,11 @@ async fn ping_stores_contact_and_bad_ip_or_port_is_refused() {
         ("999.0.0.1", serde_json::json!(5502)),
         ("localhost", serde_json::json!(5502)),
         ("", serde_json::json!(5502)),
+        ("127.0.0.1", serde_json::json!(5502)),
+        ("::1", serde_json::json!(5502)),
+        ("169.254.1.1", serde_json::json!(5502)),
+        ("0.0.0.0", serde_json::json!(5502)),
+        ("224.0.0.5", serde_json::json!(5502)),
     ] {
         assert_eq!(
             n.send(&ping(VALIDATOR_1, ip, port)).await,
