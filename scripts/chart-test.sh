@@ -132,17 +132,29 @@ check "metrics Service exists" kubectl -n "$ns" get service "$release-minerpool-
 check "ServiceAccount exists" kubectl -n "$ns" get serviceaccount "$release-minerpool-operator"
 check "ClusterRole exists" kubectl get clusterrole "$release-minerpool-operator"
 
-check "SA may create deployments" can create deployments.apps -n default
-check "SA may delete cronjobs" can delete cronjobs.batch -n default
-check "SA may update configmaps" can update configmaps -n default
-check "SA may read secrets" can get secrets -n default
-check "SA may create events" can create events -n default
-check "SA may patch events.k8s.io events" can patch events.events.k8s.io -n default
-check_denied "SA may not create secrets" can create secrets -n default
-check_denied "SA may not create pods" can create pods -n default
+# The can-i matrix: every verb the operator uses, and none it does not.
+for allowed in \
+    "get configmaps" "list configmaps" "watch configmaps" "create configmaps" "patch configmaps" \
+    "get services" "list services" "watch services" "create services" "patch services" \
+    "get deployments.apps" "list deployments.apps" "watch deployments.apps" \
+    "create deployments.apps" "patch deployments.apps" \
+    "get cronjobs.batch" "list cronjobs.batch" "watch cronjobs.batch" "create cronjobs.batch" \
+    "patch cronjobs.batch" "delete cronjobs.batch" \
+    "get secrets" "create events.events.k8s.io" "patch events.events.k8s.io"; do
+    # shellcheck disable=SC2086
+    check "SA may $allowed" can $allowed -n default
+done
+for denied in \
+    "list secrets" "watch secrets" "create secrets" "update secrets" "delete secrets" \
+    "update configmaps" "delete configmaps" "update services" "delete services" \
+    "update deployments.apps" "delete deployments.apps" "update cronjobs.batch" \
+    "create pods" "get pods" "create jobs.batch" "delete jobs.batch" "create events" \
+    "create roles.rbac.authorization.k8s.io" "create rolebindings.rbac.authorization.k8s.io"; do
+    # shellcheck disable=SC2086
+    check_denied "SA may not $denied" can $denied -n default
+done
 check_denied "SA may not touch leases with leader election off" \
     can get leases.coordination.k8s.io -n "$ns"
-check_denied "SA may not create roles" can create roles.rbac.authorization.k8s.io -n default
 
 # The MinerPool permissions can only be asked about once the CRD is served.
 if [ -f "$CRD" ]; then
@@ -150,7 +162,10 @@ if [ -f "$CRD" ]; then
         kubectl wait --for=condition=Established --timeout=30s crd/minerpools.minerpool.io
     check "SA may watch minerpools" can watch minerpools.minerpool.io -A
     check "SA may patch minerpools/status" can patch minerpools.minerpool.io --subresource status -A
+    check_denied "SA may not update minerpools/status" \
+        can update minerpools.minerpool.io --subresource status -A
     check_denied "SA may not update minerpools (spec)" can update minerpools.minerpool.io -A
+    check_denied "SA may not patch minerpools (spec)" can patch minerpools.minerpool.io -A
     check_denied "SA may not delete minerpools" can delete minerpools.minerpool.io -A
     check "examples/minerpool.yaml accepted (server dry run)" \
         kubectl -n "$ns" apply --dry-run=server -f "$ROOT/examples/minerpool.yaml"

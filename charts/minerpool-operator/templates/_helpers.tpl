@@ -69,27 +69,27 @@ to check that the Secrets a MinerPool references exist. CronJobs are one resourc
 served as batch/v1 or batch/v1beta1.
 */}}
 {{- define "minerpool-operator.rules" -}}
+# Exactly what the operator calls: it watches MinerPools and its children, server-side applies
+# children (patch; create when absent), deletes CronJobs of disabled jobs, patches status,
+# reads the Secrets a spec names by name, and records Events.
 - apiGroups: ["minerpool.io"]
   resources: ["minerpools"]
   verbs: ["get", "list", "watch"]
 - apiGroups: ["minerpool.io"]
   resources: ["minerpools/status"]
-  verbs: ["get", "patch", "update"]
+  verbs: ["patch"]
 - apiGroups: [""]
   resources: ["configmaps", "services"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch"]
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
-  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
-  verbs: ["get", "list", "watch"]
-- apiGroups: [""]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["get"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
