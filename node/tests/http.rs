@@ -442,6 +442,57 @@ async fn health_readiness_and_metrics() {
         .await
         .unwrap();
     assert_eq!(ready.status().as_u16(), 503);
+    assert_eq!(
+        ready.text().await.unwrap(),
+        "database unavailable",
+        "the driver's message (server addresses, timeouts) stays in the log"
+    );
+}
+
+/// A failed run's stored error names chain URLs, query strings and response bodies: the public
+/// sees that it failed, an admin sees why.
+#[tokio::test]
+async fn job_run_errors_are_shown_only_to_admins() {
+    let n = node("http_run_errors").await;
+    let detail = "http://10.1.2.3:3006/get_blocks_details?offset=5&limit=10: HTTP 500: \"{\\\"secret\\\": 1}\"";
+    n.store
+        .collection::<bson::Document>("jobRuns")
+        .insert_one(doc! {
+            "_id": "failed-run", "job": "rewards", "started_at": DateTime::now(),
+            "ended_at": DateTime::now(), "outcome": "failed", "error": detail,
+        })
+        .await
+        .unwrap();
+    let runs = format!("{}/api/v1/job-runs?job=rewards", n.http);
+    let public = json_of(&runs).await;
+    let public_error = public["jobRuns"][0]["error"].as_str().unwrap().to_owned();
+    assert_eq!(public["jobRuns"][0]["outcome"], "failed");
+    for secret in ["10.1.2.3", "get_blocks_details", "offset", "secret", "500"] {
+        assert!(
+            !public_error.contains(secret),
+            "{public_error:?} shows {secret:?}"
+        );
+    }
+    let wrong_token: Value = http()
+        .get(&runs)
+        .bearer_auth("not-the-token")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(wrong_token["jobRuns"][0]["error"], public_error.as_str());
+    let admin: Value = http()
+        .get(&runs)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(admin["jobRuns"][0]["error"], detail);
 }
 
 #[tokio::test]

@@ -77,6 +77,15 @@ fn address_rule(address: &str, rule: fn(&str) -> Result<(), AddressError>) -> Re
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("address {address:?}: {e}")))
 }
 
+/// Whether the request carries the admin token: admin reads see what public ones do not.
+fn is_admin(state: &NodeState, headers: &HeaderMap) -> bool {
+    authorize(state, headers).is_ok()
+}
+
+/// What the public sees of a failed run's error: stored errors name chain URLs, query strings
+/// and response bodies, which stay in the logs and in admin reads.
+const RUN_FAILED_PUBLIC: &str = "the run failed; the reason is in its log";
+
 /// Compares the bearer token in constant time; writes are disabled when no token is set.
 fn authorize(state: &NodeState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.secrets.admin_token else {
@@ -293,9 +302,11 @@ async fn list_distributions(
 
 async fn list_job_runs(
     State(state): Shared,
+    headers: HeaderMap,
     query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let page = page(query)?;
+    let admin = is_admin(&state, &headers);
     let runs: Vec<Value> = state
         .store
         .recent_job_runs(page.job.as_deref(), page.limit())
@@ -309,7 +320,11 @@ async fn list_job_runs(
                 "startedAt": rfc3339(r.started_at),
                 "endedAt": r.ended_at.map(rfc3339),
                 "summary": r.summary,
-                "error": r.error,
+                "error": match &r.error {
+                    Some(detail) if admin => Some(detail.as_str()),
+                    Some(_) => Some(RUN_FAILED_PUBLIC),
+                    None => None,
+                },
             })
         })
         .collect();

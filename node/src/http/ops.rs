@@ -17,18 +17,22 @@ pub fn router() -> Router<Arc<NodeState>> {
         .route("/metrics", get(metrics))
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers. The answer is the same whatever went wrong: the reason
+/// (server addresses, driver messages) goes to the log, not to whoever asks.
 async fn readyz(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
-        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down".to_owned());
+        return (StatusCode::SERVICE_UNAVAILABLE, "shutting down");
     }
     match tokio::time::timeout(std::time::Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => (StatusCode::OK, "ready".to_owned()),
-        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("database: {e}")),
-        Err(_) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "database: no answer within 2s".to_owned(),
-        ),
+        Ok(Ok(())) => (StatusCode::OK, "ready"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "not ready: the database did not answer the ping");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
+        Err(_) => {
+            tracing::warn!("not ready: the database did not answer the ping within 2 s");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+        }
     }
 }
 
