@@ -64,6 +64,7 @@ WS_PORT=$(free_port)
 cat >"$run_dir/minerpool.yaml" <<YAML
 chain:
   apiUrl: $SIM
+  allowInsecureHttp: true        # the simulator speaks plain http on loopback
   inodeWallet: $INODE
   rewardAddress: $REWARD
 rewards:
@@ -114,7 +115,7 @@ round=0
 while :; do
     round=$((round + 1))
     for v in "${VALIDATORS[@]}"; do
-        "$bin/ws-send" "$WS" "{\"type\":\"PING\",\"validator_wallet\":\"$v\",\"ip\":\"127.0.0.1\",\"port\":5502}" >/dev/null || true
+        "$bin/ws-send" "$WS" "{\"type\":\"PING\",\"validator_wallet\":\"$v\",\"ip\":\"10.0.0.1\",\"port\":5502}" >/dev/null || true
     done
     # The first two validators report work; the third stays idle and its share goes unallocated.
     for v in "${VALIDATORS[@]:0:2}"; do

@@ -91,6 +91,10 @@ pub struct ChainConfig {
     /// (`get_blocks_details` allows 10 a minute, so two minutes rides out any window).
     #[serde(default = "default_rate_limit_wait")]
     pub rate_limit_wait_seconds: u64,
+    /// Allow `http://` chain URLs (tests, a simulator, a node on a private network). Off: the
+    /// chain is reached over TLS only, and no redirect may lead to plain http.
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 fn default_api_url() -> String {
@@ -285,6 +289,7 @@ impl Config {
                 reward_address: reward_address.into(),
                 request_timeout_seconds: default_request_timeout(),
                 rate_limit_wait_seconds: default_rate_limit_wait(),
+                allow_insecure_http: false,
             },
             rewards: RewardsConfig::default(),
             validators: ValidatorsConfig::default(),
@@ -299,9 +304,10 @@ impl Config {
         if self.mongodb.database.is_empty() {
             return Err(invalid("mongodb.database", "must not be empty"));
         }
-        check_url("chain.apiUrl", &self.chain.api_url)?;
+        let insecure = self.chain.allow_insecure_http;
+        check_url("chain.apiUrl", &self.chain.api_url, insecure)?;
         if let Some(url) = &self.chain.validators_url {
-            check_url("chain.validatorsUrl", url)?;
+            check_url("chain.validatorsUrl", url, insecure)?;
         }
         check_wallet("chain.inodeWallet", &self.chain.inode_wallet)?;
         check_wallet("chain.rewardAddress", &self.chain.reward_address)?;
@@ -393,9 +399,16 @@ impl Config {
     }
 }
 
-fn check_url(key: &'static str, url: &str) -> Result<(), ConfigError> {
+fn check_url(key: &'static str, url: &str, allow_insecure_http: bool) -> Result<(), ConfigError> {
     match reqwest::Url::parse(url) {
-        Ok(parsed) if matches!(parsed.scheme(), "http" | "https") => Ok(()),
+        Ok(parsed) if parsed.scheme() == "https" => Ok(()),
+        Ok(parsed) if parsed.scheme() == "http" && allow_insecure_http => Ok(()),
+        Ok(parsed) if parsed.scheme() == "http" => Err(invalid(
+            key,
+            format!(
+                "{url:?} is plain http: use https://, or set chain.allowInsecureHttp: true for a chain on a trusted network"
+            ),
+        )),
         Ok(parsed) => Err(invalid(
             key,
             format!(

@@ -110,6 +110,20 @@ pub fn import_layout(json: &str) -> Result<Imported, ConfigError> {
         if let Some(api) = text(urls, "URLS", "API_URL")? {
             config.chain.api_url = api.trim_end_matches('/').to_owned();
         }
+        let plain_http = [Some(config.chain.api_url.as_str())]
+            .into_iter()
+            .chain([text(urls, "URLS", "VALIDATORS_URL")?.as_deref()])
+            .flatten()
+            .any(|url| url.starts_with("http://"));
+        if plain_http {
+            // Kept working as the original ran it, and said so.
+            config.chain.allow_insecure_http = true;
+            notes.push(
+                "URLS: the original reaches the chain over plain http; allowInsecureHttp is set \
+                 to keep that: switch to https:// if the chain API offers it"
+                    .to_owned(),
+            );
+        }
         if let Some(validators) = text(urls, "URLS", "VALIDATORS_URL")? {
             // The original's URL ends with its own wallet; minerpool appends the wallet itself.
             let base = validators
@@ -248,7 +262,24 @@ mod tests {
         assert_eq!(c.schedule.validators_seconds, 300);
         assert_eq!(c.schedule.decay_seconds, 900);
         assert!(imported.notes.iter().any(|n| n.contains("MONGODB_URI")));
+        assert!(!c.chain.allow_insecure_http);
         // The output reads back as a config file.
+        assert_eq!(&Config::from_yaml_str(&c.to_yaml()).unwrap(), c);
+    }
+
+    /// An original that reached its chain over plain http keeps working, with a note.
+    #[test]
+    fn a_plain_http_chain_is_allowed_with_a_note() {
+        let layout = original().replace("https://api.upow.ai", "http://10.0.0.5:3006");
+        let imported = import_layout(&layout).unwrap();
+        assert!(imported.config.chain.allow_insecure_http);
+        assert!(
+            imported
+                .notes
+                .iter()
+                .any(|n| n.contains("allowInsecureHttp"))
+        );
+        let c = &imported.config;
         assert_eq!(&Config::from_yaml_str(&c.to_yaml()).unwrap(), c);
     }
 

@@ -24,6 +24,7 @@ async fn serve(router: Router) -> String {
 fn client(api_url: &str, timeout_seconds: u64) -> ChainClient {
     let mut config = Config::with_wallets("inode", "reward");
     config.chain.api_url = api_url.into();
+    config.chain.allow_insecure_http = true;
     config.chain.request_timeout_seconds = timeout_seconds;
     ChainClient::with_retry(
         &config.chain,
@@ -291,4 +292,89 @@ async fn nothing_listening_is_a_transport_error_without_credentials() {
     assert!(matches!(err, ChainError::Transport { .. }), "{err:?}");
     assert!(message.contains("127.0.0.1:9"), "{message}");
     assert!(!message.contains("hunter2"), "{message}");
+}
+
+/// A chain API that redirects elsewhere must not make a job fetch another host (an internal
+/// address whose answer the job would then log and publish): the redirect fails the read, and
+/// the other host is never asked. A redirect on the same host is followed.
+#[tokio::test]
+async fn redirects_to_another_host_are_refused() {
+    let hits = Arc::new(AtomicU32::new(0));
+    let elsewhere = serve(Router::new().fallback({
+        let hits = hits.clone();
+        move || async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            BLOCKS
+        }
+    }))
+    .await;
+    // The same server under another name is another origin too.
+    let renamed = elsewhere.replace("127.0.0.1", "localhost");
+    let to_elsewhere = format!("{elsewhere}/get_blocks_details");
+    let to_renamed = format!("{renamed}/get_blocks_details");
+    let api = serve(
+        Router::new()
+            .route(
+                "/get_blocks_details",
+                get(move || async move {
+                    (StatusCode::FOUND, [("location", to_elsewhere)]).into_response()
+                }),
+            )
+            .route(
+                "/get_validators_info",
+                get(move || async move {
+                    (StatusCode::TEMPORARY_REDIRECT, [("location", to_renamed)]).into_response()
+                }),
+            ),
+    )
+    .await;
+    let chain = client(&api, 5);
+    let err = chain.blocks_details(20001, 1).await.unwrap_err();
+    assert!(
+        err.to_string().contains("redirect to another origin"),
+        "{err}"
+    );
+    let err = chain.validators_info("inode").await.unwrap_err();
+    assert!(
+        err.to_string().contains("redirect to another origin"),
+        "{err}"
+    );
+    assert_eq!(hits.load(Ordering::SeqCst), 0, "the other host was asked");
+
+    let moved = serve(
+        Router::new()
+            .route(
+                "/get_blocks_details",
+                get(|| async {
+                    (
+                        StatusCode::MOVED_PERMANENTLY,
+                        [("location", "/v2/get_blocks_details")],
+                    )
+                        .into_response()
+                }),
+            )
+            .route("/v2/get_blocks_details", get(|| async { BLOCKS })),
+    )
+    .await;
+    let blocks = client(&moved, 5).blocks_details(20001, 1).await.unwrap();
+    assert_eq!(blocks.len(), 1, "a redirect on the same host is followed");
+}
+
+/// Plain http is refused unless the config allows it, both by the config check and by the
+/// client itself.
+#[test]
+fn plain_http_needs_allow_insecure_http() {
+    let mut config = Config::with_wallets("inode", "reward");
+    config.chain.api_url = "http://chain.example".into();
+    let err = ChainClient::new(&config.chain).err().expect("http refused");
+    assert!(matches!(err, ChainError::BadUrl { .. }), "{err}");
+    assert!(err.to_string().contains("allowInsecureHttp"), "{err}");
+    config.chain.api_url = "https://chain.example".into();
+    config.chain.validators_url = Some("http://validators.example/v?inode=".into());
+    assert!(
+        ChainClient::new(&config.chain).is_err(),
+        "the validators URL is held to the same rule"
+    );
+    config.chain.allow_insecure_http = true;
+    ChainClient::new(&config.chain).expect("allowed");
 }

@@ -57,6 +57,7 @@ fn the_rendered_yaml_reads_back_the_same() {
     let mut config = Config::from_yaml_str(&minimal()).unwrap();
     config.payouts.minimum_payout = Amount::parse("2.5").unwrap();
     config.chain.validators_url = Some("http://127.0.0.1:9/v?inode=".into());
+    config.chain.allow_insecure_http = true;
     let again = Config::from_yaml_str(&config.to_yaml()).unwrap();
     assert_eq!(again, config);
 }
@@ -177,6 +178,26 @@ fn bad_values_are_named() {
         "chain:\n  apiUrl: not a url\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n"
     ));
     assert!(err.contains("chain.apiUrl"), "{err}");
+    // Plain http only when the config says so.
+    let http = format!(
+        "chain:\n  apiUrl: http://10.0.0.5:3006\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n"
+    );
+    let err = error_of(&http);
+    assert!(
+        err.contains("chain.apiUrl") && err.contains("allowInsecureHttp"),
+        "{err}"
+    );
+    let err = error_of(&format!(
+        "chain:\n  validatorsUrl: http://10.0.0.5/v?inode=\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n"
+    ));
+    assert!(err.contains("chain.validatorsUrl"), "{err}");
+    let allowed = http.replace("chain:\n", "chain:\n  allowInsecureHttp: true\n");
+    assert!(
+        Config::from_yaml_str(&allowed)
+            .unwrap()
+            .chain
+            .allow_insecure_http
+    );
     let err = error_of(&format!(
         "chain:\n  inodeWallet: \"\"\n  rewardAddress: {REWARD}\n"
     ));

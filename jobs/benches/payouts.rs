@@ -53,6 +53,7 @@ async fn main() {
     let mut config = Config::with_wallets(&wallet, REWARD);
     config.mongodb.database = store.database().name().to_owned();
     config.chain.api_url = sim.url.clone();
+    config.chain.allow_insecure_http = true;
     config.payouts.sender = Sender::Upow;
     config.payouts.max_outputs_per_tx = 254;
     // Each mined block counts as settled at once: the bench measures paying, not waiting.

@@ -64,6 +64,7 @@ async fn distribute_to(pools: usize) -> Figures {
     let mut config = Config::with_wallets(INODE, REWARD);
     config.mongodb.database = store.database().name().to_owned();
     config.chain.api_url = sim.url.clone();
+    config.chain.allow_insecure_http = true;
     // The one block is the tip: credit it without waiting for confirmations (this measures the
     // distribution, not the scan).
     config.rewards.confirmations = 0;

@@ -70,6 +70,9 @@ pub struct Chain {
     /// First block scanned when the database has no stored height.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_height: Option<u64>,
+    /// Allow http:// chain URLs (a chain on a trusted network); otherwise https only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_insecure_http: Option<bool>,
 }
 
 /// A key of a Secret in the MinerPool's namespace.

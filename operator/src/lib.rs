@@ -83,6 +83,7 @@ pub mod fixtures {
                 inode_wallet: INODE_WALLET.into(),
                 reward_address: REWARD_ADDRESS.into(),
                 start_height: None,
+                allow_insecure_http: None,
             },
             mongodb: MongoDb {
                 uri_secret_ref: SecretKeyRef {

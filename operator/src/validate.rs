@@ -196,6 +196,7 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
         config.chain.api_url = url.clone();
     }
     config.chain.validators_url = spec.chain.validators_url.clone();
+    config.chain.allow_insecure_http = spec.chain.allow_insecure_http.unwrap_or(false);
     if let Some(height) = spec.chain.start_height {
         config.rewards.start_height = height;
     }

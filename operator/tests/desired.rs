@@ -202,6 +202,7 @@ fn every_spec_field_lands_where_it_should() {
     s.images.jobs = "registry.example/jobs:2".into();
     s.chain.api_url = Some("http://chain.example:3006".into());
     s.chain.validators_url = Some("http://validators.example/v?inode=".into());
+    s.chain.allow_insecure_http = Some(true);
     s.chain.start_height = Some(5000);
     s.mongodb.database = Some("pools".into());
     s.rewards.fee_percent = 10;
@@ -256,6 +257,7 @@ fn every_spec_field_lands_where_it_should() {
     let (config, d) = build(&mp, &found);
 
     assert_eq!(config.chain.api_url, "http://chain.example:3006");
+    assert!(config.chain.allow_insecure_http);
     assert_eq!(
         config.chain.validators_url.as_deref(),
         Some("http://validators.example/v?inode=")
@@ -351,6 +353,22 @@ fn every_spec_field_lands_where_it_should() {
         env(rewards_pod, "MINERPOOL_WALLET_KEY").is_none(),
         "only payouts signs"
     );
+}
+
+/// Node and job pods never call the Kubernetes API: a token mounted in them would only be
+/// something to steal.
+#[test]
+fn generated_pods_mount_no_service_account_token() {
+    let (_, d) = build(&fixtures::minerpool("pool", "ns"), &mongodb_only());
+    let node = pod(&d.deployment.spec.as_ref().unwrap().template.spec);
+    assert_eq!(node.automount_service_account_token, Some(false));
+    for (kind, cron) in &d.cron_jobs {
+        assert_eq!(
+            job_pod(cron).automount_service_account_token,
+            Some(false),
+            "{kind:?}"
+        );
+    }
 }
 
 /// A node pod told to stop keeps serving for its drain delay, then finishes in-flight TASKs:

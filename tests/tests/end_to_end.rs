@@ -139,6 +139,7 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
     let mut config = Config::with_wallets(INODE, REWARD);
     config.mongodb.database = store.database().name().to_owned();
     config.chain.api_url = sim.url.clone();
+    config.chain.allow_insecure_http = true;
     config.rewards.blocks_per_run = 2;
     config.node.http_address = format!("127.0.0.1:{http_port}").parse().unwrap();
     config.node.websocket_address = format!("127.0.0.1:{ws_port}").parse().unwrap();
@@ -169,7 +170,7 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
     for v in [VALIDATOR_1, VALIDATOR_2] {
         let pong = send(
             &ws,
-            json!({ "type": "PING", "validator_wallet": v, "ip": "127.0.0.1", "port": 5502 }),
+            json!({ "type": "PING", "validator_wallet": v, "ip": "10.0.0.1", "port": 5502 }),
         )
         .await;
         assert_eq!(pong, "SUCCESS: Pong");
@@ -321,6 +322,7 @@ async fn standalone_pays_due_balances_on_its_schedule_through_the_chain() {
     let mut config = Config::with_wallets(&wallet, REWARD);
     config.mongodb.database = store.database().name().to_owned();
     config.chain.api_url = sim.url.clone();
+    config.chain.allow_insecure_http = true;
     config.node.http_address = format!("127.0.0.1:{http_port}").parse().unwrap();
     config.node.websocket_address = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     config.payouts.sender = Sender::Upow;

@@ -47,6 +47,34 @@ pub enum ChainError {
     BadUrl { url: String, message: String },
 }
 
+/// Redirects stay on the host, scheme and port they started from (a chain API that redirects
+/// elsewhere could make a job fetch internal addresses and publish what they answer), never
+/// lead to plain http unless it is allowed, and stop after a few hops.
+fn redirect_policy(allow_insecure_http: bool) -> reqwest::redirect::Policy {
+    const MAX_HOPS: usize = 5;
+    reqwest::redirect::Policy::custom(move |attempt| {
+        let from = &attempt.previous()[0];
+        let to = attempt.url();
+        let same_origin = to.host_str() == from.host_str()
+            && to.port_or_known_default() == from.port_or_known_default()
+            && (to.scheme() == from.scheme()
+                || (from.scheme() == "http" && to.scheme() == "https"));
+        if !same_origin {
+            let refused = format!(
+                "a redirect to another origin ({}) is refused",
+                redact(to.as_str())
+            );
+            attempt.error(refused)
+        } else if to.scheme() == "http" && !allow_insecure_http {
+            attempt.error("a redirect to plain http is refused")
+        } else if attempt.previous().len() > MAX_HOPS {
+            attempt.error("too many redirects")
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
 impl ChainError {
     /// Worth asking again: the chain or the network may answer next time.
     pub fn is_transient(&self) -> bool {
@@ -137,10 +165,20 @@ impl ChainClient {
 
     pub fn with_retry(config: &ChainConfig, retry: RetryPolicy) -> Result<ChainClient, ChainError> {
         let timeout = Duration::from_secs(config.request_timeout_seconds);
+        let insecure = config.allow_insecure_http;
+        for url in [config.api_url.clone(), config.validators_url()] {
+            if !insecure && !url.starts_with("https://") {
+                return Err(ChainError::BadUrl {
+                    url: redact(&url),
+                    message: "not https (set chain.allowInsecureHttp to allow plain http)".into(),
+                });
+            }
+        }
         let http = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)
             .user_agent(concat!("minerpool/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect_policy(insecure))
             .build()
             .map_err(|e| ChainError::BadUrl {
                 url: redact(&config.api_url),

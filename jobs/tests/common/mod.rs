@@ -33,6 +33,7 @@ impl Harness {
         let mut config = Config::with_wallets(INODE, REWARD);
         config.mongodb.database = store.database().name().to_owned();
         config.chain.api_url = sim.url.clone();
+        config.chain.allow_insecure_http = true;
         config.chain.request_timeout_seconds = 2;
         config.rewards.start_height = 100;
         adjust(&mut config);
