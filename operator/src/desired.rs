@@ -477,3 +477,79 @@ pub fn cron_job(mp: &MinerPool, kind: JobKind) -> CronJob {
         ..CronJob::default()
     })
 }
+
+/// Whether this MinerPool (by uid) is the controller of an object. The operator changes only
+/// objects it controls: one of the same name that someone else made is a conflict, never
+/// adopted (adopting would also let the MinerPool's deletion collect it).
+pub fn controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+    meta.owner_references
+        .iter()
+        .flatten()
+        .any(|o| o.controller == Some(true) && o.uid == uid)
+}
+
+/// The first field the operator applies that `live` no longer carries as applied (a
+/// `kubectl set image`, an edited ConfigMap), as a JSON path; `None` when nothing drifted.
+/// Compared: every field of `wanted` outside metadata, and its labels and annotations. What the
+/// server or another controller added (defaults, a cluster IP, replicas when unset) is not drift.
+pub fn drift<K: Serialize>(wanted: &K, live: &K) -> Option<String> {
+    let (Ok(wanted), Ok(live)) = (serde_json::to_value(wanted), serde_json::to_value(live)) else {
+        return Some("(unserialisable)".into());
+    };
+    let wanted_fields = wanted.as_object()?;
+    for (key, value) in wanted_fields {
+        let path = key.as_str();
+        let found = match path {
+            "apiVersion" | "kind" | "status" => continue,
+            "metadata" => {
+                for part in ["labels", "annotations"] {
+                    let path = format!("metadata.{part}");
+                    if let Some(drifted) =
+                        subset_drift(&value[part], live["metadata"].get(part), &path)
+                    {
+                        return Some(drifted);
+                    }
+                }
+                continue;
+            }
+            _ => subset_drift(value, live.get(path), path),
+        };
+        if found.is_some() {
+            return found;
+        }
+    }
+    None
+}
+
+/// Where `wanted` is not contained in `live`: objects by key (extra live keys are fine), arrays
+/// element by element with equal length, scalars by equality. An empty or null wanted value
+/// matches a missing one (the server drops empty fields).
+fn subset_drift(
+    wanted: &serde_json::Value,
+    live: Option<&serde_json::Value>,
+    path: &str,
+) -> Option<String> {
+    use serde_json::Value;
+    let empty = match wanted {
+        Value::Null => true,
+        Value::Object(o) => o.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        _ => false,
+    };
+    let Some(live) = live.filter(|v| !v.is_null()) else {
+        return (!empty).then(|| path.to_owned());
+    };
+    match (wanted, live) {
+        (Value::Object(w), Value::Object(l)) => w
+            .iter()
+            .find_map(|(key, value)| subset_drift(value, l.get(key), &format!("{path}.{key}"))),
+        (Value::Array(w), Value::Array(l)) if w.len() == l.len() => w
+            .iter()
+            .zip(l)
+            .enumerate()
+            .find_map(|(i, (w, l))| subset_drift(w, Some(l), &format!("{path}[{i}]"))),
+        (w, l) if w == l => None,
+        (w, _) if empty && matches!(w, Value::Null) => None,
+        _ => Some(path.to_owned()),
+    }
+}

@@ -26,6 +26,11 @@ pub enum Error {
     Incomplete(String),
     #[error("leader election: {0}")]
     Lease(String),
+    /// An object the MinerPool would own exists and is not controlled by it.
+    #[error(
+        "{object} exists and is not controlled by this MinerPool ({controller}); it is left as it is"
+    )]
+    Conflict { object: String, controller: String },
 }
 
 impl Error {
@@ -51,6 +56,7 @@ impl Error {
             } => "api_error",
             Error::Kube { .. } => "transport",
             Error::Incomplete(_) => "incomplete_object",
+            Error::Conflict { .. } => "foreign_object",
             Error::Lease(_) => "lease",
         }
     }

@@ -127,35 +127,23 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
         .await
         .map_err(Error::kube(format!("listing the CronJobs of {name}")))?
         .items;
+    let mut apply_error = None;
     let (deployment, problems) = match validate::validate(mp, &secrets) {
         Ok(config) => {
             let wanted = desired::desired(mp, &config);
-            let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), &namespace);
-            let services: Api<Service> = Api::namespaced(ctx.client.clone(), &namespace);
-            apply_unless_current(&config_maps, &wanted.config_map, None).await?;
-            let deployment = apply_unless_current(&deployments, &wanted.deployment, None).await?;
-            apply_unless_current(&services, &wanted.service, None).await?;
-            let mut kept = Vec::new();
-            for (_, cron_job) in &wanted.cron_jobs {
-                let object = ctx.cron_jobs.convert(cron_job);
-                let live = live_jobs
-                    .iter()
-                    .find(|j| j.metadata.name == object.metadata.name);
-                kept.push(apply_unless_current(&cron_job_api, &object, Some(live)).await?);
+            match apply_children(ctx, &namespace, &uid, &wanted, &live_jobs).await {
+                Ok((deployment, kept)) => {
+                    live_jobs = kept;
+                    (Some(deployment), Vec::new())
+                }
+                Err(error) => {
+                    // Status still tells what went wrong; the Deployment as it is, if any.
+                    let deployment = deployments.get_opt(&node_name).await.ok().flatten();
+                    live_jobs.retain(|j| owned_by(j, &uid));
+                    apply_error = Some(error);
+                    (deployment, Vec::new())
+                }
             }
-            // CronJobs of this MinerPool it no longer wants (a disabled job).
-            for unwanted in live_jobs.iter().filter(|live| {
-                owned_by(live, &uid) && !kept.iter().any(|k| k.metadata.name == live.metadata.name)
-            }) {
-                let job = unwanted.name_any();
-                cron_job_api
-                    .delete(&job, &DeleteParams::background())
-                    .await
-                    .map_err(Error::kube(format!("deleting CronJob {job}")))?;
-                tracing::info!(minerpool = %key(mp), cronjob = %job, "deleted a CronJob no longer wanted");
-            }
-            live_jobs = kept;
-            (Some(deployment), Vec::new())
         }
         Err(problems) => {
             ctx.metrics.invalid_specs.inc();
@@ -165,6 +153,25 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
                 .map_err(Error::kube(format!("reading Deployment {node_name}")))?;
             (deployment, problems)
         }
+    };
+    let apply_failure = match &apply_error {
+        None => None,
+        Some(Error::Conflict { .. }) => {
+            Some(("Conflict".to_owned(), apply_error_text(&apply_error)))
+        }
+        Some(Error::Kube {
+            source: kube::Error::Api(status),
+            ..
+        }) => Some((
+            if status.reason.is_empty() {
+                "ApplyFailed".to_owned()
+            } else {
+                status.reason.clone()
+            },
+            apply_error_text(&apply_error),
+        )),
+        // The API server could not be reached: there is no status to write either.
+        Some(_) => return Err(apply_error.expect("matched Some")),
     };
 
     // Status.
@@ -179,6 +186,7 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
             problems: &problems,
             deployment: deployment.as_ref(),
             cron_jobs: &observed,
+            apply_failure,
         },
         &now,
     );
@@ -203,11 +211,60 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
             }
         }
     }
+    if let Some(error) = apply_error {
+        // Retried with the error policy's backoff.
+        return Err(error);
+    }
     Ok(Action::requeue(if problems.is_empty() {
         RESYNC
     } else {
         INVALID_RETRY
     }))
+}
+
+fn apply_error_text(error: &Option<Error>) -> String {
+    error.as_ref().map(ToString::to_string).unwrap_or_default()
+}
+
+/// Applies every child of a valid MinerPool (those whose applied digest and fields are current
+/// are left alone), and deletes the CronJobs of jobs it no longer wants. Returns the Deployment
+/// and the CronJobs as they are now.
+async fn apply_children(
+    ctx: &Context,
+    namespace: &str,
+    uid: &str,
+    wanted: &desired::Desired,
+    live_jobs: &[DynamicObject],
+) -> Result<(Deployment, Vec<DynamicObject>), Error> {
+    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
+    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
+    let cron_job_api = ctx.cron_job_api(namespace);
+    apply_unless_current(&config_maps, &wanted.config_map, None, uid).await?;
+    let deployment = apply_unless_current(&deployments, &wanted.deployment, None, uid).await?;
+    apply_unless_current(&services, &wanted.service, None, uid).await?;
+    let mut kept = Vec::new();
+    for (_, cron_job) in &wanted.cron_jobs {
+        let object = ctx.cron_jobs.convert(cron_job);
+        // Listed by this MinerPool's labels; one of the same name without them is read by name,
+        // so that a foreign CronJob is found and refused rather than taken over.
+        let live = live_jobs
+            .iter()
+            .find(|j| j.metadata.name == object.metadata.name);
+        kept.push(apply_unless_current(&cron_job_api, &object, live.map(Some), uid).await?);
+    }
+    // CronJobs of this MinerPool it no longer wants (a disabled job).
+    for unwanted in live_jobs.iter().filter(|live| {
+        owned_by(live, uid) && !kept.iter().any(|k| k.metadata.name == live.metadata.name)
+    }) {
+        let job = unwanted.name_any();
+        cron_job_api
+            .delete(&job, &DeleteParams::background())
+            .await
+            .map_err(Error::kube(format!("deleting CronJob {job}")))?;
+        tracing::info!(namespace, cronjob = %job, "deleted a CronJob no longer wanted");
+    }
+    Ok((deployment, kept))
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -266,11 +323,16 @@ async fn apply_unless_current<K>(
     api: &Api<K>,
     wanted: &K,
     live: Option<Option<&K>>,
+    uid: &str,
 ) -> Result<K, Error>
 where
     K: Resource + Clone + Serialize + DeserializeOwned + Debug,
 {
     let name = wanted.meta().name.clone().unwrap_or_default();
+    let kind = serde_json::to_value(wanted)
+        .ok()
+        .and_then(|v| v["kind"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "object".into());
     let read;
     let live = match live {
         Some(live) => live,
@@ -282,11 +344,31 @@ where
             read.as_ref()
         }
     };
-    if let Some(live) = live
-        && applied_hash(live.meta()).is_some()
-        && applied_hash(live.meta()) == applied_hash(wanted.meta())
-    {
-        return Ok(live.clone());
+    if let Some(live) = live {
+        if !desired::controlled_by(live.meta(), uid) {
+            let controller = live
+                .meta()
+                .owner_references
+                .iter()
+                .flatten()
+                .find(|o| o.controller == Some(true))
+                .map(|o| format!("its controller is {} {}", o.kind, o.name))
+                .unwrap_or_else(|| "it has no controller".into());
+            return Err(Error::Conflict {
+                object: format!("{kind} {name}"),
+                controller,
+            });
+        }
+        if applied_hash(live.meta()).is_some()
+            && applied_hash(live.meta()) == applied_hash(wanted.meta())
+        {
+            match desired::drift(wanted, live) {
+                None => return Ok(live.clone()),
+                Some(path) => {
+                    tracing::info!(object = %format!("{kind} {name}"), field = %path, "drifted from what was applied: applying again");
+                }
+            }
+        }
     }
     api.patch(
         &name,

@@ -23,6 +23,9 @@ pub struct Observation<'a> {
     pub problems: &'a [Problem],
     pub deployment: Option<&'a Deployment>,
     pub cron_jobs: &'a [ObservedCronJob],
+    /// A valid spec whose children could not be applied: the reason (`Conflict`, or the API
+    /// server's reason such as `Invalid`) and a message naming the object.
+    pub apply_failure: Option<(String, String)>,
 }
 
 /// The status to write. `now` is RFC 3339.
@@ -32,22 +35,27 @@ pub fn compute(mp: &MinerPool, seen: &Observation<'_>, now: &str) -> MinerPoolSt
     let node = node_condition(seen.deployment);
     let jobs = jobs_condition(mp, seen.cron_jobs);
     let ready = if !seen.problems.is_empty() {
-        ("False", "InvalidSpec", describe(seen.problems))
+        ("False", "InvalidSpec".to_owned(), describe(seen.problems))
+    } else if let Some((reason, message)) = &seen.apply_failure {
+        ("False", reason.clone(), message.clone())
     } else if node.0 != "True" {
-        ("False", "NodeUnavailable", node.2.clone())
+        ("False", "NodeUnavailable".to_owned(), node.2.clone())
     } else if jobs.0 != "True" {
-        ("False", "JobsNotScheduled", jobs.2.clone())
+        ("False", "JobsNotScheduled".to_owned(), jobs.2.clone())
     } else {
         (
             "True",
-            "Ready",
+            "Ready".to_owned(),
             "the node is available and the jobs are scheduled".into(),
         )
     };
+    let owned = |(status, reason, message): (&'static str, &str, String)| {
+        (status, reason.to_owned(), message)
+    };
     let conditions = [
         (READY, ready),
-        (NODE_AVAILABLE, node),
-        (JOBS_SCHEDULED, jobs),
+        (NODE_AVAILABLE, owned(node)),
+        (JOBS_SCHEDULED, owned(jobs)),
     ]
     .into_iter()
     .map(|(type_, (status, reason, message))| {
@@ -60,7 +68,7 @@ pub fn compute(mp: &MinerPool, seen: &Observation<'_>, now: &str) -> MinerPoolSt
         Condition {
             type_: type_.into(),
             status: status.into(),
-            reason: reason.into(),
+            reason,
             message,
             last_transition_time,
         }

@@ -75,6 +75,14 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     };
 
     let name = mp.name_any();
+    if !is_dns_label(&name) {
+        problem(
+            "metadata.name",
+            format!(
+                "{name:?} must start with a lowercase letter and hold only lowercase letters, digits and '-' (the node's Service is named after it, and Service names are DNS-1035 labels)"
+            ),
+        );
+    }
     if name.len() > MAX_NAME_LEN {
         problem(
             "metadata.name",
@@ -151,12 +159,22 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
         );
     }
     if let Some(resources) = &node.resources {
-        for kind in resources.keys() {
+        for (kind, values) in resources {
             if kind != "limits" && kind != "requests" {
                 problem(
                     "spec.node.resources",
                     format!("{kind:?} is neither limits nor requests"),
                 );
+            }
+            for (resource, quantity) in values {
+                if !is_quantity(quantity) {
+                    problem(
+                        &format!("spec.node.resources.{kind}.{resource}"),
+                        format!(
+                            "{quantity:?} is not a quantity (a number with an optional suffix: 500m, 256Mi, 2, 1e3)"
+                        ),
+                    );
+                }
             }
         }
     }
@@ -259,6 +277,39 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     }
 }
 
+/// A DNS-1035 label, what a Service name must be: `[a-z]([-a-z0-9]*[a-z0-9])?`.
+fn is_dns_label(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    bytes.first().is_some_and(u8::is_ascii_lowercase)
+        && bytes
+            .last()
+            .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
+}
+
+/// A Kubernetes resource quantity: a decimal number (optional sign), then nothing, a binary
+/// (Ki..Ei) or decimal (n, u, m, k, M..E) suffix, or a decimal exponent (e3, E-2).
+pub fn is_quantity(text: &str) -> bool {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let number_end = unsigned
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(unsigned.len());
+    let (number, suffix) = unsigned.split_at(number_end);
+    let digits = number.replace('.', "");
+    let number_ok = !digits.is_empty() && number.matches('.').count() <= 1;
+    let suffix_ok = match suffix {
+        "" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei" | "n" | "u" | "m" | "k" | "M" | "G" | "T"
+        | "P" | "E" => true,
+        exponent => exponent
+            .strip_prefix(['e', 'E'])
+            .map(|e| e.strip_prefix(['+', '-']).unwrap_or(e))
+            .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())),
+    };
+    number_ok && suffix_ok
+}
+
 fn config_problem(error: minerpool_core::config::ConfigError) -> Problem {
     use minerpool_core::config::ConfigError;
     match error {
@@ -280,5 +331,34 @@ fn spec_key(config_key: &str) -> String {
         "node.httpAddress" => "node.httpPort".into(),
         "node.websocketAddress" => "node.websocketPort".into(),
         other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities_as_kubernetes_reads_them() {
+        for ok in [
+            "1", "0.5", ".5", "500m", "256Mi", "1Gi", "2k", "1e3", "1E-2", "+1", "100M",
+        ] {
+            assert!(is_quantity(ok), "{ok}");
+        }
+        for bad in [
+            "", "lots", "1.2.3", "Mi", "1mi", "1 Gi", "1e", "1ee3", "--1", "1KiB",
+        ] {
+            assert!(!is_quantity(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn service_names_are_dns_labels() {
+        for ok in ["pool", "p", "pool-2", "a1"] {
+            assert!(is_dns_label(ok), "{ok}");
+        }
+        for bad in ["", "1pool", "Pool", "pool-", "-pool", "pool.v2", "pool_2"] {
+            assert!(!is_dns_label(bad), "{bad}");
+        }
     }
 }

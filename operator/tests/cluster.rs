@@ -320,7 +320,16 @@ async fn a_reconcile_creates_owned_children_status_events_and_printer_columns() 
     let header: Vec<&str> = rows.next().unwrap().split_whitespace().collect();
     assert_eq!(
         header,
-        ["NAME", "READY", "REPLICAS", "LAST", "REWARDS", "AGE"]
+        [
+            "NAME",
+            "READY",
+            "REPLICAS",
+            "REWARDS",
+            "SCHEDULED",
+            "LAST",
+            "REWARDS",
+            "AGE"
+        ]
     );
     let row: Vec<&str> = rows.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], ["pool", "False", "0"]);
@@ -742,4 +751,71 @@ async fn the_operator_process_serves_probes_and_metrics_and_stops_on_sigterm() {
     assert_eq!(first["level"], "INFO");
     assert!(logs.contains("leading; reconciling"), "{logs}");
     assert!(logs.contains("shutting down"), "{logs}");
+}
+
+/// Against the real API server: `kubectl set image` on the node is undone (the Deployment's
+/// change wakes the controller, which finds the field drifted though the digest is the same),
+/// and a MinerPool whose Service name is taken by someone else's Service leaves that Service
+/// alone and says so.
+#[tokio::test]
+async fn drift_is_corrected_and_a_foreign_object_is_never_adopted() {
+    let (client, ns) = setup("mp-drift").await;
+    let operator = Operator::start(client.clone(), &ns).await;
+    testing::create_pool(&client, &ns, &fixtures::minerpool("pool", &ns)).await;
+    wait_status(&client, &ns, "pool", "the first status", |_| true).await;
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let image = |d: Deployment| {
+        d.spec.unwrap().template.spec.unwrap().containers[0]
+            .image
+            .clone()
+            .unwrap()
+    };
+    let applied = image(deployments.get("pool-node").await.unwrap());
+    kubectl(&[
+        "set",
+        "image",
+        "deployment/pool-node",
+        "node=evil/node:1",
+        "-n",
+        &ns,
+    ]);
+    wait::until(
+        "the node's image applied again",
+        DEADLINE,
+        || async { image(deployments.get("pool-node").await.unwrap()) },
+        |now| *now == applied,
+    )
+    .await;
+
+    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
+    let theirs: Service = serde_json::from_value(json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "other-node", "labels": {"owner": "someone-else"}},
+        "spec": {"ports": [{"name": "web", "port": 80}]}
+    }))
+    .unwrap();
+    services.create(&Default::default(), &theirs).await.unwrap();
+    testing::create_pool(&client, &ns, &fixtures::minerpool("other", &ns)).await;
+    let mp = wait_status(&client, &ns, "other", "a conflict", |s| {
+        condition(s, "Ready").is_some_and(|c| c.reason == "Conflict")
+    })
+    .await;
+    let ready = condition(mp.status.as_ref().unwrap(), "Ready").unwrap();
+    assert!(
+        ready.message.contains("Service other-node"),
+        "{}",
+        ready.message
+    );
+    let service = services.get("other-node").await.unwrap();
+    assert!(service.metadata.owner_references.is_none(), "adopted");
+    assert_eq!(service.spec.unwrap().ports.unwrap()[0].port, 80);
+    let reasons = wait::until(
+        "the Conflict Event",
+        DEADLINE,
+        || event_reasons(&client, &ns, "other"),
+        |reasons| reasons.iter().any(|r| r == "Conflict"),
+    )
+    .await;
+    assert!(reasons.contains(&"Conflict".to_owned()));
+    operator.stop().await;
 }

@@ -547,6 +547,28 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
     mp.spec.payouts.minimum_payout = Some("-1".into());
     assert_problem(&mp, &ok, "spec.payouts.minimumPayout", "not an amount");
 
+    // What the API server would refuse at apply time is refused up front.
+    let mp = fixtures::minerpool("1pool", "ns");
+    assert_problem(
+        &mp,
+        &ok,
+        "metadata.name",
+        "must start with a lowercase letter",
+    );
+    let mp = fixtures::minerpool("pool.v2", "ns");
+    assert_problem(&mp, &ok, "metadata.name", "DNS-1035");
+    let mut mp = base.clone();
+    mp.spec.node.resources = Some(BTreeMap::from([(
+        "limits".to_string(),
+        BTreeMap::from([("memory".to_string(), "lots".to_string())]),
+    )]));
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.node.resources.limits.memory",
+        "\"lots\" is not a quantity",
+    );
+
     let mut mp = base.clone();
     mp.spec.payouts.fee = Some("0.000000001".into());
     assert_problem(&mp, &ok, "spec.payouts.fee", "not an amount");
@@ -636,6 +658,7 @@ fn status_reports_conditions_replicas_and_jobs() {
             problems: &[],
             deployment: Some(&dep),
             cron_jobs: &all_jobs,
+            apply_failure: None,
         },
         "T1",
     );
@@ -668,6 +691,7 @@ fn status_reports_conditions_replicas_and_jobs() {
             problems: &[],
             deployment: Some(&dep),
             cron_jobs: &all_jobs,
+            apply_failure: None,
         },
         "T2",
     );
@@ -682,6 +706,7 @@ fn status_reports_conditions_replicas_and_jobs() {
             problems: &[],
             deployment: Some(&down),
             cron_jobs: &all_jobs,
+            apply_failure: None,
         },
         "T3",
     );
@@ -721,6 +746,7 @@ fn status_of_an_invalid_spec_or_missing_children() {
             problems: std::slice::from_ref(&problem),
             deployment: None,
             cron_jobs: &[cron_seen("pool-rewards", None)],
+            apply_failure: None,
         },
         "T1",
     );

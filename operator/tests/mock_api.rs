@@ -40,6 +40,8 @@ impl Seen {
 #[derive(Default)]
 struct World {
     objects: BTreeMap<String, Value>,
+    /// Paths whose PATCH the server refuses with this Status (422 Invalid, say).
+    refused: BTreeMap<String, Value>,
 }
 
 fn path_of(api_version: &str, plural: &str, name: &str) -> String {
@@ -86,6 +88,11 @@ impl World {
                 let mut object = self.objects[path].clone();
                 minerpool_operator::testing::merge_patch(&mut object, &seen.body);
                 (StatusCode::OK, object)
+            }
+            "PATCH" if self.refused.contains_key(&seen.path) => {
+                let status = self.refused[&seen.path].clone();
+                let code = status["code"].as_u64().unwrap() as u16;
+                (StatusCode::from_u16(code).unwrap(), status)
             }
             "PATCH" => (StatusCode::OK, seen.body.clone()),
             "POST" => (StatusCode::CREATED, seen.body.clone()),
@@ -208,6 +215,7 @@ fn settled_world(applied: &MinerPool) -> (World, MinerPool) {
             problems: &[],
             deployment: Some(&d.deployment),
             cron_jobs: &observed,
+            apply_failure: None,
         },
         "2026-11-29T00:00:00Z",
     ));
@@ -247,9 +255,14 @@ async fn first_reconcile_creates_every_child_then_writes_status_and_an_event() {
             format!("PATCH {DEPLOYMENT}"),
             format!("GET {SERVICE}"),
             format!("PATCH {SERVICE}"),
+            // Not in the labelled list: read by name, so a foreign one would be found.
+            format!("GET {}", cron_job_path("rewards")),
             format!("PATCH {}", cron_job_path("rewards")),
+            format!("GET {}", cron_job_path("validators")),
             format!("PATCH {}", cron_job_path("validators")),
+            format!("GET {}", cron_job_path("payouts")),
             format!("PATCH {}", cron_job_path("payouts")),
+            format!("GET {}", cron_job_path("decay")),
             format!("PATCH {}", cron_job_path("decay")),
             STATUS.into(),
             EVENT.into(),
@@ -280,15 +293,15 @@ async fn first_reconcile_creates_every_child_then_writes_status_and_an_event() {
         deployment["spec"].get("replicas").is_none(),
         "unset replicas are not claimed"
     );
-    let cron_job = &seen[8].body;
+    let cron_job = &seen[9].body;
     assert_eq!(cron_job["apiVersion"], "batch/v1beta1");
     assert_eq!(cron_job["spec"]["concurrencyPolicy"], "Forbid");
-    let status = &seen[12].body["status"];
+    let status = &seen[16].body["status"];
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["conditions"][0]["type"], "Ready");
     assert_eq!(status["conditions"][0]["reason"], "NodeUnavailable");
     assert_eq!(status["conditions"][2]["status"], "True");
-    let event = &seen[13].body;
+    let event = &seen[17].body;
     assert_eq!(event["reason"], "NodeUnavailable");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["regarding"]["name"], "pool");
@@ -481,4 +494,115 @@ async fn an_api_failure_is_an_error_with_a_backoff_per_object() {
     assert_eq!(reconcile::backoff(1), Duration::from_secs(2));
     assert_eq!(reconcile::backoff(3), Duration::from_secs(8));
     assert_eq!(reconcile::backoff(40), Duration::from_secs(300));
+}
+
+/// The Ready condition and the Event a reconcile wrote, from its requests.
+fn ready_written(seen: &[Seen]) -> (Value, Value) {
+    let status = seen
+        .iter()
+        .find(|s| s.line() == STATUS)
+        .expect("a status write");
+    let event = seen.iter().find(|s| s.line() == EVENT).expect("an Event");
+    (
+        status.body["status"]["conditions"][0].clone(),
+        event.body.clone(),
+    )
+}
+
+#[tokio::test]
+async fn an_object_of_the_same_name_not_controlled_by_the_pool_is_refused_not_adopted() {
+    let mp = fixtures::minerpool("pool", NS);
+    for (path, foreign, says) in [
+        (
+            SERVICE,
+            json!({"apiVersion": "v1", "kind": "Service",
+                   "metadata": {"name": "pool-node", "namespace": NS},
+                   "spec": {"ports": [{"port": 80}]}}),
+            "it has no controller",
+        ),
+        (
+            CONFIG_MAP,
+            json!({"apiVersion": "v1", "kind": "ConfigMap",
+                   "metadata": {"name": "pool-config", "namespace": NS, "ownerReferences": [
+                       {"apiVersion": "apps/v1", "kind": "Deployment", "name": "theirs",
+                        "uid": "uid-of-theirs", "controller": true}]},
+                   "data": {"theirs": "yes"}}),
+            "its controller is Deployment theirs",
+        ),
+    ] {
+        let mut world = base_world(&mp);
+        world.put(path.to_string(), foreign);
+        let (outcome, seen) = reconcile_against(world, &mp).await;
+        let error = outcome.unwrap_err();
+        assert!(
+            error.contains("is not controlled by this MinerPool"),
+            "{error}"
+        );
+        assert!(
+            !seen.iter().any(|s| s.line() == format!("PATCH {path}")),
+            "{path} was written: {:?}",
+            lines(&seen)
+        );
+        let (ready, event) = ready_written(&seen);
+        assert_eq!(ready["status"], "False");
+        assert_eq!(ready["reason"], "Conflict");
+        let message = ready["message"].as_str().unwrap();
+        assert!(message.contains(says), "{message}");
+        assert!(
+            message.contains("Service pool-node") || message.contains("ConfigMap pool-config"),
+            "{message}"
+        );
+        assert_eq!(event["reason"], "Conflict");
+        assert_eq!(event["type"], "Warning");
+    }
+}
+
+#[tokio::test]
+async fn drift_of_an_applied_field_is_applied_again_and_nothing_else_is_written() {
+    let mp = fixtures::minerpool("pool", NS);
+    let (mut world, settled) = settled_world(&mp);
+    // `kubectl set image` on the node: the digest annotation stays as it was.
+    let path = DEPLOYMENT.to_string();
+    let mut deployment = world.objects[&path].clone();
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil/node:1");
+    world.put(path, deployment);
+    let (outcome, seen) = reconcile_against(world, &settled).await;
+    outcome.unwrap();
+    let writes: Vec<String> = seen
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(Seen::line)
+        .collect();
+    assert_eq!(writes, [format!("PATCH {DEPLOYMENT}")]);
+    let applied = &seen.iter().find(|s| s.method == "PATCH").unwrap().body;
+    assert_eq!(
+        applied["spec"]["template"]["spec"]["containers"][0]["image"],
+        "minerpool/minerpool-node:0.1.0"
+    );
+}
+
+#[tokio::test]
+async fn an_apply_the_server_refuses_sets_ready_false_with_its_reason() {
+    let mp = fixtures::minerpool("pool", NS);
+    let mut world = base_world(&mp);
+    world.refused.insert(
+        SERVICE.to_string(),
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Invalid",
+               "code": 422, "message": "Service \"pool-node\" is invalid: spec.ports[0].nodePort: Invalid value"}),
+    );
+    let (outcome, seen) = reconcile_against(world, &mp).await;
+    assert!(outcome.unwrap_err().contains("applying pool-node"));
+    let (ready, event) = ready_written(&seen);
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "Invalid");
+    assert!(
+        ready["message"]
+            .as_str()
+            .unwrap()
+            .contains("spec.ports[0].nodePort"),
+        "{ready}"
+    );
+    assert_eq!(event["reason"], "Invalid");
+    // Nothing after the refused child was applied.
+    assert!(!seen.iter().any(|s| s.path.contains("/cronjobs/")));
 }
