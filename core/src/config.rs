@@ -181,6 +181,11 @@ pub struct NodeConfig {
     /// After SIGTERM: seconds `/readyz` fails while both servers still accept, before they
     /// stop accepting and finish what is in flight.
     pub shutdown_delay_seconds: u32,
+    /// `/modify-pool-list/` requests a minute from one client address (each costs a private-key
+    /// operation).
+    pub admin_requests_per_minute_per_client: u32,
+    /// `/modify-pool-list/` requests a minute from all clients together.
+    pub admin_requests_per_minute: u32,
 }
 
 impl Default for NodeConfig {
@@ -190,6 +195,8 @@ impl Default for NodeConfig {
             websocket_address: SocketAddr::from(([0, 0, 0, 0], 5501)),
             max_connections: 1500,
             shutdown_delay_seconds: 0,
+            admin_requests_per_minute_per_client: 10,
+            admin_requests_per_minute: 60,
         }
     }
 }
@@ -361,6 +368,20 @@ impl Config {
         }
         if self.node.max_connections == 0 {
             return Err(invalid("node.maxConnections", "must be at least 1"));
+        }
+        for (key, value) in [
+            (
+                "node.adminRequestsPerMinutePerClient",
+                self.node.admin_requests_per_minute_per_client,
+            ),
+            (
+                "node.adminRequestsPerMinute",
+                self.node.admin_requests_per_minute,
+            ),
+        ] {
+            if value == 0 {
+                return Err(invalid(key, "must be at least 1"));
+            }
         }
         if self.node.shutdown_delay_seconds > MAX_SHUTDOWN_DELAY_SECONDS {
             return Err(invalid(

@@ -136,6 +136,7 @@ async fn main() {
         metrics: Metrics::default(),
         admin_rsa_key: None,
         draining: Default::default(),
+        admin_rate_limit: minerpool_node::http::legacy::AdminRateLimit::new(u32::MAX, u32::MAX),
     };
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let node = start(state, any, any).await.unwrap();

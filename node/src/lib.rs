@@ -55,6 +55,8 @@ pub struct NodeState {
     /// Set when the node is told to stop: `/readyz` fails so that load balancers stop sending
     /// new connections while the listeners still accept them.
     pub draining: std::sync::atomic::AtomicBool,
+    /// Bounds `/modify-pool-list/` per client address and in all.
+    pub admin_rate_limit: http::legacy::AdminRateLimit,
 }
 
 /// A running node: its bound addresses and a way to stop it.
@@ -128,6 +130,8 @@ pub async fn start(
         let app = http::router(state.clone());
         let mut stopped = stopped.clone();
         tokio::spawn(async move {
+            // The peer's address, for the per-client limits.
+            let app = app.into_make_service_with_connect_info::<SocketAddr>();
             let served = axum::serve(http_listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|stop| *stop).await;

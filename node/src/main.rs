@@ -93,6 +93,7 @@ async fn run() -> anyhow::Result<()> {
         metrics: Metrics::default(),
         admin_rsa_key,
         draining: Default::default(),
+        admin_rate_limit: minerpool_node::http::legacy::AdminRateLimit::from_config(&config),
     };
     let node = start(state, http_address, websocket_address).await?;
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);

@@ -273,6 +273,77 @@ async fn off_curve_pool_addresses_are_refused_by_both_apis() {
     assert_eq!(removed.status().as_u16(), 204);
 }
 
+/// No answer tells one refused body from another: a ciphertext at or above the modulus (which a
+/// binary search would use to find the modulus), one below it with a bad padding, one for
+/// another key and a bad command all get the same status and the same bytes.
+#[tokio::test]
+async fn every_refused_admin_body_gets_the_same_answer() {
+    use rsa::traits::PublicKeyParts;
+    let key = admin_key();
+    let public = RsaPublicKey::from(&key);
+    let n = key.n().clone();
+    let size = key.size();
+    let node = node_with(
+        "http_modify_same",
+        Options {
+            admin_rsa_key: Some(key),
+            ..Options::default()
+        },
+    )
+    .await;
+    let bodies = [
+        (&n + rsa::BigUint::from(1u32)).to_bytes_be(),
+        vec![0xff; size],
+        (&n - rsa::BigUint::from(1u32)).to_bytes_be(),
+        encrypt(&RsaPublicKey::from(&admin_key()), "add:x"),
+        encrypt(&public, "drop:everything"),
+        encrypt(&public, "add:not-an-address"),
+        vec![7u8; size - 1],
+        vec![],
+    ];
+    for body in bodies {
+        let response = http()
+            .post(format!("{}/modify-pool-list/", node.http))
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{} bytes", body.len());
+        assert_eq!(
+            response.bytes().await.unwrap(),
+            r#"{"status":"error","message":"Invalid command"}"#.as_bytes(),
+            "{} bytes",
+            body.len()
+        );
+    }
+}
+
+/// Each admin request costs a private-key operation: past the limit per client address, and
+/// past the limit for all clients, the answer is 429 and no decryption runs.
+#[tokio::test]
+async fn admin_requests_are_limited_per_client_and_in_all() {
+    let key = admin_key();
+    let public = RsaPublicKey::from(&key);
+    for (limits, allowed) in [((2, 100), 2), ((100, 3), 3)] {
+        let n = node_with(
+            "http_modify_limit",
+            Options {
+                admin_rsa_key: Some(key.clone()),
+                admin_requests_per_minute: limits,
+                ..Options::default()
+            },
+        )
+        .await;
+        for i in 0..allowed {
+            let (status, _) = modify(&n.http, encrypt(&public, "drop:x")).await;
+            assert_eq!(status, 400, "request {i} within {limits:?}");
+        }
+        let (status, body) = modify(&n.http, encrypt(&public, &format!("add:{POOL_A}"))).await;
+        assert_eq!(status, 429, "{limits:?}: {body}");
+        assert!(n.store.pool_overview(POOL_A).await.unwrap().is_none());
+    }
+}
+
 #[tokio::test]
 async fn modify_pool_list_is_off_without_a_key() {
     let n = node("http_modify_off").await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -92,35 +92,136 @@ fn bad_request(message: &str) -> Response {
         .into_response()
 }
 
-/// The body is RSA-OAEP (SHA-256, MGF1-SHA-256) ciphertext of `add:<address>` or
-/// `remove:<address>`. A ciphertext is carried out once (OAEP is randomised, so a repeat is a
-/// replay); one that failed with an error may be sent again.
-async fn modify_pool_list(State(state): State<Arc<NodeState>>, body: Bytes) -> Response {
-    let Some(key) = &state.admin_rsa_key else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    if body.is_empty() || body.len() > 4096 {
-        return bad_request("Invalid request body");
+/// The one answer to every refused body: which check failed is never told, so no answer (and,
+/// with [`open_admin_request`], no timing) tells a ciphertext below the modulus from one above
+/// it, or a bad padding from a bad command.
+const REFUSED: &str = "Invalid command";
+
+/// Decrypts and parses an admin request, doing the same work for every body of the key's
+/// length: a ciphertext at or above the modulus is reduced and decrypted like any other (and
+/// refused afterwards), and the private-key operation is blinded. `None` for every refusal.
+pub fn open_admin_request(
+    key: &rsa::RsaPrivateKey,
+    body: &[u8],
+) -> Option<(PoolListChange, String)> {
+    use rsa::traits::PublicKeyParts;
+    let size = key.size();
+    if body.len() != size {
+        // The length is public (it is the key's); nothing about the key's value is.
+        return None;
     }
-    let Ok(plain) = key.decrypt(rsa::Oaep::new::<Sha256>(), &body) else {
-        return bad_request("Decryption failed");
-    };
-    let Ok(plain) = String::from_utf8(plain) else {
-        return bad_request("Invalid command");
-    };
-    let Some((action, address)) = plain.split_once(':') else {
-        return bad_request("Invalid command");
-    };
+    let n = key.n();
+    let c = rsa::BigUint::from_bytes_be(body);
+    let in_range = c < *n;
+    let reduced = (c % n).to_bytes_be();
+    let mut padded = vec![0u8; size];
+    padded[size - reduced.len()..].copy_from_slice(&reduced);
+    let decrypted =
+        key.decrypt_blinded(&mut rand::rngs::OsRng, rsa::Oaep::new::<Sha256>(), &padded);
+    let plain = String::from_utf8(decrypted.ok()?).ok()?;
+    if !in_range {
+        return None;
+    }
+    let (action, address) = plain.split_once(':')?;
     let address = address.trim();
     // A pool added must be payable; one removed only needs the form (it may predate the rule).
     let (change, well_formed) = match action {
         "add" => (PoolListChange::Add, check_format(address)),
         "remove" => (PoolListChange::Remove, check_syntax(address)),
-        _ => return bad_request("Invalid command"),
+        _ => return None,
     };
-    if well_formed.is_err() {
-        return bad_request("Invalid command");
+    well_formed.ok()?;
+    Some((change, address.to_owned()))
+}
+
+/// Admin requests per client address and in all, per minute: each costs a private-key
+/// operation, so a flood must not take the node's CPU (or time the key at leisure).
+pub struct AdminRateLimit {
+    per_client: u32,
+    total: u32,
+    window: std::sync::Mutex<AdminWindow>,
+}
+
+#[derive(Default)]
+struct AdminWindow {
+    started: Option<std::time::Instant>,
+    total: u32,
+    by_client: std::collections::HashMap<std::net::IpAddr, u32>,
+}
+
+impl AdminRateLimit {
+    pub fn from_config(config: &minerpool_core::config::Config) -> AdminRateLimit {
+        AdminRateLimit::new(
+            config.node.admin_requests_per_minute_per_client,
+            config.node.admin_requests_per_minute,
+        )
     }
+
+    pub fn new(per_client: u32, total: u32) -> AdminRateLimit {
+        AdminRateLimit {
+            per_client,
+            total,
+            window: Default::default(),
+        }
+    }
+
+    /// Counts one request from `client`; false when it is over either limit.
+    pub fn admit(&self, client: std::net::IpAddr) -> bool {
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let now = std::time::Instant::now();
+        if window
+            .started
+            .is_none_or(|s| now.duration_since(s) >= std::time::Duration::from_secs(60))
+        {
+            *window = AdminWindow {
+                started: Some(now),
+                ..AdminWindow::default()
+            };
+        }
+        if window.total >= self.total {
+            return false;
+        }
+        let from_client = window.by_client.entry(client).or_default();
+        if *from_client >= self.per_client {
+            return false;
+        }
+        *from_client += 1;
+        window.total += 1;
+        true
+    }
+}
+
+/// The body is RSA-OAEP (SHA-256, MGF1-SHA-256) ciphertext of `add:<address>` or
+/// `remove:<address>`. A ciphertext is carried out once (OAEP is randomised, so a repeat is a
+/// replay); one that failed with an error may be sent again.
+async fn modify_pool_list(
+    State(state): State<Arc<NodeState>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    body: Bytes,
+) -> Response {
+    if state.admin_rsa_key.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    if !state.admin_rate_limit.admit(peer.ip()) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            axum::Json(status("error", "Too many requests")),
+        )
+            .into_response();
+    }
+    // The private-key operation takes milliseconds: off the async workers.
+    let opened = {
+        let state = state.clone();
+        let body = body.clone();
+        tokio::task::spawn_blocking(move || {
+            open_admin_request(state.admin_rsa_key.as_ref().expect("checked"), &body)
+        })
+        .await
+    };
+    let Ok(Some((change, address))) = opened else {
+        return bad_request(REFUSED);
+    };
+    let address = address.as_str();
     let outcome = state
         .store
         .apply_admin_request(&hex_digest(&body), change, address, DateTime::now())

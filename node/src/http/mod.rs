@@ -1,7 +1,7 @@
 //! The HTTP server: one router per concern, state in an `Arc`.
 
 mod api;
-mod legacy;
+pub mod legacy;
 mod ops;
 
 use std::sync::Arc;

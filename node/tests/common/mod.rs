@@ -31,6 +31,8 @@ pub struct Options {
     pub limits: Limits,
     pub admin_rsa_key: Option<rsa::RsaPrivateKey>,
     pub store: Option<Store>,
+    /// `/modify-pool-list/` per client and in all, per minute.
+    pub admin_requests_per_minute: (u32, u32),
 }
 
 impl Default for Options {
@@ -43,6 +45,7 @@ impl Default for Options {
             },
             admin_rsa_key: None,
             store: None,
+            admin_requests_per_minute: (u32::MAX, u32::MAX),
         }
     }
 }
@@ -83,6 +86,10 @@ pub async fn node_with(label: &str, options: Options) -> TestNode {
         limits: options.limits,
         admin_rsa_key: options.admin_rsa_key,
         draining: Default::default(),
+        admin_rate_limit: minerpool_node::http::legacy::AdminRateLimit::new(
+            options.admin_requests_per_minute.0,
+            options.admin_requests_per_minute.1,
+        ),
     };
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let node = start(state, any, any).await.expect("start the node");
