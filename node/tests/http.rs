@@ -669,3 +669,100 @@ async fn an_admin_request_that_failed_can_be_sent_again_and_takes_effect_once() 
             .registered
     );
 }
+
+/// Arbitrary bodies, paths and frames through a running node: every one gets an answer that is
+/// not a server error (no panic, no 5xx), and none changes what is stored.
+#[test]
+fn hostile_http_bodies_and_frames_change_nothing() {
+    use minerpool_tests::fuzz::any_body;
+    use proptest::prelude::*;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let key = admin_key();
+    let n = runtime.block_on(node_with(
+        "http_fuzz",
+        Options {
+            admin_rsa_key: Some(key),
+            ..Options::default()
+        },
+    ));
+    runtime.block_on(n.register_pool(POOL_A));
+    let counts = |n: &common::TestNode| {
+        let store = n.store.clone();
+        async move {
+            let mut counts = Vec::new();
+            for name in [
+                names::POOL_LIST,
+                names::MINER_POOL,
+                names::VALIDATORS,
+                "balances",
+            ] {
+                counts.push(
+                    store
+                        .collection::<bson::Document>(name)
+                        .count_documents(doc! {})
+                        .await
+                        .unwrap(),
+                );
+            }
+            counts
+        }
+    };
+    let before = runtime.block_on(counts(&n));
+    let segment =
+        "[^/?#]{1,40}".prop_map(|s| s.bytes().map(|b| format!("%{b:02X}")).collect::<String>());
+    let input = (
+        any_body(&[
+            "address",
+            "type",
+            "pool_wallet",
+            "validator_wallet",
+            "val_id",
+        ]),
+        segment,
+    );
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(48));
+    runner
+        .run(&input, |(body, segment)| {
+            runtime.block_on(async {
+                let base = &n.http;
+                let requests = [
+                    http()
+                        .post(format!("{base}/api/v1/pools"))
+                        .bearer_auth(ADMIN_TOKEN)
+                        .header("content-type", "application/json")
+                        .body(body.clone()),
+                    http()
+                        .post(format!("{base}/modify-pool-list/"))
+                        .body(body.clone()),
+                    http().get(format!("{base}/api/v1/balances/{segment}")),
+                    http().get(format!("{base}/api/v1/pools/{segment}")),
+                    http().get(format!("{base}/api/v1/payouts/{segment}")),
+                    http().get(format!("{base}/api/v1/distributions?limit={segment}")),
+                    http().get(format!(
+                        "{base}/api/v1/job-runs?job={segment}&limit={segment}"
+                    )),
+                ];
+                for request in requests {
+                    let response = request.send().await.unwrap();
+                    let status = response.status().as_u16();
+                    assert!(status < 500, "{status} for {:?}", response.url().as_str());
+                }
+                // The same bytes as a WebSocket frame: an answer, never a dropped connection.
+                let text = String::from_utf8_lossy(&body).into_owned();
+                if !text.is_empty() && text.len() <= 4096 {
+                    let reply = n.send(&text).await;
+                    assert!(
+                        reply.starts_with("ERROR: ") || reply.starts_with("SUCCESS"),
+                        "{reply}"
+                    );
+                }
+            });
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        runtime.block_on(counts(&n)),
+        before,
+        "hostile input changed what is stored"
+    );
+}

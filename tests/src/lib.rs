@@ -3,6 +3,7 @@
 
 pub mod chain_sim;
 pub mod fixtures;
+pub mod fuzz;
 pub mod wait;
 
 /// A TCP port on the loopback interface that was free a moment ago.
