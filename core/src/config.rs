@@ -181,6 +181,14 @@ pub struct NodeConfig {
     /// After SIGTERM: seconds `/readyz` fails while both servers still accept, before they
     /// stop accepting and finish what is in flight.
     pub shutdown_delay_seconds: u32,
+    /// Open HTTP connections per replica.
+    pub max_http_connections: u32,
+    /// Open connections from one client address, on each of the two ports.
+    pub max_connections_per_client: u32,
+    /// An HTTP connection on which the client sends nothing for this long is closed.
+    pub http_idle_timeout_seconds: u32,
+    /// An HTTP request not answered within this is answered 503.
+    pub http_request_timeout_seconds: u32,
     /// `/modify-pool-list/` requests a minute from one client address (each costs a private-key
     /// operation).
     pub admin_requests_per_minute_per_client: u32,
@@ -195,6 +203,10 @@ impl Default for NodeConfig {
             websocket_address: SocketAddr::from(([0, 0, 0, 0], 5501)),
             max_connections: 1500,
             shutdown_delay_seconds: 0,
+            max_http_connections: 256,
+            max_connections_per_client: 64,
+            http_idle_timeout_seconds: 30,
+            http_request_timeout_seconds: 15,
             admin_requests_per_minute_per_client: 10,
             admin_requests_per_minute: 60,
         }
@@ -370,6 +382,19 @@ impl Config {
             return Err(invalid("node.maxConnections", "must be at least 1"));
         }
         for (key, value) in [
+            ("node.maxHttpConnections", self.node.max_http_connections),
+            (
+                "node.maxConnectionsPerClient",
+                self.node.max_connections_per_client,
+            ),
+            (
+                "node.httpIdleTimeoutSeconds",
+                self.node.http_idle_timeout_seconds,
+            ),
+            (
+                "node.httpRequestTimeoutSeconds",
+                self.node.http_request_timeout_seconds,
+            ),
             (
                 "node.adminRequestsPerMinutePerClient",
                 self.node.admin_requests_per_minute_per_client,

@@ -124,6 +124,8 @@ async fn main() {
     let mut config = Config::with_wallets(INODE, REWARD);
     config.mongodb.database = store.database().name().to_owned();
     config.node.max_connections = (clients * 2) as u32;
+    // Every benchmark client is 127.0.0.1.
+    config.node.max_connections_per_client = u32::MAX;
     let state = NodeState {
         tasks: recorder.clone(),
         store: store.clone(),

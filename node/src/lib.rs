@@ -2,6 +2,7 @@
 //! over the shared database. It keeps no state of its own, so any number of replicas can serve
 //! one database.
 
+pub mod gate;
 pub mod http;
 pub mod metrics;
 pub mod standalone;
@@ -20,26 +21,48 @@ use tokio::task::JoinHandle;
 
 use crate::metrics::Metrics;
 
-/// Limits of the WebSocket protocol; the defaults are the spec's.
+/// Limits of both servers; the WebSocket ones are the spec's.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Open WebSocket connections per replica.
     pub max_connections: usize,
     /// Largest accepted frame or message.
     pub max_frame_bytes: usize,
-    /// A connection that sends nothing for this long is closed.
+    /// A WebSocket connection that sends nothing for this long is closed.
     pub idle_timeout: Duration,
+    /// Open HTTP connections per replica.
+    pub max_http_connections: usize,
+    /// Open connections from one client address, on each server.
+    pub max_connections_per_client: u32,
+    /// An HTTP connection on which the client sends nothing for this long is closed.
+    pub http_idle_timeout: Duration,
+    /// An HTTP connection is closed once this old, however busy (a trickling client holds a
+    /// place for no longer).
+    pub http_connection_lifetime: Duration,
+    /// A request not answered within this is answered 503.
+    pub http_request_timeout: Duration,
+    /// Largest HTTP request body.
+    pub max_body_bytes: usize,
 }
 
 impl Limits {
     pub fn from_config(config: &Config) -> Limits {
+        let node = &config.node;
         Limits {
-            max_connections: config.node.max_connections as usize,
+            max_connections: node.max_connections as usize,
             max_frame_bytes: 4 * 1024,
             idle_timeout: Duration::from_secs(10),
+            max_http_connections: node.max_http_connections as usize,
+            max_connections_per_client: node.max_connections_per_client,
+            http_idle_timeout: Duration::from_secs(node.http_idle_timeout_seconds.into()),
+            http_connection_lifetime: Duration::from_secs(HTTP_CONNECTION_LIFETIME_SECONDS),
+            http_request_timeout: Duration::from_secs(node.http_request_timeout_seconds.into()),
+            max_body_bytes: 64 * 1024,
         }
     }
 }
+
+const HTTP_CONNECTION_LIFETIME_SECONDS: u64 = 300;
 
 /// What every handler shares.
 pub struct NodeState {
@@ -124,15 +147,40 @@ pub async fn start(
     let http_address = http_listener.local_addr().expect("bound");
     let websocket_address = websocket_listener.local_addr().expect("bound");
     let state = Arc::new(state);
+    let limits = state.limits;
+    for (limit, value) in [
+        ("websocket_connections", limits.max_connections as u64),
+        ("http_connections", limits.max_http_connections as u64),
+        (
+            "connections_per_client",
+            limits.max_connections_per_client.into(),
+        ),
+    ] {
+        state.metrics.set_limit(limit, value);
+    }
     let (shutdown, stopped) = watch::channel(false);
 
     let http_task = {
         let app = http::router(state.clone());
         let mut stopped = stopped.clone();
+        let limits = state.limits;
+        let refused = state.metrics.refused_http_connections.clone();
+        let listener = gate::GatedListener {
+            listener: http_listener,
+            gate: gate::Gate::new(
+                limits.max_http_connections,
+                limits.max_connections_per_client,
+            ),
+            idle: limits.http_idle_timeout,
+            lifetime: limits.http_connection_lifetime,
+            on_refused: Box::new(move || {
+                refused.inc();
+            }),
+        };
         tokio::spawn(async move {
-            // The peer's address, for the per-client limits.
-            let app = app.into_make_service_with_connect_info::<SocketAddr>();
-            let served = axum::serve(http_listener, app)
+            // The client's address, for the per-client limits of the admin endpoint.
+            let app = app.into_make_service_with_connect_info::<gate::ClientAddr>();
+            let served = axum::serve(listener, app)
                 .with_graceful_shutdown(async move {
                     let _ = stopped.wait_for(|stop| *stop).await;
                 })

@@ -84,6 +84,7 @@ async fn run() -> anyhow::Result<()> {
         config.node.websocket_address,
         config.node.shutdown_delay_seconds,
     );
+    let open_files = raise_open_files_limit();
     let state = NodeState {
         tasks: TaskRecorder::new(store.clone()).await?,
         store: store.clone(),
@@ -95,6 +96,28 @@ async fn run() -> anyhow::Result<()> {
         draining: Default::default(),
         admin_rate_limit: minerpool_node::http::legacy::AdminRateLimit::from_config(&config),
     };
+    if let Some(open_files) = open_files {
+        state.metrics.set_limit("open_files", open_files);
+        let needed = u64::from(config.node.max_connections)
+            + u64::from(config.node.max_http_connections)
+            + 64;
+        if open_files < needed {
+            tracing::warn!(
+                open_files,
+                needed,
+                "the open-files limit is below node.maxConnections + node.maxHttpConnections + 64: connections past it fail to be accepted"
+            );
+        }
+    }
+    tracing::info!(
+        open_files = ?open_files,
+        websocket_connections = config.node.max_connections,
+        http_connections = config.node.max_http_connections,
+        connections_per_client = config.node.max_connections_per_client,
+        http_idle_timeout_seconds = config.node.http_idle_timeout_seconds,
+        http_request_timeout_seconds = config.node.http_request_timeout_seconds,
+        "limits"
+    );
     let node = start(state, http_address, websocket_address).await?;
     let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
     let jobs = if with_jobs {
@@ -132,6 +155,20 @@ fn import_layout(path: &std::path::Path) -> anyhow::Result<()> {
     }
     print!("{}", imported.config.to_yaml());
     Ok(())
+}
+
+/// Raises the soft open-files limit to the hard one (often 1024 soft and far more hard), and
+/// returns the limit in force.
+fn raise_open_files_limit() -> Option<u64> {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => Some(limit),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not raise the open-files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .ok()
+                .map(|(soft, _)| soft)
+        }
+    }
 }
 
 enum Signal {

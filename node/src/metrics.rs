@@ -40,6 +40,15 @@ pub struct Metrics {
     pub payouts_in_flight: Gauge,
     pub payouts_oldest_unconfirmed_seconds: Gauge,
     pub payouts_held_balances: Gauge,
+    /// HTTP connections closed at once: over the connection cap or the per-client cap.
+    pub refused_http_connections: Counter,
+    /// The limits in force, as set at start (file descriptors after raising the soft limit).
+    pub limits: Family<LimitLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LimitLabels {
+    pub limit: String,
 }
 
 impl Default for Metrics {
@@ -59,7 +68,7 @@ impl Default for Metrics {
         );
         registry.register(
             "websocket_connections_refused",
-            "WebSocket connections refused at the connection limit",
+            "WebSocket connections refused at the connection cap or the per-client cap",
             refused_connections.clone(),
         );
         registry.register(
@@ -95,8 +104,22 @@ impl Default for Metrics {
             "Balances the last payouts run held aside because their address cannot be paid",
             payouts_held_balances.clone(),
         );
+        let refused_http_connections = Counter::default();
+        registry.register(
+            "http_connections_refused",
+            "HTTP connections closed at once: over the connection cap or the per-client cap",
+            refused_http_connections.clone(),
+        );
+        let limits = Family::<LimitLabels, Gauge>::default();
+        registry.register(
+            "limit",
+            "Limits in force: open_files, websocket_connections, http_connections, connections_per_client",
+            limits.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            refused_http_connections,
+            limits,
             payouts_in_flight,
             payouts_oldest_unconfirmed_seconds,
             payouts_held_balances,
@@ -110,6 +133,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Records a limit in force.
+    pub fn set_limit(&self, limit: &str, value: u64) {
+        self.limits
+            .get_or_create(&LimitLabels {
+                limit: limit.to_owned(),
+            })
+            .set(i64::try_from(value).unwrap_or(i64::MAX));
+    }
+
     /// Sets the payouts gauges from what the database shows.
     pub fn set_payouts(&self, health: &minerpool_core::store::payouts::PayoutsHealth) {
         self.payouts_in_flight.set(health.in_flight as i64);

@@ -13,7 +13,7 @@ use minerpool_core::scoring::{
 use minerpool_core::store::activity::TaskRecorded;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
@@ -42,42 +42,47 @@ pub async fn serve(
     state: Arc<NodeState>,
     mut stopped: watch::Receiver<bool>,
 ) {
-    let slots = Arc::new(Semaphore::new(state.limits.max_connections));
+    let gate = crate::gate::Gate::new(
+        state.limits.max_connections,
+        state.limits.max_connections_per_client,
+    );
     loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
+        let (stream, address) = tokio::select! {
+            accepted = crate::gate::accept(&listener, "websocket") => accepted,
             _ = stopped.wait_for(|stop| *stop) => break,
         };
-        let (stream, _) = match accepted {
-            Ok(connection) => connection,
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting a WebSocket connection failed");
-                continue;
-            }
-        };
-        let slot = slots.clone().try_acquire_owned().ok();
+        let admission = gate.admit(address.ip());
         let state = state.clone();
-        tokio::spawn(async move {
-            match slot {
-                Some(slot) => {
+        match admission {
+            crate::gate::Admission::Admitted(pass) => {
+                tokio::spawn(async move {
                     state.metrics.open_connections.inc();
                     connection(stream, &state).await;
                     state.metrics.open_connections.dec();
-                    drop(slot);
-                }
-                None => {
-                    state.metrics.refused_connections.inc();
-                    refuse(stream, &state).await;
+                    drop(pass);
+                });
+            }
+            crate::gate::Admission::Refused(slot) => {
+                state.metrics.refused_connections.inc();
+                // Explained while few are being refused; past that, closed at once.
+                if let Some(slot) = slot {
+                    tokio::spawn(async move {
+                        refuse(stream, &state).await;
+                        drop(slot);
+                    });
                 }
             }
-        });
+        }
     }
 }
 
 fn websocket_config(state: &NodeState) -> WebSocketConfig {
+    // Small buffers: one frame of at most 4 KiB comes in, one short reply goes out.
     WebSocketConfig::default()
         .max_message_size(Some(state.limits.max_frame_bytes))
         .max_frame_size(Some(state.limits.max_frame_bytes))
+        .read_buffer_size(2 * state.limits.max_frame_bytes)
+        .write_buffer_size(0)
 }
 
 /// Over the limit: complete the handshake only to say why, then close.

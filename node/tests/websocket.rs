@@ -194,9 +194,8 @@ async fn oversized_frames_and_silent_clients_are_closed() {
         "ws_limits",
         Options {
             limits: Limits {
-                max_connections: 1500,
-                max_frame_bytes: 4096,
                 idle_timeout: Duration::from_millis(500),
+                ..Options::default().limits
             },
             ..Options::default()
         },
@@ -232,8 +231,7 @@ async fn connections_over_the_cap_are_refused_with_the_reason() {
         Options {
             limits: Limits {
                 max_connections: 2,
-                max_frame_bytes: 4096,
-                idle_timeout: Duration::from_secs(10),
+                ..Options::default().limits
             },
             ..Options::default()
         },
@@ -488,4 +486,143 @@ async fn a_draining_node_is_unready_but_still_serves() {
         "after the drain the WebSocket port refuses"
     );
     assert!(reqwest::get(readyz).await.is_err(), "and so does HTTP");
+}
+
+/// Opens a TCP connection from a given loopback address (Linux routes all of 127/8 to lo).
+async fn connect_from(
+    from: [u8; 4],
+    to: std::net::SocketAddr,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(std::net::SocketAddr::from((from, 0)))?;
+    socket.connect(to).await
+}
+
+/// One TASK from a client at `from`, and `/readyz` from the same address: both must be
+/// answered within a second.
+async fn answered_within_a_second(n: &common::TestNode, from: [u8; 4], val_id: &str) {
+    let started = Instant::now();
+    let ws_address = n.ws.trim_start_matches("ws://").parse().unwrap();
+    let stream = connect_from(from, ws_address).await.expect("connect");
+    let (mut ws, _) = tokio_tungstenite::client_async(n.ws.clone(), stream)
+        .await
+        .expect("handshake");
+    ws.send(Message::text(task(POOL_A, VALIDATOR_1, val_id)))
+        .await
+        .unwrap();
+    assert_eq!(reply(&mut ws).await, format!("SUCCESS: {val_id}"));
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .unwrap();
+    let ready = http.get(format!("{}/readyz", n.http)).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "TASK and /readyz took {:?}",
+        started.elapsed()
+    );
+}
+
+/// A flood past every limit: silent and trickling connections on both ports far past the
+/// per-client cap, then from many addresses past the total caps. A client on another address
+/// is answered within a second while one address floods; past the total caps new connections
+/// are refused at once, never left hanging, and once the idle timeouts cut the flood the node
+/// answers again within a second.
+#[tokio::test]
+async fn a_flood_past_every_limit_leaves_the_node_answering() {
+    let limits = Limits {
+        max_connections: 40,
+        max_http_connections: 40,
+        max_connections_per_client: 10,
+        idle_timeout: Duration::from_secs(2),
+        http_idle_timeout: Duration::from_secs(2),
+        http_connection_lifetime: Duration::from_secs(4),
+        ..Options::default().limits
+    };
+    let n = node_with(
+        "ws_flood",
+        Options {
+            limits,
+            ..Options::default()
+        },
+    )
+    .await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 12.5).await;
+    let ws_address: std::net::SocketAddr = n.ws.trim_start_matches("ws://").parse().unwrap();
+    let http_address: std::net::SocketAddr = n.http.trim_start_matches("http://").parse().unwrap();
+
+    // One address: 100 connections to each port, silent or trickling half a request.
+    let mut flood = Vec::new();
+    for i in 0..100 {
+        for to in [ws_address, http_address] {
+            if let Ok(mut stream) = connect_from([127, 0, 0, 1], to).await {
+                if i % 2 == 0 {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = stream
+                        .write_all(b"GET /validators HTTP/1.1\r\nHost: x\r\n")
+                        .await;
+                }
+                flood.push(stream);
+            }
+        }
+    }
+    answered_within_a_second(&n, [127, 0, 0, 2], "flood-1").await;
+
+    // Many addresses, past the total caps: a new connection is refused at once.
+    for host in 10..20u8 {
+        for _ in 0..10 {
+            for to in [ws_address, http_address] {
+                if let Ok(stream) = connect_from([127, 0, 0, host], to).await {
+                    flood.push(stream);
+                }
+            }
+        }
+    }
+    let refused_at = Instant::now();
+    let stream = connect_from([127, 0, 0, 3], ws_address).await.unwrap();
+    let refused = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio_tungstenite::client_async(n.ws.clone(), stream),
+    )
+    .await
+    .expect("a refusal, not a hang");
+    if let Ok((mut ws, _)) = refused {
+        assert_eq!(reply(&mut ws).await, MAX_CONNECTIONS);
+    }
+    assert!(refused_at.elapsed() < Duration::from_secs(1));
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from([127, 0, 0, 3]))
+        .build()
+        .unwrap();
+    let answer = tokio::time::timeout(
+        Duration::from_secs(1),
+        http.get(format!("{}/readyz", n.http)).send(),
+    )
+    .await
+    .expect("an HTTP refusal, not a hang");
+    assert!(
+        answer.is_err(),
+        "over the HTTP cap the connection is closed"
+    );
+
+    // The idle timeouts cut the flood; the node answers again.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    answered_within_a_second(&n, [127, 0, 0, 4], "flood-2").await;
+    let metrics = reqwest::get(format!("{}/metrics", n.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "minerpool_node_limit{limit=\"connections_per_client\"} 10",
+        "minerpool_node_limit{limit=\"http_connections\"} 40",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from /metrics");
+    }
+    let refused_http = wait::sample(&metrics, "minerpool_node_http_connections_refused_total");
+    assert!(refused_http.is_some_and(|v| v > 0.0), "{refused_http:?}");
+    drop(flood);
 }

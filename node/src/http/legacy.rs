@@ -196,7 +196,7 @@ impl AdminRateLimit {
 /// replay); one that failed with an error may be sent again.
 async fn modify_pool_list(
     State(state): State<Arc<NodeState>>,
-    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    ConnectInfo(crate::gate::ClientAddr(peer)): ConnectInfo<crate::gate::ClientAddr>,
     body: Bytes,
 ) -> Response {
     if state.admin_rsa_key.is_none() {

@@ -10,7 +10,7 @@ use std::time::Instant;
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::NodeState;
 use crate::metrics::{RequestLabels, RouteLabels};
@@ -23,6 +23,9 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .merge(ops::router())
         .nest("/api/v1", api::router())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(axum::extract::DefaultBodyLimit::max(
+            state.limits.max_body_bytes,
+        ))
         .with_state(state)
 }
 
@@ -34,7 +37,15 @@ async fn observe(State(state): State<Arc<NodeState>>, request: Request, next: Ne
         .map_or("unmatched", |p| p.as_str())
         .to_owned();
     let started = Instant::now();
-    let response = next.run(request).await;
+    let response =
+        match tokio::time::timeout(state.limits.http_request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                "request timed out",
+            )
+                .into_response(),
+        };
     let metrics = &state.metrics;
     metrics
         .http_latency

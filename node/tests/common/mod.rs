@@ -39,9 +39,9 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             limits: Limits {
-                max_connections: 1500,
-                max_frame_bytes: 4096,
-                idle_timeout: Duration::from_secs(10),
+                // Every test client is 127.0.0.1: no per-client cap unless a test sets one.
+                max_connections_per_client: u32::MAX,
+                ..Limits::from_config(&Config::with_wallets(INODE, REWARD))
             },
             admin_rsa_key: None,
             store: None,
