@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client, CustomResourceExt};
 use minerpool_operator::cronjob_api::CronJobVersion;
-use minerpool_operator::leader::{self, LeaseSettings};
+use minerpool_operator::leader::{Elector, LeaseSettings};
 use minerpool_operator::reconcile::{self, Context, Scope};
 use minerpool_operator::server::{self, Health};
 
@@ -91,9 +92,22 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     let client = Client::try_default()
         .await
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
-    let cron_jobs = CronJobVersion::discover(&client)
-        .await
-        .context("discovering the CronJob API")?;
+    // An API server that is not answering yet is waited for, not a reason to exit.
+    let mut retry_in = Duration::from_secs(1);
+    let cron_jobs = loop {
+        let attempt = tokio::select! {
+            attempt = CronJobVersion::discover(&client) => attempt,
+            () = shutdown_signal() => return Ok(()),
+        };
+        match attempt {
+            Ok(version) => break version,
+            Err(e) => {
+                tracing::warn!(error = %e, ?retry_in, "discovering the CronJob API failed; retrying");
+                tokio::time::sleep(retry_in).await;
+                retry_in = (retry_in * 2).min(Duration::from_secs(30));
+            }
+        }
+    };
     tracing::info!(api_version = cron_jobs.api_version(), "CronJob API");
     let identity = args
         .pod_name
@@ -130,35 +144,28 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .lease_namespace
         .unwrap_or_else(|| client.default_namespace().to_string());
     let leases: Api<Lease> = Api::namespaced(client, &namespace);
-    let settings = LeaseSettings::new(args.lease_name, identity);
-    tracing::info!(lease = %settings.name, %namespace, "waiting to lead");
+    let mut elector = Elector::new(leases, LeaseSettings::new(args.lease_name, identity));
+    tracing::info!(lease = %elector.settings.name, %namespace, "waiting to lead");
     tokio::select! {
-        result = leader::acquire(&leases, &settings) => result?,
+        () = elector.acquire() => {},
         () = shutdown_signal() => return Ok(()),
     }
     health.metrics.leader.set(1);
-    tracing::info!(lease = %settings.name, ?scope, "leading; reconciling");
-    let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
-    let holder = tokio::spawn(async move {
-        let error = leader::hold(&leases, &settings).await;
-        let _ = lost_tx.send(());
-        error
-    });
-    let stop = async move {
-        tokio::select! {
-            () = shutdown_signal() => {},
-            _ = lost_rx => {},
+    tracing::info!(lease = %elector.settings.name, ?scope, "leading; reconciling");
+    tokio::select! {
+        () = reconcile::run(ctx, scope, shutdown_signal()) => {
+            health.metrics.leader.set(0);
+            Ok(())
         }
-    };
-    reconcile::run(ctx, scope, stop).await;
-    health.metrics.leader.set(0);
-    if holder.is_finished() {
-        // Leadership was lost: exit non-zero so the pod restarts as a candidate.
-        let error = holder.await?;
-        anyhow::bail!(error);
+        error = elector.hold() => {
+            // Leadership is lost: stop at once, without finishing in-flight reconciles (another
+            // replica may lead from the lease's end), and exit non-zero so that the pod restarts
+            // as a candidate.
+            health.metrics.leader.set(0);
+            tracing::error!(%error, "lost the Lease: exiting");
+            std::process::exit(1);
+        }
     }
-    holder.abort();
-    Ok(())
 }
 
 async fn shutdown_signal() {

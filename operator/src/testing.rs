@@ -181,3 +181,82 @@ pub fn merge_patch(target: &mut serde_json::Value, patch: &serde_json::Value) {
         }
     }
 }
+
+/// A TCP proxy in front of the test API server that can be made to stop answering: while
+/// stalled, it forwards nothing either way, as an API server that hangs (or a partitioned
+/// network) would.
+pub struct StallableProxy {
+    pub stalled: Arc<std::sync::atomic::AtomicBool>,
+    pub address: std::net::SocketAddr,
+}
+
+impl StallableProxy {
+    pub async fn start() -> StallableProxy {
+        let config = config_from(&kubeconfig_path()).await;
+        let upstream = format!(
+            "{}:{}",
+            config.cluster_url.host().unwrap_or("127.0.0.1"),
+            config.cluster_url.port_u16().unwrap_or(443)
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let stalled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stalled.clone();
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let flag = flag.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::join!(
+                        pump(client_read, server_write, flag.clone()),
+                        pump(server_read, client_write, flag)
+                    );
+                });
+            }
+        });
+        StallableProxy { stalled, address }
+    }
+
+    /// A client of the test API server that goes through this proxy.
+    pub async fn client(&self) -> Client {
+        let mut config = config_from(&kubeconfig_path()).await;
+        config.cluster_url = format!("https://{}", self.address).parse().unwrap();
+        // The server certificate names 127.0.0.1, which the proxy's address also is.
+        Client::try_from(config).expect("client")
+    }
+
+    pub fn stall(&self, stalled: bool) {
+        self.stalled
+            .store(stalled, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Copies bytes one way, holding them while the proxy is stalled.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    stalled: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0u8; 16 * 1024];
+    loop {
+        while stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        let read = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => read,
+        };
+        while stalled.load(std::sync::atomic::Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -650,29 +650,33 @@ async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
 #[tokio::test]
 async fn one_of_two_candidates_leads_and_the_other_takes_over_when_the_lease_lapses() {
     use k8s_openapi::api::coordination::v1::Lease;
-    use minerpool_operator::leader::{LeaseSettings, try_acquire};
+    use minerpool_operator::leader::{Elector, LeaseSettings};
     let (client, ns) = setup("mp-lease").await;
     let leases: Api<Lease> = Api::namespaced(client, &ns);
-    let short = |identity: &str| LeaseSettings {
-        duration: Duration::from_secs(2),
-        ..LeaseSettings::new("minerpool-operator", identity)
+    let short = |identity: &str| {
+        Elector::new(
+            leases.clone(),
+            LeaseSettings::with_duration("minerpool-operator", identity, Duration::from_secs(2)),
+        )
     };
-    let (a, b) = (short("replica-a"), short("replica-b"));
+    let (mut a, mut b) = (short("replica-a"), short("replica-b"));
     assert!(
-        try_acquire(&leases, &a).await.unwrap(),
+        a.try_acquire().await.unwrap(),
         "the first candidate creates the Lease"
     );
-    assert!(!try_acquire(&leases, &b).await.unwrap(), "the second waits");
-    assert!(try_acquire(&leases, &a).await.unwrap(), "the leader renews");
+    assert!(!b.try_acquire().await.unwrap(), "the second waits");
+    assert!(a.try_acquire().await.unwrap(), "the leader renews");
     tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
-        try_acquire(&leases, &b).await.unwrap(),
-        "a lapsed Lease is taken over"
+        !b.try_acquire().await.unwrap(),
+        "the renewal is news to the second: it waits a whole lease from seeing it"
     );
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(
-        !try_acquire(&leases, &a).await.unwrap(),
-        "the old leader now waits"
+        b.try_acquire().await.unwrap(),
+        "a Lease seen unchanged for its duration is taken over"
     );
+    assert!(!a.try_acquire().await.unwrap(), "the old leader now waits");
     let lease = leases
         .get("minerpool-operator")
         .await
@@ -681,6 +685,92 @@ async fn one_of_two_candidates_leads_and_the_other_takes_over_when_the_lease_lap
         .unwrap();
     assert_eq!(lease.holder_identity.as_deref(), Some("replica-b"));
     assert_eq!(lease.lease_transitions, Some(1));
+}
+
+/// Two candidates, each reaching the API server through its own proxy. The leader's proxy
+/// stops answering: the leader stops at its renew deadline, the other takes over only after the
+/// lease's duration, and at no moment (sampled every 10 ms) do both lead. When the old leader's
+/// proxy answers again it stays a follower.
+#[tokio::test]
+async fn a_leader_cut_off_from_the_api_server_stops_before_another_takes_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use minerpool_operator::leader::{Elector, LeaseSettings};
+    use minerpool_operator::testing::StallableProxy;
+    use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    let (_, ns) = setup("mp-lease-stall").await;
+    let proxies = [StallableProxy::start().await, StallableProxy::start().await];
+    let leading: Arc<[AtomicBool; 2]> = Arc::new([AtomicBool::new(false), AtomicBool::new(false)]);
+    let both = Arc::new(AtomicU32::new(0));
+    let mut candidates = Vec::new();
+    for (i, proxy) in proxies.iter().enumerate() {
+        let leases: Api<Lease> = Api::namespaced(proxy.client().await, &ns);
+        let settings = LeaseSettings::with_duration(
+            "minerpool-operator",
+            format!("replica-{i}"),
+            Duration::from_secs(3),
+        );
+        let leading = leading.clone();
+        candidates.push(tokio::spawn(async move {
+            let mut elector = Elector::new(leases, settings);
+            loop {
+                elector.acquire().await;
+                leading[i].store(true, Ordering::SeqCst);
+                let _lost = elector.hold().await;
+                leading[i].store(false, Ordering::SeqCst);
+            }
+        }));
+    }
+    let watcher = {
+        let (leading, both) = (leading.clone(), both.clone());
+        tokio::spawn(async move {
+            loop {
+                if leading[0].load(Ordering::SeqCst) && leading[1].load(Ordering::SeqCst) {
+                    both.fetch_add(1, Ordering::SeqCst);
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let leader = wait::until(
+        "one candidate leads",
+        DEADLINE,
+        || async { leading.iter().position(|l| l.load(Ordering::SeqCst)) },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    proxies[leader].stall(true);
+    let stalled_at = std::time::Instant::now();
+    let other = 1 - leader;
+    wait::until(
+        "the other candidate leads",
+        Duration::from_secs(20),
+        || async { leading[other].load(Ordering::SeqCst) },
+        |l| *l,
+    )
+    .await;
+    let took_over_after = stalled_at.elapsed();
+    assert!(
+        !leading[leader].load(Ordering::SeqCst),
+        "the cut-off leader still leads"
+    );
+    proxies[leader].stall(false);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(leading[other].load(Ordering::SeqCst));
+    assert!(
+        !leading[leader].load(Ordering::SeqCst),
+        "the old leader took the Lease back"
+    );
+    assert_eq!(both.load(Ordering::SeqCst), 0, "two candidates led at once");
+    assert!(
+        took_over_after >= Duration::from_secs(2),
+        "taken over after {took_over_after:?}, before the old leader's renew deadline"
+    );
+    watcher.abort();
+    for candidate in candidates {
+        candidate.abort();
+    }
 }
 
 /// The `run` process: probes and metrics served, a reconcile done, and a clean exit on SIGTERM.
