@@ -116,6 +116,18 @@ async fn legacy_validators_are_read_the_way_the_original_pool_client_reads_them(
     );
 }
 
+/// A node whose legacy admin endpoint takes `key`.
+async fn node_with_admin_key(label: &str, key: RsaPrivateKey) -> common::TestNode {
+    node_with(
+        label,
+        Options {
+            admin_rsa_key: Some(key),
+            ..Options::default()
+        },
+    )
+    .await
+}
+
 fn admin_key() -> RsaPrivateKey {
     let mut rng = rand::thread_rng();
     RsaPrivateKey::new(&mut rng, 2048).expect("generate an RSA key")
@@ -145,14 +157,7 @@ async fn modify(url: &str, body: Vec<u8>) -> (u16, Value) {
 async fn modify_pool_list_adds_removes_and_refuses_replays_and_garbage() {
     let key = admin_key();
     let public = RsaPublicKey::from(&key);
-    let n = node_with(
-        "http_modify",
-        Options {
-            admin_rsa_key: Some(key),
-            ..Options::default()
-        },
-    )
-    .await;
+    let n = node_with_admin_key("http_modify", key).await;
     let add = encrypt(&public, &format!("add:{POOL_A}"));
     let (status, body) = modify(&n.http, add.clone()).await;
     assert_eq!(status, 200);
@@ -213,14 +218,7 @@ async fn modify_pool_list_adds_removes_and_refuses_replays_and_garbage() {
 async fn off_curve_pool_addresses_are_refused_by_both_apis() {
     let key = admin_key();
     let public = RsaPublicKey::from(&key);
-    let n = node_with(
-        "http_off_curve",
-        Options {
-            admin_rsa_key: Some(key),
-            ..Options::default()
-        },
-    )
-    .await;
+    let n = node_with_admin_key("http_off_curve", key).await;
     let url = format!("{}/api/v1/pools", n.http);
     for address in [OFF_CURVE, OFF_CURVE_FULL] {
         let r = http()
@@ -283,14 +281,7 @@ async fn every_refused_admin_body_gets_the_same_answer() {
     let public = RsaPublicKey::from(&key);
     let n = key.n().clone();
     let size = key.size();
-    let node = node_with(
-        "http_modify_same",
-        Options {
-            admin_rsa_key: Some(key),
-            ..Options::default()
-        },
-    )
-    .await;
+    let node = node_with_admin_key("http_modify_same", key).await;
     let bodies = [
         (&n + rsa::BigUint::from(1u32)).to_bytes_be(),
         vec![0xff; size],
@@ -611,14 +602,7 @@ async fn metrics_show_payouts_waiting_for_a_block_and_balances_held_aside() {
 async fn an_admin_request_that_failed_can_be_sent_again_and_takes_effect_once() {
     let key = admin_key();
     let public = RsaPublicKey::from(&key);
-    let n = node_with(
-        "http_modify_retry",
-        Options {
-            admin_rsa_key: Some(key),
-            ..Options::default()
-        },
-    )
-    .await;
+    let n = node_with_admin_key("http_modify_retry", key).await;
     // The server refuses any new registry entry: a unique index on a field no entry has (each
     // indexes as null), and one entry already there.
     n.register_pool(POOL_B).await;
@@ -678,13 +662,7 @@ fn hostile_http_bodies_and_frames_change_nothing() {
     use proptest::prelude::*;
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let key = admin_key();
-    let n = runtime.block_on(node_with(
-        "http_fuzz",
-        Options {
-            admin_rsa_key: Some(key),
-            ..Options::default()
-        },
-    ));
+    let n = runtime.block_on(node_with_admin_key("http_fuzz", key));
     runtime.block_on(n.register_pool(POOL_A));
     let counts = |n: &common::TestNode| {
         let store = n.store.clone();
