@@ -535,26 +535,26 @@ async fn job_run_errors_are_shown_only_to_admins() {
             "{public_error:?} shows {secret:?}"
         );
     }
-    let wrong_token: Value = http()
-        .get(&runs)
-        .bearer_auth("not-the-token")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(wrong_token["jobRuns"][0]["error"], public_error.as_str());
-    let admin: Value = http()
-        .get(&runs)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert_eq!(admin["jobRuns"][0]["error"], detail);
+    let error_seen_with = |token: &'static str| {
+        let runs = runs.clone();
+        async move {
+            let body: Value = http()
+                .get(&runs)
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            body["jobRuns"][0]["error"].clone()
+        }
+    };
+    assert_eq!(
+        error_seen_with("not-the-token").await,
+        public_error.as_str()
+    );
+    assert_eq!(error_seen_with(ADMIN_TOKEN).await, detail);
 }
 
 #[tokio::test]
