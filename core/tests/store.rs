@@ -450,3 +450,78 @@ async fn a_task_whose_score_failed_leaves_no_receipt_and_its_retries_score_once(
         assert_eq!(validator.get_datetime("last_active_time"), Ok(&now));
     }
 }
+
+/// Every public read is served by an index, as the server's own planner says (`explain`), on a
+/// database with documents in every collection they read: no collection scan, whatever the
+/// page. The totals of `/api/v1/stats` are a document the jobs refresh.
+#[tokio::test]
+async fn no_public_read_scans_a_collection() {
+    use minerpool_core::store::reads::PublicFind;
+    let store = fresh_store("explain").await;
+    let address = "DfGQ4MBdMw7bjNn56A2d4pYi8M9yfV9iFA6mMLXLizEEp";
+    let now = DateTime::now();
+    for i in 0..50_i64 {
+        let a = format!("address-{i:03}");
+        let inserts = [
+            (names::POOL_LIST, doc! { "pool_address": &a }),
+            (names::MINER_POOL, doc! { "pool_address": &a, "score": i }),
+            (
+                names::VALIDATORS,
+                doc! { "wallet_address": &a, "percentage": 1.0 },
+            ),
+            (
+                names::BALANCES,
+                doc! { "address": &a, "pending": i, "paid": 0_i64 },
+            ),
+            (
+                names::JOB_RUNS,
+                doc! { "_id": format!("run-{i}"), "job": "rewards", "started_at": now, "outcome": "succeeded" },
+            ),
+            (
+                names::REWARD_DISTRIBUTIONS,
+                doc! { "_id": format!("{i}-{i}"), "received": i, "created_at": now, "last_block": i },
+            ),
+            (
+                names::PAYOUT_BATCHES,
+                doc! { "_id": format!("batch-{i}"), "state": "confirmed", "created_at": now,
+                "recipients": [{ "address": &a, "units": i }, { "address": address, "units": 1_i64 }] },
+            ),
+        ];
+        for (collection, document) in inserts {
+            store
+                .collection::<Document>(collection)
+                .insert_one(document)
+                .await
+                .unwrap();
+        }
+    }
+    store.refresh_totals().await.unwrap();
+    let reads = PublicFind::every_public_read(address, now);
+    assert!(reads.len() >= 15);
+    for (what, find) in reads {
+        let explained = store
+            .database()
+            .run_command(doc! { "explain": find.command(), "verbosity": "queryPlanner" })
+            .await
+            .unwrap_or_else(|e| panic!("explain of {what}: {e}"));
+        let plan = explained
+            .get_document("queryPlanner")
+            .and_then(|p| p.get_document("winningPlan"))
+            .unwrap_or_else(|_| panic!("{what}: no winning plan in {explained}"))
+            .clone();
+        let text = plan.to_string();
+        println!("{what}: {text}");
+        assert!(
+            !text.contains("COLLSCAN"),
+            "{what} scans a collection: {text}"
+        );
+        assert!(
+            text.contains("IXSCAN") || text.contains("IDHACK") || text.contains("EXPRESS"),
+            "{what} is not served by an index: {text}"
+        );
+    }
+    let totals = store.totals().await.unwrap();
+    assert_eq!(totals.pending, (0..50).sum::<i64>());
+    assert_eq!(totals.distributions, 50);
+    assert!(totals.as_of.is_some());
+}

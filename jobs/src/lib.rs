@@ -185,6 +185,13 @@ pub async fn run_with(
     if let Err(e) = store.unlock_job(&fence).await {
         tracing::warn!(error = %e, "releasing the job lock failed; it expires by itself");
     }
+    // The totals /api/v1/stats shows, after every run that may have moved money (even a failed
+    // one may have committed part of its work): computed here, so no public read sums.
+    if matches!(job, Job::Rewards | Job::Payouts)
+        && let Err(e) = store.refresh_totals().await
+    {
+        tracing::warn!(error = %e, "refreshing the totals failed; the next run does it");
+    }
     result.map(|details| Summary {
         job,
         run_id: Some(run_id),

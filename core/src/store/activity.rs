@@ -13,6 +13,7 @@ use mongodb::options::{InsertOneModel, UpdateOneModel, WriteModel};
 use mongodb::{ClientSession, Namespace};
 
 use super::documents::{Balance, JobRun, RewardDistribution, Validator, names};
+use super::reads::PublicFind;
 use super::{Result, Store, StoreError, is_duplicate_key, loose};
 use crate::faults::crash_point;
 use crate::scoring::pool_score_after_task_expr;
@@ -145,6 +146,8 @@ pub struct Totals {
     pub paid: i64,
     pub pending: i64,
     pub distributions: u64,
+    /// When the totals were last computed (after a rewards or payouts run).
+    pub as_of: Option<DateTime>,
 }
 
 impl TaskRecorder {
@@ -544,33 +547,49 @@ impl Store {
         Ok(deleted.deleted_count == 1)
     }
 
-    /// Every registered or scored pool, by address (two queries).
-    pub async fn pool_overviews(&self) -> Result<Vec<PoolOverview>> {
-        self.pools_matching(doc! {}).await
+    /// Registered or scored pools by address, at most `limit`, after `after` (two indexed
+    /// queries, merged).
+    pub async fn pool_overviews(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<PoolOverview>> {
+        let mut pools = self
+            .pools_from(
+                PublicFind::pools(names::POOL_LIST, after, limit),
+                PublicFind::pools(names::MINER_POOL, after, limit),
+            )
+            .await?;
+        pools.truncate(PublicFind::pools(names::POOL_LIST, after, limit).limit as usize);
+        Ok(pools)
     }
 
     /// One pool, if it is registered or scored.
     pub async fn pool_overview(&self, address: &str) -> Result<Option<PoolOverview>> {
         Ok(self
-            .pools_matching(doc! { "pool_address": address })
+            .pools_from(
+                PublicFind::pool(names::POOL_LIST, address),
+                PublicFind::pool(names::MINER_POOL, address),
+            )
             .await?
             .into_iter()
             .next())
     }
 
-    async fn pools_matching(&self, filter: Document) -> Result<Vec<PoolOverview>> {
+    async fn pools_from(
+        &self,
+        registered: PublicFind,
+        scored: PublicFind,
+    ) -> Result<Vec<PoolOverview>> {
         let mut pools: BTreeMap<String, PoolOverview> = BTreeMap::new();
-        for registered in self
-            .find_documents(names::POOL_LIST, filter.clone())
-            .await?
-        {
+        for registered in self.find_public::<Document>(&registered).await? {
             if let Ok(address) = registered.get_str("pool_address") {
                 let pool = pool_entry(&mut pools, address);
                 pool.registered = true;
                 pool.registry_id = registered.get_object_id("_id").ok().map(|id| id.to_hex());
             }
         }
-        for scored in self.find_documents(names::MINER_POOL, filter).await? {
+        for scored in self.find_public::<Document>(&scored).await? {
             if let Ok(address) = scored.get_str("pool_address") {
                 let pool = pool_entry(&mut pools, address);
                 pool.score = numeric(scored.get("score")).map_or(0, |s| s as i64);
@@ -580,10 +599,28 @@ impl Store {
         Ok(pools.into_values().collect())
     }
 
-    /// Every validator in insertion order, each read on its own so that one malformed document
-    /// is reported (as `Err` with its address) without hiding the others.
+    /// Every validator by address (the legacy `/validators`), each read on its own so
+    /// that one malformed document is reported (as `Err` with its address) without hiding the
+    /// others.
     pub async fn validators_tolerant(&self) -> Result<Vec<(String, Result<Validator, String>)>> {
-        let documents = self.find_documents(names::VALIDATORS, doc! {}).await?;
+        self.validators_read(&PublicFind::legacy_validators()).await
+    }
+
+    /// Validators by address, at most `limit`, after `after`, read as tolerantly.
+    pub async fn validators_page(
+        &self,
+        after: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<(String, Result<Validator, String>)>> {
+        self.validators_read(&PublicFind::validators(after, limit))
+            .await
+    }
+
+    async fn validators_read(
+        &self,
+        find: &PublicFind,
+    ) -> Result<Vec<(String, Result<Validator, String>)>> {
+        let documents: Vec<Document> = self.find_public(find).await?;
         Ok(documents
             .into_iter()
             .filter_map(|document| {
@@ -637,27 +674,25 @@ impl Store {
 
     /// The balance of `address`, if it was ever credited.
     pub async fn balance_of(&self, address: &str) -> Result<Option<Balance>> {
-        self.balances()
-            .find_one(doc! { "address": address })
-            .await
-            .map_err(StoreError::mongo("read the balance"))
+        Ok(self
+            .find_public::<Balance>(&PublicFind::balance(address))
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Payout batches paying `address`, newest first, at most `limit`. Batches are read
     /// tolerantly: `_id` (any type), `state`, `recipients: [{address, units}]`, `tx_hash`,
     /// `created_at`.
-    pub async fn payouts_of(&self, address: &str, limit: i64) -> Result<Vec<PayoutLine>> {
-        let context = "read payout batches";
+    pub async fn payouts_of(
+        &self,
+        address: &str,
+        limit: i64,
+        before: Option<DateTime>,
+    ) -> Result<Vec<PayoutLine>> {
         let batches: Vec<Document> = self
-            .collection::<Document>(names::PAYOUT_BATCHES)
-            .find(doc! { "recipients.address": address })
-            .sort(doc! { "created_at": -1, "_id": -1 })
-            .limit(limit)
-            .await
-            .map_err(StoreError::mongo(context))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo(context))?;
+            .find_public(&PublicFind::payouts_of(address, limit, before))
+            .await?;
         Ok(batches
             .iter()
             .map(|batch| {
@@ -684,26 +719,14 @@ impl Store {
     }
 
     /// Reward distributions, newest first, at most `limit`, optionally only those created before
-    /// the distribution `before` (for paging).
+    /// `before` (for paging).
     pub async fn recent_distributions(
         &self,
         limit: i64,
         before: Option<DateTime>,
     ) -> Result<Vec<RewardDistribution>> {
-        let filter = match before {
-            Some(before) => doc! { "created_at": { "$lt": before } },
-            None => doc! {},
-        };
-        let context = "read reward distributions";
-        self.reward_distributions()
-            .find(filter)
-            .sort(doc! { "created_at": -1, "last_block": -1 })
-            .limit(limit)
+        self.find_public(&PublicFind::distributions(limit, before))
             .await
-            .map_err(StoreError::mongo(context))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo(context))
     }
 
     pub async fn distribution(&self, id: &str) -> Result<Option<RewardDistribution>> {
@@ -713,81 +736,15 @@ impl Store {
             .map_err(StoreError::mongo("read the reward distribution"))
     }
 
-    /// Job runs, newest first, at most `limit`, of one job or all.
-    pub async fn recent_job_runs(&self, job: Option<&str>, limit: i64) -> Result<Vec<JobRun>> {
-        let filter = match job {
-            Some(job) => doc! { "job": job },
-            None => doc! {},
-        };
-        let context = "read job runs";
-        self.job_runs()
-            .find(filter)
-            .sort(doc! { "started_at": -1 })
-            .limit(limit)
+    /// Job runs, newest first, at most `limit`, of one job or all, started before `before`.
+    pub async fn recent_job_runs(
+        &self,
+        job: Option<&str>,
+        limit: i64,
+        before: Option<DateTime>,
+    ) -> Result<Vec<JobRun>> {
+        self.find_public(&PublicFind::job_runs(job, limit, before))
             .await
-            .map_err(StoreError::mongo(context))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo(context))
-    }
-
-    /// Totals for `/api/v1/stats`: three round trips, each an index scan or one `$group`.
-    pub async fn totals(&self) -> Result<Totals> {
-        let last_scanned_height = self.last_scanned_height().await?;
-        let received = self
-            .sum_fields(
-                names::REWARD_DISTRIBUTIONS,
-                doc! { "received": { "$sum": "$received" }, "count": { "$sum": 1_i64 } },
-            )
-            .await?;
-        let balances = self
-            .sum_fields(
-                names::BALANCES,
-                doc! { "pending": { "$sum": "$pending" }, "paid": { "$sum": "$paid" } },
-            )
-            .await?;
-        let field = |d: &Option<Document>, name: &str| {
-            d.as_ref()
-                .and_then(|d| numeric(d.get(name)))
-                .map_or(0, |v| v as i64)
-        };
-        let (pending, paid) = (field(&balances, "pending"), field(&balances, "paid"));
-        Ok(Totals {
-            last_scanned_height,
-            received: field(&received, "received"),
-            credited: pending.saturating_add(paid),
-            paid,
-            pending,
-            distributions: field(&received, "count").max(0) as u64,
-        })
-    }
-
-    /// One `$group` over a whole collection; `None` when it is empty.
-    async fn sum_fields(&self, collection: &str, sums: Document) -> Result<Option<Document>> {
-        let mut group = doc! { "_id": Bson::Null };
-        group.extend(sums);
-        let context = format!("sum {collection}");
-        let mut found: Vec<Document> = self
-            .collection::<Document>(collection)
-            .aggregate(vec![doc! { "$group": group }])
-            .await
-            .map_err(StoreError::mongo(context.clone()))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo(context))?;
-        Ok(found.pop())
-    }
-
-    async fn find_documents(&self, collection: &str, filter: Document) -> Result<Vec<Document>> {
-        let context = format!("read {collection}");
-        self.collection::<Document>(collection)
-            .find(filter)
-            .sort(doc! { "_id": 1 })
-            .await
-            .map_err(StoreError::mongo(context.clone()))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo(context))
     }
 }
 
@@ -807,7 +764,7 @@ fn pool_entry<'a>(
 }
 
 /// A number stored as any BSON numeric type or numeric text.
-fn numeric(value: Option<&Bson>) -> Option<f64> {
+pub(super) fn numeric(value: Option<&Bson>) -> Option<f64> {
     match value? {
         Bson::Double(v) if v.is_finite() => Some(*v),
         Bson::Int32(v) => Some(f64::from(*v)),

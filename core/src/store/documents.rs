@@ -24,6 +24,8 @@ pub mod names {
     pub const TEMP_WITHDRAWALS: &str = "tempWithdrawals";
     pub const ADMIN_REPLAYS: &str = "adminReplays";
     pub const IMPORTS: &str = "imports";
+    /// Totals for the public stats, refreshed by the jobs.
+    pub const STATS: &str = "stats";
 }
 
 /// `poolList`: pools allowed to receive TASK credit.

@@ -7,6 +7,7 @@ pub mod documents;
 pub mod imports;
 pub mod loose;
 pub mod payouts;
+pub mod reads;
 pub mod rewards;
 pub mod runs;
 pub mod scores;
@@ -474,6 +475,18 @@ fn index_specs() -> Vec<(&'static str, Document, IndexOptions)> {
         (
             names::JOB_RUNS,
             doc! { "job": 1, "started_at": -1 },
+            plain(),
+        ),
+        // The public reads (store/reads.rs): newest first, and the payouts of one address.
+        (names::JOB_RUNS, doc! { "started_at": -1 }, plain()),
+        (
+            names::REWARD_DISTRIBUTIONS,
+            doc! { "created_at": -1, "last_block": -1 },
+            plain(),
+        ),
+        (
+            names::PAYOUT_BATCHES,
+            doc! { "recipients.address": 1, "created_at": -1, "_id": -1 },
             plain(),
         ),
         (names::PAYOUT_BATCHES, doc! { "state": 1 }, plain()),

@@ -214,7 +214,7 @@ impl Store {
     /// Two indexed reads: the open batches, and the last payouts run's summary.
     pub async fn payouts_health(&self) -> Result<PayoutsHealth> {
         let open = self.open_payout_batches().await?;
-        let last_run = self.recent_job_runs(Some("payouts"), 1).await?;
+        let last_run = self.recent_job_runs(Some("payouts"), 1, None).await?;
         let held = last_run
             .first()
             .and_then(|run| run.summary.get_document("details").ok())

@@ -118,15 +118,18 @@ fn pool_json(pool: &PoolOverview) -> Value {
     })
 }
 
-async fn list_pools(State(state): Shared) -> ApiResult {
-    let pools: Vec<Value> = state
+async fn list_pools(
+    State(state): Shared,
+    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let page = page(query)?;
+    let found = state
         .store
-        .pool_overviews()
-        .await?
-        .iter()
-        .map(pool_json)
-        .collect();
-    Ok(Json(json!({ "pools": pools })))
+        .pool_overviews(page.after.as_deref(), page.limit())
+        .await?;
+    let next = page.next(&found, |p| p.pool_address.clone());
+    let pools: Vec<Value> = found.iter().map(pool_json).collect();
+    Ok(Json(json!({ "pools": pools, "next": next })))
 }
 
 async fn get_pool(State(state): Shared, Path(address): Path<String>) -> ApiResult {
@@ -184,11 +187,17 @@ async fn remove_pool(
     }
 }
 
-async fn list_validators(State(state): Shared) -> ApiResult {
-    let validators: Vec<Value> = state
+async fn list_validators(
+    State(state): Shared,
+    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let page = page(query)?;
+    let found = state
         .store
-        .validators_tolerant()
-        .await?
+        .validators_page(page.after.as_deref(), page.limit())
+        .await?;
+    let next = page.next(&found, |(address, _)| address.clone());
+    let validators: Vec<Value> = found
         .into_iter()
         .map(|(address, validator)| match validator {
             Ok(v) => json!({
@@ -203,7 +212,7 @@ async fn list_validators(State(state): Shared) -> ApiResult {
             Err(error) => json!({ "address": address, "error": error }),
         })
         .collect();
-    Ok(Json(json!({ "validators": validators })))
+    Ok(Json(json!({ "validators": validators, "next": next })))
 }
 
 fn rfc3339(time: bson::DateTime) -> String {
@@ -231,10 +240,12 @@ async fn list_payouts(
 ) -> ApiResult {
     valid_address(&address)?;
     let page = page(query)?;
-    let payouts: Vec<Value> = state
+    let found = state
         .store
-        .payouts_of(&address, page.limit())
-        .await?
+        .payouts_of(&address, page.limit(), page.before()?)
+        .await?;
+    let next = page.next_time(&found, |p| p.created_at);
+    let payouts: Vec<Value> = found
         .iter()
         .map(|p| {
             json!({
@@ -246,9 +257,14 @@ async fn list_payouts(
             })
         })
         .collect();
-    Ok(Json(json!({ "address": address, "payouts": payouts })))
+    Ok(Json(
+        json!({ "address": address, "payouts": payouts, "next": next }),
+    ))
 }
 
+/// Paging of the public lists: `limit` (1 to 200, default 20) and a cursor to the next page,
+/// the `next` of the previous answer: `after` (an address) for pools and validators, `before`
+/// (milliseconds since the epoch) for the newest-first lists.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Page {
@@ -256,11 +272,52 @@ struct Page {
     limit: Option<u32>,
     #[serde(default)]
     job: Option<String>,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    before: Option<String>,
 }
 
 impl Page {
     fn limit(&self) -> i64 {
-        i64::from(self.limit.unwrap_or(20).clamp(1, 200))
+        i64::from(self.limit.unwrap_or(20)).clamp(1, minerpool_core::store::reads::MAX_PAGE)
+    }
+
+    fn before(&self) -> Result<Option<bson::DateTime>, ApiError> {
+        self.before
+            .as_deref()
+            .map(|text| {
+                text.parse::<i64>()
+                    .map(bson::DateTime::from_millis)
+                    .map_err(|_| {
+                        ApiError(
+                            StatusCode::BAD_REQUEST,
+                            format!(
+                                "before {text:?} is not a cursor (milliseconds since the epoch)"
+                            ),
+                        )
+                    })
+            })
+            .transpose()
+    }
+
+    /// The `after` cursor of the next page: the last key, when this page is full.
+    fn next<T>(&self, found: &[T], key: impl Fn(&T) -> String) -> Option<String> {
+        (found.len() as i64 >= self.limit())
+            .then(|| found.last().map(key))
+            .flatten()
+    }
+
+    /// The `before` cursor of the next page: the last time, when this page is full.
+    fn next_time<T>(
+        &self,
+        found: &[T],
+        time: impl Fn(&T) -> Option<bson::DateTime>,
+    ) -> Option<String> {
+        (found.len() as i64 >= self.limit())
+            .then(|| found.last().and_then(&time))
+            .flatten()
+            .map(|t| t.timestamp_millis().to_string())
     }
 }
 
@@ -277,10 +334,12 @@ async fn list_distributions(
     query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let page = page(query)?;
-    let distributions: Vec<Value> = state
+    let found = state
         .store
-        .recent_distributions(page.limit(), None)
-        .await?
+        .recent_distributions(page.limit(), page.before()?)
+        .await?;
+    let next = page.next_time(&found, |d| Some(d.created_at));
+    let distributions: Vec<Value> = found
         .iter()
         .map(|d| {
             json!({
@@ -297,7 +356,9 @@ async fn list_distributions(
             })
         })
         .collect();
-    Ok(Json(json!({ "distributions": distributions })))
+    Ok(Json(
+        json!({ "distributions": distributions, "next": next }),
+    ))
 }
 
 async fn list_job_runs(
@@ -307,10 +368,12 @@ async fn list_job_runs(
 ) -> ApiResult {
     let page = page(query)?;
     let admin = is_admin(&state, &headers);
-    let runs: Vec<Value> = state
+    let found = state
         .store
-        .recent_job_runs(page.job.as_deref(), page.limit())
-        .await?
+        .recent_job_runs(page.job.as_deref(), page.limit(), page.before()?)
+        .await?;
+    let next = page.next_time(&found, |r| Some(r.started_at));
+    let runs: Vec<Value> = found
         .iter()
         .map(|r| {
             json!({
@@ -328,7 +391,7 @@ async fn list_job_runs(
             })
         })
         .collect();
-    Ok(Json(json!({ "jobRuns": runs })))
+    Ok(Json(json!({ "jobRuns": runs, "next": next })))
 }
 
 async fn stats(State(state): Shared) -> ApiResult {
@@ -340,6 +403,7 @@ async fn stats(State(state): Shared) -> ApiResult {
         "credited": units(totals.credited),
         "pending": units(totals.pending),
         "paid": units(totals.paid),
+        "asOf": totals.as_of.map(rfc3339),
     })))
 }
 
@@ -349,6 +413,8 @@ pub fn openapi() -> Value {
         json!({ "type": "string", "pattern": "^[0-9]+\\.[0-9]{8}$", "example": "12.50000000" });
     let address = json!({ "name": "address", "in": "path", "required": true, "schema": { "type": "string" } });
     let limit = json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 20 } });
+    let after = json!({ "name": "after", "in": "query", "description": "the previous page's `next`", "schema": { "type": "string" } });
+    let before = json!({ "name": "before", "in": "query", "description": "the previous page's `next` (milliseconds since the epoch)", "schema": { "type": "string" } });
     let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     let ok = |schema: Value| json!({ "description": "OK", "content": { "application/json": { "schema": schema } } });
     let admin = json!([{ "bearer": [] }]);
@@ -358,7 +424,7 @@ pub fn openapi() -> Value {
         "servers": [{ "url": "/api/v1" }],
         "paths": {
             "/pools": {
-                "get": { "summary": "Registered pools with their scores", "responses": { "200": ok(json!({ "type": "object" })) } },
+                "get": { "summary": "Registered pools with their scores, by address", "parameters": [limit, after], "responses": { "200": ok(json!({ "type": "object" })) } },
                 "post": {
                     "summary": "Register a pool", "security": admin,
                     "requestBody": { "required": true, "content": { "application/json": { "schema": {
@@ -372,17 +438,17 @@ pub fn openapi() -> Value {
                 "delete": { "summary": "Remove a pool", "security": admin, "parameters": [address],
                     "responses": { "204": { "description": "removed" }, "401": error, "403": error, "404": error } }
             },
-            "/validators": { "get": { "summary": "Validators", "responses": { "200": ok(json!({ "type": "object" })) } } },
-            "/payouts/{address}": { "get": { "summary": "Payout batches paying an address, newest first", "parameters": [address, limit],
+            "/validators": { "get": { "summary": "Validators, by address", "parameters": [limit, after], "responses": { "200": ok(json!({ "type": "object" })) } } },
+            "/payouts/{address}": { "get": { "summary": "Payout batches paying an address, newest first", "parameters": [address, limit, before],
                 "responses": { "200": ok(json!({ "type": "object" })), "400": error } } },
             "/balances/{address}": { "get": { "summary": "Pending and paid amounts of an address", "parameters": [address],
                 "responses": { "200": ok(json!({ "$ref": "#/components/schemas/Balance" })), "400": error } } },
-            "/distributions": { "get": { "summary": "Reward distributions, newest first", "parameters": [limit],
+            "/distributions": { "get": { "summary": "Reward distributions, newest first", "parameters": [limit, before],
                 "responses": { "200": ok(json!({ "type": "object" })) } } },
-            "/job-runs": { "get": { "summary": "Job runs, newest first", "parameters": [limit,
+            "/job-runs": { "get": { "summary": "Job runs, newest first", "parameters": [limit, before,
                 { "name": "job", "in": "query", "schema": { "type": "string" } }],
                 "responses": { "200": ok(json!({ "type": "object" })) } } },
-            "/stats": { "get": { "summary": "Scanned height and totals", "responses": { "200": ok(json!({ "$ref": "#/components/schemas/Stats" })) } } }
+            "/stats": { "get": { "summary": "Scanned height and totals, as of the last rewards or payouts run", "responses": { "200": ok(json!({ "$ref": "#/components/schemas/Stats" })) } } }
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -391,7 +457,8 @@ pub fn openapi() -> Value {
                 "Balance": { "type": "object", "properties": { "address": { "type": "string" }, "pending": amount, "paid": amount } },
                 "Stats": { "type": "object", "properties": {
                     "lastScannedHeight": { "type": ["integer", "null"] },
-                    "received": amount, "credited": amount, "pending": amount, "paid": amount } }
+                    "received": amount, "credited": amount, "pending": amount, "paid": amount,
+                    "asOf": { "type": ["string", "null"], "format": "date-time" } } }
             }
         }
     })

@@ -1,0 +1,314 @@
+//! The queries behind the public reads (`/api/v1` and `/validators`), each built in one place
+//! so that the store runs exactly what the explain test checks: every one is served by an index
+//! (never a collection scan), with a capped limit and a cursor to the next page.
+
+use bson::{Bson, DateTime, Document, doc};
+use futures::TryStreamExt;
+use serde::de::DeserializeOwned;
+
+use super::activity::Totals;
+use super::documents::names;
+use super::{Result, Store, StoreError};
+
+/// The most items one public read returns.
+pub const MAX_PAGE: i64 = 200;
+
+/// Where `/api/v1/stats` reads its totals: one document, refreshed after every rewards and
+/// payouts run (see [`Store::refresh_totals`]), so no public read sums a collection.
+pub const TOTALS_ID: &str = "totals";
+
+/// One `find` as a public read runs it.
+#[derive(Debug, Clone)]
+pub struct PublicFind {
+    pub collection: &'static str,
+    pub filter: Document,
+    pub sort: Document,
+    /// 0: no limit (a read by a unique key, or the legacy `/validators`).
+    pub limit: i64,
+}
+
+fn capped(limit: i64) -> i64 {
+    limit.clamp(1, MAX_PAGE)
+}
+
+impl PublicFind {
+    /// Reward distributions, newest first, created before `before` (the previous page's last).
+    pub fn distributions(limit: i64, before: Option<DateTime>) -> PublicFind {
+        PublicFind {
+            collection: names::REWARD_DISTRIBUTIONS,
+            filter: before.map_or_else(Document::new, |b| doc! { "created_at": { "$lt": b } }),
+            sort: doc! { "created_at": -1, "last_block": -1 },
+            limit: capped(limit),
+        }
+    }
+
+    /// Job runs, newest first, of one job or all, started before `before`.
+    pub fn job_runs(job: Option<&str>, limit: i64, before: Option<DateTime>) -> PublicFind {
+        let mut filter = Document::new();
+        if let Some(job) = job {
+            filter.insert("job", job);
+        }
+        if let Some(before) = before {
+            filter.insert("started_at", doc! { "$lt": before });
+        }
+        PublicFind {
+            collection: names::JOB_RUNS,
+            filter,
+            sort: doc! { "started_at": -1 },
+            limit: capped(limit),
+        }
+    }
+
+    /// Payout batches paying `address`, newest first, created before `before`.
+    pub fn payouts_of(address: &str, limit: i64, before: Option<DateTime>) -> PublicFind {
+        let mut filter = doc! { "recipients.address": address };
+        if let Some(before) = before {
+            filter.insert("created_at", doc! { "$lt": before });
+        }
+        PublicFind {
+            collection: names::PAYOUT_BATCHES,
+            filter,
+            sort: doc! { "created_at": -1, "_id": -1 },
+            limit: capped(limit),
+        }
+    }
+
+    /// Pools of one registry collection (`poolList` or `minerPool`) by address, after `after`.
+    pub fn pools(collection: &'static str, after: Option<&str>, limit: i64) -> PublicFind {
+        PublicFind {
+            collection,
+            filter: after.map_or_else(
+                || doc! { "pool_address": { "$gte": "" } },
+                |a| doc! { "pool_address": { "$gt": a } },
+            ),
+            sort: doc! { "pool_address": 1 },
+            limit: capped(limit),
+        }
+    }
+
+    /// One pool in one registry collection.
+    pub fn pool(collection: &'static str, address: &str) -> PublicFind {
+        PublicFind {
+            collection,
+            filter: doc! { "pool_address": address },
+            sort: Document::new(),
+            limit: 1,
+        }
+    }
+
+    /// Validators by address, after `after`.
+    pub fn validators(after: Option<&str>, limit: i64) -> PublicFind {
+        PublicFind {
+            collection: names::VALIDATORS,
+            filter: after.map_or_else(
+                || doc! { "wallet_address": { "$gte": "" } },
+                |a| doc! { "wallet_address": { "$gt": a } },
+            ),
+            sort: doc! { "wallet_address": 1 },
+            limit: capped(limit),
+        }
+    }
+
+    /// Every validator, by address, for the legacy `/validators` (the original's contract: all
+    /// of them; the validators job keeps at most `validators.limit` with a stake).
+    pub fn legacy_validators() -> PublicFind {
+        PublicFind {
+            limit: 0,
+            ..PublicFind::validators(None, 1)
+        }
+    }
+
+    pub fn balance(address: &str) -> PublicFind {
+        PublicFind {
+            collection: names::BALANCES,
+            filter: doc! { "address": address },
+            sort: Document::new(),
+            limit: 1,
+        }
+    }
+
+    pub fn totals() -> PublicFind {
+        PublicFind {
+            collection: names::STATS,
+            filter: doc! { "_id": TOTALS_ID },
+            sort: Document::new(),
+            limit: 1,
+        }
+    }
+
+    /// Every public read, as run with these arguments: what the explain test checks.
+    pub fn every_public_read(address: &str, cursor_time: DateTime) -> Vec<(String, PublicFind)> {
+        let mut reads = vec![
+            (
+                "distributions".to_owned(),
+                PublicFind::distributions(20, None),
+            ),
+            (
+                "distributions, next page".to_owned(),
+                PublicFind::distributions(20, Some(cursor_time)),
+            ),
+            ("job runs".to_owned(), PublicFind::job_runs(None, 20, None)),
+            (
+                "job runs, next page".to_owned(),
+                PublicFind::job_runs(None, 20, Some(cursor_time)),
+            ),
+            (
+                "job runs of one job".to_owned(),
+                PublicFind::job_runs(Some("rewards"), 20, Some(cursor_time)),
+            ),
+            (
+                "payouts of an address".to_owned(),
+                PublicFind::payouts_of(address, 20, None),
+            ),
+            (
+                "payouts of an address, next page".to_owned(),
+                PublicFind::payouts_of(address, 20, Some(cursor_time)),
+            ),
+            ("validators".to_owned(), PublicFind::validators(None, 20)),
+            (
+                "validators, next page".to_owned(),
+                PublicFind::validators(Some(address), 20),
+            ),
+            (
+                "legacy /validators".to_owned(),
+                PublicFind::legacy_validators(),
+            ),
+            ("a balance".to_owned(), PublicFind::balance(address)),
+            ("stats".to_owned(), PublicFind::totals()),
+        ];
+        for collection in [names::POOL_LIST, names::MINER_POOL] {
+            reads.push((
+                format!("{collection} pools"),
+                PublicFind::pools(collection, None, 20),
+            ));
+            reads.push((
+                format!("{collection} pools, next page"),
+                PublicFind::pools(collection, Some(address), 20),
+            ));
+            reads.push((
+                format!("{collection} one pool"),
+                PublicFind::pool(collection, address),
+            ));
+        }
+        reads
+    }
+
+    /// The body of a `find` command (for `explain`).
+    pub fn command(&self) -> Document {
+        let mut command = doc! { "find": self.collection, "filter": self.filter.clone() };
+        if !self.sort.is_empty() {
+            command.insert("sort", self.sort.clone());
+        }
+        if self.limit > 0 {
+            command.insert("limit", self.limit);
+        }
+        command
+    }
+}
+
+impl Store {
+    /// Runs a public read.
+    pub async fn find_public<T>(&self, find: &PublicFind) -> Result<Vec<T>>
+    where
+        T: DeserializeOwned + Send + Sync,
+    {
+        let context = format!("read {}", find.collection);
+        let collection = self.collection::<T>(find.collection);
+        let mut action = collection.find(find.filter.clone()).sort(find.sort.clone());
+        if find.limit > 0 {
+            action = action.limit(find.limit);
+        }
+        action
+            .await
+            .map_err(StoreError::mongo(context.clone()))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo(context))
+    }
+
+    /// Recomputes the totals `/api/v1/stats` shows, from the books: received and the number of
+    /// distributions over `rewardDistributions`, pending and paid over `balances`. Run by the
+    /// rewards and payouts jobs after each run, never by a public read.
+    pub async fn refresh_totals(&self) -> Result<()> {
+        let received = self
+            .sum_fields(
+                names::REWARD_DISTRIBUTIONS,
+                doc! { "received": { "$sum": "$received" }, "count": { "$sum": 1_i64 } },
+            )
+            .await?;
+        let balances = self
+            .sum_fields(
+                names::BALANCES,
+                doc! { "pending": { "$sum": "$pending" }, "paid": { "$sum": "$paid" } },
+            )
+            .await?;
+        let field = |d: &Option<Document>, name: &str| {
+            d.as_ref()
+                .and_then(|d| super::activity::numeric(d.get(name)))
+                .map_or(0, |v| v as i64)
+        };
+        let height = self.last_scanned_height().await?;
+        self.collection::<Document>(names::STATS)
+            .replace_one(
+                doc! { "_id": TOTALS_ID },
+                doc! {
+                    "_id": TOTALS_ID,
+                    "last_scanned_height": height,
+                    "received": field(&received, "received"),
+                    "distributions": field(&received, "count"),
+                    "pending": field(&balances, "pending"),
+                    "paid": field(&balances, "paid"),
+                    "as_of": DateTime::now(),
+                },
+            )
+            .upsert(true)
+            .await
+            .map_err(StoreError::mongo("write the totals"))?;
+        Ok(())
+    }
+
+    /// Totals for `/api/v1/stats`: one read by `_id`, all figures as of one moment (`as_of`).
+    /// Zero until the first rewards or payouts run has written them.
+    pub async fn totals(&self) -> Result<Totals> {
+        let totals: Vec<Document> = self.find_public(&PublicFind::totals()).await?;
+        let totals = totals.into_iter().next();
+        let field = |name: &str| {
+            totals
+                .as_ref()
+                .and_then(|d| super::activity::numeric(d.get(name)))
+                .map_or(0, |v| v as i64)
+        };
+        let (pending, paid) = (field("pending"), field("paid"));
+        Ok(Totals {
+            last_scanned_height: totals
+                .as_ref()
+                .and_then(|d| super::activity::numeric(d.get("last_scanned_height")))
+                .map(|h| h as i64),
+            received: field("received"),
+            credited: pending.saturating_add(paid),
+            paid,
+            pending,
+            distributions: field("distributions").max(0) as u64,
+            as_of: totals.as_ref().and_then(|d| match d.get("as_of") {
+                Some(Bson::DateTime(t)) => Some(*t),
+                _ => None,
+            }),
+        })
+    }
+
+    /// One `$group` over a whole collection; `None` when it is empty.
+    async fn sum_fields(&self, collection: &str, sums: Document) -> Result<Option<Document>> {
+        let mut group = doc! { "_id": Bson::Null };
+        group.extend(sums);
+        let context = format!("sum {collection}");
+        let mut found: Vec<Document> = self
+            .collection::<Document>(collection)
+            .aggregate(vec![doc! { "$group": group }])
+            .await
+            .map_err(StoreError::mongo(context.clone()))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo(context))?;
+        Ok(found.pop())
+    }
+}
