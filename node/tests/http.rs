@@ -750,3 +750,62 @@ fn hostile_http_bodies_and_frames_change_nothing() {
         "hostile input changed what is stored"
     );
 }
+
+/// Following `next` walks a list page by page: each item once, newest first (or by address),
+/// and `next` is null on the last page.
+#[tokio::test]
+async fn lists_page_through_their_cursors() {
+    let n = node("http_paging").await;
+    let start = DateTime::now().timestamp_millis();
+    for i in 0..25_i64 {
+        n.store
+            .collection::<bson::Document>("jobRuns")
+            .insert_one(doc! {
+                "_id": format!("run-{i:02}"), "job": "decay", "outcome": "succeeded",
+                "started_at": DateTime::from_millis(start - i * 1000),
+            })
+            .await
+            .unwrap();
+        n.register_pool(&format!("{POOL_A}{i:02}")).await;
+    }
+    let walk = |path: &'static str, list: &'static str, cursor: &'static str| {
+        let base = n.http.clone();
+        async move {
+            let mut seen = Vec::new();
+            let mut next: Option<String> = None;
+            for _ in 0..10 {
+                let url = match &next {
+                    Some(c) => format!("{base}{path}?limit=10&{cursor}={c}"),
+                    None => format!("{base}{path}?limit=10"),
+                };
+                let page = json_of(url).await;
+                let items = page[list].as_array().unwrap().clone();
+                seen.extend(items.iter().map(|i| {
+                    i.get("id")
+                        .or(i.get("address"))
+                        .and_then(Value::as_str)
+                        .unwrap()
+                        .to_owned()
+                }));
+                match page["next"].as_str() {
+                    Some(c) => next = Some(c.to_owned()),
+                    None => return seen,
+                }
+            }
+            panic!("{path}: more pages than items");
+        }
+    };
+    let runs = walk("/api/v1/job-runs", "jobRuns", "before").await;
+    let expected: Vec<String> = (0..25).map(|i| format!("run-{i:02}")).collect();
+    assert_eq!(runs, expected, "newest first, each once");
+    let pools = walk("/api/v1/pools", "pools", "after").await;
+    let mut expected: Vec<String> = (0..25).map(|i| format!("{POOL_A}{i:02}")).collect();
+    expected.sort();
+    assert_eq!(pools, expected, "by address, each once");
+    let bad = http()
+        .get(format!("{}/api/v1/job-runs?before=yesterday", n.http))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+}
