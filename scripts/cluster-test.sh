@@ -253,7 +253,9 @@ step "kubectl get cronjobs,jobs"
 for job in rewards validators payouts decay; do
     grep -Eq "^job.batch/local-$job-[0-9]+ +1/1 " "$OUT" || fail "no completed $job Job listed"
 done
-step "kubectl logs job/\$(kubectl get jobs"
+step "DONE=\$(kubectl get jobs"
+[ -n "$DONE" ] || fail "no completed rewards Job found"
+step "kubectl logs \"job/\$DONE\""
 json "assert d['job'] == 'rewards' and d['outcome'] == 'succeeded', d" <"$OUT" ||
     fail "the rewards run's log does not end with its JSON summary"
 for job in validators payouts decay; do
