@@ -157,9 +157,15 @@ async fn worker(cli: Arc<Cli>, counters: Arc<Counters>, started: Instant) {
 
 async fn send(url: &str, message: &str) -> anyhow::Result<String> {
     let exchange = async {
-        let (mut ws, _) = tokio_tungstenite::connect_async(url)
-            .await
-            .context("connecting")?;
+        // A pod that is gone does not refuse: its address just never answers. A validator gives
+        // up on it quickly and tries elsewhere.
+        let (mut ws, _) = tokio::time::timeout(
+            Duration::from_secs(2),
+            tokio_tungstenite::connect_async(url),
+        )
+        .await
+        .context("no connection within 2 s")?
+        .context("connecting")?;
         ws.send(Message::text(message)).await.context("sending")?;
         match ws.next().await {
             Some(Ok(Message::Text(text))) => Ok(text.to_string()),
