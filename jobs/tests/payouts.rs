@@ -6,7 +6,6 @@ mod common;
 
 use bson::doc;
 use common::{Harness, stderr};
-use futures::TryStreamExt;
 use minerpool_core::config::Sender;
 use minerpool_core::money::Amount;
 use minerpool_core::store::documents::Balance;
@@ -93,15 +92,7 @@ fn bury(h: &Harness) {
 
 /// The one payout batch (panics if there is not exactly one).
 async fn only_batch(h: &Harness) -> PayoutBatch {
-    let batches: Vec<PayoutBatch> = h
-        .store
-        .payout_batches()
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = h.batches().await;
     assert_eq!(batches.len(), 1, "{batches:?}");
     batches.into_iter().next().unwrap()
 }
@@ -137,17 +128,6 @@ async fn run_ok(h: &Harness) -> serde_json::Value {
     common::summary(&output)
 }
 
-async fn balance(h: &Harness, address: &str) -> (i64, i64) {
-    let b = h
-        .store
-        .balances()
-        .find_one(doc! { "address": address })
-        .await
-        .unwrap()
-        .unwrap();
-    (b.pending, b.paid)
-}
-
 /// Every due recipient paid once on chain and in the database; r3 untouched.
 async fn assert_paid_once(h: &Harness) {
     for (address, amount) in recipients().into_iter().take(2) {
@@ -157,14 +137,14 @@ async fn assert_paid_once(h: &Harness) {
             "{address} paid once on chain"
         );
         assert_eq!(
-            balance(h, &address).await,
+            h.balance(&address).await,
             (0, amount),
             "{address} in the database"
         );
     }
     let (r3, small) = recipients().pop().unwrap();
     assert_eq!(h.sim.paid_to(&r3), (0, 0));
-    assert_eq!(balance(h, &r3).await, (small, 0));
+    assert_eq!(h.balance(&r3).await, (small, 0));
 }
 
 #[tokio::test]
@@ -179,7 +159,7 @@ async fn a_payout_counts_as_paid_only_once_its_block_is_settled() {
             "{depth} deep: {run}"
         );
         assert_eq!(
-            balance(&h, &recipients()[0].0).await,
+            h.balance(&recipients()[0].0).await,
             (0, 0),
             "{depth} deep: not yet paid"
         );
@@ -212,7 +192,7 @@ async fn a_batch_is_paid_submitted_then_confirmed() {
     // Not yet in a block: nothing counts as paid, and no second batch is made.
     let again = run_ok(&h).await;
     assert_eq!(again["details"]["created"], serde_json::Value::Null);
-    assert_eq!(balance(&h, &recipients()[0].0).await, (0, 0));
+    assert_eq!(h.balance(&recipients()[0].0).await, (0, 0));
     bury(&h);
     let settled = run_ok(&h).await;
     assert_eq!(
@@ -290,7 +270,7 @@ async fn a_refused_push_never_refunds_and_an_abandon_by_hand_refunds_once_proven
     );
     for (address, _) in recipients().into_iter().take(2) {
         assert_eq!(
-            balance(&h, &address).await,
+            h.balance(&address).await,
             (0, 0),
             "{address}: still in flight, never refunded on an answer"
         );
@@ -317,7 +297,7 @@ async fn a_refused_push_never_refunds_and_an_abandon_by_hand_refunds_once_proven
         "only the abandoning self-send reached the chain"
     );
     assert_eq!(
-        balance(&h, &recipients()[0].0).await,
+        h.balance(&recipients()[0].0).await,
         (0, 0),
         "no refund before the proof is in a block"
     );
@@ -532,7 +512,7 @@ async fn a_balance_no_255_coins_cover_is_paid_after_a_consolidation() {
     bury(&h);
     run_ok(&h).await;
     assert_eq!(h.sim.paid_to(&big), (coins("6") as u64, 1));
-    assert_eq!(balance(&h, &big).await, (0, coins("6")));
+    assert_eq!(h.balance(&big).await, (0, coins("6")));
 }
 
 #[tokio::test]
@@ -552,11 +532,7 @@ async fn an_unpayable_address_is_held_aside_and_everyone_else_is_paid() {
     bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
-    assert_eq!(
-        balance(&h, &off_curve).await,
-        (coins("9"), 0),
-        "left pending"
-    );
+    assert_eq!(h.balance(&off_curve).await, (coins("9"), 0), "left pending");
     let mut lines = recipients();
     lines.push((off_curve.clone(), coins("9")));
     credit(&h, lines).await;
@@ -591,7 +567,7 @@ async fn the_fee_comes_from_the_reward_address_and_is_accounted() {
         fee,
         "the transaction pays exactly the fee"
     );
-    assert_eq!(balance(&h, &reward).await, (coins("0.5") - fee, 0));
+    assert_eq!(h.balance(&reward).await, (coins("0.5") - fee, 0));
     bury(&h);
     run_ok(&h).await;
     assert_paid_once(&h).await;
@@ -626,7 +602,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         "{}",
         stderr(&output)
     );
-    assert_eq!(balance(&h, &recipients()[0].0).await, (coins("5"), 0));
+    assert_eq!(h.balance(&recipients()[0].0).await, (coins("5"), 0));
     assert_eq!(
         h.store
             .payout_batches()
@@ -647,7 +623,7 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
             "{failure:?}: {}",
             stderr(&output)
         );
-        assert_eq!(balance(&h, &recipients()[0].0).await, (coins("5"), 0));
+        assert_eq!(h.balance(&recipients()[0].0).await, (coins("5"), 0));
         assert_eq!(
             h.store
                 .payout_batches()
@@ -694,7 +670,7 @@ async fn the_dry_run_sender_sends_nothing() {
     assert_eq!(summary["details"]["sender"], "dry-run");
     assert_eq!(summary["details"]["simulated"]["recipients"], 2);
     assert_eq!(h.sim.accepted(), 0);
-    assert_eq!(balance(&h, &recipients()[0].0).await, (coins("5"), 0));
+    assert_eq!(h.balance(&recipients()[0].0).await, (coins("5"), 0));
 }
 
 /// Records a distribution that credited exactly the seeded balances, so the books start right.
@@ -798,7 +774,7 @@ async fn the_first_run_imports_temp_withdrawals_and_names_what_it_held() {
     assert_eq!(held.as_array().map(Vec::len), Some(1), "{summary}");
     assert_eq!(held[0]["id"], "8b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e");
     assert_eq!(held[0]["address"], minerpool_tests::fixtures::OFF_CURVE);
-    assert_eq!(balance(&h, &owed).await, (coins("1.5"), 0));
+    assert_eq!(h.balance(&owed).await, (coins("1.5"), 0));
     assert_eq!(
         summary["details"]["simulated"]["recipients"], 3,
         "the imported wallet is due with the others: {summary}"

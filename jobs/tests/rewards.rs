@@ -261,18 +261,6 @@ async fn pending(h: &Harness) -> BTreeMap<String, i64> {
         .collect()
 }
 
-async fn distributions(h: &Harness) -> Vec<RewardDistribution> {
-    h.store
-        .reward_distributions()
-        .find(doc! {})
-        .sort(doc! { "first_block": 1 })
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap()
-}
-
 fn assert_conserved(distributions: &[RewardDistribution]) {
     for d in distributions {
         let sum: i64 = d.lines.iter().map(|l| l.units).sum();
@@ -292,7 +280,7 @@ async fn a_scripted_chain_is_credited_exactly_as_computed_by_hand() {
     assert_eq!(first["details"]["received"], "15.60000001");
     assert_eq!(first["details"]["transactionsCredited"], 4);
 
-    let d = distributions(&h).await;
+    let d = h.distributions().await;
     assert_eq!(d.len(), 1);
     assert_eq!(d[0].id, "100-109");
     assert_eq!(d[0].received, 1_560_000_001);
@@ -333,7 +321,7 @@ async fn a_scripted_chain_is_credited_exactly_as_computed_by_hand() {
     let third = h.run_ok("rewards").await;
     assert_eq!(third["details"]["blocks"], 0, "nothing to do: {third}");
 
-    let d = distributions(&h).await;
+    let d = h.distributions().await;
     assert_eq!(d.len(), 2);
     assert_conserved(&d);
     let balances = pending(&h).await;
@@ -395,7 +383,7 @@ async fn scan_to_the_end(h: &Harness) {
 async fn assert_credited_once(h: &Harness) {
     let balances = pending(h).await;
     assert_eq!(balances.values().sum::<i64>(), SCRIPTED_TOTAL);
-    let d = distributions(h).await;
+    let d = h.distributions().await;
     assert_conserved(&d);
     assert_eq!(d.iter().map(|d| d.received).sum::<i64>(), SCRIPTED_TOTAL);
     let mut hashes: Vec<String> = d.iter().flat_map(|d| d.hashes.clone()).collect();
@@ -713,7 +701,8 @@ fn paying_chain(first: u64, last: u64) -> Scenario {
 const COIN: i64 = 100_000_000;
 
 async fn credited_hashes(h: &Harness) -> Vec<String> {
-    let mut hashes: Vec<String> = distributions(h)
+    let mut hashes: Vec<String> = h
+        .distributions()
         .await
         .into_iter()
         .flat_map(|d| d.hashes)
@@ -878,7 +867,7 @@ async fn a_reorg_within_the_unsettled_depth_credits_the_replacement_and_never_th
     // 100–112 but 108 pay 1 each (12), the replacement 7.
     assert_eq!(total_pending(&pending(&h).await), 19 * COIN);
     assert_eq!(scanned_blocks(&h).await, chain_hashes(&h, 100..=115));
-    assert_conserved(&distributions(&h).await);
+    assert_conserved(&h.distributions().await);
 }
 
 #[tokio::test]

@@ -16,9 +16,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bson::doc;
 use common::{Harness, stderr};
-use futures::TryStreamExt;
 use minerpool_core::config::Sender;
 use minerpool_core::money::Amount;
 use minerpool_core::store::documents::PoolScore;
@@ -73,16 +71,7 @@ fn income(id: u64, wallet: &str, units: i64) -> SimBlock {
 /// Units credited to each address by every distribution so far.
 async fn credited(h: &Harness) -> BTreeMap<String, i64> {
     let mut credited = BTreeMap::new();
-    let distributions: Vec<_> = h
-        .store
-        .reward_distributions()
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
-    for d in distributions {
+    for d in h.distributions().await {
         for line in d.lines {
             *credited.entry(line.address).or_insert(0) += line.units;
         }
@@ -278,28 +267,14 @@ async fn soak(label: &str, rounds: u32, seed: u64) {
     let credit = credited(&h).await;
     let mut paid_total = 0;
     for address in credit.keys() {
-        let balance = h
-            .store
-            .balances()
-            .find_one(doc! { "address": address })
-            .await
-            .unwrap()
-            .unwrap();
+        let (_, paid) = h.balance(address).await;
         let (on_chain, _) = h.sim.confirmed_paid_to(address);
-        assert_eq!(on_chain as i64, balance.paid, "{address}: on chain vs paid");
+        assert_eq!(on_chain as i64, paid, "{address}: on chain vs paid");
         assert_eq!(h.sim.pending_paid_to(address).0, 0, "{address}");
-        paid_total += balance.paid;
+        paid_total += paid;
     }
     let audit = h.run_ok("audit").await;
-    let batches: Vec<_> = h
-        .store
-        .payout_batches()
-        .find(doc! {})
-        .await
-        .unwrap()
-        .try_collect()
-        .await
-        .unwrap();
+    let batches = h.batches().await;
     let by_state = batches.iter().fold(BTreeMap::new(), |mut m, b| {
         *m.entry(format!("{:?}", b.state)).or_insert(0) += 1;
         m

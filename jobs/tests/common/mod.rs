@@ -5,8 +5,12 @@
 use std::path::PathBuf;
 use std::process::Output;
 
+use bson::doc;
+use futures::TryStreamExt;
 use minerpool_core::config::Config;
 use minerpool_core::store::Store;
+use minerpool_core::store::documents::RewardDistribution;
+use minerpool_core::store::payouts::PayoutBatch;
 use minerpool_core::testing::{fresh_store, mongodb_uri};
 use minerpool_tests::chain_sim::{ChainSim, Scenario};
 use minerpool_tests::fixtures::{INODE, REWARD};
@@ -94,6 +98,43 @@ impl Harness {
             String::from_utf8_lossy(&output.stdout)
         );
         summary(&output)
+    }
+
+    /// Every payout batch.
+    pub async fn batches(&self) -> Vec<PayoutBatch> {
+        self.store
+            .payout_batches()
+            .find(doc! {})
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    /// Every reward distribution, in block order.
+    pub async fn distributions(&self) -> Vec<RewardDistribution> {
+        self.store
+            .reward_distributions()
+            .find(doc! {})
+            .sort(doc! { "first_block": 1 })
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap()
+    }
+
+    /// `(pending, paid)` of an address that has a balance.
+    pub async fn balance(&self, address: &str) -> (i64, i64) {
+        let b = self
+            .store
+            .balances()
+            .find_one(doc! { "address": address })
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{address} has no balance"));
+        (b.pending, b.paid)
     }
 }
 
