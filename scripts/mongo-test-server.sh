@@ -54,6 +54,7 @@ client = pymongo.MongoClient(sys.argv[1], int(sys.argv[2]), directConnection=Tru
 client.admin.command("ping")
 PY
             echo "$uri" >"$dir/uri"
+            [ "$mode" = "--standalone" ] || start_reaper "$dir" "$host" "$port"
             echo "$uri"
             return 0
         fi
@@ -70,8 +71,38 @@ PY
     return 1
 }
 
+# mongod aborts a transaction that outlives transactionLifetimeLimitSeconds (60 s) from a
+# periodic sweeper. SecantusDB reaps such transactions only when a transaction command reaches it,
+# so a transaction left open by a crashed process would hold its documents for ever on an
+# otherwise quiet server (a write waiting on them waits with it). A tiny transaction every 2 s
+# gives it mongod's sweep.
+start_reaper() {
+    local dir=$1 host=$2 port=$3
+    "$VENV/bin/python" - "$host" "$port" >"$dir/reaper.log" 2>&1 <<'PY' &
+import sys, time, pymongo
+client = pymongo.MongoClient(sys.argv[1], int(sys.argv[2]), directConnection=True,
+                             serverSelectionTimeoutMS=2000)
+while True:
+    try:
+        with client.start_session() as session:
+            session.start_transaction()
+            client["secantus_sweep"]["sweep"].find_one({}, session=session)
+            session.abort_transaction()
+    except pymongo.errors.ServerSelectionTimeoutError:
+        sys.exit(0)
+    except pymongo.errors.PyMongoError:
+        pass
+    time.sleep(2)
+PY
+    echo $! >"$dir/reaper.pid"
+}
+
 stop() {
     local dir=$1 pid
+    if [ -f "$dir/reaper.pid" ]; then
+        kill -TERM "$(cat "$dir/reaper.pid")" 2>/dev/null || true
+        rm -f "$dir/reaper.pid"
+    fi
     [ -f "$dir/pid" ] || return 0
     pid=$(cat "$dir/pid")
     if kill -0 "$pid" 2>/dev/null; then
