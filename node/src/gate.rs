@@ -68,20 +68,13 @@ impl Gate {
     pub fn admit(self: &Arc<Self>, client: IpAddr) -> Admission {
         let refused = || Admission::Refused(self.refusals.clone().try_acquire_owned().ok());
         let mut clients = self.clients.lock().unwrap_or_else(|e| e.into_inner());
-        let count = clients.entry(client).or_default();
-        if *count >= self.per_client {
-            if *count == 0 {
-                clients.remove(&client);
-            }
+        if clients.get(&client).copied().unwrap_or(0) >= self.per_client {
             return refused();
         }
         let Ok(open) = self.open.clone().try_acquire_owned() else {
-            if *count == 0 {
-                clients.remove(&client);
-            }
             return refused();
         };
-        *count += 1;
+        *clients.entry(client).or_default() += 1;
         Admission::Admitted(Pass {
             _open: open,
             gate: self.clone(),
