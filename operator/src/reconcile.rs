@@ -139,7 +139,7 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
                 Err(error) => {
                     // Status still tells what went wrong; the Deployment as it is, if any.
                     let deployment = deployments.get_opt(&node_name).await.ok().flatten();
-                    live_jobs.retain(|j| owned_by(j, &uid));
+                    live_jobs.retain(|j| desired::controlled_by(&j.metadata, &uid));
                     apply_error = Some(error);
                     (deployment, Vec::new())
                 }
@@ -156,19 +156,21 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
     };
     let apply_failure = match &apply_error {
         None => None,
-        Some(Error::Conflict { .. }) => {
-            Some(("Conflict".to_owned(), apply_error_text(&apply_error)))
+        Some(conflict @ Error::Conflict { .. }) => {
+            Some(("Conflict".to_owned(), conflict.to_string()))
         }
-        Some(Error::Kube {
-            source: kube::Error::Api(status),
-            ..
-        }) => Some((
+        Some(
+            refused @ Error::Kube {
+                source: kube::Error::Api(status),
+                ..
+            },
+        ) => Some((
             if status.reason.is_empty() {
                 "ApplyFailed".to_owned()
             } else {
                 status.reason.clone()
             },
-            apply_error_text(&apply_error),
+            refused.to_string(),
         )),
         // The API server could not be reached: there is no status to write either.
         Some(_) => return Err(apply_error.expect("matched Some")),
@@ -222,10 +224,6 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
     }))
 }
 
-fn apply_error_text(error: &Option<Error>) -> String {
-    error.as_ref().map(ToString::to_string).unwrap_or_default()
-}
-
 /// Applies every child of a valid MinerPool (those whose applied digest and fields are current
 /// are left alone), and deletes the CronJobs of jobs it no longer wants. Returns the Deployment
 /// and the CronJobs as they are now.
@@ -255,7 +253,8 @@ async fn apply_children(
     }
     // CronJobs of this MinerPool it no longer wants (a disabled job).
     for unwanted in live_jobs.iter().filter(|live| {
-        owned_by(live, uid) && !kept.iter().any(|k| k.metadata.name == live.metadata.name)
+        desired::controlled_by(&live.metadata, uid)
+            && !kept.iter().any(|k| k.metadata.name == live.metadata.name)
     }) {
         let job = unwanted.name_any();
         cron_job_api
@@ -272,15 +271,6 @@ fn truncate(text: &str, max: usize) -> String {
         Some((at, _)) => format!("{}…", &text[..at]),
         None => text.to_string(),
     }
-}
-
-fn owned_by(object: &DynamicObject, uid: &str) -> bool {
-    object
-        .metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .any(|o| o.uid == uid)
 }
 
 /// Reads each Secret the spec names (a missing one is simply absent from the result).
