@@ -115,6 +115,11 @@ pub const MAX_CONFIRMATIONS: u32 = 998;
 /// A pod's grace period must cover the delay; Kubernetes' default is 30 s, 300 s is generous.
 pub const MAX_SHUTDOWN_DELAY_SECONDS: u32 = 300;
 
+/// A group write carries at most this many TASKs and PINGs: one `bulkWrite` stays far below the
+/// server's 48 MB message and 100,000-operation limits, and a failed group fails a bounded
+/// number of clients.
+pub const MAX_GROUP_SIZE: u32 = 10_000;
+
 /// Longest `chain.rateLimitWaitSeconds`: a job stuck longer than an hour is better failed.
 pub const MAX_RATE_LIMIT_WAIT_SECONDS: u64 = 3600;
 
@@ -194,6 +199,16 @@ pub struct NodeConfig {
     pub admin_requests_per_minute_per_client: u32,
     /// `/modify-pool-list/` requests a minute from all clients together.
     pub admin_requests_per_minute: u32,
+    /// TASKs and PINGs that arrive while a write is in flight are written together in the next
+    /// one; `false` writes each in its own transaction.
+    pub group_commit: bool,
+    /// Most TASKs and PINGs in one group write.
+    pub max_group_size: u32,
+    /// The checks before scoring read an in-memory copy of `poolList` and `validatorsList`,
+    /// kept current by a change stream; `false` reads the database for every message.
+    pub registry_cache: bool,
+    /// The cached registry is read again in full this often, whatever the change stream says.
+    pub registry_reload_seconds: u32,
 }
 
 impl Default for NodeConfig {
@@ -209,6 +224,10 @@ impl Default for NodeConfig {
             http_request_timeout_seconds: 15,
             admin_requests_per_minute_per_client: 10,
             admin_requests_per_minute: 60,
+            group_commit: true,
+            max_group_size: 512,
+            registry_cache: true,
+            registry_reload_seconds: 60,
         }
     }
 }
@@ -403,10 +422,24 @@ impl Config {
                 "node.adminRequestsPerMinute",
                 self.node.admin_requests_per_minute,
             ),
+            ("node.maxGroupSize", self.node.max_group_size),
+            (
+                "node.registryReloadSeconds",
+                self.node.registry_reload_seconds,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        if self.node.max_group_size > MAX_GROUP_SIZE {
+            return Err(invalid(
+                "node.maxGroupSize",
+                format!(
+                    "must be 1 to {MAX_GROUP_SIZE}, got {}",
+                    self.node.max_group_size
+                ),
+            ));
         }
         if self.node.shutdown_delay_seconds > MAX_SHUTDOWN_DELAY_SECONDS {
             return Err(invalid(

@@ -356,7 +356,12 @@ struct TaskWriteSet {
 impl TaskWriteSet {
     fn new(validator: &str, pool: &str, val_id: &str, increment: i64, now: DateTime) -> Self {
         TaskWriteSet {
-            receipt: doc! { "validator_wallet": validator, "val_id": val_id, "accepted_at": now },
+            receipt: doc! {
+                "_id": receipt_id(validator, val_id),
+                "validator_wallet": validator,
+                "val_id": val_id,
+                "accepted_at": now,
+            },
             pool_filter: doc! { "pool_address": pool },
             pool_update: vec![doc! { "$set": {
                 "score": pool_score_after_task_expr(increment),
@@ -395,8 +400,14 @@ impl TaskWriteSet {
     }
 }
 
+/// The `_id` of a TASK's receipt: its key, so that the receipts of a whole group are found with
+/// one `_id` lookup. A uPow address has no `/`, so the split is unambiguous.
+pub fn receipt_id(validator: &str, val_id: &str) -> String {
+    format!("{validator}/{val_id}")
+}
+
 /// (index, code) of the model an ordered multi-collection bulk write stopped at.
-fn failed_model(error: &mongodb::error::Error) -> Option<(usize, i32)> {
+pub(super) fn failed_model(error: &mongodb::error::Error) -> Option<(usize, i32)> {
     use mongodb::error::ErrorKind;
     match error.kind.as_ref() {
         ErrorKind::BulkWrite(e) => e

@@ -4,10 +4,13 @@
 pub mod activity;
 pub mod audit;
 pub mod documents;
+pub mod groups;
 pub mod imports;
+pub mod intake;
 pub mod loose;
 pub mod payouts;
 pub mod reads;
+pub mod registry;
 pub mod rewards;
 pub mod runs;
 pub mod scores;
@@ -53,6 +56,9 @@ pub enum StoreError {
     /// The run no longer holds its job lock: the move was refused and nothing was written.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// The group write carrying this message failed; every message in it gets this error.
+    #[error("the group write failed: {0}")]
+    Group(Arc<StoreError>),
 }
 
 impl StoreError {
@@ -63,7 +69,11 @@ impl StoreError {
     }
 
     fn has_label(&self, label: &str) -> bool {
-        matches!(self, StoreError::Mongo { source, .. } if source.contains_label(label))
+        match self {
+            StoreError::Mongo { source, .. } => source.contains_label(label),
+            StoreError::Group(error) => error.has_label(label),
+            _ => false,
+        }
     }
 
     /// A duplicate-key error (E11000): a unique index refused the write.
