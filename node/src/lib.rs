@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
-use minerpool_core::store::activity::TaskRecorder;
+use minerpool_core::store::intake::Intake;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -67,8 +67,8 @@ const HTTP_CONNECTION_LIFETIME_SECONDS: u64 = 300;
 /// What every handler shares.
 pub struct NodeState {
     pub store: Store,
-    /// Writes TASKs the cheapest way the server allows.
-    pub tasks: TaskRecorder,
+    /// Checks and records TASKs and PINGs.
+    pub intake: Intake,
     pub config: Config,
     pub secrets: Secrets,
     pub metrics: Metrics,
@@ -80,6 +80,29 @@ pub struct NodeState {
     pub draining: std::sync::atomic::AtomicBool,
     /// Bounds `/modify-pool-list/` per client address and in all.
     pub admin_rate_limit: http::legacy::AdminRateLimit,
+}
+
+impl NodeState {
+    /// The state of a node serving `config`, with its limits and rate limits from the config.
+    pub fn new(
+        store: Store,
+        intake: Intake,
+        config: Config,
+        secrets: Secrets,
+        admin_rsa_key: Option<rsa::RsaPrivateKey>,
+    ) -> NodeState {
+        NodeState {
+            store,
+            intake,
+            limits: Limits::from_config(&config),
+            admin_rate_limit: http::legacy::AdminRateLimit::from_config(&config),
+            config,
+            secrets,
+            metrics: Metrics::default(),
+            admin_rsa_key,
+            draining: Default::default(),
+        }
+    }
 }
 
 /// A running node: its bound addresses and a way to stop it.

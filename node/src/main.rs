@@ -9,10 +9,9 @@ use clap::{Parser, Subcommand};
 use minerpool_core::chain::ChainClient;
 use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
-use minerpool_core::store::activity::TaskRecorder;
+use minerpool_core::store::intake::{Intake, IntakeOptions};
 use minerpool_jobs::{Context, DEFAULT_LOCK_TTL};
-use minerpool_node::metrics::Metrics;
-use minerpool_node::{Limits, NodeState, parse_admin_key, standalone, start};
+use minerpool_node::{NodeState, parse_admin_key, standalone, start};
 
 #[derive(Parser)]
 #[command(
@@ -85,17 +84,15 @@ async fn run() -> anyhow::Result<()> {
         config.node.shutdown_delay_seconds,
     );
     let open_files = raise_open_files_limit();
-    let state = NodeState {
-        tasks: TaskRecorder::new(store.clone()).await?,
-        store: store.clone(),
-        limits: Limits::from_config(&config),
-        config: config.clone(),
+    let intake = Intake::start(store.clone(), IntakeOptions::from_config(&config.node)).await?;
+    tracing::info!(messages = %intake.describe(), "TASK and PING intake");
+    let state = NodeState::new(
+        store.clone(),
+        intake,
+        config.clone(),
         secrets,
-        metrics: Metrics::default(),
         admin_rsa_key,
-        draining: Default::default(),
-        admin_rate_limit: minerpool_node::http::legacy::AdminRateLimit::from_config(&config),
-    };
+    );
     if let Some(open_files) = open_files {
         state.metrics.set_limit("open_files", open_files);
         let needed = u64::from(config.node.max_connections)

@@ -289,7 +289,6 @@ async fn respond(
     request: Request,
     state: &NodeState,
 ) -> Result<String, minerpool_core::store::StoreError> {
-    let store = &state.store;
     let (validator, pool) = match &request {
         Request::Task {
             validator, pool, ..
@@ -300,7 +299,7 @@ async fn respond(
     let Some(validator) = validator else {
         return Ok(UNKNOWN_TYPE.to_owned());
     };
-    let parties = store.parties(Some(validator), pool).await?;
+    let parties = state.intake.parties(Some(validator), pool).await?;
     if pool.is_some() && !parties.pool_registered {
         return Ok(POOL_NOT_REGISTERED.to_owned());
     }
@@ -319,7 +318,7 @@ async fn respond(
             val_id,
         } => {
             let recorded = state
-                .tasks
+                .intake
                 .record_task(
                     &validator,
                     &pool,
@@ -338,7 +337,8 @@ async fn respond(
             ip,
             port,
         } => {
-            store
+            state
+                .intake
                 .record_ping(&validator, &ip.to_string(), port, now)
                 .await?;
             Ok(PONG.to_owned())

@@ -8,6 +8,7 @@ use common::{Options, node, node_with, ping, reply, task};
 use futures::SinkExt;
 use minerpool_core::store::TASK_GIVE_UP_AFTER;
 use minerpool_core::store::activity::TASK_AFTER_RECEIPT;
+use minerpool_core::store::groups::GROUP_BEFORE_COMMIT;
 use minerpool_core::testing::refuse_pool_score;
 use minerpool_node::Limits;
 use minerpool_node::websocket::*;
@@ -27,6 +28,8 @@ async fn every_reply_string() {
         .insert_one(bson::doc! { "wallet_address": VALIDATOR_3 })
         .await
         .unwrap();
+    n.registry_shows(Some(VALIDATOR_3), None, |p| p.validator_found)
+        .await;
 
     assert_eq!(
         n.send(&task(POOL_A, VALIDATOR_1, "v-1")).await,
@@ -87,15 +90,7 @@ async fn task_score_follows_the_percentage_and_caps_at_100() {
     let validators = [VALIDATOR_1, VALIDATOR_2, VALIDATOR_3];
     for (i, ((percentage, increment), pool)) in cases.iter().zip(pools).enumerate() {
         let validator = validators[i % 3];
-        n.store
-            .collection::<bson::Document>("validatorsList")
-            .update_one(
-                bson::doc! { "wallet_address": validator },
-                bson::doc! { "$set": { "percentage": *percentage } },
-            )
-            .upsert(true)
-            .await
-            .unwrap();
+        n.set_percentage(validator, *percentage).await;
         n.register_pool(pool).await;
         let reply = n.send(&task(pool, validator, &format!("arith-{i}"))).await;
         if *percentage < 1.0 {
@@ -355,10 +350,16 @@ async fn identical_tasks_at_the_same_moment_score_once() {
     assert_eq!(n.pool_score(POOL_A).await, Some(10));
 }
 
-/// The real `minerpool-node serve` on `database`, with `MINERPOOL_FAULT` set to `fault`; ready.
-async fn node_process(database: &str, fault: Option<&str>) -> (tokio::process::Child, String) {
+/// The real `minerpool-node serve` on `database`, configured by `configure`, with
+/// `MINERPOOL_FAULT` set to `fault`; ready.
+async fn node_process_with(
+    database: &str,
+    fault: Option<&str>,
+    configure: impl FnOnce(&mut minerpool_core::config::Config),
+) -> (tokio::process::Child, String) {
     let (http_port, ws_port) = (free_port(), free_port());
     let mut config = minerpool_core::config::Config::with_wallets(INODE, REWARD);
+    configure(&mut config);
     config.mongodb.database = database.to_owned();
     config.node.http_address = format!("127.0.0.1:{http_port}").parse().unwrap();
     config.node.websocket_address = format!("127.0.0.1:{ws_port}").parse().unwrap();
@@ -396,14 +397,26 @@ async fn send_to(ws: &str, message: &str) -> String {
 }
 
 #[tokio::test]
+async fn a_node_crashing_before_its_group_commits_leaves_the_task_to_its_retry() {
+    crash_leaves_the_task_to_its_retry("ws_group_crash", GROUP_BEFORE_COMMIT, true).await;
+}
+
+#[tokio::test]
 async fn a_node_crashing_after_the_receipt_leaves_the_task_to_its_retry() {
-    let n = node("ws_task_crash").await;
+    crash_leaves_the_task_to_its_retry("ws_task_crash", TASK_AFTER_RECEIPT, false).await;
+}
+
+async fn crash_leaves_the_task_to_its_retry(label: &str, fault: &str, group_commit: bool) {
+    let n = node(label).await;
     n.register_pool(POOL_A).await;
     n.add_validator(VALIDATOR_1, 50.0).await;
     let database = n.store.database().name().to_owned();
     let message = task(POOL_A, VALIDATOR_1, "crash-1");
+    let configure = |config: &mut minerpool_core::config::Config| {
+        config.node.group_commit = group_commit;
+    };
 
-    let (mut crashing, ws) = node_process(&database, Some(TASK_AFTER_RECEIPT)).await;
+    let (mut crashing, ws) = node_process_with(&database, Some(fault), configure).await;
     let answer = send_to(&ws, &message).await;
     assert!(!answer.starts_with("SUCCESS"), "{answer}");
     let status = tokio::time::timeout(Duration::from_secs(20), crashing.wait())
@@ -418,7 +431,7 @@ async fn a_node_crashing_after_the_receipt_leaves_the_task_to_its_retry() {
     // scoring, and the first that succeeds scores.
     let crashed_at = Instant::now();
     let bound = Duration::from_secs(60) + TASK_GIVE_UP_AFTER + Duration::from_secs(10);
-    let (_restarted, ws) = node_process(&database, None).await;
+    let (_restarted, ws) = node_process_with(&database, None, configure).await;
     loop {
         let answer = send_to(&ws, &message).await;
         if answer == "SUCCESS: crash-1" {
@@ -436,6 +449,84 @@ async fn a_node_crashing_after_the_receipt_leaves_the_task_to_its_retry() {
         Some(10),
         "the retry was a replay"
     );
+}
+
+/// Three node processes on one database, each writing its own groups, under concurrent TASKs
+/// from 30 validators (some val_ids sent to two nodes at once, one pool crossing the cap, unknown
+/// pools and validators, a validator below 1 %): every reply is the one-at-a-time reply, and
+/// the scores are the sequential arithmetic.
+#[tokio::test]
+async fn three_node_processes_give_the_sequential_scores() {
+    let n = node("ws_three_nodes").await;
+    let validators: Vec<String> = (0..30).map(|i| address_from_key(0x900 + i)).collect();
+    for (i, v) in validators.iter().enumerate() {
+        // 1 % to 29.9 %: increments 1 to 6.
+        n.add_validator(v, 1.0 + i as f64 * 0.99).await;
+    }
+    n.add_validator(VALIDATOR_3, 0.5).await;
+    for pool in [POOL_A, POOL_B, POOL_C] {
+        n.register_pool(pool).await;
+    }
+    let database = n.store.database().name().to_owned();
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        // Every test client is 127.0.0.1.
+        let unlimited = |config: &mut minerpool_core::config::Config| {
+            config.node.max_connections_per_client = u32::MAX;
+        };
+        nodes.push(node_process_with(&database, None, unlimited).await);
+    }
+    let urls: Vec<String> = nodes.iter().map(|(_, ws)| ws.clone()).collect();
+
+    // (message, expected reply); every TASK is sent to a node chosen round-robin, a repeat to
+    // another node at the same moment.
+    let mut sends: Vec<(String, String, String)> = Vec::new();
+    let mut expected: std::collections::HashMap<&str, i64> = Default::default();
+    for (i, v) in validators.iter().enumerate() {
+        let increment = minerpool_core::scoring::pool_score_increment(
+            minerpool_core::scoring::percentage_hundredths(1.0 + i as f64 * 0.99),
+        );
+        for k in 0..6 {
+            let pool = [POOL_A, POOL_B, POOL_C][(i + k) % 3];
+            let val_id = format!("{i}-{k}");
+            let message = task(pool, v, &val_id);
+            let reply = format!("SUCCESS: {val_id}");
+            sends.push((urls[(i + k) % 3].clone(), message.clone(), reply.clone()));
+            if k == 0 {
+                sends.push((urls[(i + k + 1) % 3].clone(), message, reply));
+            }
+            let score = expected.entry(pool).or_insert(0);
+            *score = minerpool_core::scoring::pool_score_after_task(*score, increment);
+        }
+    }
+    sends.push((
+        urls[0].clone(),
+        task(MINER, &validators[0], "u"),
+        POOL_NOT_REGISTERED.into(),
+    ));
+    sends.push((
+        urls[1].clone(),
+        task(POOL_A, PAYER, "u"),
+        VALIDATOR_NOT_FOUND.into(),
+    ));
+    sends.push((
+        urls[2].clone(),
+        task(POOL_A, VALIDATOR_3, "u"),
+        NOT_ENOUGH_PERCENTAGE.into(),
+    ));
+    let replies =
+        futures::future::join_all(sends.iter().map(|(ws, message, _)| send_to(ws, message))).await;
+    for ((_, message, want), got) in sends.iter().zip(&replies) {
+        assert_eq!(got, want, "{message}");
+    }
+    for pool in [POOL_A, POOL_B, POOL_C] {
+        assert_eq!(n.pool_score(pool).await, Some(expected[pool]), "{pool}");
+    }
+    assert!(
+        expected.values().any(|s| *s == 100),
+        "a pool crossed the cap: {expected:?}"
+    );
+    assert_eq!(n.pool_score(MINER).await, None);
 }
 
 /// Told to stop with a drain delay (SIGTERM in a pod), the node fails `/readyz` at once so that

@@ -10,10 +10,10 @@ use bson::{Document, doc};
 use futures::{SinkExt, StreamExt};
 use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
-use minerpool_core::store::activity::{TaskRecorder, TaskWrites};
+use minerpool_core::store::activity::{Parties, TaskWrites};
 use minerpool_core::store::documents::names;
+use minerpool_core::store::intake::{Intake, IntakeOptions};
 use minerpool_core::testing::{fresh_store, mongodb_uri};
-use minerpool_node::metrics::Metrics;
 use minerpool_node::{Limits, NodeState, RunningNode, start};
 use minerpool_tests::fixtures::{INODE, REWARD};
 use tokio_tungstenite::tungstenite::Message;
@@ -22,6 +22,7 @@ pub const ADMIN_TOKEN: &str = "test-admin-token";
 
 pub struct TestNode {
     pub store: Store,
+    pub intake: Intake,
     pub node: RunningNode,
     pub http: String,
     pub ws: String,
@@ -33,6 +34,7 @@ pub struct Options {
     pub store: Option<Store>,
     /// `/modify-pool-list/` per client and in all, per minute.
     pub admin_requests_per_minute: (u32, u32),
+    pub intake: IntakeOptions,
 }
 
 impl Default for Options {
@@ -46,6 +48,7 @@ impl Default for Options {
             admin_rsa_key: None,
             store: None,
             admin_requests_per_minute: (u32::MAX, u32::MAX),
+            intake: IntakeOptions::from_config(&Config::with_wallets(INODE, REWARD).node),
         }
     }
 }
@@ -55,18 +58,25 @@ pub async fn node(label: &str) -> TestNode {
 }
 
 pub async fn node_with(label: &str, options: Options) -> TestNode {
-    // A given store may be unreachable on purpose: then do not ask it what it supports.
-    let (store, tasks) = match options.store {
-        Some(store) => (
-            store.clone(),
-            TaskRecorder::with_writes(store, TaskWrites::Separate),
-        ),
+    // A given store may be unreachable on purpose: then do not ask it what it supports, nor
+    // load a registry from it.
+    let (store, intake) = match options.store {
+        Some(store) => {
+            let intake_options = IntakeOptions {
+                registry_cache: false,
+                ..options.intake
+            };
+            let intake = Intake::start_with(store.clone(), intake_options, TaskWrites::Separate)
+                .await
+                .expect("intake");
+            (store, intake)
+        }
         None => {
             let store = fresh_store(label).await;
-            let tasks = TaskRecorder::new(store.clone())
+            let intake = Intake::start(store.clone(), options.intake)
                 .await
-                .expect("task recorder");
-            (store, tasks)
+                .expect("intake");
+            (store, intake)
         }
     };
     let mut config = Config::with_wallets(INODE, REWARD);
@@ -77,26 +87,25 @@ pub async fn node_with(label: &str, options: Options) -> TestNode {
         admin_token: Some(ADMIN_TOKEN.into()),
         admin_rsa_key: None,
     };
-    let state = NodeState {
-        tasks,
-        store: store.clone(),
+    let mut state = NodeState::new(
+        store.clone(),
+        intake.clone(),
         config,
         secrets,
-        metrics: Metrics::default(),
-        limits: options.limits,
-        admin_rsa_key: options.admin_rsa_key,
-        draining: Default::default(),
-        admin_rate_limit: minerpool_node::http::legacy::AdminRateLimit::new(
-            options.admin_requests_per_minute.0,
-            options.admin_requests_per_minute.1,
-        ),
-    };
+        options.admin_rsa_key,
+    );
+    state.limits = options.limits;
+    state.admin_rate_limit = minerpool_node::http::legacy::AdminRateLimit::new(
+        options.admin_requests_per_minute.0,
+        options.admin_requests_per_minute.1,
+    );
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let node = start(state, any, any).await.expect("start the node");
     TestNode {
         http: format!("http://{}", node.http_address),
         ws: format!("ws://{}", node.websocket_address),
         store,
+        intake,
         node,
     }
 }
@@ -111,6 +120,7 @@ impl TestNode {
         reply(&mut ws).await
     }
 
+    /// Adds a validator and waits until the node's checks see it.
     pub async fn add_validator(&self, address: &str, percentage: f64) {
         self.store
             .collection::<Document>(names::VALIDATORS)
@@ -119,10 +129,56 @@ impl TestNode {
             )
             .await
             .unwrap();
+        self.registry_shows(Some(address), None, |p| {
+            p.validator_percentage == Some(percentage)
+        })
+        .await;
     }
 
+    /// Sets (or adds) a validator's percentage and waits until the node's checks see it.
+    pub async fn set_percentage(&self, address: &str, percentage: f64) {
+        self.store
+            .collection::<Document>(names::VALIDATORS)
+            .update_one(
+                doc! { "wallet_address": address },
+                doc! { "$set": { "percentage": percentage } },
+            )
+            .upsert(true)
+            .await
+            .unwrap();
+        self.registry_shows(Some(address), None, |p| {
+            p.validator_percentage == Some(percentage)
+        })
+        .await;
+    }
+
+    /// Registers a pool and waits until the node's checks see it.
     pub async fn register_pool(&self, address: &str) {
         self.store.register_pool(address).await.unwrap();
+        self.registry_shows(None, Some(address), |p| p.pool_registered)
+            .await;
+    }
+
+    /// Waits (at most 5 s) until the node's checks answer as `shows` wants: a cached registry
+    /// follows the database within milliseconds, not at once.
+    pub async fn registry_shows(
+        &self,
+        validator: Option<&str>,
+        pool: Option<&str>,
+        shows: impl Fn(&Parties) -> bool,
+    ) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let parties = self.intake.parties(validator, pool).await.unwrap();
+            if shows(&parties) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the node's registry never showed {validator:?} {pool:?}: {parties:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     pub async fn pool_score(&self, address: &str) -> Option<i64> {
