@@ -1,10 +1,14 @@
-//! N concurrent WebSocket clients (default 500) sending TASKs, as validators do: one connection,
-//! one frame, one reply per TASK. Prints TASKs/s, p50/p99 latency and MongoDB round trips per
-//! TASK (command monitoring, with the node in this process), then the resident set size of the
-//! real `minerpool-node` binary idle and under the same load.
+//! Concurrent WebSocket clients sending TASKs as validators do (one connection, one frame, one
+//! reply per TASK, each client sending its next TASK once answered), against a node on the test
+//! MongoDB server. The same load runs twice in this process for each client count: first with
+//! group commit and the registry cache off (one transaction and one registry read per TASK),
+//! then with both on. Printed per run: TASKs/s, p50/p99/max latency, database commands per TASK
+//! (command monitoring), the node's CPU time per TASK (its own runtime threads), failed TASKs,
+//! and the ratio of the two runs. Then the resident set size of the real `minerpool-node` binary.
 //!
 //! Run: `scripts/with-test-servers.sh cargo bench -p minerpool-node --bench websocket`
-//! (`BENCH_CLIENTS`, `BENCH_TASKS_PER_CLIENT` to change the load).
+//! (`BENCH_CLIENTS=50,500`, `BENCH_SECONDS=10`, `BENCH_POOLS=1` to change the load,
+//! `BENCH_MAX_GROUP` for `node.maxGroupSize`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,17 +18,16 @@ use std::time::{Duration, Instant};
 use bson::{Document, doc};
 use futures::{SinkExt, StreamExt};
 use minerpool_core::config::{Config, Secrets};
-use minerpool_core::store::Store;
-use minerpool_core::store::activity::TaskRecorder;
 use minerpool_core::store::documents::names;
+use minerpool_core::store::intake::{Intake, IntakeOptions};
+use minerpool_core::store::{CommandCounter, Store};
 use minerpool_core::testing::{counting_store, mongodb_uri};
-use minerpool_node::metrics::Metrics;
-use minerpool_node::{Limits, NodeState, start};
+use minerpool_node::{NodeState, RunningNode, start};
 use minerpool_tests::fixtures::{INODE, REWARD, address_from_key};
 use minerpool_tests::free_port;
 use tokio_tungstenite::tungstenite::Message;
 
-fn env_or(name: &str, default: usize) -> usize {
+fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -35,14 +38,13 @@ fn address(kind: u8, i: usize) -> String {
     address_from_key((u64::from(kind) << 32) + i as u64)
 }
 
-const POOLS: usize = 10;
-
-async fn seed(store: &Store, clients: usize) -> (Vec<String>, Vec<String>) {
+/// The validators (one per client, 5 % each: +1 a TASK) and the registered pools.
+async fn seed(store: &Store, clients: usize, pools: usize) -> (Vec<String>, Vec<String>) {
     let validators: Vec<String> = (0..clients).map(|i| address(1, i)).collect();
-    let pools: Vec<String> = (0..POOLS).map(|i| address(2, i)).collect();
+    let pools: Vec<String> = (0..pools).map(|i| address(2, i)).collect();
     let docs: Vec<Document> = validators
         .iter()
-        .map(|v| doc! { "wallet_address": v, "percentage": 1.5, "score": 0_i64 })
+        .map(|v| doc! { "wallet_address": v, "percentage": 5.0, "score": 0_i64 })
         .collect();
     store
         .collection::<Document>(names::VALIDATORS)
@@ -55,49 +57,186 @@ async fn seed(store: &Store, clients: usize) -> (Vec<String>, Vec<String>) {
     (validators, pools)
 }
 
-/// Runs the load; returns every TASK's latency.
-async fn load(
-    ws: &str,
-    validators: &[String],
-    pools: &[String],
-    per_client: usize,
-) -> Vec<Duration> {
+/// What the clients saw.
+struct Load {
+    latencies: Vec<Duration>,
+    failed: u64,
+}
+
+/// Every client sends TASKs back to back until `seconds` have passed.
+async fn load(ws: &str, validators: &[String], pools: &[String], seconds: Duration) -> Load {
+    let deadline = Instant::now() + seconds;
     let mut clients = Vec::new();
     for (c, validator) in validators.iter().enumerate() {
         let ws = ws.to_owned();
         let validator = validator.clone();
         let pools = pools.to_vec();
         clients.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(per_client);
-            for k in 0..per_client {
+            let (mut latencies, mut failed) = (Vec::new(), 0);
+            let mut k = 0;
+            while Instant::now() < deadline {
                 let message = serde_json::json!({
                     "type": "TASK", "pool_wallet": pools[(c + k) % pools.len()],
                     "validator_wallet": validator, "val_id": format!("{c}-{k}"),
                 })
                 .to_string();
+                k += 1;
                 let started = Instant::now();
-                let (mut socket, _) = tokio_tungstenite::connect_async(&ws)
-                    .await
-                    .expect("connect");
-                socket.send(Message::text(message)).await.expect("send");
-                match socket.next().await {
-                    Some(Ok(Message::Text(reply))) if reply.starts_with("SUCCESS") => {}
-                    other => panic!("unexpected reply: {other:?}"),
+                let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&ws).await else {
+                    failed += 1;
+                    continue;
+                };
+                let sent = socket.send(Message::text(message)).await;
+                match (sent, socket.next().await) {
+                    (Ok(()), Some(Ok(Message::Text(reply)))) if reply.starts_with("SUCCESS") => {
+                        latencies.push(started.elapsed());
+                    }
+                    _ => failed += 1,
                 }
-                latencies.push(started.elapsed());
             }
-            latencies
+            (latencies, failed)
         }));
     }
-    let mut all = Vec::new();
+    let mut all = Load {
+        latencies: Vec::new(),
+        failed: 0,
+    };
     for client in clients {
-        all.extend(client.await.expect("client"));
+        let (latencies, failed) = client.await.expect("client");
+        all.latencies.extend(latencies);
+        all.failed += failed;
     }
+    all.latencies.sort();
     all
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// CPU time of this process's threads named `node` (the node's runtime), from /proc.
+fn node_cpu() -> Duration {
+    let ticks_per_second = 100; // USER_HZ on Linux
+    let mut ticks = 0_u64;
+    if let Ok(tasks) = std::fs::read_dir("/proc/self/task") {
+        for task in tasks.flatten() {
+            let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+                continue;
+            };
+            let Some((name, rest)) = stat.split_once(") ") else {
+                continue;
+            };
+            if !name.ends_with("(node") {
+                continue;
+            }
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            // utime and stime are fields 14 and 15 of stat; `rest` starts at field 3.
+            let field = |n: usize| fields.get(n - 3).and_then(|v| v.parse::<u64>().ok());
+            ticks += field(14).unwrap_or(0) + field(15).unwrap_or(0);
+        }
+    }
+    Duration::from_millis(ticks * 1000 / ticks_per_second)
+}
+
+struct Run {
+    tasks: u64,
+    elapsed: Duration,
+    load: Load,
+    commands: u64,
+    cpu: Duration,
+    receipts: u64,
+}
+
+impl Run {
+    fn per_second(&self) -> f64 {
+        self.tasks as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// A node on a fresh database, in the node runtime, with `grouped` deciding both switches.
+async fn node(
+    clients: usize,
+    pools: usize,
+    grouped: bool,
+) -> (Store, CommandCounter, RunningNode, Vec<String>, Vec<String>) {
+    let (store, counter) = counting_store("bench_ws").await;
+    let (validators, pools) = seed(&store, clients, pools).await;
+    let mut config = Config::with_wallets(INODE, REWARD);
+    config.mongodb.database = store.database().name().to_owned();
+    config.node.max_connections = (clients * 2) as u32;
+    // Every benchmark client is 127.0.0.1.
+    config.node.max_connections_per_client = u32::MAX;
+    config.node.group_commit = grouped;
+    config.node.max_group_size = env_or("BENCH_MAX_GROUP", config.node.max_group_size);
+    config.node.registry_cache = grouped;
+    let intake = Intake::start(store.clone(), IntakeOptions::from_config(&config.node))
+        .await
+        .unwrap();
+    println!("    {}", intake.describe());
+    let secrets = Secrets {
+        mongodb_uri: mongodb_uri(),
+        ..Secrets::default()
+    };
+    let mut state = NodeState::new(store.clone(), intake, config, secrets, None);
+    state.admin_rate_limit = minerpool_node::http::legacy::AdminRateLimit::new(u32::MAX, u32::MAX);
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let node = start(state, any, any).await.unwrap();
+    (store, counter, node, validators, pools)
+}
+
+fn run(
+    node_runtime: &tokio::runtime::Runtime,
+    client_runtime: &tokio::runtime::Runtime,
+    clients: usize,
+    pools: usize,
+    seconds: Duration,
+    grouped: bool,
+) -> Run {
+    let (store, counter, running, validators, pools) =
+        node_runtime.block_on(node(clients, pools, grouped));
+    let ws = format!("ws://{}", running.websocket_address);
+    let (commands_before, cpu_before) = (counter.count(), node_cpu());
+    let started = Instant::now();
+    let load = client_runtime.block_on(load(&ws, &validators, &pools, seconds));
+    let elapsed = started.elapsed();
+    let (commands, cpu) = (counter.count() - commands_before, node_cpu() - cpu_before);
+    let receipts = node_runtime.block_on(async {
+        let receipts = store
+            .collection::<Document>(names::TASK_RECEIPTS)
+            .count_documents(doc! {})
+            .await
+            .unwrap();
+        running.shutdown().await;
+        store.database().drop().await.unwrap();
+        receipts
+    });
+    Run {
+        tasks: load.latencies.len() as u64,
+        elapsed,
+        load,
+        commands,
+        cpu,
+        receipts,
+    }
+}
+
+fn report(label: &str, run: &Run) {
+    let tasks = run.tasks.max(1) as f64;
+    println!(
+        "  {label:<26} {:>7.0} TASK/s  p50 {:>7.1?}  p99 {:>7.1?}  max {:>7.1?}  {:>5.2} commands/TASK  {:>6.0} µs CPU/TASK  {} failed  ({} TASKs, {} receipts)",
+        run.per_second(),
+        percentile(&run.load.latencies, 0.50),
+        percentile(&run.load.latencies, 0.99),
+        run.load.latencies.last().copied().unwrap_or_default(),
+        run.commands as f64 / tasks,
+        run.cpu.as_secs_f64() * 1e6 / tasks,
+        run.load.failed,
+        run.tasks,
+        run.receipts,
+    );
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -111,81 +250,67 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-#[tokio::main]
-async fn main() {
-    let clients = env_or("BENCH_CLIENTS", 500);
-    let per_client = env_or("BENCH_TASKS_PER_CLIENT", 4);
-    let tasks = clients * per_client;
+fn main() {
+    let client_counts: Vec<usize> = std::env::var("BENCH_CLIENTS")
+        .unwrap_or_else(|_| "50,500".into())
+        .split(',')
+        .filter_map(|c| c.trim().parse().ok())
+        .collect();
+    let seconds = Duration::from_secs(env_or("BENCH_SECONDS", 10));
+    let pools = env_or("BENCH_POOLS", 1_usize);
+    let node_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("node")
+        .enable_all()
+        .build()
+        .unwrap();
+    let client_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("clients")
+        .enable_all()
+        .build()
+        .unwrap();
+    for &clients in &client_counts {
+        println!(
+            "websocket TASK load: {clients} clients for {seconds:?}, {clients} validators at 5 %, {pools} pool(s)"
+        );
+        let baseline = run(
+            &node_runtime,
+            &client_runtime,
+            clients,
+            pools,
+            seconds,
+            false,
+        );
+        report("groups and cache off:", &baseline);
+        let grouped = run(
+            &node_runtime,
+            &client_runtime,
+            clients,
+            pools,
+            seconds,
+            true,
+        );
+        report("groups and cache on:", &grouped);
+        println!(
+            "  ratio: {:.1}x the TASKs/s",
+            grouped.per_second() / baseline.per_second().max(f64::MIN_POSITIVE)
+        );
+    }
+    let clients = client_counts.iter().copied().max().unwrap_or(50);
+    client_runtime.block_on(resident_set(clients, pools, seconds));
+}
 
-    // Phase 1: the node in this process, its driver's commands counted.
-    let (store, counter) = counting_store("bench_ws").await;
-    let (validators, pools) = seed(&store, clients).await;
-    let recorder = TaskRecorder::new(store.clone()).await.unwrap();
-    let mut config = Config::with_wallets(INODE, REWARD);
-    config.mongodb.database = store.database().name().to_owned();
-    config.node.max_connections = (clients * 2) as u32;
-    // Every benchmark client is 127.0.0.1.
-    config.node.max_connections_per_client = u32::MAX;
-    let state = NodeState {
-        tasks: recorder.clone(),
-        store: store.clone(),
-        limits: Limits::from_config(&config),
-        config,
-        secrets: Secrets {
-            mongodb_uri: mongodb_uri(),
-            ..Secrets::default()
-        },
-        metrics: Metrics::default(),
-        admin_rsa_key: None,
-        draining: Default::default(),
-        admin_rate_limit: minerpool_node::http::legacy::AdminRateLimit::new(u32::MAX, u32::MAX),
-    };
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let node = start(state, any, any).await.unwrap();
-    let ws = format!("ws://{}", node.websocket_address);
-    let before = counter.count();
-    let started = Instant::now();
-    let mut latencies = load(&ws, &validators, &pools, per_client).await;
-    let elapsed = started.elapsed();
-    let round_trips = counter.count() - before;
-    latencies.sort();
-    let scored: i64 = store
-        .pool_scores()
-        .find(doc! {})
-        .await
-        .unwrap()
-        .collect::<Vec<_>>()
-        .await
-        .into_iter()
-        .map(|p| p.unwrap().score)
-        .sum();
-    println!(
-        "websocket TASK load: {clients} concurrent clients, {per_client} TASKs each, {POOLS} pools"
-    );
-    println!("  writes per TASK: {:?}", recorder.writes());
-    println!("  TASKs:            {tasks} in {elapsed:.2?}");
-    println!(
-        "  throughput:       {:.0} TASKs/s",
-        tasks as f64 / elapsed.as_secs_f64()
-    );
-    println!("  latency p50:      {:.1?}", percentile(&latencies, 0.50));
-    println!("  latency p99:      {:.1?}", percentile(&latencies, 0.99));
-    println!(
-        "  round trips/TASK: {:.2}",
-        round_trips as f64 / tasks as f64
-    );
-    println!("  pool score added: {scored} (each TASK adds 1; scores cap at 100 per pool)");
-    node.shutdown().await;
-    store.database().drop().await.unwrap();
-
-    // Phase 2: the real binary, for its memory.
+/// The real binary, for its memory, under the largest load.
+async fn resident_set(clients: usize, pools: usize, seconds: Duration) {
     let (store, _) = counting_store("bench_ws_rss").await;
-    let (validators, pools) = seed(&store, clients).await;
+    let (validators, pools) = seed(&store, clients, pools).await;
     let (http_port, ws_port) = (free_port(), free_port());
     let mut config = Config::with_wallets(INODE, REWARD);
     config.mongodb.database = store.database().name().to_owned();
     config.node.http_address = format!("127.0.0.1:{http_port}").parse().unwrap();
     config.node.websocket_address = format!("127.0.0.1:{ws_port}").parse().unwrap();
+    config.node.max_connections_per_client = u32::MAX;
     let path = std::env::temp_dir().join(format!("{}.yaml", config.mongodb.database));
     std::fs::write(&path, config.to_yaml()).unwrap();
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-node"))
@@ -220,13 +345,15 @@ async fn main() {
         })
     };
     let ws = format!("ws://127.0.0.1:{ws_port}");
-    load(&ws, &validators, &pools, per_client).await;
+    let seen = load(&ws, &validators, &pools, seconds).await;
     sampler.abort();
     println!("minerpool-node (release binary) resident set size");
     println!("  idle:                 {:.1} MiB", idle as f64 / 1024.0);
     println!(
-        "  under {clients}-client load: {:.1} MiB (peak)",
-        peak.load(Ordering::Relaxed) as f64 / 1024.0
+        "  under {clients}-client load: {:.1} MiB (peak; {} TASKs, {} failed)",
+        peak.load(Ordering::Relaxed) as f64 / 1024.0,
+        seen.latencies.len(),
+        seen.failed
     );
     child.kill().await.ok();
     store.database().drop().await.unwrap();
