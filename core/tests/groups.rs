@@ -18,6 +18,7 @@ const WRITES: [TaskWrites; 2] = [TaskWrites::ClientBulkWrite, TaskWrites::Separa
 fn task(validator: &str, pool: &str, val_id: &str, increment: i64) -> Activity {
     Activity::Task {
         validator: validator.into(),
+        validator_id: None,
         pool: pool.into(),
         val_id: val_id.into(),
         increment,
@@ -145,6 +146,48 @@ async fn a_mixed_group_scores_as_its_tasks_one_at_a_time() {
         assert_eq!(v1.get_i64("port"), Ok(5503));
         assert_eq!(v1.get_i64("score"), Ok(1));
         assert!(v1.get_datetime("last_active_time").is_ok());
+        store.database().drop().await.unwrap();
+    }
+}
+
+/// A validator's activity is written whether the group knows its `_id`, knows a stale one (the
+/// document was replaced by another with the same address) or knows none.
+#[tokio::test]
+async fn validators_are_marked_whatever_their_known_id() {
+    for writes in WRITES {
+        let store = fresh_store("group_validator_ids").await;
+        for v in ["v0", "v1", "v2"] {
+            add_validator(&store, v, 20.0).await;
+        }
+        let validators = store.collection::<Document>(names::VALIDATORS);
+        let v0 = validators
+            .find_one(doc! { "wallet_address": "v0" })
+            .await
+            .unwrap()
+            .unwrap();
+        let with_id = |validator: &str, id: Option<bson::Bson>, val_id: &str| Activity::Task {
+            validator: validator.into(),
+            validator_id: id,
+            pool: "p".into(),
+            val_id: val_id.into(),
+            increment: 1,
+            at: DateTime::now(),
+        };
+        let group = vec![
+            with_id("v0", v0.get("_id").cloned(), "a"),
+            with_id("v1", Some(bson::oid::ObjectId::new().into()), "b"),
+            with_id("v2", None, "c"),
+        ];
+        store.write_group(&group, writes).await.unwrap();
+        for v in ["v0", "v1", "v2"] {
+            let doc = validators
+                .find_one(doc! { "wallet_address": v })
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(doc.get_i64("score"), Ok(1), "{writes:?} {v}");
+            assert!(doc.get_datetime("last_active_time").is_ok());
+        }
         store.database().drop().await.unwrap();
     }
 }

@@ -9,10 +9,10 @@
 //! the validators' activity, the PINGs and the pools' scores commit in one transaction: a failed
 //! group leaves no receipt that would swallow a client's retry.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use bson::{DateTime, Document, doc};
+use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 use mongodb::options::{InsertOneModel, UpdateManyModel, UpdateOneModel, WriteModel};
 use mongodb::{ClientSession, Namespace};
@@ -30,6 +30,9 @@ pub enum Activity {
     /// before.
     Task {
         validator: String,
+        /// The validator's `_id`, when known (from the cached registry): its document is then
+        /// read by `_id`, the cheapest index.
+        validator_id: Option<Bson>,
         pool: String,
         val_id: String,
         increment: i64,
@@ -58,6 +61,8 @@ pub struct GroupPlan {
     pub receipts: Vec<(String, String)>,
     /// Validators with an accepted TASK, each once.
     pub active_validators: Vec<String>,
+    /// The `_id`s known for them.
+    pub validator_ids: HashMap<String, Bson>,
     /// Each pool's summed increment over the accepted TASKs.
     pub pool_increments: BTreeMap<String, i64>,
     /// Every PING, in arrival order (a later one for the same validator wins, as it would).
@@ -86,6 +91,7 @@ pub fn plan_group(messages: &[Activity], accepted_before: &HashSet<String>) -> G
     let mut plan = GroupPlan {
         receipts: Vec::new(),
         active_validators: Vec::new(),
+        validator_ids: HashMap::new(),
         pool_increments: BTreeMap::new(),
         pings: Vec::new(),
         outcomes: Vec::with_capacity(messages.len()),
@@ -95,11 +101,16 @@ pub fn plan_group(messages: &[Activity], accepted_before: &HashSet<String>) -> G
         let outcome = match message {
             Activity::Task {
                 validator,
+                validator_id,
                 pool,
                 val_id,
                 increment,
                 at,
             } => {
+                if let Some(validator_id) = validator_id {
+                    plan.validator_ids
+                        .insert(validator.clone(), validator_id.clone());
+                }
                 let id = receipt_id(validator, val_id);
                 if accepted_before.contains(&id) || !seen.insert(id) {
                     Recorded::Task(TaskRecorded::Replayed)
@@ -286,19 +297,60 @@ impl Store {
 
     /// The plan's active validators that [`needs_marking`], read in the transaction: an index
     /// read is far cheaper than a write, and most validators of a busy group were marked moments
-    /// ago.
+    /// ago. Validators with a known `_id` are read by it; the rest (and any whose `_id` no
+    /// longer names them) by address.
     async fn validators_to_mark(
         &self,
         session: &mut ClientSession,
         plan: &GroupPlan,
     ) -> Result<Vec<String>> {
-        if plan.active_validators.is_empty() {
-            return Ok(Vec::new());
+        let ids: Vec<&Bson> = plan
+            .active_validators
+            .iter()
+            .filter_map(|v| plan.validator_ids.get(v))
+            .collect();
+        let mut found = if ids.is_empty() {
+            Vec::new()
+        } else {
+            self.read_validators(session, doc! { "_id": { "$in": ids } })
+                .await?
+        };
+        let seen: HashSet<&str> = found
+            .iter()
+            .filter_map(|v| v.get_str("wallet_address").ok())
+            .collect();
+        let unseen: Vec<&String> = plan
+            .active_validators
+            .iter()
+            .filter(|v| !seen.contains(v.as_str()))
+            .collect();
+        if !unseen.is_empty() {
+            let by_address = self
+                .read_validators(session, doc! { "wallet_address": { "$in": unseen } })
+                .await?;
+            found.extend(by_address);
         }
+        let active: HashSet<&str> = plan.active_validators.iter().map(String::as_str).collect();
+        let mut marked: Vec<String> = found
+            .iter()
+            .filter(|v| needs_marking(v, plan.at))
+            .filter_map(|v| v.get_str("wallet_address").ok())
+            .filter(|v| active.contains(v))
+            .map(str::to_owned)
+            .collect();
+        marked.sort();
+        marked.dedup();
+        Ok(marked)
+    }
+
+    async fn read_validators(
+        &self,
+        session: &mut ClientSession,
+        filter: Document,
+    ) -> Result<Vec<Document>> {
         let context = "read the group's validators";
-        let found: Vec<Document> = self
-            .collection::<Document>(names::VALIDATORS)
-            .find(doc! { "wallet_address": { "$in": &plan.active_validators } })
+        self.collection::<Document>(names::VALIDATORS)
+            .find(filter)
             .projection(doc! { "_id": 0, "wallet_address": 1, "score": 1, "last_active_time": 1 })
             .session(&mut *session)
             .await
@@ -306,12 +358,7 @@ impl Store {
             .stream(&mut *session)
             .try_collect()
             .await
-            .map_err(StoreError::mongo(context))?;
-        Ok(found
-            .iter()
-            .filter(|v| needs_marking(v, plan.at))
-            .filter_map(|v| v.get_str("wallet_address").ok().map(str::to_owned))
-            .collect())
+            .map_err(StoreError::mongo(context))
     }
 
     /// Every write of the plan in one ordered `bulkWrite` (MongoDB 8.0+).
@@ -559,6 +606,7 @@ mod tests {
     fn task(validator: &str, pool: &str, val_id: &str, increment: i64) -> Activity {
         Activity::Task {
             validator: validator.into(),
+            validator_id: None,
             pool: pool.into(),
             val_id: val_id.into(),
             increment,

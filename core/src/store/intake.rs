@@ -129,6 +129,7 @@ impl Intake {
             Writes::Grouped(groups) => match groups
                 .record(Activity::Task {
                     validator: validator.to_owned(),
+                    validator_id: self.registry().and_then(|r| r.validator_id(validator)),
                     pool: pool.to_owned(),
                     val_id: val_id.to_owned(),
                     increment,

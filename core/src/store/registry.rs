@@ -37,6 +37,8 @@ struct View {
     /// Validator address → its numeric percentage, if it has one.
     validators: HashMap<String, Option<f64>>,
     validator_ids: HashMap<String, String>,
+    /// Validator address → its `_id`, for reads by the cheapest index.
+    validator_id_of: HashMap<String, Bson>,
     /// Full reads so far, and when the last one ended.
     loads: u64,
     loaded_at: Option<Instant>,
@@ -72,6 +74,12 @@ impl RegistryCache {
             validator_percentage: validator.copied().flatten(),
             pool_registered: pool.is_some_and(|p| view.pools.contains(p)),
         }
+    }
+
+    /// The validator's `_id`, if the cache knows the validator.
+    pub fn validator_id(&self, address: &str) -> Option<Bson> {
+        let view = self.view.read().expect("not poisoned");
+        view.validator_id_of.get(address).cloned()
     }
 
     /// Full reads so far (the first at start).
@@ -205,6 +213,10 @@ impl View {
             self.validators
                 .insert(address.to_owned(), numeric(document.get("percentage")));
             self.validator_ids.insert(id, address.to_owned());
+            if let Some(raw_id) = document.get("_id") {
+                self.validator_id_of
+                    .insert(address.to_owned(), raw_id.clone());
+            }
         }
     }
 
@@ -263,6 +275,7 @@ impl View {
             }
         } else if let Some(address) = self.validator_ids.remove(id) {
             self.validators.remove(&address);
+            self.validator_id_of.remove(&address);
         }
     }
 }
