@@ -44,6 +44,12 @@ pub struct Metrics {
     pub refused_http_connections: Counter,
     /// The limits in force, as set at start (file descriptors after raising the soft limit).
     pub limits: Family<LimitLabels, Gauge>,
+    /// Group writes committed, the messages they carried, and group writes failed.
+    pub task_groups: Counter,
+    pub task_group_messages: Counter,
+    pub task_groups_failed: Counter,
+    /// Full reads of the cached registry (the first at start).
+    pub registry_loads: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -116,8 +122,42 @@ impl Default for Metrics {
             "Limits in force: open_files, websocket_connections, http_connections, connections_per_client",
             limits.clone(),
         );
+        let [
+            task_groups,
+            task_group_messages,
+            task_groups_failed,
+            registry_loads,
+        ] = std::array::from_fn(|_| Counter::default());
+        for (name, help, counter) in [
+            (
+                "task_groups",
+                "Group writes of TASKs and PINGs committed",
+                &task_groups,
+            ),
+            (
+                "task_group_messages",
+                "TASKs and PINGs carried by committed group writes",
+                &task_group_messages,
+            ),
+            (
+                "task_groups_failed",
+                "Group writes failed (every message in one is answered with an error)",
+                &task_groups_failed,
+            ),
+            (
+                "registry_loads",
+                "Full reads of the cached pool and validator registry",
+                &registry_loads,
+            ),
+        ] {
+            registry.register(name, help, counter.clone());
+        }
         Metrics {
             registry: Arc::new(registry),
+            task_groups,
+            task_group_messages,
+            task_groups_failed,
+            registry_loads,
             refused_http_connections,
             limits,
             payouts_in_flight,
@@ -150,6 +190,21 @@ impl Metrics {
         });
         self.payouts_oldest_unconfirmed_seconds.set(age);
         self.payouts_held_balances.set(health.held as i64);
+    }
+
+    /// Brings the intake's counters up to its totals (they only grow).
+    pub fn set_intake(&self, intake: &minerpool_core::store::intake::Intake) {
+        let catch_up = |counter: &Counter, total: u64| {
+            counter.inc_by(total.saturating_sub(counter.get()));
+        };
+        if let Some(totals) = intake.group_totals() {
+            catch_up(&self.task_groups, totals.committed);
+            catch_up(&self.task_group_messages, totals.messages);
+            catch_up(&self.task_groups_failed, totals.failed);
+        }
+        if let Some(registry) = intake.registry() {
+            catch_up(&self.registry_loads, registry.loads());
+        }
     }
 
     /// The text exposition format.

@@ -487,6 +487,19 @@ async fn health_readiness_and_metrics() {
         |n| n == 1.0,
     )
     .await;
+    wait::metric(&metrics, "minerpool_node_task_groups_total", |n| n == 1.0).await;
+    wait::metric(&metrics, "minerpool_node_task_group_messages_total", |n| {
+        n == 1.0
+    })
+    .await;
+    wait::metric(&metrics, "minerpool_node_task_groups_failed_total", |n| {
+        n == 0.0
+    })
+    .await;
+    wait::metric(&metrics, "minerpool_node_registry_loads_total", |n| {
+        n >= 1.0
+    })
+    .await;
 
     // A node whose database is down is alive but not ready.
     let down = Store::connect(

@@ -10,6 +10,7 @@
 //! group leaves no receipt that would swallow a client's retry.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bson::{Bson, DateTime, Document, doc};
@@ -147,6 +148,23 @@ pub const GROUP_BEFORE_COMMIT: &str = "group:before-commit";
 #[derive(Debug, Clone)]
 pub struct ActivityGroups {
     sender: mpsc::Sender<Pending>,
+    totals: Arc<Totals>,
+}
+
+/// What the writer did since it started, for `/metrics`.
+#[derive(Debug, Default)]
+struct Totals {
+    committed: AtomicU64,
+    messages: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Group writes committed and failed, and the messages the committed ones carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GroupTotals {
+    pub committed: u64,
+    pub messages: u64,
+    pub failed: u64,
 }
 
 struct Pending {
@@ -160,8 +178,24 @@ impl ActivityGroups {
     pub fn start(store: Store, writes: TaskWrites, max_group: usize) -> ActivityGroups {
         let max_group = max_group.max(1);
         let (sender, receiver) = mpsc::channel(2 * max_group);
-        tokio::spawn(write_groups(store, writes, receiver, max_group));
-        ActivityGroups { sender }
+        let totals = Arc::new(Totals::default());
+        tokio::spawn(write_groups(
+            store,
+            writes,
+            receiver,
+            max_group,
+            totals.clone(),
+        ));
+        ActivityGroups { sender, totals }
+    }
+
+    /// What the writer did so far.
+    pub fn totals(&self) -> GroupTotals {
+        GroupTotals {
+            committed: self.totals.committed.load(Ordering::Relaxed),
+            messages: self.totals.messages.load(Ordering::Relaxed),
+            failed: self.totals.failed.load(Ordering::Relaxed),
+        }
     }
 
     /// Queues `activity` for the next group and waits until that group is committed or failed.
@@ -186,17 +220,23 @@ async fn write_groups(
     writes: TaskWrites,
     mut receiver: mpsc::Receiver<Pending>,
     max_group: usize,
+    totals: Arc<Totals>,
 ) {
     let mut group = Vec::with_capacity(max_group);
     while receiver.recv_many(&mut group, max_group).await > 0 {
         let messages: Vec<Activity> = group.iter().map(|p| p.activity.clone()).collect();
         match store.write_group(&messages, writes).await {
             Ok(outcomes) => {
+                totals.committed.fetch_add(1, Ordering::Relaxed);
+                totals
+                    .messages
+                    .fetch_add(group.len() as u64, Ordering::Relaxed);
                 for (pending, outcome) in group.drain(..).zip(outcomes) {
                     let _ = pending.reply.send(Ok(outcome));
                 }
             }
             Err(error) => {
+                totals.failed.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(messages = group.len(), error = %error, "group write failed; every message in it is answered with an error");
                 let error = Arc::new(error);
                 for pending in group.drain(..) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bson::DateTime;
 
 use super::activity::{Parties, TaskRecorded, TaskRecorder, TaskWrites};
-use super::groups::{Activity, ActivityGroups, Recorded};
+use super::groups::{Activity, ActivityGroups, GroupTotals, Recorded};
 use super::registry::RegistryCache;
 use super::{Result, Store, StoreError};
 use crate::config::NodeConfig;
@@ -100,6 +100,14 @@ impl Intake {
         match &self.checks {
             Checks::Cache(cache) => Some(cache),
             Checks::Database => None,
+        }
+    }
+
+    /// What the group writer did so far, when groups are on.
+    pub fn group_totals(&self) -> Option<GroupTotals> {
+        match &self.writes {
+            Writes::Grouped(groups) => Some(groups.totals()),
+            Writes::OneAtATime(_) => None,
         }
     }
 

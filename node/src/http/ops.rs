@@ -49,6 +49,7 @@ async fn metrics(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
         Ok(Err(e)) => tracing::warn!(error = %e, "reading payouts health for /metrics"),
         Err(_) => tracing::warn!("reading payouts health for /metrics: no answer within 2s"),
     }
+    state.metrics.set_intake(&state.intake);
     (
         [(
             header::CONTENT_TYPE,
