@@ -714,8 +714,8 @@ impl Store {
                             .iter()
                             .filter_map(Bson::as_document)
                             .filter(|r| r.get_str("address") == Ok(address))
-                            .filter_map(|r| numeric(r.get("units")).map(|u| u as i64))
-                            .sum()
+                            .filter_map(|r| units(r.get("units")))
+                            .fold(0_i64, i64::saturating_add)
                     })
                     .unwrap_or(0);
                 PayoutLine {
@@ -785,6 +785,20 @@ pub(super) fn numeric(value: Option<&Bson>) -> Option<f64> {
     }
 }
 
+/// An amount in smallest units, exactly: integers as stored, integer text, or a double only when
+/// it holds an integer exactly (below 2^53); anything else is not an amount. Money never passes
+/// through a float.
+pub(super) fn units(value: Option<&Bson>) -> Option<i64> {
+    const EXACT_IN_DOUBLE: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value? {
+        Bson::Int32(v) => Some(i64::from(*v)),
+        Bson::Int64(v) => Some(*v),
+        Bson::Double(v) if v.fract() == 0.0 && v.abs() < EXACT_IN_DOUBLE => Some(*v as i64),
+        Bson::String(v) => v.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// A time stored as a datetime or as text the original wrote.
 fn loose_time(value: Option<&Bson>) -> Option<DateTime> {
     match value? {
@@ -800,5 +814,25 @@ fn id_text(value: Option<&Bson>) -> String {
         Some(Bson::String(s)) => s.clone(),
         Some(other) => other.to_string(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_are_read_exactly_or_not_at_all() {
+        // 2^53 + 1 units survive as an integer; through a double they would not.
+        let big = 9_007_199_254_740_993_i64;
+        assert_eq!(units(Some(&Bson::Int64(big))), Some(big));
+        assert_eq!(units(Some(&Bson::String(big.to_string()))), Some(big));
+        assert_eq!(units(Some(&Bson::Int32(-7))), Some(-7));
+        assert_eq!(units(Some(&Bson::Double(12.0))), Some(12));
+        assert_eq!(units(Some(&Bson::Double(12.5))), None);
+        assert_eq!(units(Some(&Bson::Double(9_007_199_254_740_992.0))), None);
+        assert_eq!(units(Some(&Bson::Double(f64::NAN))), None);
+        assert_eq!(units(Some(&Bson::String("1.5".into()))), None);
+        assert_eq!(units(None), None);
     }
 }

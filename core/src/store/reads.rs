@@ -244,8 +244,8 @@ impl Store {
             .await?;
         let field = |d: &Option<Document>, name: &str| {
             d.as_ref()
-                .and_then(|d| super::activity::numeric(d.get(name)))
-                .map_or(0, |v| v as i64)
+                .and_then(|d| super::activity::units(d.get(name)))
+                .unwrap_or(0)
         };
         let height = self.last_scanned_height().await?;
         self.collection::<Document>(names::STATS)
@@ -275,15 +275,14 @@ impl Store {
         let field = |name: &str| {
             totals
                 .as_ref()
-                .and_then(|d| super::activity::numeric(d.get(name)))
-                .map_or(0, |v| v as i64)
+                .and_then(|d| super::activity::units(d.get(name)))
+                .unwrap_or(0)
         };
         let (pending, paid) = (field("pending"), field("paid"));
         Ok(Totals {
             last_scanned_height: totals
                 .as_ref()
-                .and_then(|d| super::activity::numeric(d.get("last_scanned_height")))
-                .map(|h| h as i64),
+                .and_then(|d| super::activity::units(d.get("last_scanned_height"))),
             received: field("received"),
             credited: pending.saturating_add(paid),
             paid,
