@@ -50,6 +50,28 @@ pub struct Metrics {
     pub task_groups_failed: Counter,
     /// Full reads of the cached registry (the first at start).
     pub registry_loads: Counter,
+    /// Money totals in smallest units, as of the stats the jobs last refreshed.
+    pub money_units: Family<MoneyLabels, Gauge>,
+    pub last_scanned_height: Gauge,
+    pub stats_as_of_seconds: Gauge,
+    /// Each job's newest runs, read at each scrape.
+    pub job_last_run_start_seconds: Family<JobLabels, Gauge>,
+    pub job_last_run_duration_seconds: Family<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
+    pub job_last_run_failed: Family<JobLabels, Gauge>,
+    pub job_consecutive_failures: Family<JobLabels, Gauge>,
+    pub job_last_success_seconds: Family<JobLabels, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MoneyLabels {
+    /// received, credited, pending or paid.
+    pub kind: String,
+}
+
+/// `minerpool_job`, not `job`: Prometheus keeps `job` for the scrape job.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub minerpool_job: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -152,8 +174,65 @@ impl Default for Metrics {
         ] {
             registry.register(name, help, counter.clone());
         }
+        let money_units = Family::<MoneyLabels, Gauge>::default();
+        registry.register(
+            "money_units",
+            "Money over the whole database in smallest units (1e-8 coin): received, credited, pending, paid; as of stats_as_of_seconds",
+            money_units.clone(),
+        );
+        let last_scanned_height = Gauge::default();
+        registry.register(
+            "last_scanned_height",
+            "The last block the rewards job scanned",
+            last_scanned_height.clone(),
+        );
+        let stats_as_of_seconds = Gauge::default();
+        registry.register(
+            "stats_as_of_seconds",
+            "When the rewards or payouts job last refreshed the money totals (Unix time)",
+            stats_as_of_seconds.clone(),
+        );
+        let job_last_run_start_seconds = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "job_last_run_start_seconds",
+            "Start of each job's newest run (Unix time)",
+            job_last_run_start_seconds.clone(),
+        );
+        let job_last_run_duration_seconds =
+            Family::<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "job_last_run_duration_seconds",
+            "How long each job's newest finished run took",
+            job_last_run_duration_seconds.clone(),
+        );
+        let job_last_run_failed = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "job_last_run_failed",
+            "1 when each job's newest finished run failed",
+            job_last_run_failed.clone(),
+        );
+        let job_consecutive_failures = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "job_consecutive_failures",
+            "Failed runs of each job since its newest success (of its newest 20 runs)",
+            job_consecutive_failures.clone(),
+        );
+        let job_last_success_seconds = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "job_last_success_seconds",
+            "End of each job's newest successful run (Unix time)",
+            job_last_success_seconds.clone(),
+        );
         Metrics {
             registry: Arc::new(registry),
+            money_units,
+            last_scanned_height,
+            stats_as_of_seconds,
+            job_last_run_start_seconds,
+            job_last_run_duration_seconds,
+            job_last_run_failed,
+            job_consecutive_failures,
+            job_last_success_seconds,
             task_groups,
             task_group_messages,
             task_groups_failed,
@@ -190,6 +269,60 @@ impl Metrics {
         });
         self.payouts_oldest_unconfirmed_seconds.set(age);
         self.payouts_held_balances.set(health.held as i64);
+    }
+
+    /// Sets the money gauges from the stats the jobs refresh.
+    pub fn set_totals(&self, totals: &minerpool_core::store::activity::Totals) {
+        for (kind, units) in [
+            ("received", totals.received),
+            ("credited", totals.credited),
+            ("pending", totals.pending),
+            ("paid", totals.paid),
+        ] {
+            self.money_units
+                .get_or_create(&MoneyLabels {
+                    kind: kind.to_owned(),
+                })
+                .set(units);
+        }
+        if let Some(height) = totals.last_scanned_height {
+            self.last_scanned_height.set(height);
+        }
+        if let Some(as_of) = totals.as_of {
+            self.stats_as_of_seconds
+                .set(as_of.timestamp_millis() / 1000);
+        }
+    }
+
+    /// Sets one job's gauges from its newest runs; a gauge with nothing to show is left out.
+    pub fn set_job_health(&self, job: &str, health: &minerpool_core::store::runs::JobHealth) {
+        let labels = JobLabels {
+            minerpool_job: job.to_owned(),
+        };
+        let seconds = |time: bson::DateTime| time.timestamp_millis() / 1000;
+        if let Some(start) = health.last_start {
+            self.job_last_run_start_seconds
+                .get_or_create(&labels)
+                .set(seconds(start));
+        }
+        if let Some(duration) = health.last_duration {
+            self.job_last_run_duration_seconds
+                .get_or_create(&labels)
+                .set(duration.as_secs_f64());
+        }
+        if health.last_start.is_some() {
+            self.job_last_run_failed
+                .get_or_create(&labels)
+                .set(i64::from(health.last_failed));
+            self.job_consecutive_failures
+                .get_or_create(&labels)
+                .set(health.consecutive_failures as i64);
+        }
+        if let Some(success) = health.last_success {
+            self.job_last_success_seconds
+                .get_or_create(&labels)
+                .set(seconds(success));
+        }
     }
 
     /// Brings the intake's counters up to its totals (they only grow).

@@ -617,6 +617,96 @@ async fn metrics_show_payouts_waiting_for_a_block_and_balances_held_aside() {
     assert_eq!(value("minerpool_node_payouts_held_balances"), 1.0);
 }
 
+/// The money totals and each job's newest runs, as `/metrics` shows them: the same figures as
+/// `/api/v1/stats`, failures counted since the newest success, a running run counted by its start.
+#[tokio::test]
+async fn metrics_show_money_and_job_health() {
+    let n = node("http_job_metrics").await;
+    let balances = n.store.collection::<bson::Document>("balances");
+    // More units than a double holds exactly: the figures must not pass through one.
+    let big = 9_007_199_254_740_993_i64;
+    for (address, pending, paid) in [("a", big - 3, 5_i64), ("b", 3, 0)] {
+        balances
+            .insert_one(bson::doc! { "address": address, "pending": pending, "paid": paid })
+            .await
+            .unwrap();
+    }
+    n.store.refresh_totals().await.unwrap();
+    let ms = |seconds: i64| bson::DateTime::from_millis(seconds * 1000);
+    let runs = n.store.collection::<bson::Document>("jobRuns");
+    for (id, job, outcome, started, ended) in [
+        ("r1", "rewards", "succeeded", 100, Some(110)),
+        ("r2", "rewards", "failed", 200, Some(207)),
+        ("r3", "rewards", "failed", 300, Some(302)),
+        ("r4", "rewards", "running", 400, None),
+        ("a1", "audit", "failed", 500, Some(530)),
+    ] {
+        let mut run =
+            bson::doc! { "_id": id, "job": job, "outcome": outcome, "started_at": ms(started) };
+        if let Some(ended) = ended {
+            run.insert("ended_at", ms(ended));
+        }
+        runs.insert_one(run).await.unwrap();
+    }
+    let page = reqwest::get(format!("{}/metrics", n.http))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| {
+        page.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<f64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{series} in {page}"))
+    };
+    let exact = |series: &str| {
+        page.lines()
+            .find_map(|l| {
+                l.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .parse::<i64>()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("{series} as an integer in {page}"))
+    };
+    assert_eq!(exact("minerpool_node_money_units{kind=\"pending\"}"), big);
+    assert_eq!(exact("minerpool_node_money_units{kind=\"paid\"}"), 5);
+    assert_eq!(
+        exact("minerpool_node_money_units{kind=\"credited\"}"),
+        big + 5
+    );
+    let stats: serde_json::Value = reqwest::get(format!("{}/api/v1/stats", n.http))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(stats["paid"], "0.00000005", "{stats}");
+    let rewards = |name: &str| {
+        value(&format!(
+            "minerpool_node_{name}{{minerpool_job=\"rewards\"}}"
+        ))
+    };
+    assert_eq!(rewards("job_last_run_start_seconds"), 400.0);
+    assert_eq!(rewards("job_last_run_failed"), 1.0);
+    assert_eq!(rewards("job_consecutive_failures"), 2.0);
+    assert_eq!(rewards("job_last_run_duration_seconds"), 2.0);
+    assert_eq!(rewards("job_last_success_seconds"), 110.0);
+    assert_eq!(
+        value("minerpool_node_job_last_run_failed{minerpool_job=\"audit\"}"),
+        1.0
+    );
+    assert!(
+        !page.contains("minerpool_job=\"decay\""),
+        "a job that never ran shows nothing: {page}"
+    );
+}
+
 #[tokio::test]
 async fn an_admin_request_that_failed_can_be_sent_again_and_takes_effect_once() {
     let key = admin_key();

@@ -231,3 +231,102 @@ fn hostname() -> String {
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| format!("pid{}", std::process::id()))
 }
+
+/// What `/metrics` shows of one job, from its newest runs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobHealth {
+    /// Start of the newest run, finished or not.
+    pub last_start: Option<DateTime>,
+    /// How long the newest finished run took.
+    pub last_duration: Option<Duration>,
+    /// The newest finished run failed.
+    pub last_failed: bool,
+    /// Finished runs that failed since the newest success (at most the runs read).
+    pub consecutive_failures: u64,
+    /// End of the newest successful run among those read.
+    pub last_success: Option<DateTime>,
+}
+
+/// How many of a job's newest runs [`Store::job_health`] reads.
+pub const JOB_HEALTH_RUNS: i64 = 20;
+
+/// The health of a job from its runs, newest first. A run still going counts for its start only.
+pub fn job_health(newest_first: &[JobRun]) -> JobHealth {
+    let mut health = JobHealth {
+        last_start: newest_first.first().map(|run| run.started_at),
+        ..JobHealth::default()
+    };
+    let mut finished = newest_first
+        .iter()
+        .filter(|run| run.outcome != JobOutcome::Running)
+        .peekable();
+    if let Some(newest) = finished.peek() {
+        health.last_failed = newest.outcome == JobOutcome::Failed;
+        health.last_duration = newest.ended_at.map(|ended| {
+            Duration::from_millis(
+                (ended.timestamp_millis() - newest.started_at.timestamp_millis()).max(0) as u64,
+            )
+        });
+    }
+    for run in finished {
+        if run.outcome == JobOutcome::Succeeded {
+            health.last_success = run.ended_at.or(Some(run.started_at));
+            break;
+        }
+        health.consecutive_failures += 1;
+    }
+    health
+}
+
+impl Store {
+    /// The health of `job` from its newest [`JOB_HEALTH_RUNS`] runs (one indexed read).
+    pub async fn job_health(&self, job: &str) -> Result<JobHealth> {
+        let runs: Vec<JobRun> = self
+            .find_public(&super::reads::PublicFind::job_runs(
+                Some(job),
+                JOB_HEALTH_RUNS,
+                None,
+            ))
+            .await?;
+        Ok(job_health(&runs))
+    }
+}
+
+#[cfg(test)]
+mod health_tests {
+    use super::*;
+
+    fn run(outcome: JobOutcome, started: i64, ended: Option<i64>) -> JobRun {
+        JobRun {
+            id: format!("r{started}"),
+            job: "rewards".into(),
+            started_at: DateTime::from_millis(started),
+            ended_at: ended.map(DateTime::from_millis),
+            outcome,
+            summary: Document::new(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn failures_since_the_newest_success_are_counted_and_a_running_run_only_starts() {
+        use JobOutcome::*;
+        let runs = [
+            run(Running, 9_000, None),
+            run(Failed, 8_000, Some(8_500)),
+            run(Failed, 7_000, Some(7_200)),
+            run(Succeeded, 6_000, Some(6_100)),
+            run(Failed, 5_000, Some(5_100)),
+        ];
+        let health = job_health(&runs);
+        assert_eq!(health.last_start, Some(DateTime::from_millis(9_000)));
+        assert!(health.last_failed);
+        assert_eq!(health.last_duration, Some(Duration::from_millis(500)));
+        assert_eq!(health.consecutive_failures, 2);
+        assert_eq!(health.last_success, Some(DateTime::from_millis(6_100)));
+        assert_eq!(job_health(&[]), JobHealth::default());
+        let fine = job_health(&[run(Succeeded, 1_000, Some(3_000))]);
+        assert!(!fine.last_failed);
+        assert_eq!(fine.consecutive_failures, 0);
+    }
+}

@@ -36,18 +36,40 @@ async fn readyz(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
     }
 }
 
-/// The process's metrics, with the payouts gauges read from the database first (stale values
-/// stay when it does not answer in time).
+/// The process's metrics, with the payouts, money and job gauges read from the database first
+/// (stale values stay when it does not answer in time).
 async fn metrics(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
-    match tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        state.store.payouts_health(),
-    )
-    .await
-    {
-        Ok(Ok(health)) => state.metrics.set_payouts(&health),
-        Ok(Err(e)) => tracing::warn!(error = %e, "reading payouts health for /metrics"),
-        Err(_) => tracing::warn!("reading payouts health for /metrics: no answer within 2s"),
+    let store = &state.store;
+    let reads = async {
+        let jobs = futures::future::join_all(
+            minerpool_jobs::Job::ALL
+                .into_iter()
+                .map(|job| async move { (job.name(), store.job_health(job.name()).await) }),
+        );
+        tokio::join!(store.payouts_health(), store.totals(), jobs)
+    };
+    match tokio::time::timeout(std::time::Duration::from_secs(2), reads).await {
+        Ok((payouts, totals, jobs)) => {
+            let mut failures = Vec::new();
+            match payouts {
+                Ok(health) => state.metrics.set_payouts(&health),
+                Err(e) => failures.push(format!("payouts health: {e}")),
+            }
+            match totals {
+                Ok(totals) => state.metrics.set_totals(&totals),
+                Err(e) => failures.push(format!("money totals: {e}")),
+            }
+            for (job, health) in jobs {
+                match health {
+                    Ok(health) => state.metrics.set_job_health(job, &health),
+                    Err(e) => failures.push(format!("{job} runs: {e}")),
+                }
+            }
+            if !failures.is_empty() {
+                tracing::warn!(failures = %failures.join("; "), "reading the database for /metrics");
+            }
+        }
+        Err(_) => tracing::warn!("reading the database for /metrics: no answer within 2s"),
     }
     state.metrics.set_intake(&state.intake);
     (
