@@ -99,6 +99,277 @@ check "helm lint --strict (watched namespaces, 2 replicas)" \
 check_denied "values schema rejects replicas=-1" "$HELM" template x "$CHART" --set replicas=-1
 check_denied "values schema rejects an unknown value" "$HELM" template x "$CHART" --set nope=1
 
+# Monitoring: the ServiceMonitor, PrometheusRule and dashboard ConfigMap are checked as rendered,
+# so the API server needs no Prometheus Operator CRDs.
+mon=$work/monitoring
+mkdir -p "$mon"
+# YAML to JSON without a server or the objects' CRDs: removing a label no object carries changes
+# nothing. Several objects come out as concatenated JSON documents.
+to_json() { kubectl label --local -f - -o json minerpool.io/chart-test-none-; }
+# The monitoring checks, in Python: the JSON of the rendered objects on stdin, the check and its
+# arguments in argv. Exits non-zero with the reasons; `names` lists the objects instead.
+cat >"$mon/check.py" <<'EOF'
+import json
+import re
+import sys
+
+# Every metric the node and the operator export (node/src/metrics.rs, operator/src/metrics.rs;
+# prometheus-client appends _total to counters), besides kube-state-metrics' kube_* and up.
+KNOWN = set("""
+minerpool_node_websocket_messages_total minerpool_node_websocket_connections_open
+minerpool_node_websocket_connections_refused_total minerpool_node_http_connections_refused_total
+minerpool_node_http_requests_total minerpool_node_http_request_duration_seconds_bucket
+minerpool_node_task_groups_total minerpool_node_task_group_messages_total
+minerpool_node_task_groups_failed_total minerpool_node_registry_loads_total minerpool_node_limit
+minerpool_node_job_last_run_start_seconds minerpool_node_job_last_run_duration_seconds
+minerpool_node_job_consecutive_failures minerpool_node_job_last_run_failed
+minerpool_node_job_last_success_seconds minerpool_node_stats_as_of_seconds
+minerpool_node_money_units minerpool_node_payouts_batches_in_flight
+minerpool_node_payouts_oldest_unconfirmed_seconds minerpool_node_payouts_held_balances
+minerpool_node_last_scanned_height
+minerpool_operator_reconciles_total minerpool_operator_reconcile_failures_total
+minerpool_operator_invalid_specs_total minerpool_operator_reconcile_duration_seconds_bucket
+minerpool_operator_leader
+""".split())
+KEYWORDS = {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
+            "group_left", "group_right", "inf", "nan", "Inf", "NaN"}
+
+
+def objects(text):
+    decoder, i, out = json.JSONDecoder(), 0, []
+    while True:
+        while i < len(text) and text[i].isspace():
+            i += 1
+        if i == len(text):
+            return out
+        obj, i = decoder.raw_decode(text, i)
+        out.extend(obj["items"] if obj.get("kind") == "List" else [obj])
+
+
+def metric_names(expr):
+    e = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
+    e = re.sub(r"\$\{?\w+\}?", "", e)
+    e = re.sub(r"\{[^}]*\}", "", e)
+    e = re.sub(r"\[[^\]]*\]", "", e)
+    e = re.sub(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", e)
+    names = set()
+    for m in re.finditer(r"(?<![\w.])([A-Za-z_:][\w:]*)\s*(\()?", e):
+        if not m.group(2) and m.group(1) not in KEYWORDS:
+            names.add(m.group(1))
+    return names
+
+
+def unknown(exprs):
+    bad = set()
+    for expr in exprs:
+        bad |= {n for n in metric_names(expr)
+                if n not in KNOWN and not n.startswith("kube_") and n != "up"}
+    return sorted(bad)
+
+
+def one(objs, kind):
+    found = [o for o in objs if o["kind"] == kind]
+    if len(found) != 1:
+        sys.exit(f"{len(found)} {kind} rendered, expected 1")
+    return found[0]
+
+
+def service_monitor(objs, ns, extra_label):
+    sm, svc = one(objs, "ServiceMonitor"), one(objs, "Service")
+    errors = []
+    labels = svc["metadata"]["labels"]
+    for k, v in sm["spec"]["selector"]["matchLabels"].items():
+        if labels.get(k) != v:
+            errors.append(f"selector {k}={v} does not match the Service ({labels.get(k)})")
+    if sm["spec"].get("namespaceSelector") != {"matchNames": [ns]}:
+        errors.append(f"namespaceSelector {sm['spec'].get('namespaceSelector')}, expected {ns}")
+    ports = [p["port"] for p in sm["spec"]["endpoints"]]
+    if ports != ["metrics"] or "metrics" not in [p["name"] for p in svc["spec"]["ports"]]:
+        errors.append(f"endpoint ports {ports}, the Service's {svc['spec']['ports']}")
+    k, v = extra_label.split("=", 1)
+    if sm["metadata"]["labels"].get(k) != v:
+        errors.append(f"label {extra_label} missing: {sm['metadata']['labels']}")
+    return errors
+
+
+def prometheus_rule(objs, extra_label):
+    rule = one(objs, "PrometheusRule")
+    errors = []
+    k, v = extra_label.split("=", 1)
+    if rule["metadata"]["labels"].get(k) != v:
+        errors.append(f"label {extra_label} missing: {rule['metadata']['labels']}")
+    rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    for r in rules:
+        if r.get("labels", {}).get("severity") not in ("warning", "critical"):
+            errors.append(f"{r['alert']}: no severity")
+        if not {"summary", "description"} <= set(r.get("annotations", {})):
+            errors.append(f"{r['alert']}: summary or description missing")
+    bad = unknown(r["expr"] for r in rules)
+    if bad:
+        errors.append("unknown metrics in the rules: " + ", ".join(bad))
+    return errors
+
+
+def dashboard(objs, label, annotation):
+    cm = one(objs, "ConfigMap")
+    errors = []
+    for pair, got in ((label, cm["metadata"].get("labels", {})),
+                      (annotation, cm["metadata"].get("annotations", {}))):
+        k, v = pair.split("=", 1)
+        if got.get(k) != v:
+            errors.append(f"{pair} missing: {got}")
+    try:
+        dash = json.loads(cm["data"]["minerpool.json"])
+    except (KeyError, ValueError) as e:
+        return errors + [f"minerpool.json does not parse: {e!r}"]
+    if dash.get("schemaVersion") != 39:
+        errors.append(f"schemaVersion {dash.get('schemaVersion')}")
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    if variables.get("datasource", {}).get("type") != "datasource" or \
+            variables["datasource"].get("query") != "prometheus":
+        errors.append("no datasource variable of Prometheus data sources")
+    if "label_values(minerpool_node_websocket_messages_total, namespace)" not in \
+            json.dumps(variables.get("namespace", {}).get("query")):
+        errors.append("no namespace variable from minerpool_node_websocket_messages_total")
+    panels, stack = [], list(dash["panels"])
+    while stack:
+        p = stack.pop()
+        stack.extend(p.get("panels", []))
+        if p["type"] != "row":
+            panels.append(p)
+    exprs = []
+    for p in panels:
+        targets = p.get("targets", [])
+        if not targets or not all(t.get("expr") for t in targets):
+            errors.append(f"panel {p['title']!r} has a target without an expression")
+        exprs += [t.get("expr", "") for t in targets]
+    bad = unknown(exprs)
+    if bad:
+        errors.append("unknown metrics in the dashboard: " + ", ".join(bad))
+    return errors
+
+
+def kinds(objs, *forbidden):
+    return [f"{o['kind']} {o['metadata']['name']} rendered" for o in objs if o["kind"] in forbidden]
+
+
+def names(objs):
+    for o in objs:
+        print(o["kind"], o["metadata"]["name"])
+    return []
+
+
+check, args = sys.argv[1], sys.argv[2:]
+objs = objects(sys.stdin.read())
+errors = {"service-monitor": service_monitor, "prometheus-rule": prometheus_rule,
+          "dashboard": dashboard, "none-of": kinds, "names": names}[check](objs, *args)
+if errors:
+    sys.exit("\n".join(errors))
+EOF
+# render_check CHECK [ARGS...] -- [helm args...]: renders with the helm args and runs the Python
+# check on the objects.
+render_check() {
+    local what=()
+    while [ "$1" != -- ]; do
+        what+=("$1")
+        shift
+    done
+    shift
+    render "$@" | to_json | python3 "$mon/check.py" "${what[@]}"
+}
+# The objects rendered with the given values, one "Kind name" a line, sorted.
+rendered_objects() { render "$@" | to_json | python3 "$mon/check.py" names | sort; }
+# renders_one_more "Kind name" [helm args...]: the values add that object to the defaults and
+# change nothing else in the list.
+renders_one_more() {
+    local want=$1 expected got
+    shift
+    expected=$({ rendered_objects; echo "$want"; } | sort)
+    got=$(rendered_objects "$@")
+    [ "$got" = "$expected" ] || {
+        echo "expected objects vs rendered:"
+        diff <(echo "$expected") <(echo "$got")
+    }
+}
+# fails_with MESSAGE [helm args...]: the render fails and says MESSAGE.
+fails_with() {
+    local message=$1 out
+    shift
+    if out=$(render "$@" 2>&1); then
+        echo "rendered, expected a failure"
+        return 1
+    fi
+    grep -qF -- "$message" <<<"$out" || {
+        echo "$out"
+        return 1
+    }
+}
+# rules_file FILE [helm args...]: the PrometheusRule's .spec, a Prometheus rules file, into FILE.
+rules_file() {
+    local file=$1
+    shift
+    render --show-only templates/prometheusrule.yaml --set prometheusRule.enabled=true "$@" |
+        kubectl label --local -f - -o jsonpath='{.spec}' minerpool.io/chart-test-none- >"$file"
+}
+# check_rules [helm args...]: promtool checks the rendered rules; lint findings fail too.
+check_rules() {
+    rules_file "$mon/check-rules.yaml" "$@" &&
+        "$promtool" check rules --lint-fatal "$mon/check-rules.yaml"
+}
+# The alerts' unit tests run on rules rendered with the chart's defaults, next to a copy of
+# scripts/alerts-test.yaml (which names its rules file relative to itself).
+alerts_unit_tests() {
+    rules_file "$mon/minerpool-rules.yaml" &&
+        cp "$ROOT/scripts/alerts-test.yaml" "$mon/alerts-test.yaml" &&
+        "$promtool" test rules "$mon/alerts-test.yaml"
+}
+
+fullname=$release-minerpool-operator
+sm=(--set metrics.serviceMonitor.enabled=true --set metrics.serviceMonitor.labels.release=prometheus)
+pr=(--set prometheusRule.enabled=true --set prometheusRule.labels.release=prometheus)
+gd=(--set grafanaDashboard.enabled=true --set-string grafanaDashboard.annotations.grafana_folder=Minerpool)
+check "no ServiceMonitor, PrometheusRule or dashboard ConfigMap by default" \
+    render_check none-of ServiceMonitor PrometheusRule ConfigMap --
+check "helm lint --strict (monitoring on)" \
+    "$HELM" lint --strict "$CHART" "${sm[@]}" "${pr[@]}" "${gd[@]}"
+check "serviceMonitor.enabled renders a ServiceMonitor and nothing more" \
+    renders_one_more "ServiceMonitor $fullname" "${sm[@]}"
+check "ServiceMonitor selects the metrics Service and its port metrics" \
+    render_check service-monitor "$ns" release=prometheus -- "${sm[@]}"
+check "ServiceMonitor in another namespace still selects the release namespace" \
+    render_check service-monitor "$ns" release=prometheus -- "${sm[@]}" \
+    --set metrics.serviceMonitor.namespace=monitoring
+check "serviceMonitor without the metrics Service fails to render" \
+    fails_with "metrics.serviceMonitor.enabled needs metrics.service.enabled" \
+    "${sm[@]}" --set metrics.service.enabled=false
+check_denied "values schema rejects serviceMonitor.interval=soon" \
+    "$HELM" template x "$CHART" --set metrics.serviceMonitor.interval=soon
+check "prometheusRule.enabled renders a PrometheusRule and nothing more" \
+    renders_one_more "PrometheusRule $fullname" "${pr[@]}"
+check "PrometheusRule: labels, severities, annotations, known metrics" \
+    render_check prometheus-rule release=prometheus -- "${pr[@]}"
+check "grafanaDashboard.enabled renders a ConfigMap and nothing more" \
+    renders_one_more "ConfigMap $fullname-dashboard" "${gd[@]}"
+check "dashboard ConfigMap: label, folder, JSON, variables, known metrics" \
+    render_check dashboard grafana_dashboard=1 grafana_folder=Minerpool -- "${gd[@]}"
+check "dashboard ConfigMap with another sidecar label" \
+    render_check dashboard dashboards=minerpool grafana_folder=Minerpool -- "${gd[@]}" \
+    --set grafanaDashboard.label=dashboards --set grafanaDashboard.labelValue=minerpool
+
+# Debian's prometheus package gives promtool; without it the rule checks fail, they are not skipped.
+if promtool=$("$ROOT/scripts/promtool.sh" 2>"$mon/promtool.log"); then
+    version=$("$promtool" --version 2>&1 | awk 'NR == 1 { print $3 }')
+    check "promtool $version check rules (defaults)" check_rules
+    check "promtool $version check rules (watched namespaces, other thresholds)" \
+        check_rules "${namespaced[@]}" --set prometheusRule.jobFailing.consecutiveFailures=5 \
+        --set prometheusRule.rewardsScanStalled.window=1h --set prometheusRule.nodeDown.for=1m
+    check "promtool $version test rules scripts/alerts-test.yaml" alerts_unit_tests
+else
+    printf 'FAIL  %s\n' "promtool unavailable: scripts/promtool.sh failed"
+    sed 's/^/      /' "$mon/promtool.log"
+    failed=$((failed + 1))
+fi
+
 kubectl create namespace "$ns" >/dev/null
 for n in "${watched[@]}"; do kubectl create namespace "$n" >/dev/null; done
 
@@ -106,6 +377,8 @@ check "CRD accepted (server dry run)" crd_dry_run
 check "helm template | kubectl apply --dry-run=server (defaults)" server_dry_run
 check "helm template | kubectl apply --dry-run=server (watched namespaces)" \
     server_dry_run "${namespaced[@]}"
+check "helm template | kubectl apply --dry-run=server (dashboard ConfigMap)" \
+    server_dry_run --show-only templates/grafana-dashboard.yaml "${gd[@]}"
 
 pod='{.spec.template.spec'
 ctr='{.spec.template.spec.containers[0]'
