@@ -405,6 +405,11 @@ check "metrics Service exists" kubectl -n "$ns" get service "$release-minerpool-
 check "ServiceAccount exists" kubectl -n "$ns" get serviceaccount "$release-minerpool-operator"
 check "ClusterRole exists" kubectl get clusterrole "$release-minerpool-operator"
 
+# The Prometheus Operator's ServiceMonitor kind, so that the matrix below asks about that
+# resource and not an unknown name (always "no").
+check "ServiceMonitor CRD served" sh -c "kubectl apply -f '$ROOT/operator/testdata/servicemonitor-crd.yaml' &&
+    kubectl wait --for=condition=Established --timeout=30s crd/servicemonitors.monitoring.coreos.com"
+
 # The can-i matrix: every verb the operator uses, and none it does not.
 for allowed in \
     "get configmaps" "list configmaps" "watch configmaps" "create configmaps" "patch configmaps" \
@@ -413,6 +418,8 @@ for allowed in \
     "create deployments.apps" "patch deployments.apps" \
     "get cronjobs.batch" "list cronjobs.batch" "watch cronjobs.batch" "create cronjobs.batch" \
     "patch cronjobs.batch" "delete cronjobs.batch" \
+    "get servicemonitors.monitoring.coreos.com" "create servicemonitors.monitoring.coreos.com" \
+    "patch servicemonitors.monitoring.coreos.com" "delete servicemonitors.monitoring.coreos.com" \
     "get secrets" "create events.events.k8s.io" "patch events.events.k8s.io"; do
     # shellcheck disable=SC2086
     check "SA may $allowed" can $allowed -n default
@@ -422,6 +429,7 @@ for denied in \
     "update configmaps" "delete configmaps" "update services" "delete services" \
     "update deployments.apps" "delete deployments.apps" "update cronjobs.batch" \
     "create pods" "get pods" "create jobs.batch" "delete jobs.batch" "create events" \
+    "list servicemonitors.monitoring.coreos.com" "update servicemonitors.monitoring.coreos.com" \
     "create roles.rbac.authorization.k8s.io" "create rolebindings.rbac.authorization.k8s.io"; do
     # shellcheck disable=SC2086
     check_denied "SA may not $denied" can $denied -n default

@@ -158,6 +158,25 @@ pub struct Node {
     /// Secret key with the legacy RSA admin key (enables /modify-pool-list/).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_rsa_key_secret_ref: Option<SecretKeyRef>,
+    /// A Prometheus Operator ServiceMonitor for the node's /metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_monitor: Option<ServiceMonitor>,
+}
+
+/// A `monitoring.coreos.com/v1` ServiceMonitor scraping every node replica through the node
+/// Service's `http` port; the cluster needs the Prometheus Operator's CRDs.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceMonitor {
+    /// Create it (default false); turned off, the one the operator created is deleted.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Scrape interval, a Prometheus duration such as `30s` (default: Prometheus's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval: Option<String>,
+    /// Extra labels on the ServiceMonitor, such as the `release` label a Prometheus selects by.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub labels: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -241,6 +260,9 @@ pub struct MinerPoolStatus {
     /// Per job: last schedule and last success.
     #[serde(default)]
     pub jobs: BTreeMap<String, JobStatus>,
+    /// The node ServiceMonitor the operator applied, so that it is deleted when turned off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_monitor: Option<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]

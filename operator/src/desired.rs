@@ -148,6 +148,8 @@ pub struct Desired {
     pub deployment: Deployment,
     pub service: Service,
     pub cron_jobs: Vec<(JobKind, CronJob)>,
+    /// The node ServiceMonitor, when `spec.node.serviceMonitor.enabled`.
+    pub service_monitor: Option<kube::api::DynamicObject>,
 }
 
 /// Builds the children of a validated MinerPool. `mp` must come from the API server (it needs a
@@ -164,7 +166,50 @@ pub fn desired(mp: &MinerPool, config: &Config) -> Desired {
             .filter(|kind| kind.enabled(&mp.spec))
             .map(|kind| (kind, cron_job(mp, kind)))
             .collect(),
+        service_monitor: service_monitor(mp),
     }
+}
+
+/// The Prometheus Operator's ServiceMonitor API.
+pub fn service_monitor_resource() -> kube::api::ApiResource {
+    kube::api::ApiResource {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        api_version: "monitoring.coreos.com/v1".into(),
+        kind: "ServiceMonitor".into(),
+        plural: "servicemonitors".into(),
+    }
+}
+
+/// A ServiceMonitor selecting the node Service by its labels and scraping `/metrics` on its
+/// `http` port, so that Prometheus keeps one target per node pod.
+pub fn service_monitor(mp: &MinerPool) -> Option<kube::api::DynamicObject> {
+    let wanted = mp
+        .spec
+        .node
+        .service_monitor
+        .as_ref()
+        .filter(|m| m.enabled)?;
+    let pool = mp.name_any();
+    let mut metadata = metadata(mp, names::node(&pool), "node");
+    if let (Some(labels), Some(extra)) = (metadata.labels.as_mut(), &wanted.labels) {
+        for (key, value) in extra {
+            labels.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+    let mut endpoint = serde_json::json!({ "port": "http", "path": "/metrics" });
+    if let Some(interval) = &wanted.interval {
+        endpoint["interval"] = interval.clone().into();
+    }
+    let resource = service_monitor_resource();
+    let mut object = kube::api::DynamicObject::new(&names::node(&pool), &resource).data(
+        serde_json::json!({ "spec": {
+            "selector": { "matchLabels": labels(&pool, "node") },
+            "endpoints": [endpoint],
+        } }),
+    );
+    object.metadata = metadata;
+    Some(stamped(object))
 }
 
 fn metadata(mp: &MinerPool, name: String, component: &str) -> ObjectMeta {

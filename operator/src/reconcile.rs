@@ -128,12 +128,24 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
         .map_err(Error::kube(format!("listing the CronJobs of {name}")))?
         .items;
     let mut apply_error = None;
+    let previous_monitor = mp.status.as_ref().and_then(|s| s.service_monitor.clone());
+    let mut monitor = previous_monitor.clone();
     let (deployment, problems) = match validate::validate(mp, &secrets) {
         Ok(config) => {
             let wanted = desired::desired(mp, &config);
-            match apply_children(ctx, &namespace, &uid, &wanted, &live_jobs).await {
-                Ok((deployment, kept)) => {
+            let applied = apply_children(
+                ctx,
+                &namespace,
+                &uid,
+                &wanted,
+                &live_jobs,
+                previous_monitor.as_deref(),
+            )
+            .await;
+            match applied {
+                Ok((deployment, kept, applied_monitor)) => {
                     live_jobs = kept;
+                    monitor = applied_monitor;
                     (Some(deployment), Vec::new())
                 }
                 Err(error) => {
@@ -189,6 +201,7 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
             deployment: deployment.as_ref(),
             cron_jobs: &observed,
             apply_failure,
+            service_monitor: monitor.as_deref(),
         },
         &now,
     );
@@ -225,15 +238,17 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
 }
 
 /// Applies every child of a valid MinerPool (those whose applied digest and fields are current
-/// are left alone), and deletes the CronJobs of jobs it no longer wants. Returns the Deployment
-/// and the CronJobs as they are now.
+/// are left alone), and deletes the CronJobs of jobs it no longer wants and the ServiceMonitor
+/// once turned off. Returns the Deployment and the CronJobs as they are now, and the
+/// ServiceMonitor that exists.
 async fn apply_children(
     ctx: &Context,
     namespace: &str,
     uid: &str,
     wanted: &desired::Desired,
     live_jobs: &[DynamicObject],
-) -> Result<(Deployment, Vec<DynamicObject>), Error> {
+    previous_monitor: Option<&str>,
+) -> Result<(Deployment, Vec<DynamicObject>, Option<String>), Error> {
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
@@ -263,7 +278,62 @@ async fn apply_children(
             .map_err(Error::kube(format!("deleting CronJob {job}")))?;
         tracing::info!(namespace, cronjob = %job, "deleted a CronJob no longer wanted");
     }
-    Ok((deployment, kept))
+    let monitor = apply_service_monitor(ctx, namespace, uid, wanted, previous_monitor).await?;
+    Ok((deployment, kept, monitor))
+}
+
+/// Applies the node ServiceMonitor, or deletes the one applied before once it is turned off. A
+/// turned-off ServiceMonitor the status does not name costs no request, so a MinerPool without
+/// one never touches the Prometheus Operator's API (which may not exist).
+async fn apply_service_monitor(
+    ctx: &Context,
+    namespace: &str,
+    uid: &str,
+    wanted: &desired::Desired,
+    previous: Option<&str>,
+) -> Result<Option<String>, Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        namespace,
+        &desired::service_monitor_resource(),
+    );
+    match (&wanted.service_monitor, previous) {
+        (Some(monitor), _) => {
+            let name = monitor.name_any();
+            apply_unless_current(&api, monitor, None, uid)
+                .await
+                .map_err(|error| match error {
+                    Error::Kube {
+                        source: source @ kube::Error::Api(_),
+                        ..
+                    } if matches!(&source, kube::Error::Api(s) if s.code == 404) => Error::Kube {
+                        action: format!(
+                            "applying ServiceMonitor {name} (spec.node.serviceMonitor needs the Prometheus Operator's monitoring.coreos.com/v1 CRDs in the cluster)"
+                        ),
+                        source,
+                    },
+                    other => other,
+                })?;
+            Ok(Some(name))
+        }
+        (None, Some(name)) => {
+            // Not found, or the CRD itself is gone (and every ServiceMonitor with it): None.
+            let live = api
+                .get_opt(name)
+                .await
+                .map_err(Error::kube(format!("reading ServiceMonitor {name}")))?;
+            if let Some(live) = live
+                && desired::controlled_by(&live.metadata, uid)
+            {
+                api.delete(name, &DeleteParams::background())
+                    .await
+                    .map_err(Error::kube(format!("deleting ServiceMonitor {name}")))?;
+                tracing::info!(namespace, servicemonitor = %name, "deleted the node ServiceMonitor, turned off");
+            }
+            Ok(None)
+        }
+        (None, None) => Ok(None),
+    }
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -378,6 +448,9 @@ async fn write_status(
 ) -> Result<(), Error> {
     let mut patch = serde_json::json!({ "status": new_status });
     if let Some(old) = &mp.status {
+        if old.service_monitor.is_some() && new_status.service_monitor.is_none() {
+            patch["status"]["serviceMonitor"] = serde_json::Value::Null;
+        }
         for job in old
             .jobs
             .keys()

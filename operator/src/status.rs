@@ -26,6 +26,8 @@ pub struct Observation<'a> {
     /// A valid spec whose children could not be applied: the reason (`Conflict`, or the API
     /// server's reason such as `Invalid`) and a message naming the object.
     pub apply_failure: Option<(String, String)>,
+    /// The node ServiceMonitor that exists by the operator's hand.
+    pub service_monitor: Option<&'a str>,
 }
 
 /// The status to write. `now` is RFC 3339.
@@ -101,6 +103,7 @@ pub fn compute(mp: &MinerPool, seen: &Observation<'_>, now: &str) -> MinerPoolSt
                 ))
             })
             .collect::<BTreeMap<_, _>>(),
+        service_monitor: seen.service_monitor.map(str::to_owned),
     }
 }
 

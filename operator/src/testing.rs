@@ -90,8 +90,20 @@ pub async fn counting_admin_client() -> (Client, Arc<RequestCounts>) {
 /// apply would fail on Kubernetes 1.20, whose CRD type has no `x-kubernetes-validations`; a create
 /// drops the CEL rule there.)
 pub async fn ensure_crd(client: &Client) {
+    ensure_custom_resource(client, MinerPool::crd()).await;
+}
+
+/// Installs `operator/testdata/servicemonitor-crd.yaml` (the ServiceMonitor kind as far as the
+/// operator relies on it), if it is not there yet.
+pub async fn ensure_service_monitor_crd(client: &Client) {
+    let crd: CustomResourceDefinition =
+        serde_yaml::from_str(include_str!("../testdata/servicemonitor-crd.yaml"))
+            .expect("a CustomResourceDefinition");
+    ensure_custom_resource(client, crd).await;
+}
+
+async fn ensure_custom_resource(client: &Client, crd: CustomResourceDefinition) {
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd = MinerPool::crd();
     let name = crd.metadata.name.clone().unwrap();
     match crds.create(&PostParams::default(), &crd).await {
         Ok(_) => {}

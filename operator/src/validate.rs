@@ -128,6 +128,37 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
         );
     }
     let node = &spec.node;
+    if let Some(monitor) = &node.service_monitor {
+        if let Some(interval) = &monitor.interval
+            && !is_prometheus_duration(interval)
+        {
+            problem(
+                "spec.node.serviceMonitor.interval",
+                format!("{interval:?} is not a Prometheus duration such as 30s or 1m30s"),
+            );
+        }
+        for key in monitor.labels.iter().flat_map(|labels| labels.keys()) {
+            if key.starts_with("app.kubernetes.io/") {
+                problem(
+                    "spec.node.serviceMonitor.labels",
+                    format!("{key:?} is set by the operator"),
+                );
+            } else if !is_label_key(key) {
+                problem(
+                    "spec.node.serviceMonitor.labels",
+                    format!("{key:?} is not a label key"),
+                );
+            }
+        }
+        for value in monitor.labels.iter().flat_map(|labels| labels.values()) {
+            if !is_label_value(value) {
+                problem(
+                    "spec.node.serviceMonitor.labels",
+                    format!("{value:?} is not a label value"),
+                );
+            }
+        }
+    }
     if let Some(replicas) = node.replicas
         && replicas < 0
     {
@@ -308,6 +339,66 @@ pub fn is_quantity(text: &str) -> bool {
             .is_some_and(|e| !e.is_empty() && e.bytes().all(|b| b.is_ascii_digit())),
     };
     number_ok && suffix_ok
+}
+
+/// A Prometheus duration: one or more `<number><unit>` in the order y w d h m s ms, or `0`.
+fn is_prometheus_duration(text: &str) -> bool {
+    if text == "0" {
+        return true;
+    }
+    let units = ["y", "w", "d", "h", "ms", "m", "s"];
+    let order = ["y", "w", "d", "h", "m", "s", "ms"];
+    let mut rest = text;
+    let mut last = None;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let Some(unit) = units.into_iter().find(|u| rest.starts_with(u)) else {
+            return false;
+        };
+        let position = order.iter().position(|o| *o == unit);
+        if position <= last {
+            return false;
+        }
+        last = position;
+        rest = &rest[unit.len()..];
+    }
+    last.is_some()
+}
+
+/// A label value: at most 63 characters, alphanumerics with `-`, `_`, `.` inside.
+fn is_label_value(value: &str) -> bool {
+    value.is_empty()
+        || (value.len() <= 63
+            && value.starts_with(|c: char| c.is_ascii_alphanumeric())
+            && value.ends_with(|c: char| c.is_ascii_alphanumeric())
+            && value
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+}
+
+/// A label key: an optional DNS subdomain prefix and `/`, then a name like a label value.
+fn is_label_key(key: &str) -> bool {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    let prefix_ok = prefix.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 253
+            && p.split('.').all(|part| {
+                !part.is_empty()
+                    && part.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part.ends_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+                    && part
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            })
+    });
+    prefix_ok && !name.is_empty() && is_label_value(name)
 }
 
 fn config_problem(error: minerpool_core::config::ConfigError) -> Problem {

@@ -515,6 +515,65 @@ async fn deleting_the_minerpool_garbage_collects_its_children() {
     operator.stop().await;
 }
 
+/// `spec.node.serviceMonitor`: turned on, a ServiceMonitor owned by the MinerPool selects the
+/// node Service; turned off, it is deleted and the status forgets it.
+#[tokio::test]
+async fn the_node_service_monitor_follows_the_spec() {
+    let (client, ns) = setup("mp-monitor").await;
+    testing::ensure_service_monitor_crd(&client).await;
+    let operator = Operator::start(client.clone(), &ns).await;
+    let mut mp = fixtures::minerpool("pool", &ns);
+    mp.spec.node.service_monitor = Some(minerpool_operator::crd::ServiceMonitor {
+        enabled: true,
+        interval: Some("30s".into()),
+        labels: Some([("release".to_string(), "prometheus".to_string())].into()),
+    });
+    testing::create_pool(&client, &ns, &mp).await;
+    let created = wait_status(&client, &ns, "pool", "the ServiceMonitor applied", |s| {
+        s.service_monitor.as_deref() == Some("pool-node")
+    })
+    .await;
+    let monitors: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &minerpool_operator::desired::service_monitor_resource(),
+    );
+    let monitor = monitors.get("pool-node").await.unwrap();
+    let service = Api::<Service>::namespaced(client.clone(), &ns)
+        .get("pool-node")
+        .await
+        .unwrap();
+    assert_eq!(
+        monitor.data["spec"]["selector"]["matchLabels"],
+        serde_json::to_value(service.metadata.labels.clone().unwrap()).unwrap(),
+        "it selects the node Service"
+    );
+    assert_eq!(
+        monitor.data["spec"]["endpoints"],
+        json!([{ "port": "http", "path": "/metrics", "interval": "30s" }])
+    );
+    assert_eq!(
+        monitor.labels().get("release").map(String::as_str),
+        Some("prometheus")
+    );
+    let owner = &monitor.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(Some(&owner.uid), created.metadata.uid.as_ref());
+    assert_eq!(owner.controller, Some(true));
+
+    patch_pool(
+        &client,
+        &ns,
+        json!({ "spec": { "node": { "serviceMonitor": { "enabled": false } } } }),
+    )
+    .await;
+    wait_status(&client, &ns, "pool", "the ServiceMonitor forgotten", |s| {
+        s.service_monitor.is_none()
+    })
+    .await;
+    assert!(monitors.get_opt("pool-node").await.unwrap().is_none());
+    operator.stop().await;
+}
+
 fn helm() -> String {
     std::env::var("HELM").expect("HELM is set by scripts/with-test-servers.sh")
 }

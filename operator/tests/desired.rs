@@ -487,6 +487,63 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
     let base = fixtures::minerpool("pool", "ns");
     let ok = mongodb_only();
 
+    let monitor = |interval: &str, key: &str, value: &str| {
+        let mut mp = base.clone();
+        mp.spec.node.service_monitor = Some(minerpool_operator::crd::ServiceMonitor {
+            enabled: true,
+            interval: Some(interval.into()),
+            labels: Some([(key.to_string(), value.to_string())].into()),
+        });
+        mp
+    };
+    for interval in ["30", "s", "1m30", "30s1m", "1.5m", "-1s", "1h 2m", ""] {
+        assert_problem(
+            &monitor(interval, "release", "prometheus"),
+            &ok,
+            "spec.node.serviceMonitor.interval",
+            "is not a Prometheus duration",
+        );
+    }
+    for interval in ["30s", "1m30s", "2h", "500ms", "1d", "0"] {
+        let mp = monitor(interval, "release", "prometheus");
+        assert!(validate(&mp, &ok).is_ok(), "{interval}");
+    }
+    assert_problem(
+        &monitor("30s", "app.kubernetes.io/instance", "other"),
+        &ok,
+        "spec.node.serviceMonitor.labels",
+        "is set by the operator",
+    );
+    assert_problem(
+        &monitor("30s", "Bad Key", "x"),
+        &ok,
+        "spec.node.serviceMonitor.labels",
+        "is not a label key",
+    );
+    assert_problem(
+        &monitor("30s", "release", "not ok!"),
+        &ok,
+        "spec.node.serviceMonitor.labels",
+        "is not a label value",
+    );
+    let valid = monitor("15s", "example.com/team", "pools");
+    let config = validate(&valid, &ok).unwrap();
+    let wanted = desired::desired(&valid, &config);
+    let object = serde_json::to_value(wanted.service_monitor.expect("enabled")).unwrap();
+    assert_eq!(object["apiVersion"], "monitoring.coreos.com/v1");
+    assert_eq!(object["metadata"]["name"], "pool-node");
+    assert_eq!(object["metadata"]["labels"]["example.com/team"], "pools");
+    assert_eq!(
+        object["spec"]["selector"]["matchLabels"],
+        serde_json::to_value(wanted.service.metadata.labels.unwrap()).unwrap(),
+        "selects the node Service"
+    );
+    assert_eq!(object["spec"]["endpoints"][0]["port"], "http");
+    let mut off = valid.clone();
+    off.spec.node.service_monitor.as_mut().unwrap().enabled = false;
+    assert!(desired::desired(&off, &config).service_monitor.is_none());
+    assert!(desired::desired(&base, &config).service_monitor.is_none());
+
     let mut mp = base.clone();
     mp.spec.jobs.payouts = Some(JobSpec {
         schedule: Some("*/5 * * *".into()),
@@ -659,6 +716,7 @@ fn status_reports_conditions_replicas_and_jobs() {
             deployment: Some(&dep),
             cron_jobs: &all_jobs,
             apply_failure: None,
+            service_monitor: None,
         },
         "T1",
     );
@@ -692,6 +750,7 @@ fn status_reports_conditions_replicas_and_jobs() {
             deployment: Some(&dep),
             cron_jobs: &all_jobs,
             apply_failure: None,
+            service_monitor: None,
         },
         "T2",
     );
@@ -707,6 +766,7 @@ fn status_reports_conditions_replicas_and_jobs() {
             deployment: Some(&down),
             cron_jobs: &all_jobs,
             apply_failure: None,
+            service_monitor: None,
         },
         "T3",
     );
@@ -747,6 +807,7 @@ fn status_of_an_invalid_spec_or_missing_children() {
             deployment: None,
             cron_jobs: &[cron_seen("pool-rewards", None)],
             apply_failure: None,
+            service_monitor: None,
         },
         "T1",
     );

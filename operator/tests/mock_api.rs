@@ -216,9 +216,16 @@ fn settled_world(applied: &MinerPool) -> (World, MinerPool) {
             deployment: Some(&d.deployment),
             cron_jobs: &observed,
             apply_failure: None,
+            service_monitor: d.service_monitor.as_ref().map(|_| "pool-node"),
         },
         "2026-11-29T00:00:00Z",
     ));
+    if let Some(monitor) = &d.service_monitor {
+        world.put(
+            SERVICE_MONITOR.into(),
+            serde_json::to_value(monitor).unwrap(),
+        );
+    }
     world.put(pool_path("pool"), serde_json::to_value(&settled).unwrap());
     (world, settled)
 }
@@ -234,6 +241,8 @@ const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/pools/deployments/pool-node";
 const SERVICE: &str = "/api/v1/namespaces/pools/services/pool-node";
 const STATUS: &str = "PATCH /apis/minerpool.io/v1alpha1/namespaces/pools/minerpools/pool/status";
 const EVENT: &str = "POST /apis/events.k8s.io/v1/namespaces/pools/events";
+const SERVICE_MONITOR: &str =
+    "/apis/monitoring.coreos.com/v1/namespaces/pools/servicemonitors/pool-node";
 
 fn cron_job_path(job: &str) -> String {
     format!("/apis/batch/v1beta1/namespaces/pools/cronjobs/pool-{job}")
@@ -353,6 +362,110 @@ async fn a_spec_change_applies_only_the_children_it_changes() {
     assert_eq!(seen[4].body["spec"]["replicas"], 3);
     assert_eq!(seen[6].body["spec"]["schedule"], "*/2 * * * *");
     assert_eq!(seen[7].body["status"]["observedGeneration"], 2);
+}
+
+fn with_service_monitor(mut mp: MinerPool, enabled: bool) -> MinerPool {
+    mp.spec.node.service_monitor = Some(minerpool_operator::crd::ServiceMonitor {
+        enabled,
+        interval: Some("30s".into()),
+        labels: Some([("release".to_string(), "prometheus".to_string())].into()),
+    });
+    mp
+}
+
+#[tokio::test]
+async fn a_service_monitor_is_applied_when_turned_on_and_deleted_once_turned_off() {
+    let (world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    let mut on = with_service_monitor(settled.clone(), true);
+    on.metadata.generation = Some(2);
+    let (outcome, seen) = reconcile_against(world, &on).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            SECRET.to_string(),
+            LIST_CRONJOBS.into(),
+            format!("GET {CONFIG_MAP}"),
+            format!("GET {DEPLOYMENT}"),
+            format!("GET {SERVICE}"),
+            format!("GET {SERVICE_MONITOR}"),
+            format!("PATCH {SERVICE_MONITOR}"),
+            STATUS.into(),
+        ]
+    );
+    let monitor = &seen[6].body;
+    assert_eq!(monitor["kind"], "ServiceMonitor");
+    assert_eq!(
+        monitor["spec"]["selector"]["matchLabels"],
+        serde_json::to_value(desired::labels("pool", "node")).unwrap(),
+        "selects the node Service by its labels"
+    );
+    assert_eq!(
+        monitor["spec"]["endpoints"],
+        json!([{ "port": "http", "path": "/metrics", "interval": "30s" }])
+    );
+    assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
+    assert_eq!(
+        monitor["metadata"]["ownerReferences"][0]["uid"],
+        "uid-of-pool"
+    );
+    assert_eq!(seen[7].body["status"]["serviceMonitor"], "pool-node");
+
+    // Settled with it on: nothing more than a read.
+    let (world, settled_on) =
+        settled_world(&with_service_monitor(fixtures::minerpool("pool", NS), true));
+    let (outcome, seen) = reconcile_against(world, &settled_on).await;
+    outcome.unwrap();
+    assert!(seen.iter().all(|s| s.method == "GET"), "{:?}", lines(&seen));
+
+    // Turned off: the one the status names is deleted, and the status forgets it.
+    let (world, _) = settled_world(&settled_on);
+    let mut off = with_service_monitor(settled_on.clone(), false);
+    off.metadata.generation = Some(3);
+    let (outcome, seen) = reconcile_against(world, &off).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            SECRET.to_string(),
+            LIST_CRONJOBS.into(),
+            format!("GET {CONFIG_MAP}"),
+            format!("GET {DEPLOYMENT}"),
+            format!("GET {SERVICE}"),
+            format!("GET {SERVICE_MONITOR}"),
+            format!("DELETE {SERVICE_MONITOR}"),
+            STATUS.into(),
+        ]
+    );
+    assert_eq!(seen[7].body["status"]["serviceMonitor"], Value::Null);
+}
+
+/// Without the Prometheus Operator's CRDs, a ServiceMonitor cannot be applied: Ready is False
+/// with a message that says what is missing.
+#[tokio::test]
+async fn a_service_monitor_without_its_crd_sets_ready_false_saying_so() {
+    let (mut world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    world.refused.insert(
+        SERVICE_MONITOR.into(),
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound",
+               "code": 404, "message": "the server could not find the requested resource"}),
+    );
+    let mut on = with_service_monitor(settled.clone(), true);
+    on.metadata.generation = Some(2);
+    let (outcome, seen) = reconcile_against(world, &on).await;
+    assert!(outcome.is_err(), "retried with a backoff");
+    let status = seen
+        .iter()
+        .find(|s| s.line() == STATUS)
+        .expect("status written");
+    let ready = &status.body["status"]["conditions"][0];
+    assert_eq!(ready["status"], "False");
+    assert_eq!(ready["reason"], "NotFound");
+    let message = ready["message"].as_str().unwrap();
+    assert!(
+        message.contains("monitoring.coreos.com/v1 CRDs"),
+        "{message}"
+    );
 }
 
 #[tokio::test]

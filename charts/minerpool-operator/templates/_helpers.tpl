@@ -70,8 +70,9 @@ served as batch/v1 or batch/v1beta1.
 */}}
 {{- define "minerpool-operator.rules" -}}
 # Exactly what the operator calls: it watches MinerPools and its children, server-side applies
-# children (patch; create when absent), deletes CronJobs of disabled jobs, patches status,
-# reads the Secrets a spec names by name, and records Events.
+# children (patch; create when absent), deletes CronJobs of disabled jobs and node
+# ServiceMonitors turned off, patches status, reads the Secrets a spec names by name, and records
+# Events.
 - apiGroups: ["minerpool.io"]
   resources: ["minerpools"]
   verbs: ["get", "list", "watch"]
@@ -87,6 +88,9 @@ served as batch/v1 or batch/v1beta1.
 - apiGroups: ["batch"]
   resources: ["cronjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["monitoring.coreos.com"]
+  resources: ["servicemonitors"]
+  verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
