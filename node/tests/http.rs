@@ -707,6 +707,95 @@ async fn metrics_show_money_and_job_health() {
     );
 }
 
+/// The dashboard on an empty database says there is nothing yet; an unknown or malformed
+/// address is a friendly 404; every page and asset is served by the node itself.
+#[tokio::test]
+async fn dashboard_pages_say_when_there_is_nothing_and_need_nothing_from_elsewhere() {
+    let n = node("http_pages").await;
+    let get = |path: &str| {
+        let url = format!("{}{path}", n.http);
+        async move {
+            let response = reqwest::get(&url).await.unwrap();
+            let status = response.status().as_u16();
+            let kind = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned();
+            (status, kind, response.text().await.unwrap())
+        }
+    };
+    for (path, empty) in [
+        ("/", "No income in the last 48 hours."),
+        ("/pools", "No pool is registered or scored yet."),
+        ("/validator-list", "No validator is known yet."),
+        ("/distributions", "No distribution yet"),
+    ] {
+        let (status, kind, html) = get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        assert!(html.contains(empty), "{path}: {html}");
+        assert!(
+            html.contains("href=\"/pools\""),
+            "{path} links the other pages"
+        );
+        for external in ["http://", "https://", "//cdn", "src=\"//", "href=\"//"] {
+            assert!(!html.contains(external), "{path} names {external}: {html}");
+        }
+    }
+    for path in [
+        format!("/address/{POOL_A}"),
+        "/address/not-an-address".into(),
+    ] {
+        let (status, kind, html) = get(&path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        assert!(html.contains("has no record of"), "{path}: {html}");
+    }
+    for (path, kind) in [
+        ("/assets/dashboard.css", "text/css"),
+        ("/assets/dashboard.js", "text/javascript"),
+    ] {
+        let (status, served, body) = get(path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(served.starts_with(kind), "{path}: {served}");
+        assert!(!body.contains("http"), "{path} reaches elsewhere: {body}");
+    }
+    // A registered pool has a page, and markup in stored data is shown, not run.
+    n.register_pool(POOL_A).await;
+    let (status, _, html) = get(&format!("/address/{POOL_A}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        html.contains(&format!("id=\"address\">{POOL_A}<")),
+        "{html}"
+    );
+    n.store
+        .collection::<bson::Document>("validatorsList")
+        .insert_one(bson::doc! { "wallet_address": "<script>alert(1)</script>", "percentage": 5.0 })
+        .await
+        .unwrap();
+    let (_, _, listed) = get("/validator-list").await;
+    assert!(
+        listed.contains("&lt;script&gt;alert(1)&lt;/script&gt;"),
+        "{listed}"
+    );
+    assert!(!listed.contains("<script>alert"), "{listed}");
+    // A failed run stands out.
+    n.store
+        .collection::<bson::Document>("jobRuns")
+        .insert_one(bson::doc! {
+            "_id": "r1", "job": "rewards", "outcome": "failed", "started_at": bson::DateTime::now(),
+        })
+        .await
+        .unwrap();
+    let (_, _, overview) = get("/").await;
+    assert!(
+        overview.contains("<tr class=\"failed\"><td>rewards</td>"),
+        "{overview}"
+    );
+}
+
 #[tokio::test]
 async fn an_admin_request_that_failed_can_be_sent_again_and_takes_effect_once() {
     let key = admin_key();

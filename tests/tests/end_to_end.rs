@@ -254,7 +254,65 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
     }
     assert_eq!(received, total);
 
+    // The dashboard shows what the API shows.
+    let overview = page(&format!("{api}/")).await;
+    for (id, field) in [
+        ("received", "received"),
+        ("credited", "credited"),
+        ("pending", "pending"),
+        ("paid", "paid"),
+    ] {
+        assert_eq!(text_of(&overview, id), stats[field], "{id} on the overview");
+    }
+    assert_eq!(text_of(&overview, "last-scanned"), "20005");
+    assert!(
+        overview.contains("<rect") && !overview.contains("id=\"no-income\""),
+        "the income chart has bars: {overview}"
+    );
+    // Decay runs every few seconds: the page's score is the API's just before or just after.
+    let before = get(&format!("{api}/api/v1/pools/{POOL_A}")).await["score"].clone();
+    let pools = page(&format!("{api}/pools")).await;
+    let after = get(&format!("{api}/api/v1/pools/{POOL_A}")).await["score"].clone();
+    assert!(
+        [before, after]
+            .iter()
+            .any(|score| pools.contains(&format!("<td class=\"score\">{score}</td>"))),
+        "{pools}"
+    );
+    let credited = balances[0].get_str("address").unwrap().to_owned();
+    let address = page(&format!("{api}/address/{credited}")).await;
+    let balance = get(&format!("{api}/api/v1/balances/{credited}")).await;
+    assert_eq!(text_of(&address, "pending"), balance["pending"]);
+    assert_eq!(text_of(&address, "paid"), balance["paid"]);
+    let listed = page(&format!("{api}/distributions")).await;
+    assert_eq!(
+        listed.matches("<tr><td>").count(),
+        distributions.len(),
+        "{listed}"
+    );
+
     stop(node).await;
+}
+
+/// A dashboard page's HTML (200 expected).
+async fn page(url: &str) -> String {
+    let response = reqwest::get(url).await.unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{url}");
+    response.text().await.unwrap()
+}
+
+/// The text of the element with `id`, up to its first tag.
+fn text_of(html: &str, id: &str) -> String {
+    let marker = format!("id=\"{id}\">");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no #{id} in {html}"))
+        + marker.len();
+    html[start..]
+        .split('<')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
 }
 
 /// Starts `minerpool-node standalone` with `config` and extra environment; returns once it is

@@ -3,6 +3,7 @@
 mod api;
 pub mod legacy;
 mod ops;
+mod pages;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,6 +22,7 @@ pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
         .merge(legacy::router())
         .merge(ops::router())
+        .merge(pages::router())
         .nest("/api/v1", api::router())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(axum::extract::DefaultBodyLimit::max(
