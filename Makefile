@@ -11,6 +11,7 @@ test-deps:
 	scripts/mongo-test-server.sh install
 	scripts/kube-test-env.sh install
 	scripts/kube-cluster.sh install
+	scripts/debian-tool.sh chromedriver chromium chromium-driver
 	@if ! $(CARGO) nextest --version >/dev/null 2>&1; then $(CARGO) install --locked cargo-nextest; fi
 
 fmt-check:

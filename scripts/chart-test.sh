@@ -357,7 +357,7 @@ check "dashboard ConfigMap with another sidecar label" \
     --set grafanaDashboard.label=dashboards --set grafanaDashboard.labelValue=minerpool
 
 # Debian's prometheus package gives promtool; without it the rule checks fail, they are not skipped.
-if promtool=$("$ROOT/scripts/promtool.sh" 2>"$mon/promtool.log"); then
+if promtool=$("$ROOT/scripts/debian-tool.sh" promtool prometheus 2>"$mon/promtool.log"); then
     version=$("$promtool" --version 2>&1 | awk 'NR == 1 { print $3 }')
     check "promtool $version check rules (defaults)" check_rules
     check "promtool $version check rules (watched namespaces, other thresholds)" \
@@ -365,7 +365,7 @@ if promtool=$("$ROOT/scripts/promtool.sh" 2>"$mon/promtool.log"); then
         --set prometheusRule.rewardsScanStalled.window=1h --set prometheusRule.nodeDown.for=1m
     check "promtool $version test rules scripts/alerts-test.yaml" alerts_unit_tests
 else
-    printf 'FAIL  %s\n' "promtool unavailable: scripts/promtool.sh failed"
+    printf 'FAIL  %s\n' "promtool unavailable: scripts/debian-tool.sh promtool prometheus failed"
     sed 's/^/      /' "$mon/promtool.log"
     failed=$((failed + 1))
 fi

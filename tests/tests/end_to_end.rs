@@ -2,6 +2,8 @@
 //! `minerpool-node standalone` scans and credits, validators report over the WebSocket, and the
 //! numbers must agree to the unit.
 
+mod browser;
+
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -290,8 +292,96 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
         distributions.len(),
         "{listed}"
     );
+    in_a_browser(&api, &stats, &credited).await;
 
     stop(node).await;
+}
+
+/// The same pages in headless Chromium on a phone-sized screen: the figures of `/api/v1`, a
+/// drawn chart, navigation, a refresh without reload, and a friendly 404. Screenshots of each
+/// page go to `target/screenshots/`.
+async fn in_a_browser(api: &str, stats: &Value, credited: &str) {
+    use fantoccini::Locator;
+    let browser = browser::Browser::start().await;
+    let c = &browser.client;
+    c.goto(&format!("{api}/")).await.unwrap();
+    for id in ["received", "credited", "pending", "paid"] {
+        let shown = c.find(Locator::Id(id)).await.unwrap().text().await.unwrap();
+        assert_eq!(shown, stats[id], "#{id} in the browser");
+    }
+    let drawn = browser
+        .eval(
+            "const bars = [...document.querySelectorAll('#income-chart rect')];
+             return [bars.length, bars.filter(b => b.getBoundingClientRect().height > 0).length,
+                     document.getElementById('income-chart').getBoundingClientRect().width];",
+        )
+        .await;
+    assert_eq!(drawn[0], 48, "one bar an hour: {drawn}");
+    assert!(drawn[1].as_u64().unwrap() >= 1, "a bar is drawn: {drawn}");
+    assert!(
+        drawn[2].as_f64().unwrap() > 300.0,
+        "the chart fills the screen: {drawn}"
+    );
+    let overflow = browser
+        .eval("return document.documentElement.scrollWidth - window.innerWidth;")
+        .await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "the page fits a phone screen: {overflow}"
+    );
+    browser.screenshot("overview").await;
+
+    // The page refreshes its content in place: a value set on the window survives it.
+    browser
+        .eval("window.marker = 1; document.getElementById('main').dataset.seen = 'old'; return 0;")
+        .await;
+    let refreshed = browser::wait_for(
+        &browser,
+        "return document.getElementById('main').dataset.seen === undefined && window.marker === 1;",
+        Duration::from_secs(25),
+    )
+    .await;
+    assert!(refreshed, "the content was replaced without a reload");
+
+    // Through the navigation: each link opens its page, whose table is there.
+    for (link, table, path) in [
+        ("Pools", "pools", "/pools"),
+        ("Validators", "validators", "/validator-list"),
+        ("Distributions", "distributions", "/distributions"),
+    ] {
+        c.find(Locator::LinkText(link))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
+        c.wait().for_element(Locator::Id(table)).await.unwrap();
+        assert_eq!(c.current_url().await.unwrap().path(), path);
+        browser.screenshot(table).await;
+    }
+
+    c.goto(&format!("{api}/address/{credited}")).await.unwrap();
+    let pending = c
+        .find(Locator::Id("pending"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let balance = get(&format!("{api}/api/v1/balances/{credited}")).await;
+    assert_eq!(pending, balance["pending"]);
+    browser.screenshot("address").await;
+    c.goto(&format!("{api}/address/{PAYER}")).await.unwrap();
+    let unknown = c
+        .find(Locator::Id("unknown"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(unknown.contains("has no record of"), "{unknown}");
+    browser.screenshot("unknown-address").await;
+    browser.close().await;
 }
 
 /// A dashboard page's HTML (200 expected).
