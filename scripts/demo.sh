@@ -97,7 +97,8 @@ echo
 
 cat <<TEXT
 
-minerpool is running. Look for yourself:
+minerpool is running. Open the dashboard: $API/
+(its figures move as the demo runs: it refreshes itself every 10 s). Or look for yourself:
   curl $API/validators                        # legacy shape, what pools read
   curl $API/api/v1/stats                      # height, received, credited, pending, paid
   curl $API/api/v1/balances/$POOL
