@@ -602,16 +602,8 @@ async fn metrics_show_payouts_waiting_for_a_block_and_balances_held_aside() {
         .await
         .unwrap();
     let page = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
-    let value = |series: &str| {
-        page.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("{series} in {page}"))
-    };
+    let value =
+        |series: &str| wait::sample(&page, series).unwrap_or_else(|| panic!("{series} in {page}"));
     assert_eq!(value("minerpool_node_payouts_batches_in_flight"), 1.0);
     assert!(value("minerpool_node_payouts_oldest_unconfirmed_seconds") >= 120.0);
     assert_eq!(value("minerpool_node_payouts_held_balances"), 1.0);
@@ -654,16 +646,8 @@ async fn metrics_show_money_and_job_health() {
         .text()
         .await
         .unwrap();
-    let value = |series: &str| {
-        page.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("{series} in {page}"))
-    };
+    let value =
+        |series: &str| wait::sample(&page, series).unwrap_or_else(|| panic!("{series} in {page}"));
     let exact = |series: &str| {
         page.lines()
             .find_map(|l| {

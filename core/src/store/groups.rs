@@ -317,18 +317,15 @@ impl Store {
         if ids.is_empty() {
             return Ok(HashSet::new());
         }
-        let context = "read the group's stored TASK receipts";
-        let found: Vec<Document> = self
-            .collection::<Document>(names::TASK_RECEIPTS)
-            .find(doc! { "_id": { "$in": ids } })
-            .projection(doc! { "_id": 1 })
-            .session(&mut *session)
-            .await
-            .map_err(StoreError::mongo(context))?
-            .stream(&mut *session)
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo(context))?;
+        let found = self
+            .find_in_transaction(
+                session,
+                names::TASK_RECEIPTS,
+                doc! { "_id": { "$in": ids } },
+                doc! { "_id": 1 },
+                "read the group's stored TASK receipts",
+            )
+            .await?;
         Ok(found
             .iter()
             .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
@@ -388,10 +385,28 @@ impl Store {
         session: &mut ClientSession,
         filter: Document,
     ) -> Result<Vec<Document>> {
-        let context = "read the group's validators";
-        self.collection::<Document>(names::VALIDATORS)
+        self.find_in_transaction(
+            session,
+            names::VALIDATORS,
+            filter,
+            doc! { "_id": 0, "wallet_address": 1, "score": 1, "last_active_time": 1 },
+            "read the group's validators",
+        )
+        .await
+    }
+
+    /// Every document of `collection` matching `filter`, read inside the session's transaction.
+    async fn find_in_transaction(
+        &self,
+        session: &mut ClientSession,
+        collection: &str,
+        filter: Document,
+        projection: Document,
+        context: &str,
+    ) -> Result<Vec<Document>> {
+        self.collection::<Document>(collection)
             .find(filter)
-            .projection(doc! { "_id": 0, "wallet_address": 1, "score": 1, "last_active_time": 1 })
+            .projection(projection)
             .session(&mut *session)
             .await
             .map_err(StoreError::mongo(context))?
