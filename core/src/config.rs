@@ -56,7 +56,28 @@ pub struct Config {
     pub payouts: PayoutsConfig,
     #[serde(default)]
     pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub history: HistoryConfig,
 }
+
+/// What the dashboard's charts keep that nothing else stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, default)]
+pub struct HistoryConfig {
+    /// Days of hourly scores the decay job keeps (`scoreHistory`).
+    pub score_retention_days: u32,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            score_retention_days: 30,
+        }
+    }
+}
+
+/// The longest score history kept.
+pub const MAX_SCORE_RETENTION_DAYS: u32 = 366;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
@@ -334,6 +355,7 @@ impl Config {
             node: NodeConfig::default(),
             payouts: PayoutsConfig::default(),
             schedule: ScheduleConfig::default(),
+            history: HistoryConfig::default(),
         }
     }
 
@@ -473,6 +495,13 @@ impl Config {
             if seconds == 0 {
                 return Err(invalid(key, "must be at least 1"));
             }
+        }
+        let days = self.history.score_retention_days;
+        if !(1..=MAX_SCORE_RETENTION_DAYS).contains(&days) {
+            return Err(invalid(
+                "history.scoreRetentionDays",
+                format!("must be 1 to {MAX_SCORE_RETENTION_DAYS}, got {days}"),
+            ));
         }
         Ok(())
     }

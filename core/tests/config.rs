@@ -160,6 +160,14 @@ fn bad_values_are_named() {
             "payouts.minimumPayout",
         ),
         ("schedule:\n  decaySeconds: 0\n", "schedule.decaySeconds"),
+        (
+            "history:\n  scoreRetentionDays: 0\n",
+            "history.scoreRetentionDays",
+        ),
+        (
+            "history:\n  scoreRetentionDays: 367\n",
+            "history.scoreRetentionDays",
+        ),
         ("mongodb:\n  database: \"\"\n", "mongodb.database"),
     ];
     for (extra, key) in cases {

@@ -12,7 +12,7 @@ use futures::future::BoxFuture;
 use mongodb::options::{InsertOneModel, UpdateOneModel, WriteModel};
 use mongodb::{ClientSession, Namespace};
 
-use super::documents::{Balance, JobRun, RewardDistribution, Validator, names};
+use super::documents::{Balance, JobRun, LedgerLine, RewardDistribution, Validator, names};
 use super::reads::PublicFind;
 use super::{Result, Store, StoreError, is_duplicate_key, loose};
 use crate::faults::crash_point;
@@ -131,6 +131,29 @@ pub struct PayoutLine {
     pub batch_id: String,
     pub state: String,
     pub units: i64,
+    pub tx_hash: Option<String>,
+    pub created_at: Option<DateTime>,
+}
+
+/// One ledger line crediting an address, with the distribution it belongs to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreditLine {
+    /// The distribution's block range `first-last`.
+    pub distribution: String,
+    pub line: LedgerLine,
+    pub created_at: DateTime,
+}
+
+/// A payout batch as the public list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchOverview {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub recipients: usize,
+    /// Units paid to the recipients.
+    pub total: i64,
+    pub fee: i64,
     pub tx_hash: Option<String>,
     pub created_at: Option<DateTime>,
 }
@@ -729,6 +752,65 @@ impl Store {
             .collect())
     }
 
+    /// The ledger lines crediting `address`, newest first, from at most `limit` distributions
+    /// created before `before` (several lines when it is, say, both a pool and a validator).
+    pub async fn credits_of(
+        &self,
+        address: &str,
+        limit: i64,
+        before: Option<DateTime>,
+    ) -> Result<Vec<CreditLine>> {
+        let distributions: Vec<RewardDistribution> = self
+            .find_public(&PublicFind::credits_of(address, limit, before))
+            .await?;
+        Ok(distributions
+            .into_iter()
+            .flat_map(|d| {
+                let (id, created_at) = (d.id, d.created_at);
+                d.lines.into_iter().map(move |line| CreditLine {
+                    distribution: id.clone(),
+                    line,
+                    created_at,
+                })
+            })
+            .collect())
+    }
+
+    /// Every payout batch, newest first, at most `limit`, created before `before`, read as
+    /// tolerantly as [`Store::payouts_of`].
+    pub async fn recent_payout_batches(
+        &self,
+        limit: i64,
+        before: Option<DateTime>,
+    ) -> Result<Vec<BatchOverview>> {
+        let batches: Vec<Document> = self
+            .find_public(&PublicFind::payout_batches(limit, before))
+            .await?;
+        Ok(batches
+            .iter()
+            .map(|batch| BatchOverview {
+                id: id_text(batch.get("_id")),
+                kind: batch.get_str("kind").unwrap_or("payout").to_owned(),
+                state: batch.get_str("state").unwrap_or("unknown").to_owned(),
+                recipients: batch.get_array("recipients").map_or(0, |r| r.len()),
+                total: units(batch.get("total")).unwrap_or(0),
+                fee: units(batch.get("fee")).unwrap_or(0),
+                tx_hash: batch.get_str("tx_hash").ok().map(str::to_owned),
+                created_at: loose_time(batch.get("created_at")),
+            })
+            .collect())
+    }
+
+    /// One validator, read as tolerantly as the list (`Err`: its document is malformed).
+    pub async fn validator_of(&self, address: &str) -> Result<Option<Result<Validator, String>>> {
+        Ok(self
+            .validators_read(&PublicFind::validator(address))
+            .await?
+            .into_iter()
+            .next()
+            .map(|(_, validator)| validator))
+    }
+
     /// Reward distributions, newest first, at most `limit`, optionally only those created before
     /// `before` (for paging).
     pub async fn recent_distributions(
@@ -775,7 +857,7 @@ fn pool_entry<'a>(
 }
 
 /// A number stored as any BSON numeric type or numeric text.
-pub(super) fn numeric(value: Option<&Bson>) -> Option<f64> {
+pub(crate) fn numeric(value: Option<&Bson>) -> Option<f64> {
     match value? {
         Bson::Double(v) if v.is_finite() => Some(*v),
         Bson::Int32(v) => Some(f64::from(*v)),

@@ -26,6 +26,8 @@ pub mod names {
     pub const IMPORTS: &str = "imports";
     /// Totals for the public stats, refreshed by the jobs.
     pub const STATS: &str = "stats";
+    /// Each pool's and validator's highest score per hour, one document per address and day.
+    pub const SCORE_HISTORY: &str = "scoreHistory";
 }
 
 /// `poolList`: pools allowed to receive TASK credit.

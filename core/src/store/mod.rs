@@ -5,6 +5,7 @@ pub mod activity;
 pub mod audit;
 pub mod documents;
 pub mod groups;
+pub mod history;
 pub mod imports;
 pub mod intake;
 pub mod loose;
@@ -500,6 +501,26 @@ fn index_specs() -> Vec<(&'static str, Document, IndexOptions)> {
             plain(),
         ),
         (names::PAYOUT_BATCHES, doc! { "state": 1 }, plain()),
+        (
+            names::PAYOUT_BATCHES,
+            doc! { "created_at": -1, "_id": -1 },
+            plain(),
+        ),
+        // Every credit line of an address, newest first (the address page and its chart).
+        (
+            names::REWARD_DISTRIBUTIONS,
+            doc! { "lines.address": 1, "created_at": -1, "last_block": -1 },
+            plain(),
+        ),
+        (
+            names::SCORE_HISTORY,
+            doc! { "day": 1 },
+            IndexOptions::builder()
+                .expire_after(std::time::Duration::from_secs(
+                    (u64::from(crate::config::MAX_SCORE_RETENTION_DAYS) + 1) * 24 * 60 * 60,
+                ))
+                .build(),
+        ),
         (
             names::PAYOUT_BATCHES,
             doc! { "recipients.address": 1 },

@@ -25,6 +25,9 @@ pub struct PublicFind {
     pub sort: Document,
     /// 0: no limit (a read by a unique key, or the legacy `/validators`).
     pub limit: i64,
+    /// Distributions only: keep just the ledger lines of this address (run as an aggregation,
+    /// so that a distribution's other lines never leave the server).
+    pub lines_of: Option<String>,
 }
 
 fn capped(limit: i64) -> i64 {
@@ -39,6 +42,45 @@ impl PublicFind {
             filter: before.map_or_else(Document::new, |b| doc! { "created_at": { "$lt": b } }),
             sort: doc! { "created_at": -1, "last_block": -1 },
             limit: capped(limit),
+            lines_of: None,
+        }
+    }
+
+    /// The distributions crediting `address`, newest first, created before `before`, each with
+    /// only that address's lines.
+    pub fn credits_of(address: &str, limit: i64, before: Option<DateTime>) -> PublicFind {
+        let mut filter = doc! { "lines.address": address };
+        if let Some(before) = before {
+            filter.insert("created_at", doc! { "$lt": before });
+        }
+        PublicFind {
+            collection: names::REWARD_DISTRIBUTIONS,
+            filter,
+            sort: doc! { "created_at": -1, "last_block": -1 },
+            limit: capped(limit),
+            lines_of: Some(address.to_owned()),
+        }
+    }
+
+    /// Every payout batch, newest first, created before `before`.
+    pub fn payout_batches(limit: i64, before: Option<DateTime>) -> PublicFind {
+        PublicFind {
+            collection: names::PAYOUT_BATCHES,
+            filter: before.map_or_else(Document::new, |b| doc! { "created_at": { "$lt": b } }),
+            sort: doc! { "created_at": -1, "_id": -1 },
+            limit: capped(limit),
+            lines_of: None,
+        }
+    }
+
+    /// One validator.
+    pub fn validator(address: &str) -> PublicFind {
+        PublicFind {
+            collection: names::VALIDATORS,
+            filter: doc! { "wallet_address": address },
+            sort: Document::new(),
+            limit: 1,
+            lines_of: None,
         }
     }
 
@@ -56,6 +98,7 @@ impl PublicFind {
             filter,
             sort: doc! { "started_at": -1 },
             limit: capped(limit),
+            lines_of: None,
         }
     }
 
@@ -70,6 +113,7 @@ impl PublicFind {
             filter,
             sort: doc! { "created_at": -1, "_id": -1 },
             limit: capped(limit),
+            lines_of: None,
         }
     }
 
@@ -83,6 +127,7 @@ impl PublicFind {
             ),
             sort: doc! { "pool_address": 1 },
             limit: capped(limit),
+            lines_of: None,
         }
     }
 
@@ -93,6 +138,7 @@ impl PublicFind {
             filter: doc! { "pool_address": address },
             sort: Document::new(),
             limit: 1,
+            lines_of: None,
         }
     }
 
@@ -106,6 +152,7 @@ impl PublicFind {
             ),
             sort: doc! { "wallet_address": 1 },
             limit: capped(limit),
+            lines_of: None,
         }
     }
 
@@ -124,6 +171,7 @@ impl PublicFind {
             filter: doc! { "address": address },
             sort: Document::new(),
             limit: 1,
+            lines_of: None,
         }
     }
 
@@ -133,6 +181,7 @@ impl PublicFind {
             filter: doc! { "_id": TOTALS_ID },
             sort: Document::new(),
             limit: 1,
+            lines_of: None,
         }
     }
 
@@ -173,6 +222,23 @@ impl PublicFind {
                 "legacy /validators".to_owned(),
                 PublicFind::legacy_validators(),
             ),
+            (
+                "credits of an address".to_owned(),
+                PublicFind::credits_of(address, 20, None),
+            ),
+            (
+                "credits of an address, next page".to_owned(),
+                PublicFind::credits_of(address, 20, Some(cursor_time)),
+            ),
+            (
+                "payout batches".to_owned(),
+                PublicFind::payout_batches(20, None),
+            ),
+            (
+                "payout batches, next page".to_owned(),
+                PublicFind::payout_batches(20, Some(cursor_time)),
+            ),
+            ("one validator".to_owned(), PublicFind::validator(address)),
             ("a balance".to_owned(), PublicFind::balance(address)),
             ("stats".to_owned(), PublicFind::totals()),
         ];
@@ -193,8 +259,15 @@ impl PublicFind {
         reads
     }
 
-    /// The body of a `find` command (for `explain`).
+    /// The body of the `find` (or `aggregate`) command it runs (for `explain`).
     pub fn command(&self) -> Document {
+        if self.lines_of.is_some() {
+            return doc! {
+                "aggregate": self.collection,
+                "pipeline": self.pipeline(),
+                "cursor": {},
+            };
+        }
         let mut command = doc! { "find": self.collection, "filter": self.filter.clone() };
         if !self.sort.is_empty() {
             command.insert("sort", self.sort.clone());
@@ -203,6 +276,25 @@ impl PublicFind {
             command.insert("limit", self.limit);
         }
         command
+    }
+
+    /// The aggregation of a read with [`PublicFind::lines_of`].
+    fn pipeline(&self) -> Vec<Document> {
+        let mut pipeline = vec![doc! { "$match": self.filter.clone() }];
+        if !self.sort.is_empty() {
+            pipeline.push(doc! { "$sort": self.sort.clone() });
+        }
+        if self.limit > 0 {
+            pipeline.push(doc! { "$limit": self.limit });
+        }
+        if let Some(address) = &self.lines_of {
+            pipeline.push(doc! { "$set": { "lines": { "$filter": {
+                "input": "$lines",
+                "as": "line",
+                "cond": { "$eq": ["$$line.address", address] },
+            } } } });
+        }
+        pipeline
     }
 }
 
@@ -214,6 +306,23 @@ impl Store {
     {
         let context = format!("read {}", find.collection);
         let collection = self.collection::<T>(find.collection);
+        if find.lines_of.is_some() {
+            let documents: Vec<Document> = self
+                .collection::<Document>(find.collection)
+                .aggregate(find.pipeline())
+                .await
+                .map_err(StoreError::mongo(context.clone()))?
+                .try_collect()
+                .await
+                .map_err(StoreError::mongo(context.clone()))?;
+            return documents
+                .into_iter()
+                .map(|d| {
+                    bson::from_document(d)
+                        .map_err(|e| StoreError::Invalid(format!("{context}: {e}")))
+                })
+                .collect();
+        }
         let mut action = collection.find(find.filter.clone()).sort(find.sort.clone());
         if find.limit > 0 {
             action = action.limit(find.limit);

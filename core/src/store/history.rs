@@ -1,0 +1,343 @@
+//! History for the dashboard's charts, per hour (UTC), oldest hour first.
+//!
+//! Earnings need nothing new: the distributions' ledger lines are already a time series, summed
+//! per hour by the server. Scores are not stored over time anywhere else, so the decay job
+//! records each pool's and validator's score just before it decays them: the highest score seen
+//! in each hour, in one document per address and day (`scoreHistory`), kept for
+//! `history.scoreRetentionDays`.
+
+use bson::{Bson, DateTime, Document, doc};
+use futures::TryStreamExt;
+
+use super::activity::{numeric, units};
+use super::documents::names;
+use super::{Result, Store, StoreError, update_many_matching};
+
+pub const HOUR_MS: i64 = 3_600_000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+
+/// The most hours one history read covers (31 days).
+pub const MAX_HOURS: usize = 31 * 24;
+
+/// Whose score a history holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScoreKind {
+    Pool,
+    Validator,
+}
+
+impl ScoreKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            ScoreKind::Pool => "pool",
+            ScoreKind::Validator => "validator",
+        }
+    }
+}
+
+/// `count` whole UTC hours ending with the one that holds `now`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hours {
+    /// Start of the oldest hour, in milliseconds since the epoch.
+    pub first: i64,
+    pub count: usize,
+}
+
+impl Hours {
+    pub fn ending_at(now: DateTime, count: usize) -> Hours {
+        let count = count.clamp(1, MAX_HOURS);
+        let now = now.timestamp_millis();
+        let current = now - now.rem_euclid(HOUR_MS);
+        Hours {
+            first: current - (count as i64 - 1) * HOUR_MS,
+            count,
+        }
+    }
+
+    pub fn start(&self) -> DateTime {
+        DateTime::from_millis(self.first)
+    }
+
+    /// The bucket holding `at_ms`, if it falls inside.
+    pub fn index_of(&self, at_ms: i64) -> Option<usize> {
+        if at_ms < self.first {
+            return None;
+        }
+        let index = ((at_ms - self.first) / HOUR_MS) as usize;
+        (index < self.count).then_some(index)
+    }
+
+    /// Sums `(hour start, units)` pairs into one value per hour; pairs outside are left out.
+    pub fn sum(&self, points: impl IntoIterator<Item = (i64, i64)>) -> Vec<i64> {
+        let mut buckets = vec![0_i64; self.count];
+        for (at, value) in points {
+            if let Some(i) = self.index_of(at) {
+                buckets[i] = buckets[i].saturating_add(value);
+            }
+        }
+        buckets
+    }
+
+    /// Starts of the UTC days the hours touch, oldest first.
+    fn days(&self) -> Vec<i64> {
+        let last = self.first + (self.count as i64 - 1) * HOUR_MS;
+        let mut day = self.first - self.first.rem_euclid(DAY_MS);
+        let mut days = Vec::new();
+        while day <= last {
+            days.push(day);
+            day += DAY_MS;
+        }
+        days
+    }
+}
+
+/// Start of the UTC day holding `time`.
+fn day_of(time: DateTime) -> i64 {
+    let ms = time.timestamp_millis();
+    ms - ms.rem_euclid(DAY_MS)
+}
+
+/// The `_id` of the score history of `address` on the UTC day starting at `day_ms`.
+fn bucket_id(kind: ScoreKind, address: &str, day_ms: i64) -> String {
+    let day = DateTime::from_millis(day_ms)
+        .try_to_rfc3339_string()
+        .unwrap_or_default();
+    format!("{}/{address}/{}", kind.as_str(), &day[..day.len().min(10)])
+}
+
+/// What [`Store::record_scores`] wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ScoresRecorded {
+    pub pools: u64,
+    pub validators: u64,
+    /// Day documents past their retention, removed.
+    pub expired: u64,
+}
+
+/// The `$group` key of a document's `created_at` hour: its start in milliseconds.
+fn created_hour() -> Document {
+    let ms = doc! { "$toLong": "$created_at" };
+    doc! { "$subtract": [ ms.clone(), { "$mod": [ms, HOUR_MS] } ] }
+}
+
+impl Store {
+    /// Records the score of every pool and validator at `now` as the highest of its hour, and
+    /// removes the days before the last `retention_days` before today's. (A TTL index removes
+    /// days past the longest retention allowed, should the decay job stop running.)
+    pub async fn record_scores(
+        &self,
+        now: DateTime,
+        retention_days: u32,
+    ) -> Result<ScoresRecorded> {
+        let pools = self
+            .record_scores_of(ScoreKind::Pool, names::MINER_POOL, "pool_address", now)
+            .await?;
+        let validators = self
+            .record_scores_of(
+                ScoreKind::Validator,
+                names::VALIDATORS,
+                "wallet_address",
+                now,
+            )
+            .await?;
+        let expired = self
+            .collection::<Document>(names::SCORE_HISTORY)
+            .delete_many(doc! { "day": { "$lt": DateTime::from_millis(
+                day_of(now) - i64::from(retention_days) * DAY_MS,
+            ) } })
+            .await
+            .map_err(StoreError::mongo("remove expired score history"))?
+            .deleted_count;
+        Ok(ScoresRecorded {
+            pools,
+            validators,
+            expired,
+        })
+    }
+
+    async fn record_scores_of(
+        &self,
+        kind: ScoreKind,
+        collection: &str,
+        key: &str,
+        now: DateTime,
+    ) -> Result<u64> {
+        let context = format!("read the scores of {collection}");
+        let scored: Vec<Document> = self
+            .collection::<Document>(collection)
+            .find(doc! {})
+            .projection(doc! { "_id": 0, key: 1, "score": 1 })
+            .await
+            .map_err(StoreError::mongo(context.clone()))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo(context))?;
+        let day = day_of(now);
+        let hour = format!("h.{:02}", (now.timestamp_millis() - day) / HOUR_MS);
+        let updates: Vec<(Document, Document)> = scored
+            .iter()
+            .filter_map(|d| {
+                let address = d.get_str(key).ok()?;
+                let score = numeric(d.get("score")).map_or(0, |s| s as i64);
+                Some((
+                    doc! { "_id": bucket_id(kind, address, day) },
+                    doc! {
+                        "$max": { hour.as_str(): score },
+                        "$setOnInsert": {
+                            "kind": kind.as_str(),
+                            "address": address,
+                            "day": DateTime::from_millis(day),
+                        },
+                    },
+                ))
+            })
+            .collect();
+        let recorded = updates.len() as u64;
+        update_many_matching(self, None, names::SCORE_HISTORY, updates, true).await?;
+        Ok(recorded)
+    }
+
+    /// The highest score recorded in each hour (`None`: no record that hour).
+    pub async fn score_per_hour(
+        &self,
+        kind: ScoreKind,
+        address: &str,
+        hours: Hours,
+    ) -> Result<Vec<Option<i64>>> {
+        let ids: Vec<String> = hours
+            .days()
+            .into_iter()
+            .map(|day| bucket_id(kind, address, day))
+            .collect();
+        let context = "read the score history";
+        let days: Vec<Document> = self
+            .collection::<Document>(names::SCORE_HISTORY)
+            .find(doc! { "_id": { "$in": ids } })
+            .await
+            .map_err(StoreError::mongo(context))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo(context))?;
+        let mut scores = vec![None; hours.count];
+        for day in &days {
+            let (Ok(start), Ok(by_hour)) = (day.get_datetime("day"), day.get_document("h")) else {
+                continue;
+            };
+            for (hour, score) in by_hour {
+                let (Ok(hour), Some(score)) = (hour.parse::<i64>(), units(Some(score))) else {
+                    continue;
+                };
+                if let Some(i) = hours.index_of(start.timestamp_millis() + hour * HOUR_MS) {
+                    scores[i] = Some(scores[i].map_or(score, |s: i64| s.max(score)));
+                }
+            }
+        }
+        Ok(scores)
+    }
+
+    /// Units received in each hour, over every distribution.
+    pub async fn income_per_hour(&self, hours: Hours) -> Result<Vec<i64>> {
+        let pipeline = vec![
+            doc! { "$match": { "created_at": { "$gte": hours.start() } } },
+            doc! { "$group": { "_id": created_hour(), "units": { "$sum": "$received" } } },
+        ];
+        self.hourly_sums(
+            names::REWARD_DISTRIBUTIONS,
+            pipeline,
+            hours,
+            "sum income per hour",
+        )
+        .await
+    }
+
+    /// Units credited to `address` in each hour, over all its ledger lines.
+    pub async fn earnings_per_hour(&self, address: &str, hours: Hours) -> Result<Vec<i64>> {
+        let pipeline = vec![
+            doc! { "$match": { "lines.address": address, "created_at": { "$gte": hours.start() } } },
+            doc! { "$unwind": "$lines" },
+            doc! { "$match": { "lines.address": address } },
+            doc! { "$group": { "_id": created_hour(), "units": { "$sum": "$lines.units" } } },
+        ];
+        self.hourly_sums(
+            names::REWARD_DISTRIBUTIONS,
+            pipeline,
+            hours,
+            "sum earnings per hour",
+        )
+        .await
+    }
+
+    async fn hourly_sums(
+        &self,
+        collection: &str,
+        pipeline: Vec<Document>,
+        hours: Hours,
+        context: &str,
+    ) -> Result<Vec<i64>> {
+        let sums: Vec<Document> = self
+            .collection::<Document>(collection)
+            .aggregate(pipeline)
+            .await
+            .map_err(StoreError::mongo(context))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo(context))?;
+        Ok(hours.sum(sums.iter().filter_map(|d| {
+            let hour = match d.get("_id")? {
+                Bson::Int64(ms) => *ms,
+                Bson::Int32(ms) => i64::from(*ms),
+                _ => return None,
+            };
+            Some((hour, units(d.get("units"))?))
+        })))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hours_end_with_the_current_one_and_leave_out_the_rest() {
+        let now = DateTime::from_millis(10 * HOUR_MS + 5);
+        let hours = Hours::ending_at(now, 3);
+        assert_eq!(hours.first, 8 * HOUR_MS);
+        assert_eq!(
+            hours.sum([
+                (10 * HOUR_MS, 5),
+                (10 * HOUR_MS + 10, 7),
+                (9 * HOUR_MS, 3),
+                (HOUR_MS, 100),
+                (11 * HOUR_MS, 9),
+            ]),
+            vec![0, 3, 12]
+        );
+    }
+
+    #[test]
+    fn hours_are_capped_and_never_empty() {
+        let now = DateTime::from_millis(1000 * DAY_MS);
+        assert_eq!(Hours::ending_at(now, 0).count, 1);
+        assert_eq!(Hours::ending_at(now, 100_000).count, MAX_HOURS);
+    }
+
+    #[test]
+    fn days_cover_every_hour() {
+        let now = DateTime::from_millis(3 * DAY_MS + 2 * HOUR_MS);
+        assert_eq!(Hours::ending_at(now, 3).days(), vec![3 * DAY_MS]);
+        assert_eq!(
+            Hours::ending_at(now, 4).days(),
+            vec![2 * DAY_MS, 3 * DAY_MS]
+        );
+        assert_eq!(Hours::ending_at(now, 51).days().len(), 3);
+    }
+
+    #[test]
+    fn bucket_ids_name_kind_address_and_day() {
+        assert_eq!(bucket_id(ScoreKind::Pool, "Dx", 0), "pool/Dx/1970-01-01");
+        assert_eq!(
+            bucket_id(ScoreKind::Validator, "Dy", 20_000 * DAY_MS),
+            "validator/Dy/2024-10-04"
+        );
+    }
+}
