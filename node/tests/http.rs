@@ -715,6 +715,7 @@ async fn dashboard_pages_say_when_there_is_nothing_and_need_nothing_from_elsewhe
         ("/pools", "No pool is registered or scored yet."),
         ("/validator-list", "No validator is known yet."),
         ("/distributions", "No distribution yet"),
+        ("/payouts", "No payout batch yet"),
     ] {
         let (status, kind, html) = get(path).await;
         assert_eq!(status, 200, "{path}");
@@ -731,6 +732,9 @@ async fn dashboard_pages_say_when_there_is_nothing_and_need_nothing_from_elsewhe
     for path in [
         format!("/address/{POOL_A}"),
         "/address/not-an-address".into(),
+        format!("/pool/{POOL_A}"),
+        format!("/validator/{VALIDATOR_1}"),
+        "/pool/%3Cb%3E".into(),
     ] {
         let (status, kind, html) = get(&path).await;
         assert_eq!(status, 404, "{path}");
@@ -752,6 +756,24 @@ async fn dashboard_pages_say_when_there_is_nothing_and_need_nothing_from_elsewhe
     assert_eq!(status, 200);
     assert!(
         html.contains(&format!("id=\"address\">{POOL_A}<")),
+        "{html}"
+    );
+    assert!(html.contains(&format!("href=\"/pool/{POOL_A}\"")), "{html}");
+    assert!(html.contains("No credit line."), "{html}");
+    let (status, _, html) = get(&format!("/pool/{POOL_A}")).await;
+    assert_eq!(status, 200);
+    assert!(html.contains("No score recorded yet"), "{html}");
+    assert!(html.contains("Nothing credited in this time."), "{html}");
+    // A validator never credited has its page, and its address page says what it is.
+    n.add_validator(VALIDATOR_1, 10.0).await;
+    let (status, _, html) = get(&format!("/validator/{VALIDATOR_1}")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(html.contains("id=\"percentage\">10.00 %<"), "{html}");
+    assert!(html.contains("id=\"online\">no<"), "{html}");
+    let (status, _, html) = get(&format!("/address/{VALIDATOR_1}")).await;
+    assert_eq!(status, 200, "{html}");
+    assert!(
+        html.contains(&format!("href=\"/validator/{VALIDATOR_1}\"")),
         "{html}"
     );
     n.store
@@ -901,6 +923,15 @@ fn hostile_http_bodies_and_frames_change_nothing() {
                     http().get(format!(
                         "{base}/api/v1/job-runs?job={segment}&limit={segment}"
                     )),
+                    http().get(format!("{base}/api/v1/validators/{segment}")),
+                    http().get(format!("{base}/api/v1/credits/{segment}?before={segment}")),
+                    http().get(format!("{base}/api/v1/payout-batches?before={segment}")),
+                    http().get(format!("{base}/api/v1/history/{segment}?hours={segment}")),
+                    http().get(format!("{base}/api/v1/income?hours={segment}")),
+                    http().get(format!("{base}/pool/{segment}")),
+                    http().get(format!("{base}/validator/{segment}")),
+                    http().get(format!("{base}/address/{segment}?credits_before={segment}")),
+                    http().get(format!("{base}/payouts?before={segment}")),
                 ];
                 for request in requests {
                     let response = request.send().await.unwrap();
@@ -943,9 +974,31 @@ async fn lists_page_through_their_cursors() {
             .await
             .unwrap();
         n.register_pool(&format!("{POOL_A}{i:02}")).await;
+        n.store
+            .collection::<bson::Document>("payoutBatches")
+            .insert_one(doc! {
+                "_id": format!("batch-{i:02}"), "state": "confirmed", "total": i,
+                "recipients": [{ "address": POOL_B, "units": i }],
+                "created_at": DateTime::from_millis(start - i * 1000),
+            })
+            .await
+            .unwrap();
+        n.store
+            .collection::<bson::Document>("rewardDistributions")
+            .insert_one(doc! {
+                "_id": format!("{i}-{i}"), "first_block": i, "last_block": i, "received": 10_i64,
+                "hashes": [], "created_at": DateTime::from_millis(start - i * 1000),
+                "lines": [
+                    { "address": POOL_B, "kind": "pool", "units": i, "basis": { "score": { "score": 5_i64 } } },
+                    { "address": POOL_A, "kind": "fee", "units": 1_i64, "basis": { "fee": { "percent": 5_i64 } } },
+                    { "address": POOL_B, "kind": "fee", "units": 1_i64, "basis": { "fee": { "percent": 5_i64 } } },
+                ],
+            })
+            .await
+            .unwrap();
     }
-    let walk = |path: &'static str, list: &'static str, cursor: &'static str| {
-        let base = n.http.clone();
+    let walk = |path: &str, list: &'static str, cursor: &'static str| {
+        let (base, path) = (n.http.clone(), path.to_owned());
         async move {
             let mut seen = Vec::new();
             let mut next: Option<String> = None;
@@ -959,6 +1012,8 @@ async fn lists_page_through_their_cursors() {
                 seen.extend(items.iter().map(|i| {
                     i.get("id")
                         .or(i.get("address"))
+                        .or(i.get("batch"))
+                        .or(i.get("distribution"))
                         .and_then(Value::as_str)
                         .unwrap()
                         .to_owned()
@@ -978,6 +1033,63 @@ async fn lists_page_through_their_cursors() {
     let mut expected: Vec<String> = (0..25).map(|i| format!("{POOL_A}{i:02}")).collect();
     expected.sort();
     assert_eq!(pools, expected, "by address, each once");
+    let batches = walk("/api/v1/payout-batches", "batches", "before").await;
+    let expected: Vec<String> = (0..25).map(|i| format!("batch-{i:02}")).collect();
+    assert_eq!(batches, expected, "newest first, each once");
+    // Two lines of each distribution credit POOL_B: a page holds 10 distributions, 20 lines.
+    let credits_path = format!("/api/v1/credits/{POOL_B}");
+    let credits = walk(&credits_path, "credits", "before").await;
+    let expected: Vec<String> = (0..25)
+        .flat_map(|i| [format!("{i}-{i}"), format!("{i}-{i}")])
+        .collect();
+    assert_eq!(credits, expected, "newest first, each line once");
+    let first: Value = json_of(format!("{}{credits_path}?limit=1", n.http)).await;
+    assert_eq!(
+        first["credits"],
+        json!([
+            { "distribution": "0-0", "kind": "pool", "amount": "0.00000000", "basis": { "score": { "score": 5 } }, "createdAt": first["credits"][0]["createdAt"] },
+            { "distribution": "0-0", "kind": "fee", "amount": "0.00000001", "basis": { "fee": { "percent": 5 } }, "createdAt": first["credits"][0]["createdAt"] },
+        ]),
+        "only the address's own lines"
+    );
+    for bad in [
+        "/api/v1/history/{POOL_A}?hours=0",
+        "/api/v1/history/{POOL_A}?hours=745",
+        "/api/v1/history/{POOL_A}?hours=a",
+        "/api/v1/history/{POOL_A}?days=2",
+        "/api/v1/income?hours=-1",
+        "/api/v1/payout-batches?before=yesterday",
+        "/api/v1/credits/{POOL_A}?before=yesterday",
+        "/api/v1/credits/x'%20OR%201",
+        "/api/v1/validators/x'%20OR%201",
+    ] {
+        let url = format!("{}{}", n.http, bad.replace("{POOL_A}", POOL_A));
+        let response = http().get(&url).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{bad}");
+        let body: Value = response.json().await.unwrap();
+        assert!(
+            body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{bad}: {body}"
+        );
+    }
+    assert_eq!(
+        status_of(format!("{}/api/v1/validators/{POOL_A}", n.http)).await,
+        404
+    );
+    let history: Value = json_of(format!("{}/api/v1/history/{POOL_B}?hours=2", n.http)).await;
+    assert_eq!(history["hours"], 2);
+    assert_eq!(history["poolScore"], json!([null, null]));
+    let earned: Vec<i64> = history["earned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e.as_str().unwrap().replace('.', "").parse().unwrap())
+        .collect();
+    assert_eq!(earned.len(), 2);
+    assert_eq!(
+        earned.iter().sum::<i64>(),
+        (0..25).map(|i| i + 1).sum::<i64>()
+    );
     let bad = http()
         .get(format!("{}/api/v1/job-runs?before=yesterday", n.http))
         .send()

@@ -144,6 +144,20 @@ pub struct CreditLine {
     pub created_at: DateTime,
 }
 
+impl CreditLine {
+    /// The `before` cursor of the page after `credits`, a page of [`Store::credits_of`] read
+    /// with `limit`: a page holds `limit` distributions (each with one or more lines), so the
+    /// page is full when it holds that many.
+    pub fn next_page(credits: &[CreditLine], limit: i64) -> Option<DateTime> {
+        let mut distributions: Vec<&str> =
+            credits.iter().map(|c| c.distribution.as_str()).collect();
+        distributions.dedup();
+        (distributions.len() as i64 >= limit)
+            .then(|| credits.last().map(|c| c.created_at))
+            .flatten()
+    }
+}
+
 /// A payout batch as the public list shows it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BatchOverview {
@@ -713,6 +727,17 @@ impl Store {
             .await?
             .into_iter()
             .next())
+    }
+
+    /// The balances of `addresses` (a page of a list; at most [`super::reads::MAX_PAGE`] are
+    /// read), by address; an address never credited is missing.
+    pub async fn balances_of(&self, addresses: &[String]) -> Result<BTreeMap<String, Balance>> {
+        Ok(self
+            .find_public::<Balance>(&PublicFind::balances(addresses))
+            .await?
+            .into_iter()
+            .map(|b| (b.address.clone(), b))
+            .collect())
     }
 
     /// Payout batches paying `address`, newest first, at most `limit`. Batches are read

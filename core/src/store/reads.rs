@@ -175,6 +175,18 @@ impl PublicFind {
         }
     }
 
+    /// The balances of some addresses (a page of a list), at most [`MAX_PAGE`].
+    pub fn balances(addresses: &[String]) -> PublicFind {
+        let addresses = &addresses[..addresses.len().min(MAX_PAGE as usize)];
+        PublicFind {
+            collection: names::BALANCES,
+            filter: doc! { "address": { "$in": addresses } },
+            sort: Document::new(),
+            limit: 0,
+            lines_of: None,
+        }
+    }
+
     pub fn totals() -> PublicFind {
         PublicFind {
             collection: names::STATS,
@@ -240,6 +252,10 @@ impl PublicFind {
             ),
             ("one validator".to_owned(), PublicFind::validator(address)),
             ("a balance".to_owned(), PublicFind::balance(address)),
+            (
+                "balances of a page".to_owned(),
+                PublicFind::balances(&[address.to_owned(), "address-001".to_owned()]),
+            ),
             ("stats".to_owned(), PublicFind::totals()),
         ];
         for collection in [names::POOL_LIST, names::MINER_POOL] {

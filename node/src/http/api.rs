@@ -11,7 +11,9 @@ use axum::{Json, Router};
 use minerpool_core::address::{AddressError, check_format, check_syntax};
 use minerpool_core::money::Amount;
 use minerpool_core::store::StoreError;
-use minerpool_core::store::activity::{PoolOverview, PoolRegistration};
+use minerpool_core::store::activity::{CreditLine, PoolOverview, PoolRegistration};
+use minerpool_core::store::documents::Validator;
+use minerpool_core::store::history::{Hours, MAX_HOURS, ScoreKind};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -27,6 +29,11 @@ pub fn router() -> Router<Arc<NodeState>> {
         .route("/pools", get(list_pools).post(add_pool))
         .route("/pools/{address}", get(get_pool).delete(remove_pool))
         .route("/validators", get(list_validators))
+        .route("/validators/{address}", get(get_validator))
+        .route("/credits/{address}", get(list_credits))
+        .route("/payout-batches", get(list_payout_batches))
+        .route("/history/{address}", get(history))
+        .route("/income", get(income))
         .route("/balances/{address}", get(get_balance))
         .route("/payouts/{address}", get(list_payouts))
         .route("/distributions", get(list_distributions))
@@ -199,20 +206,156 @@ async fn list_validators(
     let next = page.next(&found, |(address, _)| address.clone());
     let validators: Vec<Value> = found
         .into_iter()
-        .map(|(address, validator)| match validator {
-            Ok(v) => json!({
-                "address": address,
-                "score": v.score,
-                "percentage": format!("{:.2}", v.percentage),
-                "ip": v.ip,
-                "port": v.port,
-                "ping": v.ping.map(rfc3339),
-                "lastActiveTime": v.last_active_time.map(rfc3339),
-            }),
-            Err(error) => json!({ "address": address, "error": error }),
-        })
+        .map(|(address, validator)| validator_json(&address, validator))
         .collect();
     Ok(Json(json!({ "validators": validators, "next": next })))
+}
+
+fn validator_json(address: &str, validator: Result<Validator, String>) -> Value {
+    match validator {
+        Ok(v) => json!({
+            "address": address,
+            "score": v.score,
+            "percentage": format!("{:.2}", v.percentage),
+            "totalStake": v.total_stake,
+            "ip": v.ip,
+            "port": v.port,
+            "ping": v.ping.map(rfc3339),
+            "lastActiveTime": v.last_active_time.map(rfc3339),
+        }),
+        Err(error) => json!({ "address": address, "error": error }),
+    }
+}
+
+async fn get_validator(State(state): Shared, Path(address): Path<String>) -> ApiResult {
+    valid_address(&address)?;
+    match state.store.validator_of(&address).await? {
+        Some(validator) => Ok(Json(validator_json(&address, validator))),
+        None => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no validator {address}"),
+        )),
+    }
+}
+
+async fn list_credits(
+    State(state): Shared,
+    Path(address): Path<String>,
+    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    valid_address(&address)?;
+    let page = page(query)?;
+    let found = state
+        .store
+        .credits_of(&address, page.limit(), page.before()?)
+        .await?;
+    let next =
+        CreditLine::next_page(&found, page.limit()).map(|t| t.timestamp_millis().to_string());
+    let credits: Vec<Value> = found
+        .iter()
+        .map(|c| {
+            json!({
+                "distribution": c.distribution,
+                "kind": c.line.kind,
+                "amount": units(c.line.units),
+                "basis": c.line.basis,
+                "createdAt": rfc3339(c.created_at),
+            })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "address": address, "credits": credits, "next": next }),
+    ))
+}
+
+async fn list_payout_batches(
+    State(state): Shared,
+    query: Result<Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let page = page(query)?;
+    let found = state
+        .store
+        .recent_payout_batches(page.limit(), page.before()?)
+        .await?;
+    let next = page.next_time(&found, |b| b.created_at);
+    let batches: Vec<Value> = found
+        .iter()
+        .map(|b| {
+            json!({
+                "batch": b.id,
+                "kind": b.kind,
+                "state": b.state,
+                "recipients": b.recipients,
+                "total": units(b.total),
+                "fee": units(b.fee),
+                "txHash": b.tx_hash,
+                "createdAt": b.created_at.map(rfc3339),
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "batches": batches, "next": next })))
+}
+
+/// How many hours a history covers: `hours` (1 to 744, default 168).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Window {
+    #[serde(default)]
+    hours: Option<u32>,
+}
+
+fn window(
+    query: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
+) -> Result<Hours, ApiError> {
+    let Query(window) = query.map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let hours = window.hours.unwrap_or(168) as usize;
+    if !(1..=MAX_HOURS).contains(&hours) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("hours must be 1 to {MAX_HOURS}, got {hours}"),
+        ));
+    }
+    Ok(Hours::ending_at(bson::DateTime::now(), hours))
+}
+
+/// An address's earnings and scores per hour, oldest hour first.
+async fn history(
+    State(state): Shared,
+    Path(address): Path<String>,
+    query: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    valid_address(&address)?;
+    let hours = window(query)?;
+    let store = &state.store;
+    let earned = store.earnings_per_hour(&address, hours).await?;
+    let pool = store
+        .score_per_hour(ScoreKind::Pool, &address, hours)
+        .await?;
+    let validator = store
+        .score_per_hour(ScoreKind::Validator, &address, hours)
+        .await?;
+    Ok(Json(json!({
+        "address": address,
+        "from": rfc3339(hours.start()),
+        "hours": hours.count,
+        "earned": earned.into_iter().map(units).collect::<Vec<_>>(),
+        "poolScore": pool,
+        "validatorScore": validator,
+    })))
+}
+
+/// Units received per hour, over every distribution, oldest hour first.
+async fn income(
+    State(state): Shared,
+    query: Result<Query<Window>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let hours = window(query)?;
+    let received = state.store.income_per_hour(hours).await?;
+    Ok(Json(json!({
+        "from": rfc3339(hours.start()),
+        "hours": hours.count,
+        "received": received.into_iter().map(units).collect::<Vec<_>>(),
+    })))
 }
 
 fn rfc3339(time: bson::DateTime) -> String {
@@ -415,6 +558,7 @@ pub fn openapi() -> Value {
     let limit = json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 20 } });
     let after = json!({ "name": "after", "in": "query", "description": "the previous page's `next`", "schema": { "type": "string" } });
     let before = json!({ "name": "before", "in": "query", "description": "the previous page's `next` (milliseconds since the epoch)", "schema": { "type": "string" } });
+    let hours = json!({ "name": "hours", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_HOURS, "default": 168 } });
     let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     let ok = |schema: Value| json!({ "description": "OK", "content": { "application/json": { "schema": schema } } });
     let admin = json!([{ "bearer": [] }]);
@@ -439,6 +583,15 @@ pub fn openapi() -> Value {
                     "responses": { "204": { "description": "removed" }, "401": error, "403": error, "404": error } }
             },
             "/validators": { "get": { "summary": "Validators, by address", "parameters": [limit, after], "responses": { "200": ok(json!({ "type": "object" })) } } },
+            "/validators/{address}": { "get": { "summary": "One validator", "parameters": [address], "responses": { "200": ok(json!({ "type": "object" })), "400": error, "404": error } } },
+            "/credits/{address}": { "get": { "summary": "Ledger lines crediting an address, newest first (a page holds `limit` distributions)", "parameters": [address, limit, before],
+                "responses": { "200": ok(json!({ "type": "object" })), "400": error } } },
+            "/payout-batches": { "get": { "summary": "Every payout batch, newest first", "parameters": [limit, before],
+                "responses": { "200": ok(json!({ "type": "object" })), "400": error } } },
+            "/history/{address}": { "get": { "summary": "An address's earnings, pool score and validator score per hour (UTC), oldest first; a score is null for an hour with no record", "parameters": [address, hours.clone()],
+                "responses": { "200": ok(json!({ "type": "object" })), "400": error } } },
+            "/income": { "get": { "summary": "Units received per hour (UTC), oldest first", "parameters": [hours],
+                "responses": { "200": ok(json!({ "type": "object" })), "400": error } } },
             "/payouts/{address}": { "get": { "summary": "Payout batches paying an address, newest first", "parameters": [address, limit, before],
                 "responses": { "200": ok(json!({ "type": "object" })), "400": error } } },
             "/balances/{address}": { "get": { "summary": "Pending and paid amounts of an address", "parameters": [address],

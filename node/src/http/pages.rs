@@ -11,9 +11,11 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use bson::DateTime;
 use maud::{DOCTYPE, Markup, html};
-use minerpool_core::address::check_format;
+use minerpool_core::address::check_syntax;
 use minerpool_core::store::StoreError;
-use minerpool_core::store::documents::{JobOutcome, RewardDistribution};
+use minerpool_core::store::activity::CreditLine;
+use minerpool_core::store::documents::{Basis, JobOutcome, RewardDistribution};
+use minerpool_core::store::history::{HOUR_MS, Hours, ScoreKind};
 
 use crate::NodeState;
 
@@ -23,9 +25,12 @@ pub fn router() -> Router<Arc<NodeState>> {
     Router::new()
         .route("/", get(overview))
         .route("/pools", get(pools))
+        .route("/pool/{address}", get(pool))
         // `/validators` is the legacy JSON list.
         .route("/validator-list", get(validators))
+        .route("/validator/{address}", get(validator))
         .route("/distributions", get(distributions))
+        .route("/payouts", get(payout_batches))
         .route("/address/{address}", get(address))
         .route("/assets/dashboard.css", get(stylesheet))
         .route("/assets/dashboard.js", get(script))
@@ -35,6 +40,8 @@ pub fn router() -> Router<Arc<NodeState>> {
 const REFRESH_SECONDS: u32 = 10;
 /// Hours of income the overview's chart shows.
 const CHART_HOURS: usize = 48;
+/// Hours of score and earnings a pool's or validator's page shows (7 days).
+const HISTORY_HOURS: usize = 7 * 24;
 /// Rows of a list page.
 const PAGE_ROWS: i64 = 50;
 
@@ -84,6 +91,7 @@ fn page(status: StatusCode, title: &str, body: Markup) -> Page {
                         a href="/pools" { "Pools" }
                         a href="/validator-list" { "Validators" }
                         a href="/distributions" { "Distributions" }
+                        a href="/payouts" { "Payouts" }
                     }
                 }
                 main id="main" data-refresh=(REFRESH_SECONDS) {
@@ -113,8 +121,9 @@ fn when(time: Option<DateTime>) -> String {
         .unwrap_or_else(|| "never".into())
 }
 
-fn address_link(address: &str) -> Markup {
-    html! { a.address href={ "/address/" (address) } { (address) } }
+/// A link to the page of `address` under `/{page}/`.
+fn address_link(page: &str, address: &str) -> Markup {
+    html! { a.address href={ "/" (page) "/" (address) } { (address) } }
 }
 
 async fn overview(State(state): Shared) -> Result<Page, Page> {
@@ -125,13 +134,8 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
         let runs = store.recent_job_runs(Some(job.name()), 1, None).await?;
         jobs.push((job.name(), runs.into_iter().next()));
     }
-    let recent = store
-        .recent_distributions(200, None)
-        .await?
-        .into_iter()
-        .map(|d| (d.created_at, d.received))
-        .collect::<Vec<_>>();
-    let hourly = income_per_hour(&recent, DateTime::now(), CHART_HOURS);
+    let hours = Hours::ending_at(DateTime::now(), CHART_HOURS);
+    let hourly = store.income_per_hour(hours).await?;
     Ok(ok(
         "Overview",
         html! {
@@ -147,7 +151,7 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
             @if hourly.iter().all(|u| *u == 0) {
                 p.empty #no-income { "No income in the last " (CHART_HOURS) " hours." }
             }
-            (bar_chart(&hourly))
+            (bar_chart("income-chart", "income per hour", hours, &amounts(&hourly), coins))
             h2 { "Jobs" }
             table #jobs {
                 thead { tr { th { "Job" } th { "Last run" } th { "Outcome" } } }
@@ -171,35 +175,30 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
     ))
 }
 
-/// Smallest units received in each of the last `hours` hours, oldest first (the last bucket is
-/// the hour ending at `now`). Distributions outside the window are left out.
-pub fn income_per_hour(received: &[(DateTime, i64)], now: DateTime, hours: usize) -> Vec<i64> {
-    const HOUR_MS: i64 = 3_600_000;
-    let mut buckets = vec![0_i64; hours];
-    for (at, units) in received {
-        let age = now.timestamp_millis() - at.timestamp_millis();
-        if age < 0 {
-            continue;
-        }
-        let hours_ago = (age / HOUR_MS) as usize;
-        if hours_ago < hours {
-            let bucket = &mut buckets[hours - 1 - hours_ago];
-            *bucket = bucket.saturating_add(*units);
-        }
-    }
-    buckets
+fn amounts(units: &[i64]) -> Vec<Option<i64>> {
+    units.iter().copied().map(Some).collect()
 }
 
-/// An SVG bar per value, scaled to the largest; each bar's title holds its exact amount.
-fn bar_chart(values: &[i64]) -> Markup {
-    let max = values.iter().copied().max().unwrap_or(0).max(1);
+/// An SVG bar per hour, scaled to the largest; each bar's title holds its hour and exact value.
+/// An hour without a value (`None`) has no bar.
+fn bar_chart(
+    id: &str,
+    label: &str,
+    hours: Hours,
+    values: &[Option<i64>],
+    show: fn(i64) -> String,
+) -> Markup {
+    let max = values.iter().flatten().copied().max().unwrap_or(0).max(1);
     let width = values.len() * 10;
     html! {
-        svg.chart #income-chart viewBox={ "0 0 " (width) " 100" } preserveAspectRatio="none" role="img" aria-label="income per hour" {
+        svg.chart id=(id) viewBox={ "0 0 " (width) " 100" } preserveAspectRatio="none" role="img" aria-label=(label) {
             @for (i, value) in values.iter().enumerate() {
-                @let height = (*value as f64 / max as f64 * 100.0).max(if *value > 0 { 1.0 } else { 0.0 });
-                rect x=(i * 10 + 1) y=(format!("{:.2}", 100.0 - height)) width="8" height=(format!("{height:.2}")) {
-                    title { (coins(*value)) }
+                @if let Some(value) = value {
+                    @let height = (*value as f64 / max as f64 * 100.0).max(if *value > 0 { 1.0 } else { 0.0 });
+                    @let hour = DateTime::from_millis(hours.first + i as i64 * HOUR_MS);
+                    rect x=(i * 10 + 1) y=(format!("{:.2}", 100.0 - height)) width="8" height=(format!("{height:.2}")) {
+                        title { (when(Some(hour))) ": " (show(*value)) }
+                    }
                 }
             }
         }
@@ -208,6 +207,8 @@ fn bar_chart(values: &[i64]) -> Markup {
 
 async fn pools(State(state): Shared) -> Result<Page, Page> {
     let pools = state.store.pool_overviews(None, PAGE_ROWS).await?;
+    let addresses: Vec<String> = pools.iter().map(|p| p.pool_address.clone()).collect();
+    let balances = state.store.balances_of(&addresses).await?;
     Ok(ok(
         "Pools",
         html! {
@@ -215,19 +216,76 @@ async fn pools(State(state): Shared) -> Result<Page, Page> {
                 p.empty { "No pool is registered or scored yet." }
             } @else {
                 table #pools {
-                    thead { tr { th { "Pool" } th { "Registered" } th { "Score" } th { "Last activity" } } }
+                    thead { tr { th { "Pool" } th { "Registered" } th { "Score" } th { "Last activity" } th { "Earned" } } }
                     tbody {
                         @for pool in &pools {
                             tr {
-                                td { (address_link(&pool.pool_address)) }
+                                td { (address_link("pool", &pool.pool_address)) }
                                 td { (if pool.registered { "yes" } else { "no" }) }
                                 td.score { (pool.score) }
                                 td { (when(pool.last_active_time)) }
+                                td.earned { (coins(balances.get(&pool.pool_address).map_or(0, |b| b.pending.saturating_add(b.paid)))) }
                             }
                         }
                     }
                 }
+                p.note { "Earned: everything credited to the address, paid or pending." }
             }
+        },
+    ))
+}
+
+/// The 404 page of an address minerpool does not know in a role.
+fn unknown(what: &str, address: &str) -> Page {
+    page(
+        StatusCode::NOT_FOUND,
+        &format!("Unknown {what}"),
+        html! {
+            p.empty #unknown { "minerpool has no record of " code { (address) } " as " (what) "." }
+            p { a href="/" { "Back to the overview" } }
+        },
+    )
+}
+
+/// The earnings chart of an address, with its heading.
+async fn earnings_chart(state: &NodeState, address: &str, hours: Hours) -> Result<Markup, Page> {
+    let earned = state.store.earnings_per_hour(address, hours).await?;
+    Ok(html! {
+        h2 { "Earnings per hour, last " (hours.count / 24) " days" }
+        @if earned.iter().all(|u| *u == 0) {
+            p.empty #no-earnings { "Nothing credited in this time." }
+        }
+        (bar_chart("earnings-chart", "earnings per hour", hours, &amounts(&earned), coins))
+    })
+}
+
+async fn pool(State(state): Shared, Path(address): Path<String>) -> Result<Page, Page> {
+    if check_syntax(&address).is_err() {
+        return Err(unknown("a pool", &address));
+    }
+    let Some(pool) = state.store.pool_overview(&address).await? else {
+        return Err(unknown("a pool", &address));
+    };
+    let hours = Hours::ending_at(DateTime::now(), HISTORY_HOURS);
+    let scores = state
+        .store
+        .score_per_hour(ScoreKind::Pool, &address, hours)
+        .await?;
+    Ok(ok(
+        "Pool",
+        html! {
+            p.address { code #address { (address) } " · " a href={ "/address/" (address) } { "balance, credits and payouts" } }
+            section.cards {
+                div.card { h2 { "Score" } p.figure #score { (pool.score) } }
+                div.card { h2 { "Registered" } p.figure #registered { (if pool.registered { "yes" } else { "no" }) } }
+                div.card { h2 { "Last activity" } p.figure { (when(pool.last_active_time)) } }
+            }
+            h2 { "Score per hour, last " (HISTORY_HOURS / 24) " days" }
+            @if scores.iter().all(Option::is_none) {
+                p.empty #no-scores { "No score recorded yet: the decay job records one each time it runs." }
+            }
+            (bar_chart("score-chart", "highest score per hour", hours, &scores, |s| s.to_string()))
+            (earnings_chart(&state, &address, hours).await?)
         },
     ))
 }
@@ -246,18 +304,58 @@ async fn validators(State(state): Shared) -> Result<Page, Page> {
                         @for (address, validator) in &validators {
                             @match validator {
                                 Ok(v) => tr {
-                                    td { (address_link(address)) }
+                                    td { (address_link("validator", address)) }
                                     td { (if v.score == 1 { "yes" } else { "no" }) }
                                     td { (format!("{:.2} %", v.percentage)) }
                                     td { (v.total_stake) }
                                     td { (when(v.ping)) }
                                 },
-                                Err(_) => tr { td { (address_link(address)) } td colspan="4" { "unreadable record" } },
+                                Err(_) => tr { td { (address) } td colspan="4" { "unreadable record" } },
                             }
                         }
                     }
                 }
             }
+        },
+    ))
+}
+
+async fn validator(State(state): Shared, Path(address): Path<String>) -> Result<Page, Page> {
+    if check_syntax(&address).is_err() {
+        return Err(unknown("a validator", &address));
+    }
+    let Some(found) = state.store.validator_of(&address).await? else {
+        return Err(unknown("a validator", &address));
+    };
+    let hours = Hours::ending_at(DateTime::now(), HISTORY_HOURS);
+    let online = state
+        .store
+        .score_per_hour(ScoreKind::Validator, &address, hours)
+        .await?;
+    let link = html! { p.address { code #address { (address) } " · " a href={ "/address/" (address) } { "balance, credits and payouts" } } };
+    let Ok(v) = found else {
+        return Ok(ok(
+            "Validator",
+            html! { (link) p.empty #unreadable { "Its record cannot be read; the validators job rewrites it at its next run." } },
+        ));
+    };
+    Ok(ok(
+        "Validator",
+        html! {
+            (link)
+            section.cards {
+                div.card { h2 { "Online" } p.figure #online { (if v.score == 1 { "yes" } else { "no" }) } }
+                div.card { h2 { "Percentage" } p.figure #percentage { (format!("{:.2} %", v.percentage)) } }
+                div.card { h2 { "Stake" } p.figure #stake { (v.total_stake) } }
+                div.card { h2 { "Last ping" } p.figure { (when(v.ping)) } }
+                div.card { h2 { "Last TASK" } p.figure { (when(v.last_active_time)) } }
+            }
+            h2 { "Online per hour, last " (HISTORY_HOURS / 24) " days" }
+            @if online.iter().all(Option::is_none) {
+                p.empty #no-scores { "Nothing recorded yet: the decay job records whether it was online each time it runs." }
+            }
+            (bar_chart("score-chart", "online per hour", hours, &online, |s| if s > 0 { "online".into() } else { "offline".into() }))
+            (earnings_chart(&state, &address, hours).await?)
         },
     ))
 }
@@ -272,9 +370,7 @@ async fn distributions(State(state): Shared, Query(paging): Query<Paging>) -> Re
     let before = paging.before.map(DateTime::from_millis);
     let found: Vec<RewardDistribution> =
         state.store.recent_distributions(PAGE_ROWS, before).await?;
-    let next = (found.len() as i64 == PAGE_ROWS)
-        .then(|| found.last().map(|d| d.created_at.timestamp_millis()))
-        .flatten();
+    let next = next_page(found.len(), found.last().map(|d| d.created_at));
     Ok(ok(
         "Distributions",
         html! {
@@ -297,32 +393,96 @@ async fn distributions(State(state): Shared, Query(paging): Query<Paging>) -> Re
     ))
 }
 
-async fn address(State(state): Shared, Path(address): Path<String>) -> Result<Page, Page> {
-    let not_found = || {
-        page(
-            StatusCode::NOT_FOUND,
-            "Unknown address",
-            html! {
-                p.empty #unknown { "minerpool has no record of " code { (address) } "." }
-                p { a href="/" { "Back to the overview" } }
-            },
-        )
-    };
-    if check_format(&address).is_err() {
-        return Err(not_found());
+/// The `before` cursor of a full page: the last row's time.
+fn next_page(rows: usize, last: Option<DateTime>) -> Option<i64> {
+    (rows as i64 == PAGE_ROWS)
+        .then(|| last.map(|t| t.timestamp_millis()))
+        .flatten()
+}
+
+async fn payout_batches(State(state): Shared, Query(paging): Query<Paging>) -> Result<Page, Page> {
+    let before = paging.before.map(DateTime::from_millis);
+    let batches = state.store.recent_payout_batches(PAGE_ROWS, before).await?;
+    let next = next_page(batches.len(), batches.last().and_then(|b| b.created_at));
+    Ok(ok(
+        "Payout batches",
+        html! {
+            @if batches.is_empty() {
+                p.empty { "No payout batch yet: balances are paid once they reach the minimum payout." }
+            } @else {
+                table #batches {
+                    thead { tr { th { "Batch" } th { "Kind" } th { "State" } th { "Recipients" } th { "Total" } th { "Fee" } th { "Transaction" } th { "Created" } } }
+                    tbody {
+                        @for b in &batches {
+                            tr class=(b.state) {
+                                td { (b.id) } td { (b.kind) } td.state { (b.state) } td { (b.recipients) }
+                                td { (coins(b.total)) } td { (coins(b.fee)) }
+                                td { code { (b.tx_hash.as_deref().unwrap_or("")) } }
+                                td { (when(b.created_at)) }
+                            }
+                        }
+                    }
+                }
+                @if let Some(next) = next {
+                    p { a #next href={ "/payouts?before=" (next) } { "Older" } }
+                }
+            }
+        },
+    ))
+}
+
+#[derive(serde::Deserialize)]
+struct AddressPaging {
+    /// Milliseconds since the epoch: credit lines of distributions created before it.
+    credits_before: Option<i64>,
+    /// Milliseconds since the epoch: payout batches created before it.
+    payouts_before: Option<i64>,
+}
+
+async fn address(
+    State(state): Shared,
+    Path(address): Path<String>,
+    Query(paging): Query<AddressPaging>,
+) -> Result<Page, Page> {
+    if check_syntax(&address).is_err() {
+        return Err(unknown("an address", &address));
     }
     let store = &state.store;
+    let credits_before = paging.credits_before.map(DateTime::from_millis);
+    let payouts_before = paging.payouts_before.map(DateTime::from_millis);
     let balance = store.balance_of(&address).await?;
-    let payouts = store.payouts_of(&address, PAGE_ROWS, None).await?;
+    let credits = store
+        .credits_of(&address, PAGE_ROWS, credits_before)
+        .await?;
+    let payouts = store
+        .payouts_of(&address, PAGE_ROWS, payouts_before)
+        .await?;
     let pool = store.pool_overview(&address).await?;
-    if balance.is_none() && payouts.is_empty() && pool.is_none() {
-        return Err(not_found());
+    let validator = store.validator_of(&address).await?;
+    let paging_used = credits_before.is_some() || payouts_before.is_some();
+    if balance.is_none()
+        && credits.is_empty()
+        && payouts.is_empty()
+        && pool.is_none()
+        && validator.is_none()
+        && !paging_used
+    {
+        return Err(unknown("an address", &address));
     }
     let (pending, paid) = balance.as_ref().map_or((0, 0), |b| (b.pending, b.paid));
+    let next_credits = CreditLine::next_page(&credits, PAGE_ROWS).map(|t| t.timestamp_millis());
+    let next_payouts = next_page(payouts.len(), payouts.last().and_then(|p| p.created_at));
+    let hours = Hours::ending_at(DateTime::now(), HISTORY_HOURS);
     Ok(ok(
         "Address",
         html! {
             p.address { code #address { (address) } }
+            @if pool.is_some() || validator.is_some() {
+                p.roles {
+                    @if pool.is_some() { a #pool-link href={ "/pool/" (address) } { "its pool page" } " " }
+                    @if validator.is_some() { a #validator-link href={ "/validator/" (address) } { "its validator page" } }
+                }
+            }
             section.cards {
                 div.card { h2 { "Pending" } p.figure #pending { (coins(pending)) } }
                 div.card { h2 { "Paid" } p.figure #paid { (coins(paid)) } }
@@ -330,9 +490,32 @@ async fn address(State(state): Shared, Path(address): Path<String>) -> Result<Pa
                     div.card { h2 { "Pool score" } p.figure #score { (pool.score) } }
                 }
             }
+            (earnings_chart(&state, &address, hours).await?)
+            h2 { "Credit lines" }
+            @if credits.is_empty() {
+                p.empty #no-credits { "No credit line." }
+            } @else {
+                table #credits {
+                    thead { tr { th { "Distribution" } th { "As" } th { "Amount" } th { "Basis" } th { "Created" } } }
+                    tbody {
+                        @for c in &credits {
+                            tr {
+                                td { (c.distribution) }
+                                td { (format!("{:?}", c.line.kind).to_lowercase()) }
+                                td.amount { (coins(c.line.units)) }
+                                td { (basis(&c.line.basis)) }
+                                td { (when(Some(c.created_at))) }
+                            }
+                        }
+                    }
+                }
+                @if let Some(next) = next_credits {
+                    p { a #older-credits href={ "/address/" (address) "?credits_before=" (next) } { "Older credit lines" } }
+                }
+            }
             h2 { "Payout batches" }
             @if payouts.is_empty() {
-                p.empty { "No payout yet." }
+                p.empty #no-payouts { "No payout yet." }
             } @else {
                 table #payouts {
                     thead { tr { th { "Batch" } th { "State" } th { "Amount" } th { "Transaction" } th { "Created" } } }
@@ -348,9 +531,24 @@ async fn address(State(state): Shared, Path(address): Path<String>) -> Result<Pa
                         }
                     }
                 }
+                @if let Some(next) = next_payouts {
+                    p { a #older-payouts href={ "/address/" (address) "?payouts_before=" (next) } { "Older payouts" } }
+                }
             }
         },
     ))
+}
+
+/// Why a credit line has its size, in words.
+fn basis(basis: &Basis) -> String {
+    match basis {
+        Basis::Fee { percent } => format!("fee {percent} %"),
+        Basis::Score { score } => format!("score {score}"),
+        Basis::Percentage { hundredths } => {
+            format!("stake {}.{:02} %", hundredths / 100, hundredths % 100)
+        }
+        Basis::Remainder => "remainder".into(),
+    }
 }
 
 async fn stylesheet() -> impl IntoResponse {
@@ -370,24 +568,6 @@ async fn script() -> impl IntoResponse {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn income_falls_in_its_hour_and_old_income_is_left_out() {
-        let now = DateTime::from_millis(10 * 3_600_000);
-        let at = |ms: i64| DateTime::from_millis(ms);
-        let hourly = income_per_hour(
-            &[
-                (at(10 * 3_600_000 - 1), 5),
-                (at(10 * 3_600_000 - 10), 7),
-                (at(9 * 3_600_000 - 1), 3),
-                (at(1), 100),
-                (at(11 * 3_600_000), 9),
-            ],
-            now,
-            3,
-        );
-        assert_eq!(hourly, vec![0, 3, 12]);
-    }
 
     #[test]
     fn coins_are_exact() {
