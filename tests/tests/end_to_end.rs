@@ -292,6 +292,73 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
         distributions.len(),
         "{listed}"
     );
+
+    // Each credit line of the address, summed, is what it was credited: its balance.
+    let credits = get(&format!("{api}/api/v1/credits/{credited}?limit=200")).await;
+    let lines = credits["credits"].as_array().unwrap();
+    let credited_units: i64 = lines.iter().map(|c| units_of(&c["amount"])).sum();
+    assert_eq!(
+        credited_units,
+        units_of(&balance["pending"]) + units_of(&balance["paid"]),
+        "{credits}"
+    );
+    assert_eq!(
+        address.matches("<td class=\"amount\">").count(),
+        lines.len(),
+        "every credit line on the address page: {address}"
+    );
+    // Its earnings per hour add up to the same, on the page and in the API.
+    let history = get(&format!("{api}/api/v1/history/{credited}")).await;
+    let earned: i64 = history["earned"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(units_of)
+        .sum();
+    assert_eq!(earned, credited_units, "{history}");
+    assert_eq!(chart_total(&address, "earnings-chart"), earned, "{address}");
+
+    // The pool's page: its score and its score chart, recorded by the decay runs.
+    let pool_page = page(&format!("{api}/pool/{POOL_A}")).await;
+    let shown: i64 = text_of(&pool_page, "score").parse().unwrap();
+    assert!(allowed.contains(&shown), "{shown} on the decay path");
+    // Two hours, in case the hour turned since the last decay run.
+    let scores = get(&format!("{api}/api/v1/history/{POOL_A}?hours=2")).await;
+    let recorded: Vec<i64> = scores["poolScore"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_i64)
+        .collect();
+    assert!(!recorded.is_empty(), "a score recorded: {scores}");
+    assert!(recorded.iter().all(|s| allowed.contains(s)), "{scores}");
+    assert!(
+        pool_page.contains("id=\"score-chart\"") && !pool_page.contains("id=\"no-scores\""),
+        "{pool_page}"
+    );
+    // A validator's page: its percentage as the API gives it, online as recorded.
+    let validator = get(&format!("{api}/api/v1/validators/{VALIDATOR_1}")).await;
+    let validator_page = page(&format!("{api}/validator/{VALIDATOR_1}")).await;
+    assert_eq!(
+        text_of(&validator_page, "percentage"),
+        format!("{} %", validator["percentage"].as_str().unwrap())
+    );
+    let online = get(&format!("{api}/api/v1/history/{VALIDATOR_1}?hours=2")).await;
+    assert!(
+        online["validatorScore"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(1)),
+        "it sent a TASK: {online}"
+    );
+    // Every payout batch the API lists is on the page (none here: nothing reached the minimum).
+    let batches = get(&format!("{api}/api/v1/payout-batches?limit=200")).await;
+    let batch_page = page(&format!("{api}/payouts")).await;
+    let listed = batches["batches"].as_array().unwrap().len();
+    assert_eq!(batch_page.matches("<td class=\"state\">").count(), listed);
+    if listed == 0 {
+        assert!(batch_page.contains("No payout batch yet"), "{batch_page}");
+    }
     in_a_browser(&api, &stats, &credited).await;
 
     stop(node).await;
@@ -348,6 +415,7 @@ async fn in_a_browser(api: &str, stats: &Value, credited: &str) {
         ("Pools", "pools", "/pools"),
         ("Validators", "validators", "/validator-list"),
         ("Distributions", "distributions", "/distributions"),
+        ("Payouts", "main", "/payouts"),
     ] {
         c.find(Locator::LinkText(link))
             .await
@@ -370,7 +438,62 @@ async fn in_a_browser(api: &str, stats: &Value, credited: &str) {
         .unwrap();
     let balance = get(&format!("{api}/api/v1/balances/{credited}")).await;
     assert_eq!(pending, balance["pending"]);
+    let earnings = browser
+        .eval("return document.querySelectorAll('#earnings-chart rect').length;")
+        .await;
+    assert!(
+        earnings.as_u64().unwrap() >= 1,
+        "its earnings are drawn: {earnings}"
+    );
     browser.screenshot("address").await;
+
+    // From the pools list to a pool's page, whose charts are drawn.
+    c.goto(&format!("{api}/pools")).await.unwrap();
+    c.find(Locator::LinkText(POOL_A))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Id("score-chart"))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.current_url().await.unwrap().path(),
+        format!("/pool/{POOL_A}")
+    );
+    let bars = browser
+        .eval(
+            "return ['score-chart', 'earnings-chart'].map(id =>
+               [...document.querySelectorAll('#' + id + ' rect')]
+                 .filter(b => b.getBoundingClientRect().height > 0).length);",
+        )
+        .await;
+    assert!(bars[0].as_u64().unwrap() >= 1, "a score is drawn: {bars}");
+    browser.screenshot("pool").await;
+    c.goto(&format!("{api}/validator-list")).await.unwrap();
+    c.find(Locator::LinkText(VALIDATOR_1))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait().for_element(Locator::Id("online")).await.unwrap();
+    let validator = get(&format!("{api}/api/v1/validators/{VALIDATOR_1}")).await;
+    let shown = c
+        .find(Locator::Id("percentage"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        shown,
+        format!("{} %", validator["percentage"].as_str().unwrap())
+    );
+    browser.screenshot("validator").await;
+
     c.goto(&format!("{api}/address/{PAYER}")).await.unwrap();
     let unknown = c
         .find(Locator::Id("unknown"))
@@ -382,6 +505,27 @@ async fn in_a_browser(api: &str, stats: &Value, credited: &str) {
     assert!(unknown.contains("has no record of"), "{unknown}");
     browser.screenshot("unknown-address").await;
     browser.close().await;
+}
+
+/// Smallest units of an API amount ("12.50000000").
+fn units_of(amount: &Value) -> i64 {
+    amount.as_str().unwrap().replace('.', "").parse().unwrap()
+}
+
+/// The sum of a chart's bars, from the exact amounts in their titles ("<hour>: 1.00000000").
+fn chart_total(html: &str, id: &str) -> i64 {
+    let start = html
+        .find(&format!("id=\"{id}\""))
+        .unwrap_or_else(|| panic!("no #{id}"));
+    let chart = &html[start..start + html[start..].find("</svg>").unwrap()];
+    chart
+        .split("<title>")
+        .skip(1)
+        .map(|t| {
+            let text = &t[..t.find("</title>").unwrap()];
+            units_of(&Value::from(text.rsplit(": ").next().unwrap()))
+        })
+        .sum()
 }
 
 /// A dashboard page's HTML (200 expected).
