@@ -8,15 +8,26 @@ use crate::{Context, JobError};
 
 pub async fn run(context: &Context) -> Result<Value, JobError> {
     let retention = context.config.history.score_retention_days;
-    let recorded = context
+    // The history only feeds charts: failing to write it must not hold back the decay, which
+    // decides the next split.
+    let history = match context
         .store
         .record_scores(DateTime::now(), retention)
-        .await?;
+        .await
+    {
+        Ok(recorded) => json!({
+            "scoresRecorded": recorded.pools + recorded.validators,
+            "daysExpired": recorded.expired,
+        }),
+        Err(error) => {
+            tracing::warn!(%error, "score history not recorded; decaying anyway");
+            json!({ "error": error.to_string() })
+        }
+    };
     let decayed = context.store.decay_scores().await?;
     Ok(json!({
         "poolsChanged": decayed.pools,
         "validatorsReset": decayed.validators,
-        "scoresRecorded": recorded.pools + recorded.validators,
-        "historyDaysExpired": recorded.expired,
+        "history": history,
     }))
 }

@@ -102,6 +102,49 @@ async fn decay_round_trips_do_not_grow_with_the_number_of_pools() {
         few, many,
         "round trips: {few} for 10 pools, {many} for 2000"
     );
-    // the server's clock (once per process), lock, run record, two updates, run end, unlock.
-    assert!(many <= 7, "{many} round trips");
+    // the server's clock (once per process), lock, run record, the score history (two reads,
+    // one write of the pools', a removal of expired days), two updates, run end, unlock.
+    assert!(many <= 11, "{many} round trips");
+}
+
+/// The score history only feeds charts: a run that cannot write it still decays, and says why
+/// the history is missing.
+#[tokio::test]
+async fn a_failed_score_history_does_not_hold_back_the_decay() {
+    let h = Harness::new("decay_without_history", Scenario::default()).await;
+    h.store
+        .collection::<Document>(names::MINER_POOL)
+        .insert_many([
+            doc! { "pool_address": "p1", "score": 100_i64 },
+            doc! { "pool_address": "p2", "score": 50_i64 },
+        ])
+        .await
+        .unwrap();
+    // A real server refusal: the second pool's day document would repeat a unique `kind`.
+    h.store
+        .database()
+        .run_command(doc! { "createIndexes": names::SCORE_HISTORY, "indexes": [
+            { "key": { "kind": 1 }, "name": "refused", "unique": true },
+        ] })
+        .await
+        .unwrap();
+    let summary = h.run_ok("decay").await;
+    let error = summary["details"]["history"]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(error.contains("scoreHistory"), "{summary}");
+    assert_eq!(score_of(&h, "p1").await, 90);
+    assert_eq!(score_of(&h, "p2").await, 45);
+    // Once the server takes it again, the next run records the history.
+    h.store
+        .collection::<Document>(names::SCORE_HISTORY)
+        .drop_index("refused")
+        .await
+        .unwrap();
+    let summary = h.run_ok("decay").await;
+    assert_eq!(
+        summary["details"]["history"]["scoresRecorded"], 2,
+        "{summary}"
+    );
+    assert_eq!(score_of(&h, "p1").await, 81);
 }

@@ -167,6 +167,9 @@ impl Store {
             .collection::<Document>(collection)
             .find(doc! {})
             .projection(doc! { "_id": 0, key: 1, "score": 1 })
+            // One batch (the server caps it at 16 MiB, some 200,000 of these small documents):
+            // round trips that do not grow with the number of pools.
+            .batch_size(1_000_000)
             .await
             .map_err(StoreError::mongo(context.clone()))?
             .try_collect()
