@@ -800,6 +800,34 @@ async fn dashboard_pages_say_when_there_is_nothing_and_need_nothing_from_elsewhe
         overview.contains("<tr class=\"failed\"><td>rewards</td>"),
         "{overview}"
     );
+    // A list longer than a page links to the next one, until every row was shown once.
+    let pools: Vec<bson::Document> = (0..60)
+        .map(|i| bson::doc! { "pool_address": format!("{POOL_B}{i:02}") })
+        .collect();
+    n.store
+        .collection::<bson::Document>("poolList")
+        .insert_many(pools)
+        .await
+        .unwrap();
+    let mut shown = Vec::new();
+    let mut path = "/pools".to_owned();
+    for _ in 0..5 {
+        let (status, _, html) = get(&path).await;
+        assert_eq!(status, 200, "{path}");
+        shown.extend(
+            html.split("href=\"/pool/")
+                .skip(1)
+                .map(|rest| rest[..rest.find('"').unwrap()].to_owned()),
+        );
+        match html.split("id=\"next\" href=\"").nth(1) {
+            Some(rest) => path = rest[..rest.find('"').unwrap()].replace("&amp;", "&"),
+            None => break,
+        }
+    }
+    let mut expected: Vec<String> = (0..60).map(|i| format!("{POOL_B}{i:02}")).collect();
+    expected.push(POOL_A.to_owned());
+    expected.sort();
+    assert_eq!(shown, expected, "every pool once, by address");
 }
 
 #[tokio::test]

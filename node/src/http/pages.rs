@@ -205,8 +205,31 @@ fn bar_chart(
     }
 }
 
-async fn pools(State(state): Shared) -> Result<Page, Page> {
-    let pools = state.store.pool_overviews(None, PAGE_ROWS).await?;
+#[derive(serde::Deserialize)]
+struct ByAddress {
+    /// The last address of the previous page.
+    after: Option<String>,
+}
+
+/// The `after` cursor of a full page: its last address.
+fn next_after(rows: usize, last: Option<&str>) -> Option<&str> {
+    (rows as i64 == PAGE_ROWS).then_some(last).flatten()
+}
+
+/// The link to the page after `after`, through a percent-encoded query.
+fn older_link(path: &str, after: Option<&str>) -> Markup {
+    html! {
+        @if let Some(after) = after {
+            p { a #next href={ (path) "?after=" (percent_encoding::utf8_percent_encode(after, percent_encoding::NON_ALPHANUMERIC)) } { "Next" } }
+        }
+    }
+}
+
+async fn pools(State(state): Shared, Query(paging): Query<ByAddress>) -> Result<Page, Page> {
+    let pools = state
+        .store
+        .pool_overviews(paging.after.as_deref(), PAGE_ROWS)
+        .await?;
     let addresses: Vec<String> = pools.iter().map(|p| p.pool_address.clone()).collect();
     let balances = state.store.balances_of(&addresses).await?;
     Ok(ok(
@@ -230,6 +253,7 @@ async fn pools(State(state): Shared) -> Result<Page, Page> {
                     }
                 }
                 p.note { "Earned: everything credited to the address, paid or pending." }
+                (older_link("/pools", next_after(pools.len(), pools.last().map(|p| p.pool_address.as_str()))))
             }
         },
     ))
@@ -290,8 +314,11 @@ async fn pool(State(state): Shared, Path(address): Path<String>) -> Result<Page,
     ))
 }
 
-async fn validators(State(state): Shared) -> Result<Page, Page> {
-    let validators = state.store.validators_page(None, PAGE_ROWS).await?;
+async fn validators(State(state): Shared, Query(paging): Query<ByAddress>) -> Result<Page, Page> {
+    let validators = state
+        .store
+        .validators_page(paging.after.as_deref(), PAGE_ROWS)
+        .await?;
     Ok(ok(
         "Validators",
         html! {
@@ -315,6 +342,7 @@ async fn validators(State(state): Shared) -> Result<Page, Page> {
                         }
                     }
                 }
+                (older_link("/validator-list", next_after(validators.len(), validators.last().map(|(a, _)| a.as_str()))))
             }
         },
     ))
