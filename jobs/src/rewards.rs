@@ -29,6 +29,9 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Value, JobError> {
         config.rewards.confirmations,
     );
     let answer = context.chain.blocks_details(offset, limit).await?;
+    if let Some(highest) = answer.last() {
+        store.record_chain_height(highest.block.id as i64).await?;
+    }
     let plan = plan_scan(
         last_scanned.as_ref(),
         offset,

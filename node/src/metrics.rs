@@ -53,6 +53,7 @@ pub struct Metrics {
     /// Money totals in smallest units, as of the stats the jobs last refreshed.
     pub money_units: Family<MoneyLabels, Gauge>,
     pub last_scanned_height: Gauge,
+    pub chain_height_seen: Gauge,
     pub stats_as_of_seconds: Gauge,
     /// Each job's newest runs, read at each scrape.
     pub job_last_run_start_seconds: Family<JobLabels, Gauge>,
@@ -186,6 +187,12 @@ impl Default for Metrics {
             "The last block the rewards job scanned",
             last_scanned_height.clone(),
         );
+        let chain_height_seen = Gauge::default();
+        registry.register(
+            "chain_height_seen",
+            "The highest block the chain answered the rewards job's last request with (the chain reached at least this far)",
+            chain_height_seen.clone(),
+        );
         let stats_as_of_seconds = Gauge::default();
         registry.register(
             "stats_as_of_seconds",
@@ -227,6 +234,7 @@ impl Default for Metrics {
             registry: Arc::new(registry),
             money_units,
             last_scanned_height,
+            chain_height_seen,
             stats_as_of_seconds,
             job_last_run_start_seconds,
             job_last_run_duration_seconds,
@@ -287,6 +295,9 @@ impl Metrics {
         }
         if let Some(height) = totals.last_scanned_height {
             self.last_scanned_height.set(height);
+        }
+        if let Some(height) = totals.chain_height {
+            self.chain_height_seen.set(height);
         }
         if let Some(as_of) = totals.as_of {
             self.stats_as_of_seconds

@@ -623,6 +623,8 @@ async fn metrics_show_money_and_job_health() {
             .await
             .unwrap();
     }
+    // The chain height the rewards job records stays through a refresh of the totals.
+    n.store.record_chain_height(20_123).await.unwrap();
     n.store.refresh_totals().await.unwrap();
     let ms = |seconds: i64| bson::DateTime::from_millis(seconds * 1000);
     let runs = n.store.collection::<bson::Document>("jobRuns");
@@ -671,6 +673,8 @@ async fn metrics_show_money_and_job_health() {
         .await
         .unwrap();
     assert_eq!(stats["paid"], "0.00000005", "{stats}");
+    assert_eq!(stats["chainHeight"], 20_123, "{stats}");
+    assert_eq!(exact("minerpool_node_chain_height_seen"), 20_123);
     let rewards = |name: &str| {
         value(&format!(
             "minerpool_node_{name}{{minerpool_job=\"rewards\"}}"
@@ -712,6 +716,7 @@ async fn dashboard_pages_say_when_there_is_nothing_and_need_nothing_from_elsewhe
     };
     for (path, empty) in [
         ("/", "No income in the last 48 hours."),
+        ("/", "id=\"behind\">not known yet<"),
         ("/pools", "No pool is registered or scored yet."),
         ("/validator-list", "No validator is known yet."),
         ("/distributions", "No distribution yet"),

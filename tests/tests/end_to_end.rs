@@ -267,6 +267,17 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
         assert_eq!(text_of(&overview, id), stats[field], "{id} on the overview");
     }
     assert_eq!(text_of(&overview, "last-scanned"), "20005");
+    // How far behind: the rewards job's last answer from the chain, which goes past the last
+    // scanned block by the confirmations it waits for.
+    let chain = stats["chainHeight"]
+        .as_i64()
+        .expect("the chain height seen");
+    assert!(chain > 20005, "{stats}");
+    assert_eq!(
+        text_of(&overview, "behind"),
+        format!("{} blocks", chain - 20005)
+    );
+    assert_eq!(text_of(&overview, "chain-height"), chain.to_string());
     assert!(
         overview.contains("<rect") && !overview.contains("id=\"no-income\""),
         "the income chart has bars: {overview}"

@@ -176,6 +176,9 @@ pub struct BatchOverview {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Totals {
     pub last_scanned_height: Option<i64>,
+    /// The highest block the chain answered the rewards job's last request with: the chain
+    /// reached at least this far (the job asks for a range, not for the tip).
+    pub chain_height: Option<i64>,
     /// Received by the iNode wallet, over every distribution.
     pub received: i64,
     /// Credited to balances (pending + paid).

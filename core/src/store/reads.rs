@@ -373,22 +373,36 @@ impl Store {
                 .unwrap_or(0)
         };
         let height = self.last_scanned_height().await?;
+        // `$set`, not a replacement: the chain height the rewards job records stays.
         self.collection::<Document>(names::STATS)
-            .replace_one(
+            .update_one(
                 doc! { "_id": TOTALS_ID },
-                doc! {
-                    "_id": TOTALS_ID,
+                doc! { "$set": {
                     "last_scanned_height": height,
                     "received": field(&received, "received"),
                     "distributions": field(&received, "count"),
                     "pending": field(&balances, "pending"),
                     "paid": field(&balances, "paid"),
                     "as_of": DateTime::now(),
-                },
+                } },
             )
             .upsert(true)
             .await
             .map_err(StoreError::mongo("write the totals"))?;
+        Ok(())
+    }
+
+    /// Records the highest block the chain answered the rewards job with, for the overview's
+    /// "behind the chain" and its metric.
+    pub async fn record_chain_height(&self, height: i64) -> Result<()> {
+        self.collection::<Document>(names::STATS)
+            .update_one(
+                doc! { "_id": TOTALS_ID },
+                doc! { "$set": { "chain_height": height, "chain_seen_at": DateTime::now() } },
+            )
+            .upsert(true)
+            .await
+            .map_err(StoreError::mongo("record the chain height"))?;
         Ok(())
     }
 
@@ -408,6 +422,9 @@ impl Store {
             last_scanned_height: totals
                 .as_ref()
                 .and_then(|d| super::activity::units(d.get("last_scanned_height"))),
+            chain_height: totals
+                .as_ref()
+                .and_then(|d| super::activity::units(d.get("chain_height"))),
             received: field("received"),
             credited: pending.saturating_add(paid),
             paid,

@@ -541,6 +541,7 @@ async fn stats(State(state): Shared) -> ApiResult {
     let totals = state.store.totals().await?;
     Ok(Json(json!({
         "lastScannedHeight": totals.last_scanned_height,
+        "chainHeight": totals.chain_height,
         "distributions": totals.distributions,
         "received": units(totals.received),
         "credited": units(totals.credited),
@@ -610,6 +611,7 @@ pub fn openapi() -> Value {
                 "Balance": { "type": "object", "properties": { "address": { "type": "string" }, "pending": amount, "paid": amount } },
                 "Stats": { "type": "object", "properties": {
                     "lastScannedHeight": { "type": ["integer", "null"] },
+                    "chainHeight": { "type": ["integer", "null"], "description": "the highest block the chain answered the rewards job's last request with: it reached at least this far" },
                     "received": amount, "credited": amount, "pending": amount, "paid": amount,
                     "asOf": { "type": ["string", "null"], "format": "date-time" } } }
             }

@@ -141,12 +141,19 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
         html! {
             section.cards {
                 div.card { h2 { "Last scanned block" } p.figure #last-scanned { (totals.last_scanned_height.map_or("none yet".into(), |h| h.to_string())) } }
+                div.card { h2 { "Behind the chain" } p.figure #behind { (behind(totals.last_scanned_height, totals.chain_height)) } }
                 div.card { h2 { "Received" } p.figure #received { (coins(totals.received)) } }
                 div.card { h2 { "Credited" } p.figure #credited { (coins(totals.credited)) } }
                 div.card { h2 { "Pending" } p.figure #pending { (coins(totals.pending)) } }
                 div.card { h2 { "Paid" } p.figure #paid { (coins(totals.paid)) } }
             }
-            p.note { "Totals as of " (when(totals.as_of)) " (refreshed by the rewards and payouts jobs)." }
+            p.note {
+                "Totals as of " (when(totals.as_of)) " (refreshed by the rewards and payouts jobs). "
+                @if let Some(chain) = totals.chain_height {
+                    "The chain had reached at least block " span #chain-height { (chain) } " when the rewards job last asked; it credits blocks once they are "
+                    (state.config.rewards.confirmations) " blocks deep."
+                }
+            }
             h2 { "Income per hour, last " (CHART_HOURS) " hours" }
             @if hourly.iter().all(|u| *u == 0) {
                 p.empty #no-income { "No income in the last " (CHART_HOURS) " hours." }
@@ -173,6 +180,17 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
             }
         },
     ))
+}
+
+/// Blocks between the last scanned and the highest the chain answered with.
+fn behind(scanned: Option<i64>, chain: Option<i64>) -> String {
+    match (scanned, chain) {
+        (Some(scanned), Some(chain)) => {
+            let blocks = (chain - scanned).max(0);
+            format!("{blocks} block{}", if blocks == 1 { "" } else { "s" })
+        }
+        _ => "not known yet".into(),
+    }
 }
 
 fn amounts(units: &[i64]) -> Vec<Option<i64>> {
