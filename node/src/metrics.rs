@@ -178,7 +178,7 @@ impl Default for Metrics {
         let money_units = Family::<MoneyLabels, Gauge>::default();
         registry.register(
             "money_units",
-            "Money over the whole database in smallest units (1e-8 coin): received, credited, pending, paid; as of stats_as_of_seconds",
+            "Money over the whole database in smallest units (1e-8 coin): received, credited (= pending + in_flight + paid + fees_spent), pending, in_flight (in payout batches not yet in a block), paid, fees_spent; as of stats_as_of_seconds",
             money_units.clone(),
         );
         let last_scanned_height = Gauge::default();
@@ -285,7 +285,9 @@ impl Metrics {
             ("received", totals.received),
             ("credited", totals.credited),
             ("pending", totals.pending),
+            ("in_flight", totals.in_flight),
             ("paid", totals.paid),
+            ("fees_spent", totals.fees_spent),
         ] {
             self.money_units
                 .get_or_create(&MoneyLabels {

@@ -623,6 +623,21 @@ async fn metrics_show_money_and_job_health() {
             .await
             .unwrap();
     }
+    // Money out of pending and not yet paid (batches awaiting a block, with their fees), and
+    // fees the chain took, count as credited; refunded and dry-run batches do not.
+    for (id, state, total, fee) in [
+        ("in-flight", "submitted", 7_i64, 2_i64),
+        ("abandoning", "abandoning", 10, 0),
+        ("confirmed", "confirmed", 100, 3),
+        ("refunded", "failed", 50, 1),
+        ("dry-run", "simulated", 9, 0),
+    ] {
+        n.store
+            .collection::<bson::Document>("payoutBatches")
+            .insert_one(bson::doc! { "_id": id, "state": state, "total": total, "fee": fee })
+            .await
+            .unwrap();
+    }
     // The chain height the rewards job records stays through a refresh of the totals.
     n.store.record_chain_height(20_123).await.unwrap();
     n.store.refresh_totals().await.unwrap();
@@ -662,9 +677,11 @@ async fn metrics_show_money_and_job_health() {
     };
     assert_eq!(exact("minerpool_node_money_units{kind=\"pending\"}"), big);
     assert_eq!(exact("minerpool_node_money_units{kind=\"paid\"}"), 5);
+    assert_eq!(exact("minerpool_node_money_units{kind=\"in_flight\"}"), 19);
+    assert_eq!(exact("minerpool_node_money_units{kind=\"fees_spent\"}"), 3);
     assert_eq!(
         exact("minerpool_node_money_units{kind=\"credited\"}"),
-        big + 5
+        big + 5 + 19 + 3
     );
     let stats: serde_json::Value = reqwest::get(format!("{}/api/v1/stats", n.http))
         .await
@@ -673,6 +690,8 @@ async fn metrics_show_money_and_job_health() {
         .await
         .unwrap();
     assert_eq!(stats["paid"], "0.00000005", "{stats}");
+    assert_eq!(stats["inFlight"], "0.00000019", "{stats}");
+    assert_eq!(stats["feesSpent"], "0.00000003", "{stats}");
     assert_eq!(stats["chainHeight"], 20_123, "{stats}");
     assert_eq!(exact("minerpool_node_chain_height_seen"), 20_123);
     let rewards = |name: &str| {

@@ -262,7 +262,9 @@ async fn income_is_credited_to_the_unit_and_scores_follow_the_rules() {
         ("received", "received"),
         ("credited", "credited"),
         ("pending", "pending"),
+        ("in-flight", "inFlight"),
         ("paid", "paid"),
+        ("fees-spent", "feesSpent"),
     ] {
         assert_eq!(text_of(&overview, id), stats[field], "{id} on the overview");
     }
@@ -641,6 +643,19 @@ async fn standalone_pays_due_balances_on_its_schedule_through_the_chain() {
         |paid| *paid == (due.units() as u64, 1),
     )
     .await;
+    // Pushed, not yet in a block: out of pending, not paid, still credited.
+    let stats_url = format!("{api}/api/v1/stats");
+    let stats = wait::until(
+        "the totals to show the batch in flight",
+        wait::DEADLINE,
+        || get(&stats_url),
+        |stats| stats["inFlight"] == due.to_string(),
+    )
+    .await;
+    let credited = Amount::checked_sum([due, small]).unwrap().to_string();
+    assert_eq!(stats["credited"], credited, "{stats}");
+    assert_eq!(stats["pending"], small.to_string(), "{stats}");
+    assert_eq!(stats["paid"], Amount::ZERO.to_string(), "{stats}");
     let block = sim.mine();
     // Buried as deep as payouts need to count it settled.
     for _ in 0..config.rewards.confirmations {
@@ -658,10 +673,32 @@ async fn standalone_pays_due_balances_on_its_schedule_through_the_chain() {
     .await;
     let balance = get(&format!("{api}/api/v1/balances/{POOL_A}")).await;
     assert_eq!(balance["pending"], Amount::ZERO.to_string(), "{balance}");
+    let stats = wait::until(
+        "the totals to show the batch paid",
+        wait::DEADLINE,
+        || get(&stats_url),
+        |stats| stats["paid"] == due.to_string(),
+    )
+    .await;
+    assert_eq!(stats["inFlight"], Amount::ZERO.to_string(), "{stats}");
+    assert_eq!(stats["credited"], credited, "{stats}");
     assert_eq!(sim.confirmed_paid_to(POOL_A), (due.units() as u64, 1));
     let hashes = sim.mined_hashes();
     assert_eq!(hashes.len(), 1, "one transaction in all: {hashes:?}");
     assert_eq!(sim.tx_state(&hashes[0]), TxState::Mined { block });
+    // The payout batches page shows it with its transaction, as the API does.
+    let batches = get(&format!("{api}/api/v1/payout-batches")).await;
+    assert_eq!(
+        batches["batches"][0]["txHash"],
+        json!(hashes[0]),
+        "{batches}"
+    );
+    let listed = page(&format!("{api}/payouts")).await;
+    assert!(listed.contains(&hashes[0]), "{listed}");
+    assert!(
+        listed.contains("<td class=\"state\">confirmed</td>"),
+        "{listed}"
+    );
     // Under the minimum: left alone.
     let small_balance = get(&format!("{api}/api/v1/balances/{POOL_B}")).await;
     assert_eq!(

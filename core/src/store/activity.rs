@@ -181,10 +181,14 @@ pub struct Totals {
     pub chain_height: Option<i64>,
     /// Received by the iNode wallet, over every distribution.
     pub received: i64,
-    /// Credited to balances (pending + paid).
+    /// Credited to balances: pending, in flight, paid, or spent as payout fees.
     pub credited: i64,
     pub paid: i64,
     pub pending: i64,
+    /// In payout batches not yet in a block (or refunded): recipients' units and fees.
+    pub in_flight: i64,
+    /// Fees of confirmed payout batches, taken by the chain.
+    pub fees_spent: i64,
     pub distributions: u64,
     /// When the totals were last computed (after a rewards or payouts run).
     pub as_of: Option<DateTime>,

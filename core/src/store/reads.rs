@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::activity::Totals;
 use super::documents::names;
+use super::payouts::{BatchState, IN_FLIGHT, state_bson};
 use super::{Result, Store, StoreError};
 
 /// The most items one public read returns.
@@ -358,13 +359,34 @@ impl Store {
         let received = self
             .sum_fields(
                 names::REWARD_DISTRIBUTIONS,
+                Document::new(),
                 doc! { "received": { "$sum": "$received" }, "count": { "$sum": 1_i64 } },
             )
             .await?;
         let balances = self
             .sum_fields(
                 names::BALANCES,
+                Document::new(),
                 doc! { "pending": { "$sum": "$pending" }, "paid": { "$sum": "$paid" } },
+            )
+            .await?;
+        // Out of pending and not yet paid or refunded: the recipients' units and the fee.
+        let in_flight_states: Vec<Bson> = IN_FLIGHT.iter().map(|s| state_bson(*s)).collect();
+        let in_flight = self
+            .sum_fields(
+                names::PAYOUT_BATCHES,
+                doc! { "state": { "$in": in_flight_states } },
+                doc! { "units": { "$sum": { "$add": [
+                    { "$ifNull": ["$total", 0_i64] }, { "$ifNull": ["$fee", 0_i64] },
+                ] } } },
+            )
+            .await?;
+        // A confirmed batch's fee left the books: the chain took it.
+        let fees_spent = self
+            .sum_fields(
+                names::PAYOUT_BATCHES,
+                doc! { "state": state_bson(BatchState::Confirmed) },
+                doc! { "units": { "$sum": { "$ifNull": ["$fee", 0_i64] } } },
             )
             .await?;
         let field = |d: &Option<Document>, name: &str| {
@@ -383,6 +405,8 @@ impl Store {
                     "distributions": field(&received, "count"),
                     "pending": field(&balances, "pending"),
                     "paid": field(&balances, "paid"),
+                    "in_flight": field(&in_flight, "units"),
+                    "fees_spent": field(&fees_spent, "units"),
                     "as_of": DateTime::now(),
                 } },
             )
@@ -418,6 +442,7 @@ impl Store {
                 .unwrap_or(0)
         };
         let (pending, paid) = (field("pending"), field("paid"));
+        let (in_flight, fees_spent) = (field("in_flight"), field("fees_spent"));
         Ok(Totals {
             last_scanned_height: totals
                 .as_ref()
@@ -426,7 +451,12 @@ impl Store {
                 .as_ref()
                 .and_then(|d| super::activity::units(d.get("chain_height"))),
             received: field("received"),
-            credited: pending.saturating_add(paid),
+            credited: pending
+                .saturating_add(in_flight)
+                .saturating_add(paid)
+                .saturating_add(fees_spent),
+            in_flight,
+            fees_spent,
             paid,
             pending,
             distributions: field("distributions").max(0) as u64,
@@ -437,14 +467,20 @@ impl Store {
         })
     }
 
-    /// One `$group` over a whole collection; `None` when it is empty.
-    async fn sum_fields(&self, collection: &str, sums: Document) -> Result<Option<Document>> {
+    /// One `$group` over the documents of a collection that match `filter`; `None` when none
+    /// does.
+    async fn sum_fields(
+        &self,
+        collection: &str,
+        filter: Document,
+        sums: Document,
+    ) -> Result<Option<Document>> {
         let mut group = doc! { "_id": Bson::Null };
         group.extend(sums);
         let context = format!("sum {collection}");
         let mut found: Vec<Document> = self
             .collection::<Document>(collection)
-            .aggregate(vec![doc! { "$group": group }])
+            .aggregate(vec![doc! { "$match": filter }, doc! { "$group": group }])
             .await
             .map_err(StoreError::mongo(context.clone()))?
             .try_collect()

@@ -546,7 +546,9 @@ async fn stats(State(state): Shared) -> ApiResult {
         "received": units(totals.received),
         "credited": units(totals.credited),
         "pending": units(totals.pending),
+        "inFlight": units(totals.in_flight),
         "paid": units(totals.paid),
+        "feesSpent": units(totals.fees_spent),
         "asOf": totals.as_of.map(rfc3339),
     })))
 }
@@ -612,7 +614,8 @@ pub fn openapi() -> Value {
                 "Stats": { "type": "object", "properties": {
                     "lastScannedHeight": { "type": ["integer", "null"] },
                     "chainHeight": { "type": ["integer", "null"], "description": "the highest block the chain answered the rewards job's last request with: it reached at least this far" },
-                    "received": amount, "credited": amount, "pending": amount, "paid": amount,
+                    "received": amount, "credited": amount, "pending": amount, "inFlight": amount,
+                    "paid": amount, "feesSpent": amount,
                     "asOf": { "type": ["string", "null"], "format": "date-time" } } }
             }
         }

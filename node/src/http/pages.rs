@@ -145,7 +145,9 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
                 div.card { h2 { "Received" } p.figure #received { (coins(totals.received)) } }
                 div.card { h2 { "Credited" } p.figure #credited { (coins(totals.credited)) } }
                 div.card { h2 { "Pending" } p.figure #pending { (coins(totals.pending)) } }
+                div.card { h2 { "In flight" } p.figure #in-flight { (coins(totals.in_flight)) } }
                 div.card { h2 { "Paid" } p.figure #paid { (coins(totals.paid)) } }
+                div.card { h2 { "Fees spent" } p.figure #fees-spent { (coins(totals.fees_spent)) } }
             }
             p.note {
                 "Totals as of " (when(totals.as_of)) " (refreshed by the rewards and payouts jobs). "
