@@ -191,6 +191,9 @@ grep -q "$POOL" "$OUT" || fail "registering the pool did not answer with it"
 wait_until "a validators run has completed" "$WAIT_SECONDS" job_done_after validators "$mp_created"
 wait_until "validator 1 has its percentage" 30 sh -c \
     "curl -fsS 'http://$NODE:8001/api/v1/validators' | grep -q '$VALIDATOR_1'"
+# The node's cached registry follows the database within moments; the same PING, until it does.
+wait_until "the node's registry to know validator 1" 30 sh -c \
+    "ws-send 'ws://$NODE:5501' '{\"type\":\"PING\",\"validator_wallet\":\"$VALIDATOR_1\",\"ip\":\"203.0.113.7\",\"port\":5502}' | grep -qx 'SUCCESS: Pong'"
 step "ws-send \"ws://\$NODE:5501\" \"{\\\"type\\\":\\\"PING\\\""
 grep -qx 'SUCCESS: Pong' "$OUT" || fail "PING through the Service answered '$(cat "$OUT")'"
 step "ws-send \"ws://\$NODE:5501\" \"{\\\"type\\\":\\\"TASK\\\""
