@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
-use futures::TryStreamExt;
 use futures::future::BoxFuture;
 use mongodb::options::{InsertOneModel, UpdateOneModel, WriteModel};
 use mongodb::{ClientSession, Namespace};
@@ -152,9 +151,11 @@ impl CreditLine {
         let mut distributions: Vec<&str> =
             credits.iter().map(|c| c.distribution.as_str()).collect();
         distributions.dedup();
-        (distributions.len() as i64 >= limit)
-            .then(|| credits.last().map(|c| c.created_at))
-            .flatten()
+        super::reads::next_cursor(
+            distributions.len(),
+            limit,
+            credits.last().map(|c| c.created_at),
+        )
     }
 }
 
@@ -513,15 +514,9 @@ impl Store {
                 (names::VALIDATORS, pipeline)
             }
         };
-        let context = "look up the validator and pool";
         let found: Vec<Document> = self
-            .collection::<Document>(collection)
-            .aggregate(pipeline)
-            .await
-            .map_err(StoreError::mongo(context))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo(context))?;
+            .aggregate_all(collection, pipeline, "look up the validator and pool")
+            .await?;
         let validator_doc = found.iter().find(|d| d.get_str("party") == Ok("validator"));
         Ok(Parties {
             validator_found: validator_doc.is_some(),
@@ -647,7 +642,7 @@ impl Store {
         for scored in self.find_public::<Document>(&scored).await? {
             if let Ok(address) = scored.get_str("pool_address") {
                 let pool = pool_entry(&mut pools, address);
-                pool.score = numeric(scored.get("score")).map_or(0, |s| s as i64);
+                pool.score = stored_score(&scored);
                 pool.last_active_time = loose_time(scored.get("last_active_time"));
             }
         }
@@ -888,8 +883,14 @@ fn pool_entry<'a>(
         })
 }
 
+/// The `score` of a pool or validator as stored (any numeric type, or the original's text); 0
+/// when it has none.
+pub(super) fn stored_score(document: &Document) -> i64 {
+    numeric(document.get("score")).map_or(0, |s| s as i64)
+}
+
 /// A number stored as any BSON numeric type or numeric text.
-pub(crate) fn numeric(value: Option<&Bson>) -> Option<f64> {
+pub(super) fn numeric(value: Option<&Bson>) -> Option<f64> {
     match value? {
         Bson::Double(v) if v.is_finite() => Some(*v),
         Bson::Int32(v) => Some(f64::from(*v)),

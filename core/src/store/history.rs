@@ -9,7 +9,7 @@
 use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 
-use super::activity::{numeric, units};
+use super::activity::{stored_score, units};
 use super::documents::names;
 use super::{Result, Store, StoreError, update_many_matching};
 
@@ -181,7 +181,7 @@ impl Store {
             .iter()
             .filter_map(|d| {
                 let address = d.get_str(key).ok()?;
-                let score = numeric(d.get("score")).map_or(0, |s| s as i64);
+                let score = stored_score(d);
                 Some((
                     doc! { "_id": bucket_id(kind, address, day) },
                     doc! {
@@ -244,13 +244,8 @@ impl Store {
             doc! { "$match": { "created_at": { "$gte": hours.start() } } },
             doc! { "$group": { "_id": created_hour(), "units": { "$sum": "$received" } } },
         ];
-        self.hourly_sums(
-            names::REWARD_DISTRIBUTIONS,
-            pipeline,
-            hours,
-            "sum income per hour",
-        )
-        .await
+        self.hourly_sums(pipeline, hours, "sum income per hour")
+            .await
     }
 
     /// Units credited to `address` in each hour, over all its ledger lines.
@@ -261,30 +256,21 @@ impl Store {
             doc! { "$match": { "lines.address": address } },
             doc! { "$group": { "_id": created_hour(), "units": { "$sum": "$lines.units" } } },
         ];
-        self.hourly_sums(
-            names::REWARD_DISTRIBUTIONS,
-            pipeline,
-            hours,
-            "sum earnings per hour",
-        )
-        .await
+        self.hourly_sums(pipeline, hours, "sum earnings per hour")
+            .await
     }
 
+    /// Runs a `$group` of the distributions by [`created_hour`] and spreads its sums over
+    /// `hours`.
     async fn hourly_sums(
         &self,
-        collection: &str,
         pipeline: Vec<Document>,
         hours: Hours,
         context: &str,
     ) -> Result<Vec<i64>> {
         let sums: Vec<Document> = self
-            .collection::<Document>(collection)
-            .aggregate(pipeline)
-            .await
-            .map_err(StoreError::mongo(context))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo(context))?;
+            .aggregate_all(names::REWARD_DISTRIBUTIONS, pipeline, context)
+            .await?;
         Ok(hours.sum(sums.iter().filter_map(|d| {
             let hour = match d.get("_id")? {
                 Bson::Int64(ms) => *ms,

@@ -212,6 +212,28 @@ impl Store {
         self.collection(names::JOB_LOCKS)
     }
 
+    /// Runs an aggregation on `collection` and collects its results, read as `T`; `context`
+    /// says what it was for in errors.
+    pub(crate) async fn aggregate_all<T>(
+        &self,
+        collection: &str,
+        pipeline: Vec<Document>,
+        context: &str,
+    ) -> Result<Vec<T>>
+    where
+        T: serde::de::DeserializeOwned + Send + Sync,
+    {
+        use futures::TryStreamExt;
+        self.collection::<Document>(collection)
+            .aggregate(pipeline)
+            .with_type::<T>()
+            .await
+            .map_err(StoreError::mongo(context))?
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo(context))
+    }
+
     /// Pings the server: what `/readyz` reports.
     pub async fn ping(&self) -> Result<()> {
         self.db

@@ -31,6 +31,12 @@ pub struct PublicFind {
     pub lines_of: Option<String>,
 }
 
+/// The cursor of the page after one of `rows` read with `limit`: the key of its last row, when
+/// the page is full (a page that is not full is the last).
+pub fn next_cursor<T>(rows: usize, limit: i64, last: Option<T>) -> Option<T> {
+    (rows as i64 >= limit).then_some(last).flatten()
+}
+
 fn capped(limit: i64) -> i64 {
     limit.clamp(1, MAX_PAGE)
 }
@@ -324,21 +330,9 @@ impl Store {
         let context = format!("read {}", find.collection);
         let collection = self.collection::<T>(find.collection);
         if find.lines_of.is_some() {
-            let documents: Vec<Document> = self
-                .collection::<Document>(find.collection)
-                .aggregate(find.pipeline())
-                .await
-                .map_err(StoreError::mongo(context.clone()))?
-                .try_collect()
-                .await
-                .map_err(StoreError::mongo(context.clone()))?;
-            return documents
-                .into_iter()
-                .map(|d| {
-                    bson::from_document(d)
-                        .map_err(|e| StoreError::Invalid(format!("{context}: {e}")))
-                })
-                .collect();
+            return self
+                .aggregate_all(find.collection, find.pipeline(), &context)
+                .await;
         }
         let mut action = collection.find(find.filter.clone()).sort(find.sort.clone());
         if find.limit > 0 {
@@ -477,15 +471,10 @@ impl Store {
     ) -> Result<Option<Document>> {
         let mut group = doc! { "_id": Bson::Null };
         group.extend(sums);
-        let context = format!("sum {collection}");
+        let pipeline = vec![doc! { "$match": filter }, doc! { "$group": group }];
         let mut found: Vec<Document> = self
-            .collection::<Document>(collection)
-            .aggregate(vec![doc! { "$match": filter }, doc! { "$group": group }])
-            .await
-            .map_err(StoreError::mongo(context.clone()))?
-            .try_collect()
-            .await
-            .map_err(StoreError::mongo(context))?;
+            .aggregate_all(collection, pipeline, &format!("sum {collection}"))
+            .await?;
         Ok(found.pop())
     }
 }

@@ -14,6 +14,7 @@ use minerpool_core::store::StoreError;
 use minerpool_core::store::activity::{CreditLine, PoolOverview, PoolRegistration};
 use minerpool_core::store::documents::Validator;
 use minerpool_core::store::history::{Hours, MAX_HOURS, ScoreKind};
+use minerpool_core::store::reads::next_cursor;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -446,9 +447,7 @@ impl Page {
 
     /// The `after` cursor of the next page: the last key, when this page is full.
     fn next<T>(&self, found: &[T], key: impl Fn(&T) -> String) -> Option<String> {
-        (found.len() as i64 >= self.limit())
-            .then(|| found.last().map(key))
-            .flatten()
+        next_cursor(found.len(), self.limit(), found.last().map(key))
     }
 
     /// The `before` cursor of the next page: the last time, when this page is full.
@@ -457,9 +456,7 @@ impl Page {
         found: &[T],
         time: impl Fn(&T) -> Option<bson::DateTime>,
     ) -> Option<String> {
-        (found.len() as i64 >= self.limit())
-            .then(|| found.last().and_then(&time))
-            .flatten()
+        next_cursor(found.len(), self.limit(), found.last().and_then(time))
             .map(|t| t.timestamp_millis().to_string())
     }
 }

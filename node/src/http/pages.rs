@@ -16,6 +16,7 @@ use minerpool_core::store::StoreError;
 use minerpool_core::store::activity::CreditLine;
 use minerpool_core::store::documents::{Basis, JobOutcome, RewardDistribution};
 use minerpool_core::store::history::{HOUR_MS, Hours, ScoreKind};
+use minerpool_core::store::reads::next_cursor;
 
 use crate::NodeState;
 
@@ -233,7 +234,7 @@ struct ByAddress {
 
 /// The `after` cursor of a full page: its last address.
 fn next_after(rows: usize, last: Option<&str>) -> Option<&str> {
-    (rows as i64 == PAGE_ROWS).then_some(last).flatten()
+    next_cursor(rows, PAGE_ROWS, last)
 }
 
 /// The link to the page after `after`, through a percent-encoded query.
@@ -291,6 +292,11 @@ fn unknown(what: &str, address: &str) -> Page {
     )
 }
 
+/// The address a pool's or validator's page is about, with a link to its address page.
+fn address_heading(address: &str) -> Markup {
+    html! { p.address { code #address { (address) } " · " a href={ "/address/" (address) } { "balance, credits and payouts" } } }
+}
+
 /// The earnings chart of an address, with its heading.
 async fn earnings_chart(state: &NodeState, address: &str, hours: Hours) -> Result<Markup, Page> {
     let earned = state.store.earnings_per_hour(address, hours).await?;
@@ -318,7 +324,7 @@ async fn pool(State(state): Shared, Path(address): Path<String>) -> Result<Page,
     Ok(ok(
         "Pool",
         html! {
-            p.address { code #address { (address) } " · " a href={ "/address/" (address) } { "balance, credits and payouts" } }
+            (address_heading(&address))
             section.cards {
                 div.card { h2 { "Score" } p.figure #score { (pool.score) } }
                 div.card { h2 { "Registered" } p.figure #registered { (if pool.registered { "yes" } else { "no" }) } }
@@ -380,7 +386,7 @@ async fn validator(State(state): Shared, Path(address): Path<String>) -> Result<
         .store
         .score_per_hour(ScoreKind::Validator, &address, hours)
         .await?;
-    let link = html! { p.address { code #address { (address) } " · " a href={ "/address/" (address) } { "balance, credits and payouts" } } };
+    let link = address_heading(&address);
     let Ok(v) = found else {
         return Ok(ok(
             "Validator",
@@ -443,9 +449,7 @@ async fn distributions(State(state): Shared, Query(paging): Query<Paging>) -> Re
 
 /// The `before` cursor of a full page: the last row's time.
 fn next_page(rows: usize, last: Option<DateTime>) -> Option<i64> {
-    (rows as i64 == PAGE_ROWS)
-        .then(|| last.map(|t| t.timestamp_millis()))
-        .flatten()
+    next_cursor(rows, PAGE_ROWS, last).map(|t| t.timestamp_millis())
 }
 
 async fn payout_batches(State(state): Shared, Query(paging): Query<Paging>) -> Result<Page, Page> {
@@ -498,15 +502,14 @@ async fn address(
     let store = &state.store;
     let credits_before = paging.credits_before.map(DateTime::from_millis);
     let payouts_before = paging.payouts_before.map(DateTime::from_millis);
-    let balance = store.balance_of(&address).await?;
-    let credits = store
-        .credits_of(&address, PAGE_ROWS, credits_before)
-        .await?;
-    let payouts = store
-        .payouts_of(&address, PAGE_ROWS, payouts_before)
-        .await?;
-    let pool = store.pool_overview(&address).await?;
-    let validator = store.validator_of(&address).await?;
+    // Independent reads: one round trip's wait for all of them.
+    let (balance, credits, payouts, pool, validator) = tokio::try_join!(
+        store.balance_of(&address),
+        store.credits_of(&address, PAGE_ROWS, credits_before),
+        store.payouts_of(&address, PAGE_ROWS, payouts_before),
+        store.pool_overview(&address),
+        store.validator_of(&address),
+    )?;
     let paging_used = credits_before.is_some() || payouts_before.is_some();
     if balance.is_none()
         && credits.is_empty()
