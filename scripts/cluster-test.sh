@@ -44,7 +44,18 @@ EOF
 [ ${#COMMANDS[@]} -gt 0 ] || { log "no commands found in the README's Kubernetes section"; exit 1; }
 next=0
 
+# Free space where the build, the images and the cluster's pods live: the kubelet evicts pods
+# when it runs out.
+disk_report() {
+    local paths=("$ROOT" "${CARGO_TARGET_DIR:-$ROOT/target}" "${TMPDIR:-/tmp}" "$HOME/.cache")
+    local existing=() path
+    for path in "${paths[@]}"; do [ -e "$path" ] && existing+=("$path"); done
+    df -h --output=target,size,used,avail,pcent "${existing[@]}" 2>&1 | awk '!seen[$0]++' | sed 's/^/    /' >&2
+}
+
 diagnose() {
+    log "disk:"
+    disk_report
     [ -n "${KUBECONFIG:-}" ] || return 0
     log "cluster state:"
     kubectl get nodes,pods,jobs,cronjobs,deployments -A -o wide 2>&1 | sed 's/^/    /' >&2
@@ -127,6 +138,8 @@ ready_node_pods() {
 # ---------------------------------------------------------------------------------------------
 # Images and the cluster
 
+log "disk before the images are built:"
+disk_report
 step "make images"
 step "export CLUSTER="
 step "scripts/kube-cluster.sh start"

@@ -228,8 +228,10 @@ cmd_start() {
         --bind-address 127.0.0.1 --secure-port "$(free_port)" --port 0 --leader-elect=false
 
     mkdir -p "$dir/kubelet" "$dir/kubelet-certs"
-    # Disk and image thresholds far below the defaults: a full build disk must not evict the
-    # test's pods or collect its images.
+    # Disk thresholds as small absolute amounts, not percentages: on a large, nearly full build
+    # disk even 1% is gigabytes, and disk pressure evicts the test's pods and deletes the images
+    # of pods not running at that moment (the jobs' image between two runs), which no registry
+    # can give back. Image garbage collection is off for the same reason.
     spawn "$dir" kubelet env AWS_EC2_METADATA_DISABLED=true "$BIN/kubelet" \
         --kubeconfig "$kubeconfig" --hostname-override "$(hostname)" \
         --container-runtime docker --docker-endpoint "$docker_host" \
@@ -239,7 +241,7 @@ cmd_start() {
         --fail-swap-on=false --cgroup-driver cgroupfs --resolv-conf "$dir/resolv.conf" \
         --address 127.0.0.1 --read-only-port 0 --healthz-bind-address 127.0.0.1 \
         --healthz-port "$(free_port)" --node-ip "$NODE_IP" \
-        --eviction-hard 'memory.available<100Mi,nodefs.available<1%,imagefs.available<1%' \
+        --eviction-hard 'memory.available<100Mi,nodefs.available<256Mi,imagefs.available<256Mi' \
         --image-gc-high-threshold 100 --image-gc-low-threshold 99 \
         --serialize-image-pulls=false --register-node=true
 
