@@ -3,8 +3,10 @@
 //! exactly, and the credit lines and payout batches of the public reads.
 
 use bson::{DateTime, Document, doc};
+use minerpool_core::store::activity::CreditLine;
 use minerpool_core::store::history::{HOUR_MS, Hours, ScoreKind};
 use minerpool_core::store::names;
+use minerpool_core::store::reads::Before;
 use minerpool_core::testing::fresh_store;
 
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -228,7 +230,7 @@ async fn income_earnings_and_credit_lines_come_from_the_distributions_exactly() 
     assert_eq!(seen, vec![("4-4", 5), ("2-2", big - 3), ("2-2", 2)]);
     assert!(credits.iter().all(|c| c.line.address == "pool-a"));
     let older = store
-        .credits_of("pool-a", 2, Some(credits.last().unwrap().created_at))
+        .credits_of("pool-a", 2, CreditLine::next_page(&credits, 2).as_ref())
         .await
         .unwrap();
     assert_eq!(older.len(), 1);
@@ -271,8 +273,9 @@ async fn payout_batches_list_newest_first_in_pages() {
         (2, 5, 3)
     );
     assert_eq!(first[0].tx_hash.as_deref(), Some("hash-4"));
+    let last = first.last().unwrap();
     let rest = store
-        .recent_payout_batches(3, first.last().unwrap().created_at)
+        .recent_payout_batches(3, Before::row(last.created_at, last.id.clone()).as_ref())
         .await
         .unwrap();
     let ids: Vec<&str> = rest.iter().map(|b| b.id.as_str()).collect();

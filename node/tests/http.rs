@@ -852,6 +852,58 @@ async fn dashboard_pages_say_when_there_is_nothing_and_need_nothing_from_elsewhe
     expected.push(POOL_A.to_owned());
     expected.sort();
     assert_eq!(shown, expected, "every pool once, by address");
+    // The newest-first lists go on from the last row shown, even when a page ends between
+    // rows of one millisecond (one payouts run writes several batches).
+    let start = DateTime::now().timestamp_millis();
+    let batches: Vec<bson::Document> = (0..120_i64)
+        .map(|i| {
+            bson::doc! {
+                "_id": format!("batch-{}", 999 - i), "state": "confirmed", "kind": "payout",
+                "recipients": [{ "address": POOL_B, "units": 1_i64 }], "total": 1_i64,
+                "created_at": DateTime::from_millis(start - (i / 3) * 1000),
+            }
+        })
+        .collect();
+    n.store
+        .collection::<bson::Document>("payoutBatches")
+        .insert_many(batches)
+        .await
+        .unwrap();
+    for (first, id) in [
+        ("/payouts".to_owned(), "next"),
+        (format!("/address/{POOL_B}"), "older-payouts"),
+    ] {
+        let mut shown = Vec::new();
+        let mut path = first.clone();
+        for _ in 0..5 {
+            let (status, _, html) = get(&path).await;
+            assert_eq!(status, 200, "{path}: {html}");
+            shown.extend(
+                html.split("<td>batch-")
+                    .skip(1)
+                    .map(|rest| format!("batch-{}", &rest[..rest.find('<').unwrap()])),
+            );
+            match html.split(&format!("id=\"{id}\" href=\"")).nth(1) {
+                Some(rest) => path = rest[..rest.find('"').unwrap()].replace("&amp;", "&"),
+                None => break,
+            }
+        }
+        let expected: Vec<String> = (0..120).map(|i| format!("batch-{}", 999 - i)).collect();
+        assert_eq!(shown, expected, "{first}: every batch once, newest first");
+    }
+    // A cursor no page handed out is a page that says so, not an error of the server.
+    for path in [
+        "/payouts?before=yesterday".to_owned(),
+        "/distributions?before=5.x".to_owned(),
+        format!("/address/{POOL_A}?credits_before=1.2.3"),
+        format!("/address/{POOL_A}?payouts_before=-1"),
+    ] {
+        let (status, kind, html) = get(&path).await;
+        assert_eq!(status, 400, "{path}: {html}");
+        assert!(kind.starts_with("text/html"), "{path}: {kind}");
+        assert!(html.contains("id=\"bad-cursor\""), "{path}: {html}");
+        assert!(html.contains("is not a cursor"), "{path}: {html}");
+    }
 }
 
 #[tokio::test]
@@ -1015,13 +1067,17 @@ fn hostile_http_bodies_and_frames_change_nothing() {
 #[tokio::test]
 async fn lists_page_through_their_cursors() {
     let n = node("http_paging").await;
+    // Three rows to a millisecond, so that pages of 10 end between rows of the same time; keys
+    // fall as rows get older, so that the expected order is the insertion order.
     let start = DateTime::now().timestamp_millis();
+    let time = |i: i64| DateTime::from_millis(start - (i / 3) * 1000);
+    let key = |i: i64| 99 - i;
     for i in 0..25_i64 {
         n.store
             .collection::<bson::Document>("jobRuns")
             .insert_one(doc! {
-                "_id": format!("run-{i:02}"), "job": "decay", "outcome": "succeeded",
-                "started_at": DateTime::from_millis(start - i * 1000),
+                "_id": format!("run-{}", key(i)), "job": "decay", "outcome": "succeeded",
+                "started_at": time(i),
             })
             .await
             .unwrap();
@@ -1029,17 +1085,17 @@ async fn lists_page_through_their_cursors() {
         n.store
             .collection::<bson::Document>("payoutBatches")
             .insert_one(doc! {
-                "_id": format!("batch-{i:02}"), "state": "confirmed", "total": i,
+                "_id": format!("batch-{}", key(i)), "state": "confirmed", "total": i,
                 "recipients": [{ "address": POOL_B, "units": i }],
-                "created_at": DateTime::from_millis(start - i * 1000),
+                "created_at": time(i),
             })
             .await
             .unwrap();
         n.store
             .collection::<bson::Document>("rewardDistributions")
             .insert_one(doc! {
-                "_id": format!("{i}-{i}"), "first_block": i, "last_block": i, "received": 10_i64,
-                "hashes": [], "created_at": DateTime::from_millis(start - i * 1000),
+                "_id": format!("{0}-{0}", key(i)), "first_block": key(i), "last_block": key(i),
+                "received": 10_i64, "hashes": [], "created_at": time(i),
                 "lines": [
                     { "address": POOL_B, "kind": "pool", "units": i, "basis": { "score": { "score": 5_i64 } } },
                     { "address": POOL_A, "kind": "fee", "units": 1_i64, "basis": { "fee": { "percent": 5_i64 } } },
@@ -1066,6 +1122,7 @@ async fn lists_page_through_their_cursors() {
                         .or(i.get("address"))
                         .or(i.get("batch"))
                         .or(i.get("distribution"))
+                        .or(i.get("blocks"))
                         .and_then(Value::as_str)
                         .unwrap()
                         .to_owned()
@@ -1079,28 +1136,33 @@ async fn lists_page_through_their_cursors() {
         }
     };
     let runs = walk("/api/v1/job-runs", "jobRuns", "before").await;
-    let expected: Vec<String> = (0..25).map(|i| format!("run-{i:02}")).collect();
+    let expected: Vec<String> = (0..25).map(|i| format!("run-{}", key(i))).collect();
     assert_eq!(runs, expected, "newest first, each once");
+    let distributions = walk("/api/v1/distributions", "distributions", "before").await;
+    let expected: Vec<String> = (0..25).map(|i| format!("{0}-{0}", key(i))).collect();
+    assert_eq!(distributions, expected, "newest first, each once");
     let pools = walk("/api/v1/pools", "pools", "after").await;
     let mut expected: Vec<String> = (0..25).map(|i| format!("{POOL_A}{i:02}")).collect();
     expected.sort();
     assert_eq!(pools, expected, "by address, each once");
     let batches = walk("/api/v1/payout-batches", "batches", "before").await;
-    let expected: Vec<String> = (0..25).map(|i| format!("batch-{i:02}")).collect();
+    let expected: Vec<String> = (0..25).map(|i| format!("batch-{}", key(i))).collect();
     assert_eq!(batches, expected, "newest first, each once");
+    let payouts = walk(&format!("/api/v1/payouts/{POOL_B}"), "payouts", "before").await;
+    assert_eq!(payouts, expected, "newest first, each once");
     // Two lines of each distribution credit POOL_B: a page holds 10 distributions, 20 lines.
     let credits_path = format!("/api/v1/credits/{POOL_B}");
     let credits = walk(&credits_path, "credits", "before").await;
     let expected: Vec<String> = (0..25)
-        .flat_map(|i| [format!("{i}-{i}"), format!("{i}-{i}")])
+        .flat_map(|i| [format!("{0}-{0}", key(i)), format!("{0}-{0}", key(i))])
         .collect();
     assert_eq!(credits, expected, "newest first, each line once");
     let first: Value = json_of(format!("{}{credits_path}?limit=1", n.http)).await;
     assert_eq!(
         first["credits"],
         json!([
-            { "distribution": "0-0", "kind": "pool", "amount": "0.00000000", "basis": { "score": { "score": 5 } }, "createdAt": first["credits"][0]["createdAt"] },
-            { "distribution": "0-0", "kind": "fee", "amount": "0.00000001", "basis": { "fee": { "percent": 5 } }, "createdAt": first["credits"][0]["createdAt"] },
+            { "distribution": "99-99", "kind": "pool", "amount": "0.00000000", "basis": { "score": { "score": 5 } }, "createdAt": first["credits"][0]["createdAt"] },
+            { "distribution": "99-99", "kind": "fee", "amount": "0.00000001", "basis": { "fee": { "percent": 5 } }, "createdAt": first["credits"][0]["createdAt"] },
         ]),
         "only the address's own lines"
     );
@@ -1111,7 +1173,11 @@ async fn lists_page_through_their_cursors() {
         "/api/v1/history/{POOL_A}?days=2",
         "/api/v1/income?hours=-1",
         "/api/v1/payout-batches?before=yesterday",
+        "/api/v1/payout-batches?before=5.",
+        "/api/v1/distributions?before=5.x",
+        "/api/v1/distributions?before=-5",
         "/api/v1/credits/{POOL_A}?before=yesterday",
+        "/api/v1/credits/{POOL_A}?before=1.2.3",
         "/api/v1/credits/x'%20OR%201",
         "/api/v1/validators/x'%20OR%201",
     ] {
@@ -1148,4 +1214,11 @@ async fn lists_page_through_their_cursors() {
         .await
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
+    let body: Value = bad.json().await.unwrap();
+    assert!(
+        body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("\"yesterday\" is not a cursor")),
+        "the error names what was wrong: {body}"
+    );
 }

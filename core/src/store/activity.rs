@@ -12,7 +12,7 @@ use mongodb::options::{InsertOneModel, UpdateOneModel, WriteModel};
 use mongodb::{ClientSession, Namespace};
 
 use super::documents::{Balance, JobRun, LedgerLine, RewardDistribution, Validator, names};
-use super::reads::PublicFind;
+use super::reads::{Before, PublicFind, PublicPage};
 use super::{Result, Store, StoreError, is_duplicate_key, loose};
 use crate::faults::crash_point;
 use crate::scoring::pool_score_after_task_expr;
@@ -139,6 +139,8 @@ pub struct PayoutLine {
 pub struct CreditLine {
     /// The distribution's block range `first-last`.
     pub distribution: String,
+    /// The distribution's last block: its key in the paging order.
+    pub last_block: i64,
     pub line: LedgerLine,
     pub created_at: DateTime,
 }
@@ -147,14 +149,16 @@ impl CreditLine {
     /// The `before` cursor of the page after `credits`, a page of [`Store::credits_of`] read
     /// with `limit`: a page holds `limit` distributions (each with one or more lines), so the
     /// page is full when it holds that many.
-    pub fn next_page(credits: &[CreditLine], limit: i64) -> Option<DateTime> {
+    pub fn next_page(credits: &[CreditLine], limit: i64) -> Option<Before<i64>> {
         let mut distributions: Vec<&str> =
             credits.iter().map(|c| c.distribution.as_str()).collect();
         distributions.dedup();
         super::reads::next_cursor(
             distributions.len(),
             limit,
-            credits.last().map(|c| c.created_at),
+            credits
+                .last()
+                .and_then(|c| Before::row(Some(c.created_at), c.last_block)),
         )
     }
 }
@@ -749,10 +753,10 @@ impl Store {
         &self,
         address: &str,
         limit: i64,
-        before: Option<DateTime>,
+        before: Option<&Before<String>>,
     ) -> Result<Vec<PayoutLine>> {
         let batches: Vec<Document> = self
-            .find_public(&PublicFind::payouts_of(address, limit, before))
+            .find_page(&PublicPage::payouts_of(address, limit, before))
             .await?;
         Ok(batches
             .iter()
@@ -785,17 +789,18 @@ impl Store {
         &self,
         address: &str,
         limit: i64,
-        before: Option<DateTime>,
+        before: Option<&Before<i64>>,
     ) -> Result<Vec<CreditLine>> {
         let distributions: Vec<RewardDistribution> = self
-            .find_public(&PublicFind::credits_of(address, limit, before))
+            .find_page(&PublicPage::credits_of(address, limit, before))
             .await?;
         Ok(distributions
             .into_iter()
             .flat_map(|d| {
-                let (id, created_at) = (d.id, d.created_at);
+                let (id, created_at, last_block) = (d.id, d.created_at, d.last_block);
                 d.lines.into_iter().map(move |line| CreditLine {
                     distribution: id.clone(),
+                    last_block,
                     line,
                     created_at,
                 })
@@ -808,10 +813,10 @@ impl Store {
     pub async fn recent_payout_batches(
         &self,
         limit: i64,
-        before: Option<DateTime>,
+        before: Option<&Before<String>>,
     ) -> Result<Vec<BatchOverview>> {
         let batches: Vec<Document> = self
-            .find_public(&PublicFind::payout_batches(limit, before))
+            .find_page(&PublicPage::payout_batches(limit, before))
             .await?;
         Ok(batches
             .iter()
@@ -838,14 +843,13 @@ impl Store {
             .map(|(_, validator)| validator))
     }
 
-    /// Reward distributions, newest first, at most `limit`, optionally only those created before
-    /// `before` (for paging).
+    /// Reward distributions, newest first, at most `limit`, after `before` (for paging).
     pub async fn recent_distributions(
         &self,
         limit: i64,
-        before: Option<DateTime>,
+        before: Option<&Before<i64>>,
     ) -> Result<Vec<RewardDistribution>> {
-        self.find_public(&PublicFind::distributions(limit, before))
+        self.find_page(&PublicPage::distributions(limit, before))
             .await
     }
 
@@ -856,14 +860,14 @@ impl Store {
             .map_err(StoreError::mongo("read the reward distribution"))
     }
 
-    /// Job runs, newest first, at most `limit`, of one job or all, started before `before`.
+    /// Job runs, newest first, at most `limit`, of one job or all, after `before`.
     pub async fn recent_job_runs(
         &self,
         job: Option<&str>,
         limit: i64,
-        before: Option<DateTime>,
+        before: Option<&Before<String>>,
     ) -> Result<Vec<JobRun>> {
-        self.find_public(&PublicFind::job_runs(job, limit, before))
+        self.find_page(&PublicPage::job_runs(job, limit, before))
             .await
     }
 }

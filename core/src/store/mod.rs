@@ -259,7 +259,8 @@ impl Store {
         }
     }
 
-    /// Creates every index minerpool relies on. Idempotent: run at every start.
+    /// Creates every index minerpool relies on and drops the ones a newer index replaced (each
+    /// index costs every write). Idempotent: run at every start.
     pub async fn ensure_indexes(&self) -> Result<()> {
         for (collection, keys, options) in index_specs() {
             let model = IndexModel::builder().keys(keys).options(options).build();
@@ -268,6 +269,25 @@ impl Store {
                 .create_index(model)
                 .await
                 .map_err(StoreError::mongo(format!("create index on {collection}")))?;
+        }
+        for (collection, name) in SUPERSEDED_INDEXES {
+            let existing = self
+                .db
+                .collection::<Document>(collection)
+                .list_index_names()
+                .await
+                .map_err(StoreError::mongo(format!(
+                    "list the indexes of {collection}"
+                )))?;
+            if existing.iter().any(|n| n == name) {
+                self.db
+                    .collection::<Document>(collection)
+                    .drop_index(*name)
+                    .await
+                    .map_err(StoreError::mongo(format!(
+                        "drop index {name} of {collection}"
+                    )))?;
+            }
         }
         Ok(())
     }
@@ -481,6 +501,13 @@ pub(crate) async fn update_many_matching(
     Ok(matched)
 }
 
+/// Indexes of earlier versions that an index of [`index_specs`] replaced: (collection, name).
+pub const SUPERSEDED_INDEXES: &[(&str, &str)] = &[
+    // Job runs page by (time, `_id`) now.
+    (names::JOB_RUNS, "job_1_started_at_-1"),
+    (names::JOB_RUNS, "started_at_-1"),
+];
+
 /// Every index: (collection, keys, options). Each uniqueness assumption of the code is one of
 /// these rows.
 fn index_specs() -> Vec<(&'static str, Document, IndexOptions)> {
@@ -505,13 +532,18 @@ fn index_specs() -> Vec<(&'static str, Document, IndexOptions)> {
                 .expire_after(TASK_RECEIPT_TTL)
                 .build(),
         ),
+        // The public reads (store/reads.rs): newest first, by (time, key) so that a page ends
+        // between two rows of the same millisecond; and the payouts of one address.
         (
             names::JOB_RUNS,
-            doc! { "job": 1, "started_at": -1 },
+            doc! { "job": 1, "started_at": -1, "_id": -1 },
             plain(),
         ),
-        // The public reads (store/reads.rs): newest first, and the payouts of one address.
-        (names::JOB_RUNS, doc! { "started_at": -1 }, plain()),
+        (
+            names::JOB_RUNS,
+            doc! { "started_at": -1, "_id": -1 },
+            plain(),
+        ),
         (
             names::REWARD_DISTRIBUTIONS,
             doc! { "created_at": -1, "last_block": -1 },

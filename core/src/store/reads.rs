@@ -41,45 +41,175 @@ fn capped(limit: i64) -> i64 {
     limit.clamp(1, MAX_PAGE)
 }
 
-impl PublicFind {
-    /// Reward distributions, newest first, created before `before` (the previous page's last).
-    pub fn distributions(limit: i64, before: Option<DateTime>) -> PublicFind {
-        PublicFind {
-            collection: names::REWARD_DISTRIBUTIONS,
-            filter: before.map_or_else(Document::new, |b| doc! { "created_at": { "$lt": b } }),
-            sort: doc! { "created_at": -1, "last_block": -1 },
-            limit: capped(limit),
-            lines_of: None,
+/// Where a page of a newest-first list ended: its last row's time and that row's key, which
+/// orders rows of the same millisecond (one payouts run writes several batches, one scheduler
+/// tick starts several jobs). Its text, the lists' `before`, is `<milliseconds>.<key>`; a bare
+/// `<milliseconds>` (the form before keys) still means "everything older than it".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Before<K> {
+    pub at: DateTime,
+    pub key: Option<K>,
+}
+
+/// A `before` that is not a cursor.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "{0:?} is not a cursor (milliseconds since the epoch, then '.' and the key of the last row \
+     seen: the `next` of the previous page)"
+)]
+pub struct CursorError(pub String);
+
+impl<K> Before<K> {
+    /// The cursor after a row created at `at` (none for a row without a time: nothing older
+    /// can be found after it).
+    pub fn row(at: Option<DateTime>, key: K) -> Option<Before<K>> {
+        at.map(|at| Before { at, key: Some(key) })
+    }
+}
+
+impl<K: std::fmt::Display> std::fmt::Display for Before<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.at.timestamp_millis())?;
+        match &self.key {
+            Some(key) => write!(f, ".{key}"),
+            None => Ok(()),
         }
     }
+}
 
-    /// The distributions crediting `address`, newest first, created before `before`, each with
-    /// only that address's lines.
-    pub fn credits_of(address: &str, limit: i64, before: Option<DateTime>) -> PublicFind {
-        let mut filter = doc! { "lines.address": address };
-        if let Some(before) = before {
-            filter.insert("created_at", doc! { "$lt": before });
+impl<K: std::str::FromStr> std::str::FromStr for Before<K> {
+    type Err = CursorError;
+
+    fn from_str(text: &str) -> std::result::Result<Self, CursorError> {
+        let bad = || CursorError(text.to_owned());
+        let (millis, key) = match text.split_once('.') {
+            Some((_, "")) => return Err(bad()),
+            Some((millis, key)) => (millis, Some(key.parse().map_err(|_| bad())?)),
+            None => (text, None),
+        };
+        // Digits only: `+5` and ` 5` are not what any page handed out.
+        if millis.is_empty() || !millis.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
         }
-        PublicFind {
-            collection: names::REWARD_DISTRIBUTIONS,
+        let at = millis.parse::<i64>().map_err(|_| bad())?;
+        Ok(Before {
+            at: DateTime::from_millis(at),
+            key,
+        })
+    }
+}
+
+/// One page of a newest-first list: with a keyed cursor, first the rows of the cursor's own
+/// millisecond after its key, then the older rows, each `find` served by the list's index on
+/// (time, key). Two finds, not one `$or`, because not every MongoDB-compatible server plans an
+/// `$or` over a compound index without scanning the collection.
+#[derive(Debug, Clone)]
+pub struct PublicPage {
+    pub finds: Vec<PublicFind>,
+    pub limit: i64,
+}
+
+impl PublicPage {
+    /// The page of `filter`'s rows ordered by (`time`, `key`), newest first, after `before`.
+    fn newest_first<K: Clone + Into<Bson>>(
+        collection: &'static str,
+        filter: Document,
+        (time, key): (&str, &str),
+        limit: i64,
+        before: Option<&Before<K>>,
+        lines_of: Option<&str>,
+    ) -> PublicPage {
+        let limit = capped(limit);
+        let find = |filter: Document| PublicFind {
+            collection,
             filter,
-            sort: doc! { "created_at": -1, "last_block": -1 },
-            limit: capped(limit),
-            lines_of: Some(address.to_owned()),
+            sort: doc! { time: -1, key: -1 },
+            limit,
+            lines_of: lines_of.map(str::to_owned),
+        };
+        let Some(before) = before else {
+            return PublicPage {
+                finds: vec![find(filter)],
+                limit,
+            };
+        };
+        let mut finds = Vec::with_capacity(2);
+        if let Some(last_key) = &before.key {
+            let mut same_time = filter.clone();
+            same_time.insert(time, before.at);
+            same_time.insert(key, doc! { "$lt": last_key.clone().into() });
+            finds.push(find(same_time));
         }
+        let mut older = filter;
+        older.insert(time, doc! { "$lt": before.at });
+        finds.push(find(older));
+        PublicPage { finds, limit }
     }
 
-    /// Every payout batch, newest first, created before `before`.
-    pub fn payout_batches(limit: i64, before: Option<DateTime>) -> PublicFind {
-        PublicFind {
-            collection: names::PAYOUT_BATCHES,
-            filter: before.map_or_else(Document::new, |b| doc! { "created_at": { "$lt": b } }),
-            sort: doc! { "created_at": -1, "_id": -1 },
-            limit: capped(limit),
-            lines_of: None,
-        }
+    /// Reward distributions, newest first, after `before` (keyed by last block).
+    pub fn distributions(limit: i64, before: Option<&Before<i64>>) -> PublicPage {
+        PublicPage::newest_first(
+            names::REWARD_DISTRIBUTIONS,
+            Document::new(),
+            ("created_at", "last_block"),
+            limit,
+            before,
+            None,
+        )
     }
 
+    /// The distributions crediting `address`, newest first, after `before` (keyed by last
+    /// block), each with only that address's lines.
+    pub fn credits_of(address: &str, limit: i64, before: Option<&Before<i64>>) -> PublicPage {
+        PublicPage::newest_first(
+            names::REWARD_DISTRIBUTIONS,
+            doc! { "lines.address": address },
+            ("created_at", "last_block"),
+            limit,
+            before,
+            Some(address),
+        )
+    }
+
+    /// Every payout batch, newest first, after `before` (keyed by `_id`).
+    pub fn payout_batches(limit: i64, before: Option<&Before<String>>) -> PublicPage {
+        PublicPage::newest_first(
+            names::PAYOUT_BATCHES,
+            Document::new(),
+            ("created_at", "_id"),
+            limit,
+            before,
+            None,
+        )
+    }
+
+    /// Job runs, newest first, of one job or all, after `before` (keyed by `_id`).
+    pub fn job_runs(job: Option<&str>, limit: i64, before: Option<&Before<String>>) -> PublicPage {
+        let filter = job.map_or_else(Document::new, |job| doc! { "job": job });
+        PublicPage::newest_first(
+            names::JOB_RUNS,
+            filter,
+            ("started_at", "_id"),
+            limit,
+            before,
+            None,
+        )
+    }
+
+    /// Payout batches paying `address`, newest first, after `before` (keyed by `_id`).
+    pub fn payouts_of(address: &str, limit: i64, before: Option<&Before<String>>) -> PublicPage {
+        PublicPage::newest_first(
+            names::PAYOUT_BATCHES,
+            doc! { "recipients.address": address },
+            ("created_at", "_id"),
+            limit,
+            before,
+            None,
+        )
+    }
+}
+
+impl PublicFind {
     /// One validator.
     pub fn validator(address: &str) -> PublicFind {
         PublicFind {
@@ -87,39 +217,6 @@ impl PublicFind {
             filter: doc! { "wallet_address": address },
             sort: Document::new(),
             limit: 1,
-            lines_of: None,
-        }
-    }
-
-    /// Job runs, newest first, of one job or all, started before `before`.
-    pub fn job_runs(job: Option<&str>, limit: i64, before: Option<DateTime>) -> PublicFind {
-        let mut filter = Document::new();
-        if let Some(job) = job {
-            filter.insert("job", job);
-        }
-        if let Some(before) = before {
-            filter.insert("started_at", doc! { "$lt": before });
-        }
-        PublicFind {
-            collection: names::JOB_RUNS,
-            filter,
-            sort: doc! { "started_at": -1 },
-            limit: capped(limit),
-            lines_of: None,
-        }
-    }
-
-    /// Payout batches paying `address`, newest first, created before `before`.
-    pub fn payouts_of(address: &str, limit: i64, before: Option<DateTime>) -> PublicFind {
-        let mut filter = doc! { "recipients.address": address };
-        if let Some(before) = before {
-            filter.insert("created_at", doc! { "$lt": before });
-        }
-        PublicFind {
-            collection: names::PAYOUT_BATCHES,
-            filter,
-            sort: doc! { "created_at": -1, "_id": -1 },
-            limit: capped(limit),
             lines_of: None,
         }
     }
@@ -204,34 +301,85 @@ impl PublicFind {
         }
     }
 
-    /// Every public read, as run with these arguments: what the explain test checks.
+    /// Every public read, as run with these arguments: what the explain test checks (each
+    /// `find` of a page on its own).
     pub fn every_public_read(address: &str, cursor_time: DateTime) -> Vec<(String, PublicFind)> {
-        let mut reads = vec![
+        let numbered = Before {
+            at: cursor_time,
+            key: Some(20_000_i64),
+        };
+        let by_id = Before {
+            at: cursor_time,
+            key: Some("65a1b2c3d4e5f60718293a4b".to_owned()),
+        };
+        let (numbered_bare, by_id_bare) = (
+            Before::<i64> {
+                at: cursor_time,
+                key: None,
+            },
+            Before::<String> {
+                at: cursor_time,
+                key: None,
+            },
+        );
+        let pages = [
+            ("distributions", PublicPage::distributions(20, None)),
             (
-                "distributions".to_owned(),
-                PublicFind::distributions(20, None),
+                "distributions, next page",
+                PublicPage::distributions(20, Some(&numbered)),
             ),
             (
-                "distributions, next page".to_owned(),
-                PublicFind::distributions(20, Some(cursor_time)),
+                "distributions, bare cursor",
+                PublicPage::distributions(20, Some(&numbered_bare)),
             ),
-            ("job runs".to_owned(), PublicFind::job_runs(None, 20, None)),
+            ("job runs", PublicPage::job_runs(None, 20, None)),
             (
-                "job runs, next page".to_owned(),
-                PublicFind::job_runs(None, 20, Some(cursor_time)),
-            ),
-            (
-                "job runs of one job".to_owned(),
-                PublicFind::job_runs(Some("rewards"), 20, Some(cursor_time)),
+                "job runs, next page",
+                PublicPage::job_runs(None, 20, Some(&by_id)),
             ),
             (
-                "payouts of an address".to_owned(),
-                PublicFind::payouts_of(address, 20, None),
+                "job runs of one job",
+                PublicPage::job_runs(Some("rewards"), 20, Some(&by_id)),
             ),
             (
-                "payouts of an address, next page".to_owned(),
-                PublicFind::payouts_of(address, 20, Some(cursor_time)),
+                "payouts of an address",
+                PublicPage::payouts_of(address, 20, None),
             ),
+            (
+                "payouts of an address, next page",
+                PublicPage::payouts_of(address, 20, Some(&by_id)),
+            ),
+            (
+                "credits of an address",
+                PublicPage::credits_of(address, 20, None),
+            ),
+            (
+                "credits of an address, next page",
+                PublicPage::credits_of(address, 20, Some(&numbered)),
+            ),
+            ("payout batches", PublicPage::payout_batches(20, None)),
+            (
+                "payout batches, next page",
+                PublicPage::payout_batches(20, Some(&by_id)),
+            ),
+            (
+                "payout batches, bare cursor",
+                PublicPage::payout_batches(20, Some(&by_id_bare)),
+            ),
+        ];
+        let mut reads = Vec::new();
+        for (what, page) in pages {
+            let count = page.finds.len();
+            for (n, find) in page.finds.into_iter().enumerate() {
+                let part = match (count, n) {
+                    (1, _) => String::new(),
+                    (_, 0) => " (same millisecond)".to_owned(),
+                    _ => " (older)".to_owned(),
+                };
+                reads.push((format!("{what}{part}"), find));
+            }
+        }
+        reads.extend([
             ("validators".to_owned(), PublicFind::validators(None, 20)),
             (
                 "validators, next page".to_owned(),
@@ -241,22 +389,6 @@ impl PublicFind {
                 "legacy /validators".to_owned(),
                 PublicFind::legacy_validators(),
             ),
-            (
-                "credits of an address".to_owned(),
-                PublicFind::credits_of(address, 20, None),
-            ),
-            (
-                "credits of an address, next page".to_owned(),
-                PublicFind::credits_of(address, 20, Some(cursor_time)),
-            ),
-            (
-                "payout batches".to_owned(),
-                PublicFind::payout_batches(20, None),
-            ),
-            (
-                "payout batches, next page".to_owned(),
-                PublicFind::payout_batches(20, Some(cursor_time)),
-            ),
             ("one validator".to_owned(), PublicFind::validator(address)),
             ("a balance".to_owned(), PublicFind::balance(address)),
             (
@@ -264,7 +396,7 @@ impl PublicFind {
                 PublicFind::balances(&[address.to_owned(), "address-001".to_owned()]),
             ),
             ("stats".to_owned(), PublicFind::totals()),
-        ];
+        ]);
         for collection in [names::POOL_LIST, names::MINER_POOL] {
             reads.push((
                 format!("{collection} pools"),
@@ -344,6 +476,27 @@ impl Store {
             .try_collect()
             .await
             .map_err(StoreError::mongo(context))
+    }
+
+    /// Runs one page of a newest-first list: its finds in order, each asked only for the rows
+    /// the page still lacks.
+    pub async fn find_page<T>(&self, page: &PublicPage) -> Result<Vec<T>>
+    where
+        T: DeserializeOwned + Send + Sync,
+    {
+        let mut rows = Vec::new();
+        for find in &page.finds {
+            let missing = page.limit - rows.len() as i64;
+            if missing <= 0 {
+                break;
+            }
+            let find = PublicFind {
+                limit: missing,
+                ..find.clone()
+            };
+            rows.extend(self.find_public::<T>(&find).await?);
+        }
+        Ok(rows)
     }
 
     /// Recomputes the totals `/api/v1/stats` shows, from the books: received and the number of

@@ -282,11 +282,7 @@ impl Store {
     /// The health of `job` from its newest [`JOB_HEALTH_RUNS`] runs (one indexed read).
     pub async fn job_health(&self, job: &str) -> Result<JobHealth> {
         let runs: Vec<JobRun> = self
-            .find_public(&super::reads::PublicFind::job_runs(
-                Some(job),
-                JOB_HEALTH_RUNS,
-                None,
-            ))
+            .recent_job_runs(Some(job), JOB_HEALTH_RUNS, None)
             .await?;
         Ok(job_health(&runs))
     }

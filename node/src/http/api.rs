@@ -14,7 +14,7 @@ use minerpool_core::store::StoreError;
 use minerpool_core::store::activity::{CreditLine, PoolOverview, PoolRegistration};
 use minerpool_core::store::documents::Validator;
 use minerpool_core::store::history::{Hours, MAX_HOURS, ScoreKind};
-use minerpool_core::store::reads::next_cursor;
+use minerpool_core::store::reads::{Before, next_cursor};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -248,10 +248,9 @@ async fn list_credits(
     let page = page(query)?;
     let found = state
         .store
-        .credits_of(&address, page.limit(), page.before()?)
+        .credits_of(&address, page.limit(), page.before()?.as_ref())
         .await?;
-    let next =
-        CreditLine::next_page(&found, page.limit()).map(|t| t.timestamp_millis().to_string());
+    let next = CreditLine::next_page(&found, page.limit()).map(|b| b.to_string());
     let credits: Vec<Value> = found
         .iter()
         .map(|c| {
@@ -276,9 +275,9 @@ async fn list_payout_batches(
     let page = page(query)?;
     let found = state
         .store
-        .recent_payout_batches(page.limit(), page.before()?)
+        .recent_payout_batches(page.limit(), page.before()?.as_ref())
         .await?;
-    let next = page.next_time(&found, |b| b.created_at);
+    let next = page.next_before(&found, |b| Before::row(b.created_at, b.id.clone()));
     let batches: Vec<Value> = found
         .iter()
         .map(|b| {
@@ -386,9 +385,9 @@ async fn list_payouts(
     let page = page(query)?;
     let found = state
         .store
-        .payouts_of(&address, page.limit(), page.before()?)
+        .payouts_of(&address, page.limit(), page.before()?.as_ref())
         .await?;
-    let next = page.next_time(&found, |p| p.created_at);
+    let next = page.next_before(&found, |p| Before::row(p.created_at, p.batch_id.clone()));
     let payouts: Vec<Value> = found
         .iter()
         .map(|p| {
@@ -408,7 +407,7 @@ async fn list_payouts(
 
 /// Paging of the public lists: `limit` (1 to 200, default 20) and a cursor to the next page,
 /// the `next` of the previous answer: `after` (an address) for pools and validators, `before`
-/// (milliseconds since the epoch) for the newest-first lists.
+/// (a [`Before`]: the last row's milliseconds and key) for the newest-first lists.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Page {
@@ -427,20 +426,12 @@ impl Page {
         i64::from(self.limit.unwrap_or(20)).clamp(1, minerpool_core::store::reads::MAX_PAGE)
     }
 
-    fn before(&self) -> Result<Option<bson::DateTime>, ApiError> {
+    fn before<K: std::str::FromStr>(&self) -> Result<Option<Before<K>>, ApiError> {
         self.before
             .as_deref()
             .map(|text| {
-                text.parse::<i64>()
-                    .map(bson::DateTime::from_millis)
-                    .map_err(|_| {
-                        ApiError(
-                            StatusCode::BAD_REQUEST,
-                            format!(
-                                "before {text:?} is not a cursor (milliseconds since the epoch)"
-                            ),
-                        )
-                    })
+                text.parse::<Before<K>>()
+                    .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("before {e}")))
             })
             .transpose()
     }
@@ -450,14 +441,13 @@ impl Page {
         next_cursor(found.len(), self.limit(), found.last().map(key))
     }
 
-    /// The `before` cursor of the next page: the last time, when this page is full.
-    fn next_time<T>(
+    /// The `before` cursor of the next page: after the last row, when this page is full.
+    fn next_before<T, K: std::fmt::Display>(
         &self,
         found: &[T],
-        time: impl Fn(&T) -> Option<bson::DateTime>,
+        cursor: impl Fn(&T) -> Option<Before<K>>,
     ) -> Option<String> {
-        next_cursor(found.len(), self.limit(), found.last().and_then(time))
-            .map(|t| t.timestamp_millis().to_string())
+        next_cursor(found.len(), self.limit(), found.last().and_then(cursor)).map(|b| b.to_string())
     }
 }
 
@@ -476,9 +466,9 @@ async fn list_distributions(
     let page = page(query)?;
     let found = state
         .store
-        .recent_distributions(page.limit(), page.before()?)
+        .recent_distributions(page.limit(), page.before()?.as_ref())
         .await?;
-    let next = page.next_time(&found, |d| Some(d.created_at));
+    let next = page.next_before(&found, |d| Before::row(Some(d.created_at), d.last_block));
     let distributions: Vec<Value> = found
         .iter()
         .map(|d| {
@@ -510,9 +500,9 @@ async fn list_job_runs(
     let admin = is_admin(&state, &headers);
     let found = state
         .store
-        .recent_job_runs(page.job.as_deref(), page.limit(), page.before()?)
+        .recent_job_runs(page.job.as_deref(), page.limit(), page.before()?.as_ref())
         .await?;
-    let next = page.next_time(&found, |r| Some(r.started_at));
+    let next = page.next_before(&found, |r| Before::row(Some(r.started_at), r.id.clone()));
     let runs: Vec<Value> = found
         .iter()
         .map(|r| {
@@ -557,7 +547,7 @@ pub fn openapi() -> Value {
     let address = json!({ "name": "address", "in": "path", "required": true, "schema": { "type": "string" } });
     let limit = json!({ "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 200, "default": 20 } });
     let after = json!({ "name": "after", "in": "query", "description": "the previous page's `next`", "schema": { "type": "string" } });
-    let before = json!({ "name": "before", "in": "query", "description": "the previous page's `next` (milliseconds since the epoch)", "schema": { "type": "string" } });
+    let before = json!({ "name": "before", "in": "query", "description": "the previous page's `next`: the last row's milliseconds since the epoch, '.', and its key", "schema": { "type": "string" } });
     let hours = json!({ "name": "hours", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": MAX_HOURS, "default": 168 } });
     let error = json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } });
     let ok = |schema: Value| json!({ "description": "OK", "content": { "application/json": { "schema": schema } } });

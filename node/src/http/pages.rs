@@ -2,6 +2,8 @@
 //! queries as `/api/v1`, with their stylesheet and script served by the node (no request leaves
 //! it). Each page replaces its `<main>` every few seconds without a full reload.
 
+use std::fmt::Display;
+use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::Router;
@@ -16,7 +18,7 @@ use minerpool_core::store::StoreError;
 use minerpool_core::store::activity::CreditLine;
 use minerpool_core::store::documents::{Basis, JobOutcome, RewardDistribution};
 use minerpool_core::store::history::{HOUR_MS, Hours, ScoreKind};
-use minerpool_core::store::reads::next_cursor;
+use minerpool_core::store::reads::{Before, next_cursor};
 
 use crate::NodeState;
 
@@ -237,13 +239,33 @@ fn next_after(rows: usize, last: Option<&str>) -> Option<&str> {
     next_cursor(rows, PAGE_ROWS, last)
 }
 
-/// The link to the page after `after`, through a percent-encoded query.
-fn older_link(path: &str, after: Option<&str>) -> Markup {
+/// The link `text` (element id `id`) to the page at `path` whose `param` is `cursor`, through
+/// a percent-encoded query; nothing on a last page (no cursor).
+fn next_link(path: &str, param: &str, cursor: Option<&str>, (id, text): (&str, &str)) -> Markup {
     html! {
-        @if let Some(after) = after {
-            p { a #next href={ (path) "?after=" (percent_encoding::utf8_percent_encode(after, percent_encoding::NON_ALPHANUMERIC)) } { "Next" } }
+        @if let Some(cursor) = cursor {
+            p { a id=(id) href={ (path) "?" (param) "=" (percent_encoding::utf8_percent_encode(cursor, percent_encoding::NON_ALPHANUMERIC)) } { (text) } }
         }
     }
+}
+
+/// A `before` of a newest-first list, parsed; a 400 page when it is not one.
+fn before<K: FromStr>(text: Option<&str>) -> Result<Option<Before<K>>, Page> {
+    text.map(|text| {
+        text.parse::<Before<K>>().map_err(|e| {
+            page(
+                StatusCode::BAD_REQUEST,
+                "Not a page of this list",
+                html! { p.empty #bad-cursor { "The link's " (e.to_string()) "." } p { a href="/" { "Back to the overview" } } },
+            )
+        })
+    })
+    .transpose()
+}
+
+/// The `before` cursor of a full page: after its last row.
+fn next_before<K: Display>(rows: usize, last: Option<Before<K>>) -> Option<String> {
+    next_cursor(rows, PAGE_ROWS, last).map(|b| b.to_string())
 }
 
 async fn pools(State(state): Shared, Query(paging): Query<ByAddress>) -> Result<Page, Page> {
@@ -274,7 +296,7 @@ async fn pools(State(state): Shared, Query(paging): Query<ByAddress>) -> Result<
                     }
                 }
                 p.note { "Earned: everything credited to the address, paid or pending." }
-                (older_link("/pools", next_after(pools.len(), pools.last().map(|p| p.pool_address.as_str()))))
+                (next_link("/pools", "after", next_after(pools.len(), pools.last().map(|p| p.pool_address.as_str())), ("next", "Next")))
             }
         },
     ))
@@ -368,7 +390,7 @@ async fn validators(State(state): Shared, Query(paging): Query<ByAddress>) -> Re
                         }
                     }
                 }
-                (older_link("/validator-list", next_after(validators.len(), validators.last().map(|(a, _)| a.as_str()))))
+                (next_link("/validator-list", "after", next_after(validators.len(), validators.last().map(|(a, _)| a.as_str())), ("next", "Next")))
             }
         },
     ))
@@ -416,15 +438,22 @@ async fn validator(State(state): Shared, Path(address): Path<String>) -> Result<
 
 #[derive(serde::Deserialize)]
 struct Paging {
-    /// Milliseconds since the epoch: distributions created before it.
-    before: Option<i64>,
+    /// The previous page's last row (a [`Before`]).
+    before: Option<String>,
 }
 
 async fn distributions(State(state): Shared, Query(paging): Query<Paging>) -> Result<Page, Page> {
-    let before = paging.before.map(DateTime::from_millis);
-    let found: Vec<RewardDistribution> =
-        state.store.recent_distributions(PAGE_ROWS, before).await?;
-    let next = next_page(found.len(), found.last().map(|d| d.created_at));
+    let before = before(paging.before.as_deref())?;
+    let found: Vec<RewardDistribution> = state
+        .store
+        .recent_distributions(PAGE_ROWS, before.as_ref())
+        .await?;
+    let next = next_before(
+        found.len(),
+        found
+            .last()
+            .and_then(|d| Before::row(Some(d.created_at), d.last_block)),
+    );
     Ok(ok(
         "Distributions",
         html! {
@@ -439,23 +468,24 @@ async fn distributions(State(state): Shared, Query(paging): Query<Paging>) -> Re
                         }
                     }
                 }
-                @if let Some(next) = next {
-                    p { a #next href={ "/distributions?before=" (next) } { "Older" } }
-                }
+                (next_link("/distributions", "before", next.as_deref(), ("next", "Older")))
             }
         },
     ))
 }
 
-/// The `before` cursor of a full page: the last row's time.
-fn next_page(rows: usize, last: Option<DateTime>) -> Option<i64> {
-    next_cursor(rows, PAGE_ROWS, last).map(|t| t.timestamp_millis())
-}
-
 async fn payout_batches(State(state): Shared, Query(paging): Query<Paging>) -> Result<Page, Page> {
-    let before = paging.before.map(DateTime::from_millis);
-    let batches = state.store.recent_payout_batches(PAGE_ROWS, before).await?;
-    let next = next_page(batches.len(), batches.last().and_then(|b| b.created_at));
+    let before = before(paging.before.as_deref())?;
+    let batches = state
+        .store
+        .recent_payout_batches(PAGE_ROWS, before.as_ref())
+        .await?;
+    let next = next_before(
+        batches.len(),
+        batches
+            .last()
+            .and_then(|b| Before::row(b.created_at, b.id.clone())),
+    );
     Ok(ok(
         "Payout batches",
         html! {
@@ -475,9 +505,7 @@ async fn payout_batches(State(state): Shared, Query(paging): Query<Paging>) -> R
                         }
                     }
                 }
-                @if let Some(next) = next {
-                    p { a #next href={ "/payouts?before=" (next) } { "Older" } }
-                }
+                (next_link("/payouts", "before", next.as_deref(), ("next", "Older")))
             }
         },
     ))
@@ -485,10 +513,10 @@ async fn payout_batches(State(state): Shared, Query(paging): Query<Paging>) -> R
 
 #[derive(serde::Deserialize)]
 struct AddressPaging {
-    /// Milliseconds since the epoch: credit lines of distributions created before it.
-    credits_before: Option<i64>,
-    /// Milliseconds since the epoch: payout batches created before it.
-    payouts_before: Option<i64>,
+    /// The last distribution of the previous page of credit lines (a [`Before`]).
+    credits_before: Option<String>,
+    /// The last batch of the previous page of payouts (a [`Before`]).
+    payouts_before: Option<String>,
 }
 
 async fn address(
@@ -500,13 +528,13 @@ async fn address(
         return Err(unknown("an address", &address));
     }
     let store = &state.store;
-    let credits_before = paging.credits_before.map(DateTime::from_millis);
-    let payouts_before = paging.payouts_before.map(DateTime::from_millis);
+    let credits_before = before(paging.credits_before.as_deref())?;
+    let payouts_before = before(paging.payouts_before.as_deref())?;
     // Independent reads: one round trip's wait for all of them.
     let (balance, credits, payouts, pool, validator) = tokio::try_join!(
         store.balance_of(&address),
-        store.credits_of(&address, PAGE_ROWS, credits_before),
-        store.payouts_of(&address, PAGE_ROWS, payouts_before),
+        store.credits_of(&address, PAGE_ROWS, credits_before.as_ref()),
+        store.payouts_of(&address, PAGE_ROWS, payouts_before.as_ref()),
         store.pool_overview(&address),
         store.validator_of(&address),
     )?;
@@ -521,8 +549,14 @@ async fn address(
         return Err(unknown("an address", &address));
     }
     let (pending, paid) = balance.as_ref().map_or((0, 0), |b| (b.pending, b.paid));
-    let next_credits = CreditLine::next_page(&credits, PAGE_ROWS).map(|t| t.timestamp_millis());
-    let next_payouts = next_page(payouts.len(), payouts.last().and_then(|p| p.created_at));
+    let next_credits = CreditLine::next_page(&credits, PAGE_ROWS).map(|b| b.to_string());
+    let next_payouts = next_before(
+        payouts.len(),
+        payouts
+            .last()
+            .and_then(|p| Before::row(p.created_at, p.batch_id.clone())),
+    );
+    let address_path = format!("/address/{address}");
     let hours = Hours::ending_at(DateTime::now(), HISTORY_HOURS);
     Ok(ok(
         "Address",
@@ -560,9 +594,7 @@ async fn address(
                         }
                     }
                 }
-                @if let Some(next) = next_credits {
-                    p { a #older-credits href={ "/address/" (address) "?credits_before=" (next) } { "Older credit lines" } }
-                }
+                (next_link(&address_path, "credits_before", next_credits.as_deref(), ("older-credits", "Older credit lines")))
             }
             h2 { "Payout batches" }
             @if payouts.is_empty() {
@@ -582,9 +614,7 @@ async fn address(
                         }
                     }
                 }
-                @if let Some(next) = next_payouts {
-                    p { a #older-payouts href={ "/address/" (address) "?payouts_before=" (next) } { "Older payouts" } }
-                }
+                (next_link(&address_path, "payouts_before", next_payouts.as_deref(), ("older-payouts", "Older payouts")))
             }
         },
     ))
