@@ -43,6 +43,9 @@ pub struct MinerPoolSpec {
     /// Paying pending balances on chain.
     #[serde(default)]
     pub payouts: Payouts,
+    /// What the dashboard keeps over time.
+    #[serde(default)]
+    pub history: History,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -242,6 +245,15 @@ pub struct Payouts {
     /// 0: only by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abandon_after_seconds: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct History {
+    /// Days of hourly pool and validator scores kept for the dashboard's charts, 1 to 366
+    /// (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub score_retention_days: Option<u32>,
 }
 
 /// What the operator last saw.

@@ -102,6 +102,7 @@ pub mod fixtures {
             node: Default::default(),
             jobs: Default::default(),
             payouts: Default::default(),
+            history: Default::default(),
         }
     }
 

@@ -295,6 +295,9 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     if let Some(seconds) = spec.payouts.abandon_after_seconds {
         config.payouts.abandon_after_seconds = seconds;
     }
+    if let Some(days) = spec.history.score_retention_days {
+        config.history.score_retention_days = days;
+    }
     // The config's own rules (addresses, URLs, the percentage sum, ranges) live in core; its
     // keys are the spec's keys without the `spec.` prefix, apart from the two mapped above.
     if let Err(e) = config.validate() {

@@ -249,6 +249,7 @@ fn every_spec_field_lands_where_it_should() {
     s.payouts.sender = Some("upow".into());
     s.payouts.fee = Some("0.001".into());
     s.payouts.abandon_after_seconds = Some(900);
+    s.history.score_retention_days = Some(90);
     let found = secrets(&[
         (MONGODB_SECRET, &["uri"]),
         ("admin", &["token", "rsa"]),
@@ -277,6 +278,7 @@ fn every_spec_field_lands_where_it_should() {
     assert_eq!(config.node.shutdown_delay_seconds, 12);
     assert_eq!(config.payouts.fee.to_string(), "0.00100000");
     assert_eq!(config.payouts.abandon_after_seconds, 900);
+    assert_eq!(config.history.score_retention_days, 90);
     assert_eq!(config.node.http_address.port(), 9001);
     assert_eq!(config.node.websocket_address.port(), 9501);
     assert_eq!(config.node.max_connections, 4000);
@@ -633,6 +635,17 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
     let mut mp = base.clone();
     mp.spec.rewards.confirmations = Some(999);
     assert_problem(&mp, &ok, "spec.rewards.confirmations", "must be 0 to 998");
+
+    for days in [0, 367] {
+        let mut mp = base.clone();
+        mp.spec.history.score_retention_days = Some(days);
+        assert_problem(
+            &mp,
+            &ok,
+            "spec.history.scoreRetentionDays",
+            &format!("must be 1 to 366, got {days}"),
+        );
+    }
 
     let mut mp = base.clone();
     mp.spec.payouts.max_outputs_per_tx = Some(255);
