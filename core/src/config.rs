@@ -422,6 +422,20 @@ impl Config {
         if self.node.max_connections == 0 {
             return Err(invalid("node.maxConnections", "must be at least 1"));
         }
+        let (http, websocket) = (self.node.http_address, self.node.websocket_address);
+        let ips_overlap = http.ip() == websocket.ip()
+            || http.ip().is_unspecified()
+            || websocket.ip().is_unspecified();
+        // Port 0 asks the system for a free port, a different one for each server.
+        if http.port() == websocket.port() && http.port() != 0 && ips_overlap {
+            return Err(invalid(
+                "node.websocketAddress",
+                format!(
+                    "port {} is the HTTP port too: the WebSocket and HTTP servers need a port each",
+                    websocket.port()
+                ),
+            ));
+        }
         for (key, value) in [
             ("node.maxHttpConnections", self.node.max_http_connections),
             (

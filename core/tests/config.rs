@@ -169,6 +169,19 @@ fn bad_values_are_named() {
             "history.scoreRetentionDays",
         ),
         ("mongodb:\n  database: \"\"\n", "mongodb.database"),
+        // The two servers cannot share a port on addresses that overlap.
+        (
+            "node:\n  websocketAddress: 0.0.0.0:8001\n",
+            "node.websocketAddress: port 8001 is the HTTP port too",
+        ),
+        (
+            "node:\n  httpAddress: 127.0.0.1:7000\n  websocketAddress: 0.0.0.0:7000\n",
+            "node.websocketAddress",
+        ),
+        (
+            "node:\n  httpAddress: 127.0.0.1:7000\n  websocketAddress: 127.0.0.1:7000\n",
+            "node.websocketAddress",
+        ),
     ];
     for (extra, key) in cases {
         let err = error_of(&format!("{}{extra}", minimal()));
@@ -219,6 +232,20 @@ fn bad_values_are_named() {
         "chain:\n  inodeWallet: {INODE}\n  rewardAddress: {REWARD}\n  requestTimeoutSeconds: 0\n"
     ));
     assert!(err.contains("chain.requestTimeoutSeconds"), "{err}");
+    // One port on two different addresses is two sockets.
+    let apart = format!(
+        "{}node:\n  httpAddress: 127.0.0.1:7000\n  websocketAddress: 127.0.0.2:7000\n",
+        minimal()
+    );
+    assert!(Config::from_yaml_str(&apart).is_ok());
+    let any_free = format!(
+        "{}node:\n  httpAddress: 127.0.0.1:0\n  websocketAddress: 127.0.0.1:0\n",
+        minimal()
+    );
+    assert!(
+        Config::from_yaml_str(&any_free).is_ok(),
+        "each gets a port of its own"
+    );
 }
 
 /// Well-formed addresses that are not P-256 points: base58 with prefix 42 and x = 1, and the

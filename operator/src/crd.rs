@@ -43,6 +43,9 @@ pub struct MinerPoolSpec {
     /// Paying pending balances on chain.
     #[serde(default)]
     pub payouts: Payouts,
+    /// Which validators share the validator part.
+    #[serde(default)]
+    pub validators: Validators,
     /// What the dashboard keeps over time.
     #[serde(default)]
     pub history: History,
@@ -76,6 +79,13 @@ pub struct Chain {
     /// Allow http:// chain URLs (a chain on a trusted network); otherwise https only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_insecure_http: Option<bool>,
+    /// Seconds one chain request may take (default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_timeout_seconds: Option<u64>,
+    /// Seconds in all one chain read may wait out the node's HTTP 429 rate limits before it
+    /// fails (default 120).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit_wait_seconds: Option<u64>,
 }
 
 /// A key of a Secret in the MinerPool's namespace.
@@ -164,6 +174,37 @@ pub struct Node {
     /// A Prometheus Operator ServiceMonitor for the node's /metrics.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_monitor: Option<ServiceMonitor>,
+    /// Open HTTP connections per replica (default 256).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_http_connections: Option<u32>,
+    /// Open connections from one client address, on each port (default 64).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_client: Option<u32>,
+    /// Seconds an HTTP connection may stay silent before it is closed (default 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_idle_timeout_seconds: Option<u32>,
+    /// Seconds before an HTTP request not yet answered gets 503 (default 15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_request_timeout_seconds: Option<u32>,
+    /// /modify-pool-list/ requests a minute from one client address (default 10).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_requests_per_minute_per_client: Option<u32>,
+    /// /modify-pool-list/ requests a minute from all clients together (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_requests_per_minute: Option<u32>,
+    /// TASKs and PINGs arriving during a write go together in the next one (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group_commit: Option<bool>,
+    /// Most messages in one group write, 1 to 10000 (default 512).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_group_size: Option<u32>,
+    /// Checks read an in-memory copy of the registry kept current by a change stream
+    /// (default true; false: the database for every message).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_cache: Option<bool>,
+    /// Seconds between full reads of the cached registry (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_reload_seconds: Option<u32>,
 }
 
 /// A `monitoring.coreos.com/v1` ServiceMonitor scraping every node replica through the node
@@ -245,6 +286,14 @@ pub struct Payouts {
     /// 0: only by hand).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub abandon_after_seconds: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Validators {
+    /// How many validators, by stake, share the validator part (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u32>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]

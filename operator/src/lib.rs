@@ -90,6 +90,8 @@ pub mod fixtures {
                 reward_address: REWARD_ADDRESS.into(),
                 start_height: None,
                 allow_insecure_http: None,
+                request_timeout_seconds: None,
+                rate_limit_wait_seconds: None,
             },
             mongodb: MongoDb {
                 uri_secret_ref: SecretKeyRef {
@@ -102,6 +104,7 @@ pub mod fixtures {
             node: Default::default(),
             jobs: Default::default(),
             payouts: Default::default(),
+            validators: Default::default(),
             history: Default::default(),
         }
     }

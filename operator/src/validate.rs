@@ -172,12 +172,6 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
             problem(field, "0 is not a port".into());
         }
     }
-    if node.http_port.is_some() && node.http_port == node.websocket_port {
-        problem(
-            "spec.node.websocketPort",
-            "must differ from httpPort".into(),
-        );
-    }
     if let Some(service_type) = &node.service_type
         && !SERVICE_TYPES.contains(&service_type.as_str())
     {
@@ -241,38 +235,75 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     }
 
     let mut config = Config::with_wallets(&spec.chain.inode_wallet, &spec.chain.reward_address);
-    if let Some(url) = &spec.chain.api_url {
-        config.chain.api_url = url.clone();
-    }
-    config.chain.validators_url = spec.chain.validators_url.clone();
-    config.chain.allow_insecure_http = spec.chain.allow_insecure_http.unwrap_or(false);
-    if let Some(height) = spec.chain.start_height {
-        config.rewards.start_height = height;
-    }
-    if let Some(database) = &spec.mongodb.database {
-        config.mongodb.database = database.clone();
-    }
+    let chain = &spec.chain;
+    set(&mut config.chain.api_url, chain.api_url.clone());
+    config.chain.validators_url = chain.validators_url.clone();
+    set(
+        &mut config.chain.allow_insecure_http,
+        chain.allow_insecure_http,
+    );
+    set(
+        &mut config.chain.request_timeout_seconds,
+        chain.request_timeout_seconds,
+    );
+    set(
+        &mut config.chain.rate_limit_wait_seconds,
+        chain.rate_limit_wait_seconds,
+    );
+    set(&mut config.rewards.start_height, chain.start_height);
+    set(&mut config.mongodb.database, spec.mongodb.database.clone());
     config.rewards.fee_percent = spec.rewards.fee_percent;
     config.rewards.pools_percent = spec.rewards.pools_percent;
     config.rewards.validators_percent = spec.rewards.validators_percent;
-    if let Some(blocks) = spec.rewards.blocks_per_run {
-        config.rewards.blocks_per_run = blocks;
-    }
-    if let Some(confirmations) = spec.rewards.confirmations {
-        config.rewards.confirmations = confirmations;
-    }
-    if let Some(port) = node.http_port {
-        config.node.http_address = SocketAddr::from(([0, 0, 0, 0], port));
-    }
-    if let Some(port) = node.websocket_port {
-        config.node.websocket_address = SocketAddr::from(([0, 0, 0, 0], port));
-    }
-    if let Some(max) = node.max_connections {
-        config.node.max_connections = max;
-    }
-    config.node.shutdown_delay_seconds = node
+    set(
+        &mut config.rewards.blocks_per_run,
+        spec.rewards.blocks_per_run,
+    );
+    set(
+        &mut config.rewards.confirmations,
+        spec.rewards.confirmations,
+    );
+    set(&mut config.validators.limit, spec.validators.limit);
+    let n = &mut config.node;
+    set(
+        &mut n.http_address,
+        node.http_port
+            .map(|port| SocketAddr::from(([0, 0, 0, 0], port))),
+    );
+    set(
+        &mut n.websocket_address,
+        node.websocket_port
+            .map(|port| SocketAddr::from(([0, 0, 0, 0], port))),
+    );
+    set(&mut n.max_connections, node.max_connections);
+    n.shutdown_delay_seconds = node
         .shutdown_delay_seconds
         .unwrap_or(DEFAULT_SHUTDOWN_DELAY_SECONDS);
+    set(&mut n.max_http_connections, node.max_http_connections);
+    set(
+        &mut n.max_connections_per_client,
+        node.max_connections_per_client,
+    );
+    set(
+        &mut n.http_idle_timeout_seconds,
+        node.http_idle_timeout_seconds,
+    );
+    set(
+        &mut n.http_request_timeout_seconds,
+        node.http_request_timeout_seconds,
+    );
+    set(
+        &mut n.admin_requests_per_minute_per_client,
+        node.admin_requests_per_minute_per_client,
+    );
+    set(
+        &mut n.admin_requests_per_minute,
+        node.admin_requests_per_minute,
+    );
+    set(&mut n.group_commit, node.group_commit);
+    set(&mut n.max_group_size, node.max_group_size);
+    set(&mut n.registry_cache, node.registry_cache);
+    set(&mut n.registry_reload_seconds, node.registry_reload_seconds);
     config.payouts.sender = sender;
     if let Some(minimum) = &spec.payouts.minimum_payout {
         match Amount::parse(minimum) {
@@ -283,21 +314,24 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
             ),
         }
     }
-    if let Some(max) = spec.payouts.max_outputs_per_tx {
-        config.payouts.max_outputs_per_tx = max;
-    }
+    set(
+        &mut config.payouts.max_outputs_per_tx,
+        spec.payouts.max_outputs_per_tx,
+    );
     if let Some(fee) = &spec.payouts.fee {
         match Amount::parse(fee) {
             Ok(amount) => config.payouts.fee = amount,
             Err(e) => problem("spec.payouts.fee", format!("{fee:?} is not an amount: {e}")),
         }
     }
-    if let Some(seconds) = spec.payouts.abandon_after_seconds {
-        config.payouts.abandon_after_seconds = seconds;
-    }
-    if let Some(days) = spec.history.score_retention_days {
-        config.history.score_retention_days = days;
-    }
+    set(
+        &mut config.payouts.abandon_after_seconds,
+        spec.payouts.abandon_after_seconds,
+    );
+    set(
+        &mut config.history.score_retention_days,
+        spec.history.score_retention_days,
+    );
     // The config's own rules (addresses, URLs, the percentage sum, ranges) live in core; its
     // keys are the spec's keys without the `spec.` prefix, apart from the two mapped above.
     if let Err(e) = config.validate() {
@@ -308,6 +342,13 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
         Ok(config)
     } else {
         Err(problems)
+    }
+}
+
+/// A spec field that is set replaces the config's default.
+fn set<T>(config_value: &mut T, spec_value: Option<T>) {
+    if let Some(value) = spec_value {
+        *config_value = value;
     }
 }
 

@@ -194,8 +194,8 @@ fn defaults_give_a_complete_pool() {
     }
 }
 
-#[test]
-fn every_spec_field_lands_where_it_should() {
+/// A MinerPool with every spec field set, none to its default.
+fn every_field_set() -> MinerPool {
     let mut mp = fixtures::minerpool("pool", "ns");
     let s = &mut mp.spec;
     s.images.node = "registry.example/node:2".into();
@@ -250,11 +250,34 @@ fn every_spec_field_lands_where_it_should() {
     s.payouts.fee = Some("0.001".into());
     s.payouts.abandon_after_seconds = Some(900);
     s.history.score_retention_days = Some(90);
-    let found = secrets(&[
+    s.chain.request_timeout_seconds = Some(40);
+    s.chain.rate_limit_wait_seconds = Some(300);
+    s.validators.limit = Some(80);
+    s.node.max_http_connections = Some(512);
+    s.node.max_connections_per_client = Some(16);
+    s.node.http_idle_timeout_seconds = Some(45);
+    s.node.http_request_timeout_seconds = Some(20);
+    s.node.admin_requests_per_minute_per_client = Some(3);
+    s.node.admin_requests_per_minute = Some(30);
+    s.node.group_commit = Some(false);
+    s.node.max_group_size = Some(64);
+    s.node.registry_cache = Some(false);
+    s.node.registry_reload_seconds = Some(120);
+    mp
+}
+
+fn every_secret() -> FoundSecrets {
+    secrets(&[
         (MONGODB_SECRET, &["uri"]),
         ("admin", &["token", "rsa"]),
         ("wallet", &["hex"]),
-    ]);
+    ])
+}
+
+#[test]
+fn every_spec_field_lands_where_it_should() {
+    let mp = every_field_set();
+    let found = every_secret();
     let (config, d) = build(&mp, &found);
 
     assert_eq!(config.chain.api_url, "http://chain.example:3006");
@@ -279,6 +302,40 @@ fn every_spec_field_lands_where_it_should() {
     assert_eq!(config.payouts.fee.to_string(), "0.00100000");
     assert_eq!(config.payouts.abandon_after_seconds, 900);
     assert_eq!(config.history.score_retention_days, 90);
+    assert_eq!(
+        (
+            config.chain.request_timeout_seconds,
+            config.chain.rate_limit_wait_seconds
+        ),
+        (40, 300)
+    );
+    assert_eq!(config.validators.limit, 80);
+    let n = &config.node;
+    assert_eq!(
+        (
+            n.max_http_connections,
+            n.max_connections_per_client,
+            n.http_idle_timeout_seconds,
+            n.http_request_timeout_seconds,
+        ),
+        (512, 16, 45, 20)
+    );
+    assert_eq!(
+        (
+            n.admin_requests_per_minute_per_client,
+            n.admin_requests_per_minute
+        ),
+        (3, 30)
+    );
+    assert_eq!(
+        (
+            n.group_commit,
+            n.max_group_size,
+            n.registry_cache,
+            n.registry_reload_seconds
+        ),
+        (false, 64, false, 120)
+    );
     assert_eq!(config.node.http_address.port(), 9001);
     assert_eq!(config.node.websocket_address.port(), 9501);
     assert_eq!(config.node.max_connections, 4000);
@@ -355,6 +412,63 @@ fn every_spec_field_lands_where_it_should() {
         env(rewards_pod, "MINERPOOL_WALLET_KEY").is_none(),
         "only payouts signs"
     );
+}
+
+/// Config keys a MinerPool has no field for: the standalone mode's own schedules (a cluster
+/// schedules the jobs' CronJobs through `spec.jobs`).
+const STANDALONE_ONLY: [&str; 4] = [
+    "schedule.rewardsSeconds",
+    "schedule.payoutsSeconds",
+    "schedule.validatorsSeconds",
+    "schedule.decaySeconds",
+];
+
+/// The leaves of a config as `a.b` paths and their values.
+fn leaves(value: &serde_json::Value, path: &str, out: &mut BTreeMap<String, serde_json::Value>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, value) in map {
+                let path = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                leaves(value, &path, out);
+            }
+        }
+        other => {
+            out.insert(path.to_owned(), other.clone());
+        }
+    }
+}
+
+/// A config key added without a MinerPool field would be one a cluster can never set: every key
+/// of the rendered config must move when every spec field is set.
+#[test]
+fn every_config_key_can_be_set_through_a_minerpool() {
+    let (config, _) = build(&every_field_set(), &every_secret());
+    let (mut set, mut defaults) = (BTreeMap::new(), BTreeMap::new());
+    leaves(&serde_json::to_value(&config).unwrap(), "", &mut set);
+    leaves(
+        &serde_json::to_value(Config::with_wallets("", "")).unwrap(),
+        "",
+        &mut defaults,
+    );
+    assert_eq!(
+        set.keys().collect::<Vec<_>>(),
+        defaults.keys().collect::<Vec<_>>()
+    );
+    let unreachable: Vec<&String> = set
+        .iter()
+        .filter(|(key, value)| defaults.get(*key) == Some(value))
+        .map(|(key, _)| key)
+        .filter(|key| !STANDALONE_ONLY.contains(&key.as_str()))
+        .collect();
+    assert!(
+        unreachable.is_empty(),
+        "config keys no MinerPool field sets: {unreachable:?}"
+    );
+    assert!(set.len() > 30, "the config flattened to its keys: {set:?}");
 }
 
 /// Node and job pods never call the Kubernetes API: a token mounted in them would only be
@@ -662,7 +776,33 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
     let mut mp = base.clone();
     mp.spec.node.http_port = Some(7000);
     mp.spec.node.websocket_port = Some(7000);
-    assert_problem(&mp, &ok, "spec.node.websocketPort", "must differ");
+    assert_problem(&mp, &ok, "spec.node.websocketPort", "is the HTTP port too");
+
+    // The default HTTP port counts too.
+    let mut mp = base.clone();
+    mp.spec.node.websocket_port = Some(8001);
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.node.websocketPort",
+        "port 8001 is the HTTP port too",
+    );
+
+    let mut mp = base.clone();
+    mp.spec.node.max_group_size = Some(10_001);
+    assert_problem(&mp, &ok, "spec.node.maxGroupSize", "must be 1 to 10000");
+
+    let mut mp = base.clone();
+    mp.spec.node.registry_reload_seconds = Some(0);
+    assert_problem(&mp, &ok, "spec.node.registryReloadSeconds", "at least 1");
+
+    let mut mp = base.clone();
+    mp.spec.validators.limit = Some(0);
+    assert_problem(&mp, &ok, "spec.validators.limit", "must be 1 to 1000");
+
+    let mut mp = base.clone();
+    mp.spec.chain.rate_limit_wait_seconds = Some(3601);
+    assert_problem(&mp, &ok, "spec.chain.rateLimitWaitSeconds", "");
 
     let mut mp = base.clone();
     mp.spec.chain.api_url = Some("ftp://chain".into());
