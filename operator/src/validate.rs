@@ -305,25 +305,24 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     set(&mut n.registry_cache, node.registry_cache);
     set(&mut n.registry_reload_seconds, node.registry_reload_seconds);
     config.payouts.sender = sender;
-    if let Some(minimum) = &spec.payouts.minimum_payout {
-        match Amount::parse(minimum) {
-            Ok(amount) => config.payouts.minimum_payout = amount,
-            Err(e) => problem(
-                "spec.payouts.minimumPayout",
-                format!("{minimum:?} is not an amount: {e}"),
-            ),
-        }
-    }
+    let mut amount = |field: &str, text: &Option<String>| {
+        let text = text.as_ref()?;
+        Amount::parse(text)
+            .map_err(|e| problem(field, format!("{text:?} is not an amount: {e}")))
+            .ok()
+    };
+    set(
+        &mut config.payouts.minimum_payout,
+        amount("spec.payouts.minimumPayout", &spec.payouts.minimum_payout),
+    );
+    set(
+        &mut config.payouts.fee,
+        amount("spec.payouts.fee", &spec.payouts.fee),
+    );
     set(
         &mut config.payouts.max_outputs_per_tx,
         spec.payouts.max_outputs_per_tx,
     );
-    if let Some(fee) = &spec.payouts.fee {
-        match Amount::parse(fee) {
-            Ok(amount) => config.payouts.fee = amount,
-            Err(e) => problem("spec.payouts.fee", format!("{fee:?} is not an amount: {e}")),
-        }
-    }
     set(
         &mut config.payouts.abandon_after_seconds,
         spec.payouts.abandon_after_seconds,
