@@ -6,7 +6,7 @@ use bson::{DateTime, Document, doc};
 use minerpool_core::store::activity::CreditLine;
 use minerpool_core::store::history::{HOUR_MS, Hours, ScoreKind};
 use minerpool_core::store::names;
-use minerpool_core::store::reads::Before;
+use minerpool_core::store::reads::NewestFirst;
 use minerpool_core::testing::fresh_store;
 
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -275,7 +275,7 @@ async fn payout_batches_list_newest_first_in_pages() {
     assert_eq!(first[0].tx_hash.as_deref(), Some("hash-4"));
     let last = first.last().unwrap();
     let rest = store
-        .recent_payout_batches(3, Before::row(last.created_at, last.id.clone()).as_ref())
+        .recent_payout_batches(3, last.cursor().as_ref())
         .await
         .unwrap();
     let ids: Vec<&str> = rest.iter().map(|b| b.id.as_str()).collect();

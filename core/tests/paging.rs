@@ -3,9 +3,8 @@
 //! starts several jobs), and the next page goes on from there, losing and repeating nothing.
 
 use bson::{DateTime, Document, doc};
-use minerpool_core::store::activity::{BatchOverview, CreditLine, PayoutLine};
-use minerpool_core::store::documents::{JobRun, RewardDistribution};
-use minerpool_core::store::reads::{Before, CursorError, next_cursor};
+use minerpool_core::store::activity::CreditLine;
+use minerpool_core::store::reads::{Before, CursorError, next_before};
 use minerpool_core::store::{SUPERSEDED_INDEXES, Store, names};
 use minerpool_core::testing::fresh_store;
 
@@ -98,8 +97,8 @@ fn batch_keys() -> Vec<String> {
 }
 
 /// Walks a list page by page, each page read with the cursor its predecessor ends with (`next`,
-/// none after the last page), as the API and the pages do; returns every row's key in the
-/// order seen.
+/// none after the last page), as the API and the pages do (`next_before`, the rows' own
+/// cursors); returns every row's key in the order seen.
 async fn walk<R, K, F, Fut>(
     read: F,
     key: impl Fn(&R) -> String,
@@ -122,14 +121,6 @@ where
     panic!("paging did not end: {seen:?}");
 }
 
-/// The cursor after a page of `limit` rows: after its last row, when the page is full.
-fn after_last<R, K>(
-    limit: i64,
-    row: impl Fn(&R) -> Option<Before<K>>,
-) -> impl Fn(&[R]) -> Option<Before<K>> {
-    move |rows| next_cursor(rows.len(), limit, rows.last().and_then(&row))
-}
-
 #[tokio::test]
 async fn every_newest_first_list_pages_through_rows_of_one_millisecond() {
     let store = filled_store().await;
@@ -138,9 +129,7 @@ async fn every_newest_first_list_pages_through_rows_of_one_millisecond() {
         let distributions = walk(
             |b| async move { store.recent_distributions(limit, b.as_ref()).await.unwrap() },
             |d| d.id.clone(),
-            after_last(limit, |d: &RewardDistribution| {
-                Before::row(Some(d.created_at), d.last_block)
-            }),
+            |rows| next_before(rows, limit),
         )
         .await;
         assert_eq!(
@@ -172,9 +161,7 @@ async fn every_newest_first_list_pages_through_rows_of_one_millisecond() {
                     .unwrap()
             },
             |b| b.id.clone(),
-            after_last(limit, |b: &BatchOverview| {
-                Before::row(b.created_at, b.id.clone())
-            }),
+            |rows| next_before(rows, limit),
         )
         .await;
         assert_eq!(
@@ -186,9 +173,7 @@ async fn every_newest_first_list_pages_through_rows_of_one_millisecond() {
         let payouts = walk(
             |b| async move { store.payouts_of("pool-a", limit, b.as_ref()).await.unwrap() },
             |p| p.batch_id.clone(),
-            after_last(limit, |p: &PayoutLine| {
-                Before::row(p.created_at, p.batch_id.clone())
-            }),
+            |rows| next_before(rows, limit),
         )
         .await;
         assert_eq!(
@@ -202,9 +187,7 @@ async fn every_newest_first_list_pages_through_rows_of_one_millisecond() {
             let runs = walk(
                 |b| async move { store.recent_job_runs(job, limit, b.as_ref()).await.unwrap() },
                 |r| r.id.clone(),
-                after_last(limit, |r: &JobRun| {
-                    Before::row(Some(r.started_at), r.id.clone())
-                }),
+                |rows| next_before(rows, limit),
             )
             .await;
             assert_eq!(

@@ -12,7 +12,7 @@ use mongodb::options::{InsertOneModel, UpdateOneModel, WriteModel};
 use mongodb::{ClientSession, Namespace};
 
 use super::documents::{Balance, JobRun, LedgerLine, RewardDistribution, Validator, names};
-use super::reads::{Before, PublicFind, PublicPage};
+use super::reads::{Before, NewestFirst, PublicFind, PublicPage};
 use super::{Result, Store, StoreError, is_duplicate_key, loose};
 use crate::faults::crash_point;
 use crate::scoring::pool_score_after_task_expr;
@@ -156,10 +156,29 @@ impl CreditLine {
         super::reads::next_cursor(
             distributions.len(),
             limit,
-            credits
-                .last()
-                .and_then(|c| Before::row(Some(c.created_at), c.last_block)),
+            credits.last().and_then(NewestFirst::cursor),
         )
+    }
+}
+
+impl NewestFirst for CreditLine {
+    type Key = i64;
+    fn cursor(&self) -> Option<Before<i64>> {
+        Before::row(Some(self.created_at), self.last_block)
+    }
+}
+
+impl NewestFirst for PayoutLine {
+    type Key = String;
+    fn cursor(&self) -> Option<Before<String>> {
+        Before::row(self.created_at, self.batch_id.clone())
+    }
+}
+
+impl NewestFirst for BatchOverview {
+    type Key = String;
+    fn cursor(&self) -> Option<Before<String>> {
+        Before::row(self.created_at, self.id.clone())
     }
 }
 

@@ -216,3 +216,17 @@ pub struct JobLock {
     #[serde(default)]
     pub generation: i64,
 }
+
+impl super::reads::NewestFirst for RewardDistribution {
+    type Key = i64;
+    fn cursor(&self) -> Option<super::reads::Before<i64>> {
+        super::reads::Before::row(Some(self.created_at), self.last_block)
+    }
+}
+
+impl super::reads::NewestFirst for JobRun {
+    type Key = String;
+    fn cursor(&self) -> Option<super::reads::Before<String>> {
+        super::reads::Before::row(Some(self.started_at), self.id.clone())
+    }
+}

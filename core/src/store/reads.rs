@@ -67,6 +67,19 @@ impl<K> Before<K> {
     }
 }
 
+/// A row of a newest-first list ([`PublicPage`]): the cursor of the page after it, by the same
+/// (time, key) its list is ordered by.
+pub trait NewestFirst {
+    type Key: std::fmt::Display;
+    fn cursor(&self) -> Option<Before<Self::Key>>;
+}
+
+/// The `before` cursor of the page after `rows`, a page read with `limit`: after its last row,
+/// when the page is full.
+pub fn next_before<R: NewestFirst>(rows: &[R], limit: i64) -> Option<Before<R::Key>> {
+    next_cursor(rows.len(), limit, rows.last().and_then(R::cursor))
+}
+
 impl<K: std::fmt::Display> std::fmt::Display for Before<K> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}", self.at.timestamp_millis())?;
@@ -105,8 +118,8 @@ impl<K: std::str::FromStr> std::str::FromStr for Before<K> {
 /// `$or` over a compound index without scanning the collection.
 #[derive(Debug, Clone)]
 pub struct PublicPage {
+    /// Each with the page's limit.
     pub finds: Vec<PublicFind>,
-    pub limit: i64,
 }
 
 impl PublicPage {
@@ -130,7 +143,6 @@ impl PublicPage {
         let Some(before) = before else {
             return PublicPage {
                 finds: vec![find(filter)],
-                limit,
             };
         };
         let mut finds = Vec::with_capacity(2);
@@ -143,7 +155,7 @@ impl PublicPage {
         let mut older = filter;
         older.insert(time, doc! { "$lt": before.at });
         finds.push(find(older));
-        PublicPage { finds, limit }
+        PublicPage { finds }
     }
 
     /// Reward distributions, newest first, after `before` (keyed by last block).
@@ -486,7 +498,7 @@ impl Store {
     {
         let mut rows = Vec::new();
         for find in &page.finds {
-            let missing = page.limit - rows.len() as i64;
+            let missing = find.limit - rows.len() as i64;
             if missing <= 0 {
                 break;
             }

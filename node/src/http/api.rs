@@ -14,7 +14,7 @@ use minerpool_core::store::StoreError;
 use minerpool_core::store::activity::{CreditLine, PoolOverview, PoolRegistration};
 use minerpool_core::store::documents::Validator;
 use minerpool_core::store::history::{Hours, MAX_HOURS, ScoreKind};
-use minerpool_core::store::reads::{Before, next_cursor};
+use minerpool_core::store::reads::{Before, NewestFirst, next_before, next_cursor};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
@@ -277,7 +277,7 @@ async fn list_payout_batches(
         .store
         .recent_payout_batches(page.limit(), page.before()?.as_ref())
         .await?;
-    let next = page.next_before(&found, |b| Before::row(b.created_at, b.id.clone()));
+    let next = page.next_before(&found);
     let batches: Vec<Value> = found
         .iter()
         .map(|b| {
@@ -387,7 +387,7 @@ async fn list_payouts(
         .store
         .payouts_of(&address, page.limit(), page.before()?.as_ref())
         .await?;
-    let next = page.next_before(&found, |p| Before::row(p.created_at, p.batch_id.clone()));
+    let next = page.next_before(&found);
     let payouts: Vec<Value> = found
         .iter()
         .map(|p| {
@@ -442,12 +442,8 @@ impl Page {
     }
 
     /// The `before` cursor of the next page: after the last row, when this page is full.
-    fn next_before<T, K: std::fmt::Display>(
-        &self,
-        found: &[T],
-        cursor: impl Fn(&T) -> Option<Before<K>>,
-    ) -> Option<String> {
-        next_cursor(found.len(), self.limit(), found.last().and_then(cursor)).map(|b| b.to_string())
+    fn next_before<R: NewestFirst>(&self, found: &[R]) -> Option<String> {
+        next_before(found, self.limit()).map(|b| b.to_string())
     }
 }
 
@@ -468,7 +464,7 @@ async fn list_distributions(
         .store
         .recent_distributions(page.limit(), page.before()?.as_ref())
         .await?;
-    let next = page.next_before(&found, |d| Before::row(Some(d.created_at), d.last_block));
+    let next = page.next_before(&found);
     let distributions: Vec<Value> = found
         .iter()
         .map(|d| {
@@ -502,7 +498,7 @@ async fn list_job_runs(
         .store
         .recent_job_runs(page.job.as_deref(), page.limit(), page.before()?.as_ref())
         .await?;
-    let next = page.next_before(&found, |r| Before::row(Some(r.started_at), r.id.clone()));
+    let next = page.next_before(&found);
     let runs: Vec<Value> = found
         .iter()
         .map(|r| {

@@ -2,7 +2,6 @@
 //! queries as `/api/v1`, with their stylesheet and script served by the node (no request leaves
 //! it). Each page replaces its `<main>` every few seconds without a full reload.
 
-use std::fmt::Display;
 use std::str::FromStr;
 use std::sync::Arc;
 
@@ -18,7 +17,7 @@ use minerpool_core::store::StoreError;
 use minerpool_core::store::activity::CreditLine;
 use minerpool_core::store::documents::{Basis, JobOutcome, RewardDistribution};
 use minerpool_core::store::history::{HOUR_MS, Hours, ScoreKind};
-use minerpool_core::store::reads::{Before, next_cursor};
+use minerpool_core::store::reads::{Before, NewestFirst, next_before, next_cursor};
 
 use crate::NodeState;
 
@@ -264,8 +263,8 @@ fn before<K: FromStr>(text: Option<&str>) -> Result<Option<Before<K>>, Page> {
 }
 
 /// The `before` cursor of a full page: after its last row.
-fn next_before<K: Display>(rows: usize, last: Option<Before<K>>) -> Option<String> {
-    next_cursor(rows, PAGE_ROWS, last).map(|b| b.to_string())
+fn older_than<R: NewestFirst>(rows: &[R]) -> Option<String> {
+    next_before(rows, PAGE_ROWS).map(|b| b.to_string())
 }
 
 async fn pools(State(state): Shared, Query(paging): Query<ByAddress>) -> Result<Page, Page> {
@@ -448,12 +447,7 @@ async fn distributions(State(state): Shared, Query(paging): Query<Paging>) -> Re
         .store
         .recent_distributions(PAGE_ROWS, before.as_ref())
         .await?;
-    let next = next_before(
-        found.len(),
-        found
-            .last()
-            .and_then(|d| Before::row(Some(d.created_at), d.last_block)),
-    );
+    let next = older_than(&found);
     Ok(ok(
         "Distributions",
         html! {
@@ -480,12 +474,7 @@ async fn payout_batches(State(state): Shared, Query(paging): Query<Paging>) -> R
         .store
         .recent_payout_batches(PAGE_ROWS, before.as_ref())
         .await?;
-    let next = next_before(
-        batches.len(),
-        batches
-            .last()
-            .and_then(|b| Before::row(b.created_at, b.id.clone())),
-    );
+    let next = older_than(&batches);
     Ok(ok(
         "Payout batches",
         html! {
@@ -550,12 +539,7 @@ async fn address(
     }
     let (pending, paid) = balance.as_ref().map_or((0, 0), |b| (b.pending, b.paid));
     let next_credits = CreditLine::next_page(&credits, PAGE_ROWS).map(|b| b.to_string());
-    let next_payouts = next_before(
-        payouts.len(),
-        payouts
-            .last()
-            .and_then(|p| Before::row(p.created_at, p.batch_id.clone())),
-    );
+    let next_payouts = older_than(&payouts);
     let address_path = format!("/address/{address}");
     let hours = Hours::ending_at(DateTime::now(), HISTORY_HOURS);
     Ok(ok(
