@@ -529,23 +529,31 @@ impl Store {
                 doc! { "pending": { "$sum": "$pending" }, "paid": { "$sum": "$paid" } },
             )
             .await?;
-        // Out of pending and not yet paid or refunded: the recipients' units and the fee.
+        // One pass over the batches in flight or confirmed. In flight: out of pending and not
+        // yet paid or refunded, the recipients' units and the fee. Confirmed: the fee left the
+        // books, the chain took it.
         let in_flight_states: Vec<Bson> = IN_FLIGHT.iter().map(|s| state_bson(*s)).collect();
-        let in_flight = self
+        let confirmed = state_bson(BatchState::Confirmed);
+        let mut counted_states = in_flight_states.clone();
+        counted_states.push(confirmed.clone());
+        let batches = self
             .sum_fields(
                 names::PAYOUT_BATCHES,
-                doc! { "state": { "$in": in_flight_states } },
-                doc! { "units": { "$sum": { "$add": [
-                    { "$ifNull": ["$total", 0_i64] }, { "$ifNull": ["$fee", 0_i64] },
-                ] } } },
-            )
-            .await?;
-        // A confirmed batch's fee left the books: the chain took it.
-        let fees_spent = self
-            .sum_fields(
-                names::PAYOUT_BATCHES,
-                doc! { "state": state_bson(BatchState::Confirmed) },
-                doc! { "units": { "$sum": { "$ifNull": ["$fee", 0_i64] } } },
+                doc! { "state": { "$in": counted_states } },
+                doc! {
+                    "in_flight": { "$sum": { "$cond": [
+                        { "$in": ["$state", in_flight_states] },
+                        { "$add": [
+                            { "$ifNull": ["$total", 0_i64] }, { "$ifNull": ["$fee", 0_i64] },
+                        ] },
+                        0_i64,
+                    ] } },
+                    "fees_spent": { "$sum": { "$cond": [
+                        { "$eq": ["$state", confirmed] },
+                        { "$ifNull": ["$fee", 0_i64] },
+                        0_i64,
+                    ] } },
+                },
             )
             .await?;
         let field = |d: &Option<Document>, name: &str| {
@@ -564,8 +572,8 @@ impl Store {
                     "distributions": field(&received, "count"),
                     "pending": field(&balances, "pending"),
                     "paid": field(&balances, "paid"),
-                    "in_flight": field(&in_flight, "units"),
-                    "fees_spent": field(&fees_spent, "units"),
+                    "in_flight": field(&batches, "in_flight"),
+                    "fees_spent": field(&batches, "fees_spent"),
                     "as_of": DateTime::now(),
                 } },
             )
