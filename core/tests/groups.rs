@@ -337,6 +337,56 @@ async fn every_message_of_a_failed_group_gets_an_error_and_loses_nothing() {
     assert_eq!(receipts(&store).await, 40);
 }
 
+/// At shutdown the writer is closed: every message already queued is written and answered
+/// (none left unanswered while the process exits), a message sent after the close is answered
+/// with an error at once, and what was answered as accepted is in the database.
+#[tokio::test]
+async fn closing_the_writer_writes_and_answers_what_it_holds() {
+    let store = fresh_store("group_writer_close").await;
+    let validators: Vec<String> = (0..60).map(|i| format!("v{i}")).collect();
+    for v in &validators {
+        add_validator(&store, v, 20.0).await;
+    }
+    // Groups of 4: most of the 60 messages are still queued when the close comes.
+    let groups = ActivityGroups::start(store.clone(), TaskWrites::ClientBulkWrite, 4);
+    let queued: Vec<_> = validators
+        .iter()
+        .map(|v| {
+            let (groups, message) = (groups.clone(), task(v, "pool", "closing", 1));
+            tokio::spawn(async move { groups.record(message).await })
+        })
+        .collect();
+    // Let every sender reach the queue (or wait on it) before closing.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        groups.close(Duration::from_secs(30)).await,
+        "the writer ended within its timeout"
+    );
+    let mut accepted = 0;
+    let replies = tokio::time::timeout(Duration::from_secs(5), futures::future::join_all(queued))
+        .await
+        .expect("every sender was answered once the writer closed");
+    for reply in replies {
+        match reply.expect("the sender ran to its end") {
+            Ok(Recorded::Task(TaskRecorded::Accepted)) => accepted += 1,
+            other => assert!(other.is_err(), "unexpected answer {other:?}"),
+        }
+    }
+    assert!(accepted > 0, "nothing queued was written at the close");
+    assert_eq!(
+        receipts(&store).await,
+        accepted,
+        "every message answered as accepted is stored, and no other"
+    );
+    assert_eq!(scores(&store).await["pool"], accepted as i64);
+    let late = groups.record(task("v0", "pool", "late", 1)).await;
+    assert!(
+        late.is_err(),
+        "a message after the close is refused: {late:?}"
+    );
+    assert_eq!(receipts(&store).await, accepted);
+}
+
 /// How long a registry change may take to reach the cache; the README quotes it.
 const REGISTRY_BOUND: Duration = Duration::from_secs(1);
 

@@ -17,7 +17,8 @@ use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 use mongodb::options::{InsertOneModel, UpdateManyModel, UpdateOneModel, WriteModel};
 use mongodb::{ClientSession, Namespace};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 use super::activity::{TaskRecorded, TaskWrites, failed_model, receipt_id};
 use super::{Result, Store, StoreError, names};
@@ -149,6 +150,10 @@ pub const GROUP_BEFORE_COMMIT: &str = "group:before-commit";
 pub struct ActivityGroups {
     sender: mpsc::Sender<Pending>,
     totals: Arc<Totals>,
+    /// Raised by [`ActivityGroups::close`]: the writer takes nothing new, writes what it holds,
+    /// and ends.
+    closing: Arc<watch::Sender<bool>>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
 
 /// What the writer did since it started, for `/metrics`.
@@ -179,14 +184,34 @@ impl ActivityGroups {
         let max_group = max_group.max(1);
         let (sender, receiver) = mpsc::channel(2 * max_group);
         let totals = Arc::new(Totals::default());
-        tokio::spawn(write_groups(
+        let (closing, closed) = watch::channel(false);
+        let writer = tokio::spawn(write_groups(
             store,
             writes,
             receiver,
+            closed,
             max_group,
             totals.clone(),
         ));
-        ActivityGroups { sender, totals }
+        ActivityGroups {
+            sender,
+            totals,
+            closing: Arc::new(closing),
+            writer: Arc::new(Mutex::new(Some(writer))),
+        }
+    }
+
+    /// Stops taking messages (a message sent from now on is answered with an error at once),
+    /// writes and answers every message already queued, and waits for the writer to end, for at
+    /// most `timeout`. Returns whether it ended; if not, its group is still in flight and is lost
+    /// with the process (uncommitted: its clients' retries score).
+    pub async fn close(&self, timeout: std::time::Duration) -> bool {
+        let _ = self.closing.send(true);
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match writer {
+            Some(writer) => tokio::time::timeout(timeout, writer).await.is_ok(),
+            None => true,
+        }
     }
 
     /// What the writer did so far.
@@ -219,11 +244,31 @@ async fn write_groups(
     store: Store,
     writes: TaskWrites,
     mut receiver: mpsc::Receiver<Pending>,
+    mut closed: watch::Receiver<bool>,
     max_group: usize,
     totals: Arc<Totals>,
 ) {
     let mut group = Vec::with_capacity(max_group);
-    while receiver.recv_many(&mut group, max_group).await > 0 {
+    let mut closing = false;
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = closed.wait_for(|closed| *closed), if !closing => {
+                // What is queued is still received (and written) below; new sends fail.
+                receiver.close();
+                closing = true;
+                continue;
+            }
+            received = receiver.recv_many(&mut group, max_group) => received,
+        };
+        if received == 0 {
+            if closing {
+                tracing::info!(
+                    "group writer closed: every queued message was written and answered"
+                );
+            }
+            return;
+        }
         let messages: Vec<Activity> = group.iter().map(|p| p.activity.clone()).collect();
         match store.write_group(&messages, writes).await {
             Ok(outcomes) => {

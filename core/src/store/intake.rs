@@ -176,6 +176,17 @@ impl Intake {
         }
     }
 
+    /// At shutdown, once no connection is left to send: the group writer writes and answers
+    /// what it holds and ends (for at most `timeout`). One-at-a-time writes are each awaited by
+    /// their own connection, so there is nothing to flush. Returns whether everything held was
+    /// written.
+    pub async fn close(&self, timeout: Duration) -> bool {
+        match &self.writes {
+            Writes::Grouped(groups) => groups.close(timeout).await,
+            Writes::OneAtATime(_) => true,
+        }
+    }
+
     /// How the writes reach the server, for reports.
     pub fn describe(&self) -> String {
         let checks = match self.checks {
