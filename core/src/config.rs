@@ -136,6 +136,9 @@ pub const MAX_CONFIRMATIONS: u32 = 998;
 /// A pod's grace period must cover the delay; Kubernetes' default is 30 s, 300 s is generous.
 pub const MAX_SHUTDOWN_DELAY_SECONDS: u32 = 300;
 
+/// Most seconds `node.shutdownTimeoutSeconds` may give open connections.
+pub const MAX_SHUTDOWN_TIMEOUT_SECONDS: u32 = 300;
+
 /// A group write carries at most this many TASKs and PINGs: one `bulkWrite` stays far below the
 /// server's 48 MB message and 100,000-operation limits, and a failed group fails a bounded
 /// number of clients.
@@ -207,6 +210,10 @@ pub struct NodeConfig {
     /// After SIGTERM: seconds `/readyz` fails while both servers still accept, before they
     /// stop accepting and finish what is in flight.
     pub shutdown_delay_seconds: u32,
+    /// Once the servers stop accepting: seconds open connections get to finish (a WebSocket
+    /// its message and reply, HTTP its request); any still open then is closed with a reason.
+    /// The pod's grace period covers the delay, this, and the writer's last flush.
+    pub shutdown_timeout_seconds: u32,
     /// Open HTTP connections per replica.
     pub max_http_connections: u32,
     /// Open connections from one client address, on each of the two ports.
@@ -239,6 +246,7 @@ impl Default for NodeConfig {
             websocket_address: SocketAddr::from(([0, 0, 0, 0], 5501)),
             max_connections: 1500,
             shutdown_delay_seconds: 0,
+            shutdown_timeout_seconds: 20,
             max_http_connections: 256,
             max_connections_per_client: 64,
             http_idle_timeout_seconds: 30,
@@ -474,6 +482,15 @@ impl Config {
                 format!(
                     "must be 1 to {MAX_GROUP_SIZE}, got {}",
                     self.node.max_group_size
+                ),
+            ));
+        }
+        if !(1..=MAX_SHUTDOWN_TIMEOUT_SECONDS).contains(&self.node.shutdown_timeout_seconds) {
+            return Err(invalid(
+                "node.shutdownTimeoutSeconds",
+                format!(
+                    "must be 1 to {MAX_SHUTDOWN_TIMEOUT_SECONDS}, got {}",
+                    self.node.shutdown_timeout_seconds
                 ),
             ));
         }

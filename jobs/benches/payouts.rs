@@ -63,6 +63,7 @@ async fn main() {
         config,
         store: store.clone(),
         lock_ttl: Duration::from_secs(60),
+        stop: Default::default(),
         wallet_key: Some(key.into()),
     };
     let before = counter.count();

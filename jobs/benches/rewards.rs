@@ -73,6 +73,7 @@ async fn distribute_to(pools: usize) -> Figures {
         config,
         store: store.clone(),
         lock_ttl: Duration::from_secs(60),
+        stop: Default::default(),
         wallet_key: None,
     };
     let before = counter.count();

@@ -19,6 +19,7 @@ use minerpool_core::store::documents::JobOutcome;
 use minerpool_core::store::runs::Fence;
 use minerpool_core::store::{Store, StoreError};
 use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
 
 /// A job minerpool runs on a schedule.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,6 +81,13 @@ pub enum JobError {
     Invalid(String),
 }
 
+impl JobError {
+    /// Whether the run ended because it was told to stop, before a step it had not begun.
+    pub fn is_stopped(&self) -> bool {
+        matches!(self, JobError::Store(StoreError::Stopped(_)))
+    }
+}
+
 /// What a job needs: configuration, the database and the chain.
 #[derive(Clone)]
 pub struct Context {
@@ -90,6 +98,9 @@ pub struct Context {
     pub lock_ttl: Duration,
     /// The iNode wallet's private key (hex), needed by the `upow` payout sender.
     pub wallet_key: Option<String>,
+    /// Raised when the process is told to stop (SIGTERM, Ctrl-C): a run under way finishes the
+    /// step it is in and begins no other (see [`Fence::request_stop`]).
+    pub stop: CancellationToken,
 }
 
 /// Default lifetime of a job lock; a running job renews it every third of it.
@@ -141,6 +152,12 @@ pub async fn run_with(
     request: &payouts::PayoutsRequest,
 ) -> Result<Summary, JobError> {
     let store = &context.store;
+    if context.stop.is_cancelled() {
+        return Err(StoreError::Stopped(format!(
+            "job {job} was told to stop before it began; nothing was written"
+        ))
+        .into());
+    }
     let Some(fence) = store.try_lock_job(job.name(), context.lock_ttl).await? else {
         return Ok(Summary {
             job,
@@ -156,6 +173,7 @@ pub async fn run_with(
         fence.clone(),
         context.lock_ttl,
         stopped,
+        context.stop.clone(),
     ));
     let result = match job {
         Job::Rewards => rewards::run(context, &fence).await,
@@ -209,6 +227,7 @@ async fn keep_lock(
     fence: Fence,
     ttl: Duration,
     mut stop: tokio::sync::oneshot::Receiver<()>,
+    told_to_stop: CancellationToken,
 ) {
     let mut last_renewed = tokio::time::Instant::now();
     let mut wait = ttl / 3;
@@ -216,6 +235,12 @@ async fn keep_lock(
         tokio::select! {
             _ = tokio::time::sleep(wait) => {}
             _ = &mut stop => return,
+            // The lock stays renewed while the step under way finishes.
+            _ = told_to_stop.cancelled(), if !fence.stop_requested() => {
+                tracing::warn!(job = %fence.job, "told to stop: finishing the step under way, beginning no other");
+                fence.request_stop();
+                continue;
+            }
         }
         match store.renew_job_lock(&fence, ttl).await {
             Ok(true) => {

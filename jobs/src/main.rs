@@ -10,7 +10,8 @@ use minerpool_core::chain::ChainClient;
 use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
 use minerpool_jobs::payouts::PayoutsRequest;
-use minerpool_jobs::{Context, DEFAULT_LOCK_TTL, Job, run_with};
+use minerpool_jobs::{Context, DEFAULT_LOCK_TTL, Job, JobError, run_with};
+use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
@@ -69,26 +70,79 @@ async fn main() -> ExitCode {
         JobCommand::Decay(a) => (Job::Decay, a),
         JobCommand::Audit(a) => (Job::Audit, a),
     };
-    match run(job, args, &request).await {
+    // A CronJob pod being deleted gets SIGTERM, then SIGKILL after its grace period: the run
+    // finishes the step it is in (a transaction commits whole or not at all) and begins no other.
+    let stop = CancellationToken::new();
+    let signal = tokio::spawn(stop_on_signal(stop.clone()));
+    let result = run(job, args, &request, stop.clone()).await;
+    // The signal task raised `stop` just before returning its signal's name.
+    let told = if stop.is_cancelled() {
+        Some(signal.await.unwrap_or("a signal"))
+    } else {
+        signal.abort();
+        None
+    };
+    match result {
         Ok(summary) => {
-            println!("{}", summary.to_json());
+            let mut line = summary.to_json();
+            if let Some(signal) = told {
+                line["signal"] = serde_json::json!(format!(
+                    "{signal} arrived during the run; the run had begun every step it needed and finished them"
+                ));
+            }
+            println!("{line}");
             ExitCode::SUCCESS
         }
         Err(e) => {
+            let stopped = e
+                .downcast_ref::<JobError>()
+                .is_some_and(JobError::is_stopped);
             eprintln!("minerpool-job {job}: {e:#}");
-            println!(
-                "{}",
-                serde_json::json!({ "job": job.name(), "outcome": "failed", "error": format!("{e:#}") })
-            );
-            ExitCode::FAILURE
+            if stopped {
+                let signal = told.unwrap_or("a stop request");
+                println!(
+                    "{}",
+                    serde_json::json!({ "job": job.name(), "outcome": "stopped", "signal": signal, "error": format!("{e:#}") })
+                );
+                // As a shell reports a process ended by SIGTERM.
+                ExitCode::from(143)
+            } else {
+                println!(
+                    "{}",
+                    serde_json::json!({ "job": job.name(), "outcome": "failed", "error": format!("{e:#}") })
+                );
+                ExitCode::FAILURE
+            }
         }
     }
+}
+
+/// Raises `stop` at the first SIGTERM or SIGINT, and returns which it was.
+async fn stop_on_signal(stop: CancellationToken) -> &'static str {
+    let signal = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = tokio::signal::ctrl_c() => "SIGINT",
+        },
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch for SIGTERM; only Ctrl-C stops a run cleanly");
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    };
+    tracing::warn!(
+        signal,
+        "told to stop: the step under way finishes, no other begins"
+    );
+    stop.cancel();
+    signal
 }
 
 async fn run(
     job: Job,
     args: Args,
     request: &PayoutsRequest,
+    stop: CancellationToken,
 ) -> anyhow::Result<minerpool_jobs::Summary> {
     let config = Config::load(&args.config)?;
     let secrets = Secrets::from_env()?;
@@ -105,6 +159,7 @@ async fn run(
         chain,
         lock_ttl: lock_ttl()?,
         wallet_key: secrets.wallet_key.clone(),
+        stop,
     };
     Ok(run_with(job, &context, request).await?)
 }

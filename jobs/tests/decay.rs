@@ -80,6 +80,7 @@ async fn decay_round_trips(pools: usize) -> u64 {
         config,
         store: store.clone(),
         lock_ttl: Duration::from_secs(60),
+        stop: Default::default(),
         wallet_key: None,
     };
     let before = counter.count();

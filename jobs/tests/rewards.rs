@@ -968,3 +968,106 @@ async fn an_original_database_with_a_height_and_no_hashes_carries_on() {
     let err = failing_run(&h).await;
     assert!(err.contains("block 115"), "{err}");
 }
+
+/// Two confirmed blocks, the first paying the iNode 5.
+fn one_payment() -> Scenario {
+    let mut blocks = vec![paying(100, "pay-5", "5")];
+    blocks.extend((101..=111).map(quiet));
+    Scenario {
+        blocks,
+        ..Scenario::default()
+    }
+}
+
+/// Sends `signal` to a running job.
+fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("the job runs").to_string();
+    let sent = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+/// SIGTERM while the run waits on the chain, before its transaction: the run begins no
+/// transaction, writes nothing, and its last line says it stopped and that nothing of the step
+/// was written; the next run credits the income once.
+#[tokio::test]
+async fn sigterm_before_the_rewards_transaction_leaves_nothing_behind() {
+    let h = Harness::new("stop_rewards_before", one_payment()).await;
+    // The first chain read hangs until the client's 2 s timeout.
+    h.sim.fail_next(Failure::Timeout, 1);
+    let child = h
+        .command("rewards", &[], &[])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    signal(&child, "-TERM");
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the run ended")
+        .unwrap();
+    assert_eq!(output.status.code(), Some(143), "{}", stderr(&output));
+    let last = summary(&output);
+    assert_eq!(last["outcome"], "stopped", "{last}");
+    assert_eq!(last["signal"], "SIGTERM", "{last}");
+    assert!(
+        last["error"].as_str().unwrap().contains("nothing"),
+        "the last line says nothing was written: {last}"
+    );
+    assert!(h.distributions().await.is_empty());
+    assert!(h.store.last_scanned().await.unwrap().is_none());
+
+    let again = h.run_ok("rewards").await;
+    assert_eq!(again["outcome"], "succeeded");
+    let distributions = h.distributions().await;
+    assert_eq!(distributions.len(), 1);
+    assert_eq!(distributions[0].received, units("5").units());
+}
+
+/// SIGTERM while the run's transaction is under way: the transaction commits whole, the run
+/// ends succeeded, and its last line says the signal came and the run finished its work.
+#[tokio::test]
+async fn sigterm_inside_the_rewards_transaction_lets_it_commit() {
+    use tokio::io::AsyncBufReadExt;
+    let h = Harness::new("stop_rewards_inside", one_payment()).await;
+    let mut child = h
+        .command(
+            "rewards",
+            &[],
+            &[("MINERPOOL_PAUSE", "rewards:before-commit:2")],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut errors = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let paused = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = errors.next_line().await.unwrap() {
+            if line.contains("MINERPOOL_PAUSE=rewards:before-commit") {
+                return;
+            }
+        }
+        panic!("the run ended before its pause point");
+    });
+    paused
+        .await
+        .expect("the run reached its transaction's pause");
+    signal(&child, "-TERM");
+    let output = tokio::time::timeout(std::time::Duration::from_secs(60), child.wait_with_output())
+        .await
+        .expect("the run ended")
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let last = summary(&output);
+    assert_eq!(last["outcome"], "succeeded", "{last}");
+    assert!(
+        last["signal"].as_str().unwrap().contains("SIGTERM"),
+        "the last line says the signal came: {last}"
+    );
+    let distributions = h.distributions().await;
+    assert_eq!(distributions.len(), 1, "the transaction committed");
+    assert_eq!(distributions[0].received, units("5").units());
+}

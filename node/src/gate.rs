@@ -174,51 +174,6 @@ impl AsyncWrite for Guarded {
     }
 }
 
-/// The HTTP server's listener: admits through the gate, closes refused sockets at once, and
-/// hands axum guarded connections.
-pub struct GatedListener {
-    pub listener: TcpListener,
-    pub gate: Arc<Gate>,
-    pub idle: Duration,
-    pub lifetime: Duration,
-    pub on_refused: Box<dyn Fn() + Send + Sync>,
-}
-
 /// The client's address, for handlers (`ConnectInfo<ClientAddr>`).
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl axum::serve::Listener for GatedListener {
-    type Io = Guarded;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        loop {
-            let (stream, address) = accept(&self.listener, "http").await;
-            match self.gate.admit(address.ip()) {
-                Admission::Admitted(pass) => {
-                    return (
-                        Guarded::new(stream, pass, self.idle, self.lifetime),
-                        address,
-                    );
-                }
-                Admission::Refused(_) => {
-                    (self.on_refused)();
-                    drop(stream);
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GatedListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, GatedListener>) -> Self {
-        ClientAddr(*stream.remote_addr())
-    }
-}

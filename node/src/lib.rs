@@ -2,6 +2,7 @@
 //! over the shared database. It keeps no state of its own, so any number of replicas can serve
 //! one database.
 
+pub mod connections;
 pub mod gate;
 pub mod http;
 pub mod metrics;
@@ -16,9 +17,9 @@ use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
 use minerpool_core::store::intake::Intake;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::connections::{Lifecycle, ShutdownReport};
 use crate::metrics::Metrics;
 
 /// Limits of both servers; the WebSocket ones are the spec's.
@@ -43,6 +44,8 @@ pub struct Limits {
     pub http_request_timeout: Duration,
     /// Largest HTTP request body.
     pub max_body_bytes: usize,
+    /// Once the servers stop accepting, open connections get this long to finish.
+    pub shutdown_timeout: Duration,
 }
 
 impl Limits {
@@ -58,6 +61,7 @@ impl Limits {
             http_connection_lifetime: Duration::from_secs(HTTP_CONNECTION_LIFETIME_SECONDS),
             http_request_timeout: Duration::from_secs(node.http_request_timeout_seconds.into()),
             max_body_bytes: 64 * 1024,
+            shutdown_timeout: Duration::from_secs(node.shutdown_timeout_seconds.into()),
         }
     }
 }
@@ -110,15 +114,24 @@ pub struct RunningNode {
     pub http_address: SocketAddr,
     pub websocket_address: SocketAddr,
     state: Arc<NodeState>,
-    shutdown: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    lifecycle: Lifecycle,
+    /// The two accept loops; each returns how many queued connections it took after the stop.
+    servers: Vec<JoinHandle<usize>>,
 }
 
+/// How long the group writer gets to write what it holds once every connection has ended.
+const WRITER_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl RunningNode {
+    /// The node's metrics (shared: they keep counting after this is taken).
+    pub fn metrics(&self) -> Metrics {
+        self.state.metrics.clone()
+    }
+
     /// Fails readiness, keeps serving for `delay`, then shuts down. In Kubernetes the pod's
     /// removal from the Service's endpoints reaches every kube-proxy a moment after SIGTERM
     /// reaches the pod; connections sent in that moment are still served instead of refused.
-    pub async fn drain(self, delay: std::time::Duration) {
+    pub async fn drain(self, delay: std::time::Duration) -> ShutdownReport {
         self.state
             .draining
             .store(true, std::sync::atomic::Ordering::SeqCst);
@@ -129,15 +142,40 @@ impl RunningNode {
             );
             tokio::time::sleep(delay).await;
         }
-        self.shutdown().await;
+        self.shutdown().await
     }
 
-    /// Stops accepting, lets in-flight requests finish, and waits for the servers to end.
-    pub async fn shutdown(self) {
-        let _ = self.shutdown.send(true);
-        for task in self.tasks {
-            let _ = task.await;
+    /// Stops accepting once the queued connections are taken, lets every open connection
+    /// finish (for at most `node.shutdownTimeoutSeconds`, then closes the rest with a reason),
+    /// and has the group writer write what it holds (see [`connections`]).
+    pub async fn shutdown(self) -> ShutdownReport {
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.lifecycle.stop.cancel();
+        let mut report = ShutdownReport::default();
+        for server in self.servers {
+            report.from_backlog += server.await.unwrap_or(0);
         }
+        let (cut, all_ended) = self
+            .lifecycle
+            .finish(self.state.limits.shutdown_timeout)
+            .await;
+        report.cut = cut;
+        report.all_ended = all_ended;
+        report.writer_flushed = self.state.intake.close(WRITER_FLUSH_TIMEOUT).await;
+        if !report.writer_flushed {
+            tracing::error!(
+                "the group writer did not finish its group in time; its messages' clients were already answered or cut, and their retries are safe"
+            );
+        }
+        tracing::info!(
+            from_backlog = report.from_backlog,
+            cut = report.cut,
+            writer_flushed = report.writer_flushed,
+            "servers stopped"
+        );
+        report
     }
 }
 
@@ -181,46 +219,22 @@ pub async fn start(
     ] {
         state.metrics.set_limit(limit, value);
     }
-    let (shutdown, stopped) = watch::channel(false);
-
-    let http_task = {
-        let app = http::router(state.clone());
-        let mut stopped = stopped.clone();
-        let limits = state.limits;
-        let refused = state.metrics.refused_http_connections.clone();
-        let listener = gate::GatedListener {
-            listener: http_listener,
-            gate: gate::Gate::new(
-                limits.max_http_connections,
-                limits.max_connections_per_client,
-            ),
-            idle: limits.http_idle_timeout,
-            lifetime: limits.http_connection_lifetime,
-            on_refused: Box::new(move || {
-                refused.inc();
-            }),
-        };
-        tokio::spawn(async move {
-            // The client's address, for the per-client limits of the admin endpoint.
-            let app = app.into_make_service_with_connect_info::<gate::ClientAddr>();
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = stopped.wait_for(|stop| *stop).await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP server stopped");
-            }
-        })
-    };
-    let websocket_task = tokio::spawn(websocket::serve(websocket_listener, state.clone(), stopped));
+    let lifecycle = Lifecycle::new(state.metrics.connections_cut.clone());
+    let servers = vec![
+        tokio::spawn(http::serve(http_listener, state.clone(), lifecycle.clone())),
+        tokio::spawn(websocket::serve(
+            websocket_listener,
+            state.clone(),
+            lifecycle.clone(),
+        )),
+    ];
     tracing::info!(%http_address, %websocket_address, "node serving");
     Ok(RunningNode {
         http_address,
         websocket_address,
         state,
-        shutdown,
-        tasks: vec![http_task, websocket_task],
+        lifecycle,
+        servers,
     })
 }
 

@@ -116,7 +116,7 @@ async fn run() -> anyhow::Result<()> {
         "limits"
     );
     let node = start(state, http_address, websocket_address).await?;
-    let (stop_jobs, jobs_stopped) = tokio::sync::watch::channel(false);
+    let stop_jobs = tokio_util::sync::CancellationToken::new();
     let jobs = if with_jobs {
         let context = Context {
             chain: ChainClient::new(&config.chain)?,
@@ -124,22 +124,34 @@ async fn run() -> anyhow::Result<()> {
             store,
             lock_ttl: DEFAULT_LOCK_TTL,
             wallet_key: wallet_key.clone(),
+            stop: stop_jobs.clone(),
         };
-        standalone::spawn_schedule(context, jobs_stopped)
+        standalone::spawn_schedule(context)
     } else {
         Vec::new()
     };
-    let delay = match shutdown_signal().await {
+    let (signal, delay) = match shutdown_signal().await {
         // SIGTERM comes from an orchestrator that is still routing to this node.
-        Signal::Terminate => Duration::from_secs(shutdown_delay.into()),
-        Signal::Interrupt => Duration::ZERO,
+        Signal::Terminate => ("SIGTERM", Duration::from_secs(shutdown_delay.into())),
+        Signal::Interrupt => ("SIGINT", Duration::ZERO),
     };
-    tracing::info!("shutting down: no new connections, finishing in-flight work");
-    let _ = stop_jobs.send(true);
-    node.drain(delay).await;
+    tracing::info!(
+        signal,
+        delay_seconds = delay.as_secs(),
+        "shutting down: finishing in-flight work"
+    );
+    // Jobs finish the step they are in while the servers drain.
+    stop_jobs.cancel();
+    let report = node.drain(delay).await;
     for job in jobs {
         let _ = job.await;
     }
+    tracing::info!(
+        from_backlog = report.from_backlog,
+        connections_cut = report.cut,
+        writer_flushed = report.writer_flushed,
+        "stopped"
+    );
     Ok(())
 }
 

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub refused_http_connections: Counter,
     /// The limits in force, as set at start (file descriptors after raising the soft limit).
     pub limits: Family<LimitLabels, Gauge>,
+    /// Connections still open at the shutdown timeout, closed with a reason.
+    pub connections_cut: Family<CutLabels, Counter>,
     /// Group writes committed, the messages they carried, and group writes failed.
     pub task_groups: Counter,
     pub task_group_messages: Counter,
@@ -73,6 +75,16 @@ pub struct MoneyLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct JobLabels {
     pub minerpool_job: String,
+}
+
+/// A connection closed at the shutdown timeout: its server and what it was doing.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CutLabels {
+    /// websocket or http.
+    pub server: String,
+    /// handshake, waiting for the message, answering, sending the reply (WebSocket); request
+    /// (HTTP).
+    pub during: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -138,6 +150,12 @@ impl Default for Metrics {
             "http_connections_refused",
             "HTTP connections closed at once: over the connection cap or the per-client cap",
             refused_http_connections.clone(),
+        );
+        let connections_cut = Family::<CutLabels, Counter>::default();
+        registry.register(
+            "connections_cut",
+            "Connections still open when the shutdown timeout ran out, closed with a reason, by server and what they were doing",
+            connections_cut.clone(),
         );
         let limits = Family::<LimitLabels, Gauge>::default();
         registry.register(
@@ -246,6 +264,7 @@ impl Default for Metrics {
             task_groups_failed,
             registry_loads,
             refused_http_connections,
+            connections_cut,
             limits,
             payouts_in_flight,
             payouts_oldest_unconfirmed_seconds,

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use minerpool_core::config::ScheduleConfig;
 use minerpool_jobs::{Context, Job, run_once};
-use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// Every job with its interval.
@@ -22,23 +21,27 @@ pub fn intervals(schedule: &ScheduleConfig) -> Vec<(Job, Duration)> {
     ]
 }
 
-/// Runs each job every interval (the first run at once) until `stopped` turns true.
-pub fn spawn_schedule(context: Context, stopped: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
+/// Runs each job every interval (the first run at once) until the context's stop; a run under
+/// way then finishes the step it is in and begins no other.
+pub fn spawn_schedule(context: Context) -> Vec<JoinHandle<()>> {
     intervals(&context.config.schedule)
         .into_iter()
         .map(|(job, every)| {
             let context = context.clone();
-            let mut stopped = stopped.clone();
             tokio::spawn(async move {
                 let mut ticks = tokio::time::interval(every);
                 ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     tokio::select! {
                         _ = ticks.tick() => {}
-                        _ = stopped.wait_for(|stop| *stop) => break,
+                        _ = context.stop.cancelled() => break,
                     }
                     match run_once(job, &context).await {
                         Ok(summary) => tracing::info!(job = %job, summary = %summary.to_json(), "job run"),
+                        Err(e) if e.is_stopped() => {
+                            tracing::warn!(job = %job, error = %e, "job run stopped at shutdown");
+                            break;
+                        }
                         Err(e) => tracing::error!(job = %job, error = %e, "job run failed; next try at the next interval"),
                     }
                 }

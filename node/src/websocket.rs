@@ -1,7 +1,7 @@
 //! The legacy WebSocket protocol (SPEC §4.1): one JSON text frame per connection, one text reply,
 //! then the server closes. Reply strings are the original iNode's, byte for byte.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bson::DateTime;
@@ -13,13 +13,13 @@ use minerpool_core::scoring::{
 use minerpool_core::store::activity::TaskRecorded;
 use serde_json::Value;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::protocol::frame::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 use crate::NodeState;
+use crate::connections::{CLOSE_FRAME_TIMEOUT, Lifecycle, accept_until_stopped};
 
 pub const MAX_CONNECTIONS: &str = "ERROR: Max connection limit reached";
 pub const INVALID_FORMAT: &str = "ERROR: Invalid message format";
@@ -36,28 +36,26 @@ pub const INVALID_PORT: &str = "ERROR: Invalid port";
 pub const MESSAGE_TOO_LARGE: &str = "ERROR: Message too large";
 pub const INTERNAL_ERROR: &str = "ERROR: Internal error";
 
-/// Accepts connections until `stopped` turns true.
-pub async fn serve(
-    listener: TcpListener,
-    state: Arc<NodeState>,
-    mut stopped: watch::Receiver<bool>,
-) {
+/// Closing reasons of connections still open at the shutdown timeout.
+pub const SHUTTING_DOWN: &str = "server shutting down";
+pub const SHUTTING_DOWN_UNANSWERED: &str = "server shutting down before the reply: the message may have been recorded; resending it is safe";
+
+/// Accepts connections until the lifecycle's stop, then takes the queued ones (see
+/// [`crate::connections`]). Returns how many were taken after the stop.
+pub async fn serve(listener: TcpListener, state: Arc<NodeState>, lifecycle: Lifecycle) -> usize {
     let gate = crate::gate::Gate::new(
         state.limits.max_connections,
         state.limits.max_connections_per_client,
     );
-    loop {
-        let (stream, address) = tokio::select! {
-            accepted = crate::gate::accept(&listener, "websocket") => accepted,
-            _ = stopped.wait_for(|stop| *stop) => break,
-        };
-        let admission = gate.admit(address.ip());
+    let stop = lifecycle.stop.clone();
+    accept_until_stopped(listener, "websocket", stop, |stream, address| {
         let state = state.clone();
-        match admission {
+        match gate.admit(address.ip()) {
             crate::gate::Admission::Admitted(pass) => {
-                tokio::spawn(async move {
+                let connection_lifecycle = lifecycle.clone();
+                lifecycle.spawn(async move {
                     state.metrics.open_connections.inc();
-                    connection(stream, &state).await;
+                    connection(stream, address, &state, &connection_lifecycle).await;
                     state.metrics.open_connections.dec();
                     drop(pass);
                 });
@@ -66,14 +64,19 @@ pub async fn serve(
                 state.metrics.refused_connections.inc();
                 // Explained while few are being refused; past that, closed at once.
                 if let Some(slot) = slot {
-                    tokio::spawn(async move {
-                        refuse(stream, &state).await;
+                    let cut = lifecycle.cut.clone();
+                    lifecycle.spawn(async move {
+                        tokio::select! {
+                            _ = refuse(stream, &state) => {}
+                            _ = cut.cancelled() => {}
+                        }
                         drop(slot);
                     });
                 }
             }
         }
-    }
+    })
+    .await
 }
 
 fn websocket_config(state: &NodeState) -> WebSocketConfig {
@@ -93,32 +96,55 @@ async fn refuse(stream: TcpStream, state: &NodeState) {
     )
     .await;
     if let Ok(Ok(mut ws)) = handshake {
-        let _ = ws
-            .close(Some(CloseFrame {
-                code: CloseCode::Again,
-                reason: MAX_CONNECTIONS.into(),
-            }))
-            .await;
+        close_with(&mut ws, CloseCode::Again, MAX_CONNECTIONS).await;
     }
 }
 
-async fn connection(stream: TcpStream, state: &NodeState) {
+async fn connection(
+    stream: TcpStream,
+    client: SocketAddr,
+    state: &NodeState,
+    lifecycle: &Lifecycle,
+) {
     let idle = state.limits.idle_timeout;
-    let handshake = tokio::time::timeout(
-        idle,
-        tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config(state))),
-    )
-    .await;
+    let cut = &lifecycle.cut;
+    let handshake = tokio::select! {
+        handshake = tokio::time::timeout(
+            idle,
+            tokio_tungstenite::accept_async_with_config(stream, Some(websocket_config(state))),
+        ) => handshake,
+        _ = cut.cancelled() => {
+            lifecycle.count_cut("websocket", "handshake", client);
+            return;
+        }
+    };
     let Ok(Ok(mut ws)) = handshake else {
         return;
     };
-    let reply = match tokio::time::timeout(idle, ws.next()).await {
+    let frame = tokio::select! {
+        frame = tokio::time::timeout(idle, ws.next()) => frame,
+        _ = cut.cancelled() => {
+            lifecycle.count_cut("websocket", "waiting for the message", client);
+            close_with(&mut ws, CloseCode::Away, SHUTTING_DOWN).await;
+            return;
+        }
+    };
+    let reply = match frame {
         // Silent for too long, or gone.
         Err(_) | Ok(None) => {
             let _ = ws.close(None).await;
             return;
         }
-        Ok(Some(Ok(Message::Text(text)))) => answer(text.as_str(), state).await,
+        Ok(Some(Ok(Message::Text(text)))) => {
+            tokio::select! {
+                reply = answer(text.as_str(), state) => reply,
+                _ = cut.cancelled() => {
+                    lifecycle.count_cut("websocket", "answering", client);
+                    close_with(&mut ws, CloseCode::Away, SHUTTING_DOWN_UNANSWERED).await;
+                    return;
+                }
+            }
+        }
         Ok(Some(Ok(Message::Binary(_)))) => {
             state.metrics.message("invalid", "invalid-format");
             INVALID_FORMAT.to_owned()
@@ -130,19 +156,35 @@ async fn connection(stream: TcpStream, state: &NodeState) {
         }
         Ok(Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_)))) => {
             state.metrics.message("invalid", "too-large");
-            let _ = ws
-                .close(Some(CloseFrame {
-                    code: CloseCode::Size,
-                    reason: MESSAGE_TOO_LARGE.into(),
-                }))
-                .await;
+            close_with(&mut ws, CloseCode::Size, MESSAGE_TOO_LARGE).await;
             return;
         }
         Ok(Some(Err(_))) => return,
     };
-    if ws.send(Message::text(reply)).await.is_ok() {
-        let _ = ws.close(None).await;
+    let sent = tokio::time::timeout(idle, async {
+        if ws.send(Message::text(reply)).await.is_ok() {
+            let _ = ws.close(None).await;
+        }
+    });
+    tokio::select! {
+        _ = sent => {}
+        _ = cut.cancelled() => lifecycle.count_cut("websocket", "sending the reply", client),
     }
+}
+
+/// Closes with a code and a reason, waiting at most [`CLOSE_FRAME_TIMEOUT`] for the frame to go.
+async fn close_with<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    code: CloseCode,
+    reason: &str,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let frame = CloseFrame {
+        code,
+        reason: reason.into(),
+    };
+    let _ = tokio::time::timeout(CLOSE_FRAME_TIMEOUT, ws.close(Some(frame))).await;
 }
 
 /// A parsed request.

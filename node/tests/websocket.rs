@@ -4,7 +4,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{Options, node, node_with, ping, reply, task};
+use common::{Options, node, node_process_with, node_with, ping, reply, task};
 use futures::SinkExt;
 use minerpool_core::store::TASK_GIVE_UP_AFTER;
 use minerpool_core::store::activity::TASK_AFTER_RECEIPT;
@@ -13,7 +13,6 @@ use minerpool_core::testing::refuse_pool_score;
 use minerpool_node::Limits;
 use minerpool_node::websocket::*;
 use minerpool_tests::fixtures::*;
-use minerpool_tests::free_port;
 use minerpool_tests::wait;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -348,46 +347,6 @@ async fn identical_tasks_at_the_same_moment_score_once() {
         assert_eq!(reply, "SUCCESS: twin");
     }
     assert_eq!(n.pool_score(POOL_A).await, Some(10));
-}
-
-/// The real `minerpool-node serve` on `database`, configured by `configure`, with
-/// `MINERPOOL_FAULT` set to `fault`; ready.
-async fn node_process_with(
-    database: &str,
-    fault: Option<&str>,
-    configure: impl FnOnce(&mut minerpool_core::config::Config),
-) -> (tokio::process::Child, String) {
-    let (http_port, ws_port) = (free_port(), free_port());
-    let mut config = minerpool_core::config::Config::with_wallets(INODE, REWARD);
-    configure(&mut config);
-    config.mongodb.database = database.to_owned();
-    config.node.http_address = format!("127.0.0.1:{http_port}").parse().unwrap();
-    config.node.websocket_address = format!("127.0.0.1:{ws_port}").parse().unwrap();
-    let path = std::env::temp_dir().join(format!("{database}-{ws_port}.yaml"));
-    std::fs::write(&path, config.to_yaml()).unwrap();
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-node"));
-    command
-        .args(["serve", "--config"])
-        .arg(&path)
-        .env("MONGODB_URI", minerpool_core::testing::mongodb_uri())
-        .env("RUST_LOG", "warn")
-        .env_remove("MINERPOOL_FAULT")
-        .kill_on_drop(true);
-    if let Some(fault) = fault {
-        command.env("MINERPOOL_FAULT", fault);
-    }
-    let child = command.spawn().expect("start minerpool-node");
-    let ready = format!("http://127.0.0.1:{http_port}/readyz");
-    for _ in 0..200 {
-        if reqwest::get(&ready)
-            .await
-            .is_ok_and(|r| r.status().is_success())
-        {
-            return (child, format!("ws://127.0.0.1:{ws_port}"));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("minerpool-node did not get ready");
 }
 
 async fn send_to(ws: &str, message: &str) -> String {

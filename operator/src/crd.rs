@@ -158,10 +158,14 @@ pub struct Node {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<u32>,
     /// Seconds a stopping node pod fails readiness but still serves, so that connections sent
-    /// before every kube-proxy drops it are answered (default 5; 0 to 300). The pod's grace
-    /// period is this plus 30 s for in-flight work.
+    /// before every kube-proxy drops it are answered (default 5; 0 to 300).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_delay_seconds: Option<u32>,
+    /// Once a stopping node pod has stopped accepting: seconds its open connections get to
+    /// finish; any still open then is closed with a reason (default 20; 1 to 300). The pod's
+    /// grace period is the delay plus this plus 10 s for the last group write and exit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shutdown_timeout_seconds: Option<u32>,
     /// Resource requests and limits of the node container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resources: Option<BTreeMap<String, BTreeMap<String, String>>>,

@@ -40,8 +40,17 @@ pub const STARTING_DEADLINE_SECONDS: i64 = 50;
 /// A run that hangs is stopped after this, so `Forbid` cannot block a job for ever.
 pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 600;
 pub const DEFAULT_HISTORY_LIMIT: i32 = 3;
-/// Time a node pod has after its drain delay to finish in-flight TASKs and exit.
-pub const NODE_FINISH_SECONDS: i64 = 30;
+/// Time a node pod has, after its drain delay and its shutdown timeout, for the group writer's
+/// last write and the exit.
+pub const NODE_EXIT_SECONDS: i64 = 10;
+
+/// A node pod's grace period: its drain delay, then its shutdown timeout for open connections,
+/// then the last write and the exit; the kubelet kills it only after all three.
+pub fn node_grace_period_seconds(node: &minerpool_core::config::NodeConfig) -> i64 {
+    i64::from(node.shutdown_delay_seconds)
+        + i64::from(node.shutdown_timeout_seconds)
+        + NODE_EXIT_SECONDS
+}
 
 /// The four jobs, each a CronJob.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -408,9 +417,7 @@ pub fn deployment(mp: &MinerPool, config: &Config, config_digest: &str) -> Deplo
                     security_context: Some(pod_security_context()),
                     automount_service_account_token: Some(false),
                     volumes: Some(vec![config_volume(mp)]),
-                    termination_grace_period_seconds: Some(
-                        i64::from(config.node.shutdown_delay_seconds) + NODE_FINISH_SECONDS,
-                    ),
+                    termination_grace_period_seconds: Some(node_grace_period_seconds(&config.node)),
                     ..PodSpec::default()
                 }),
             },

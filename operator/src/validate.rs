@@ -279,6 +279,10 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     n.shutdown_delay_seconds = node
         .shutdown_delay_seconds
         .unwrap_or(DEFAULT_SHUTDOWN_DELAY_SECONDS);
+    set(
+        &mut n.shutdown_timeout_seconds,
+        node.shutdown_timeout_seconds,
+    );
     set(&mut n.max_http_connections, node.max_http_connections);
     set(
         &mut n.max_connections_per_client,

@@ -212,6 +212,7 @@ fn every_field_set() -> MinerPool {
     s.rewards.confirmations = Some(4);
     s.node.replicas = Some(3);
     s.node.shutdown_delay_seconds = Some(12);
+    s.node.shutdown_timeout_seconds = Some(25);
     s.node.http_port = Some(9001);
     s.node.websocket_port = Some(9501);
     s.node.service_type = Some("LoadBalancer".into());
@@ -487,8 +488,9 @@ fn generated_pods_mount_no_service_account_token() {
     }
 }
 
-/// A node pod told to stop keeps serving for its drain delay, then finishes in-flight TASKs:
-/// its grace period covers both, or the kubelet kills it mid-TASK.
+/// A node pod told to stop keeps serving for its drain delay, then gives open connections its
+/// shutdown timeout, then writes its last group: its grace period covers all three, or the
+/// kubelet kills it mid-TASK.
 #[test]
 fn the_node_drains_within_its_grace_period() {
     let grace = |d: &Desired| {
@@ -500,13 +502,15 @@ fn the_node_drains_within_its_grace_period() {
         config.node.shutdown_delay_seconds,
         minerpool_operator::validate::DEFAULT_SHUTDOWN_DELAY_SECONDS
     );
+    assert_eq!(config.node.shutdown_timeout_seconds, 20);
     assert_eq!(
         grace(&d),
-        Some(i64::from(config.node.shutdown_delay_seconds) + desired::NODE_FINISH_SECONDS)
+        Some(i64::from(config.node.shutdown_delay_seconds) + 20 + desired::NODE_EXIT_SECONDS)
     );
     mp.spec.node.shutdown_delay_seconds = Some(0);
+    mp.spec.node.shutdown_timeout_seconds = Some(45);
     let (_, d) = build(&mp, &mongodb_only());
-    assert_eq!(grace(&d), Some(desired::NODE_FINISH_SECONDS));
+    assert_eq!(grace(&d), Some(45 + desired::NODE_EXIT_SECONDS));
     mp.spec.node.shutdown_delay_seconds = Some(301);
     assert_problem(
         &mp,
@@ -514,6 +518,16 @@ fn the_node_drains_within_its_grace_period() {
         "spec.node.shutdownDelaySeconds",
         "must be 0 to 300",
     );
+    mp.spec.node.shutdown_delay_seconds = None;
+    for bad in [0, 301] {
+        mp.spec.node.shutdown_timeout_seconds = Some(bad);
+        assert_problem(
+            &mp,
+            &mongodb_only(),
+            "spec.node.shutdownTimeoutSeconds",
+            "must be 1 to 300",
+        );
+    }
 }
 
 #[test]

@@ -57,6 +57,9 @@ pub enum StoreError {
     /// The run no longer holds its job lock: the move was refused and nothing was written.
     #[error("fenced: {0}")]
     Fenced(String),
+    /// The run was told to stop (SIGTERM) before this step: nothing of the step was written.
+    #[error("stopped: {0}")]
+    Stopped(String),
     /// The group write carrying this message failed; every message in it gets this error.
     #[error("the group write failed: {0}")]
     Group(Arc<StoreError>),

@@ -13,7 +13,7 @@ use super::documents::{
 };
 use super::runs::Fence;
 use super::{Result, Store, StoreError, update_many_by_key};
-use crate::faults::crash_point;
+use crate::faults::{crash_point, pause_point};
 use crate::rewards::{LastScanned, PoolWeight, ValidatorWeight, credits_by_address};
 use crate::scoring::percentage_hundredths;
 
@@ -232,6 +232,7 @@ impl Store {
             .await?;
         }
         crash_point("rewards:before-commit");
+        pause_point("rewards:before-commit");
         Ok(())
     }
 

@@ -26,6 +26,7 @@ pub struct Fence {
     pub holder: String,
     pub generation: i64,
     lost: Arc<AtomicBool>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Fence {
@@ -39,10 +40,28 @@ impl Fence {
         self.lost.load(Ordering::SeqCst)
     }
 
-    /// `Err(Fenced)` once the lock is known lost; call before anything that leaves the process.
+    /// Marks the run as told to stop (its process got SIGTERM): the step under way finishes,
+    /// and the next one is not begun.
+    pub fn request_stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+    }
+
+    pub fn stop_requested(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
+    }
+
+    /// `Err(Fenced)` once the lock is known lost, `Err(Stopped)` once the run was told to stop;
+    /// call before anything that leaves the process. Every money-moving transaction calls it
+    /// first ([`Store::check_fence`]), so a stop either finds a transaction already past that
+    /// point, which then commits, or prevents it whole.
     pub fn ensure_held(&self) -> Result<()> {
         if self.is_lost() {
             Err(self.refused("the lock was lost"))
+        } else if self.stop_requested() {
+            Err(StoreError::Stopped(format!(
+                "job {} was told to stop before its next step; nothing of that step was written, every earlier step of the run is committed",
+                self.job
+            )))
         } else {
             Ok(())
         }
@@ -118,6 +137,7 @@ impl Store {
                 holder,
                 generation: lock.generation,
                 lost: Arc::default(),
+                stopping: Arc::default(),
             }),
             _ => None,
         })

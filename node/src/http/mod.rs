@@ -5,15 +5,18 @@ pub mod legacy;
 mod ops;
 mod pages;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
 use crate::NodeState;
+use crate::connections::{Lifecycle, accept_until_stopped};
+use crate::gate::{Admission, ClientAddr, Gate, Guarded};
 use crate::metrics::{RequestLabels, RouteLabels};
 
 pub use api::openapi;
@@ -29,6 +32,83 @@ pub fn router(state: Arc<NodeState>) -> Router {
             state.limits.max_body_bytes,
         ))
         .with_state(state)
+}
+
+/// Serves HTTP/1.1 until the lifecycle's stop, then takes the queued connections (see
+/// [`crate::connections`]); each open connection finishes the request in flight, and keep-alive
+/// connections close after it. Returns how many connections were taken after the stop.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<NodeState>,
+    lifecycle: Lifecycle,
+) -> usize {
+    let app = router(state.clone());
+    let limits = state.limits;
+    let gate = Gate::new(
+        limits.max_http_connections,
+        limits.max_connections_per_client,
+    );
+    let stop = lifecycle.stop.clone();
+    accept_until_stopped(listener, "http", stop, |stream, address| {
+        match gate.admit(address.ip()) {
+            Admission::Admitted(pass) => {
+                let io = Guarded::new(
+                    stream,
+                    pass,
+                    limits.http_idle_timeout,
+                    limits.http_connection_lifetime,
+                );
+                lifecycle.spawn(connection(io, address, app.clone(), lifecycle.clone()));
+            }
+            Admission::Refused(_) => {
+                state.metrics.refused_http_connections.inc();
+                drop(stream);
+            }
+        }
+    })
+    .await
+}
+
+/// One HTTP connection, as axum's own server runs it, with the lifecycle's signals: at the stop
+/// it shuts down gracefully (the request in flight is answered, then the connection closes); at
+/// the cut it is closed.
+async fn connection(io: Guarded, client: SocketAddr, app: Router, lifecycle: Lifecycle) {
+    use tower::ServiceExt as _;
+    let app = app.map_request(
+        move |mut request: axum::http::Request<hyper::body::Incoming>| {
+            // The client's address, for the per-client limits of the admin endpoint.
+            request
+                .extensions_mut()
+                .insert(ConnectInfo(ClientAddr(client)));
+            request
+        },
+    );
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .serve_connection(
+            hyper_util::rt::TokioIo::new(io),
+            hyper_util::service::TowerToHyperService::new(app),
+        );
+    tokio::pin!(connection);
+    let mut stopping = false;
+    loop {
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(e) = served {
+                    tracing::debug!(error = %e, %client, "HTTP connection ended with an error");
+                }
+                return;
+            }
+            _ = lifecycle.stop.cancelled(), if !stopping => {
+                connection.as_mut().graceful_shutdown();
+                stopping = true;
+            }
+            _ = lifecycle.cut.cancelled() => {
+                lifecycle.count_cut("http", "request", client);
+                return;
+            }
+        }
+    }
 }
 
 /// Counts requests and their latency by matched route (never by raw path, which is unbounded).
