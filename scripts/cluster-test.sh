@@ -346,6 +346,25 @@ assert d['failed'] == 0 and d['succeeded'] > 0, d
 print(d['succeeded'], 'TASKs during the roll, none refused')
 " <"$CLUSTER/roll.json" || fail "TASKs failed while the node rolled: $(cat "$CLUSTER/roll.json")"
 
+# MINERPOOL_ROLL_REPEAT=N rolls the node N - 1 more times under the same load on this warm
+# cluster, each roll a new spec (maxConnections 1001, 1002, …), and fails on any failed TASK.
+repeat=${MINERPOOL_ROLL_REPEAT:-1}
+for ((roll = 2; roll <= repeat; roll++)); do
+    validator-load --url "ws://$NODE:5501" --pool "$POOL" --validator "$VALIDATOR_1" --prefix "roll$roll" \
+        --seconds 60 --per-second 20 --concurrency 4 >"$CLUSTER/roll-$roll.json" &
+    load=$!
+    sleep 2
+    kubectl patch mp/local --type merge -p "{\"spec\":{\"node\":{\"maxConnections\":$((999 + roll))}}}" >&2 ||
+        fail "patching for roll $roll"
+    kubectl rollout status deployment/local-node --timeout=180s >&2 || fail "roll $roll did not finish"
+    wait $load
+    counts=$(json "print('tasks', d['tasks'], 'succeeded', d['succeeded'], 'failed', d['failed'])" <"$CLUSTER/roll-$roll.json")
+    log "roll $roll of $repeat: $counts"
+    json "assert d['failed'] == 0 and d['succeeded'] > 0, d" <"$CLUSTER/roll-$roll.json" ||
+        fail "TASKs failed in roll $roll: $(cat "$CLUSTER/roll-$roll.json")"
+done
+[ "$repeat" -le 1 ] || ok "the node rolled $repeat times under load; no TASK failed"
+
 # ---------------------------------------------------------------------------------------------
 # Down
 

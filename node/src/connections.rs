@@ -197,8 +197,9 @@ pub async fn accept_until_stopped(
 #[cfg(target_os = "linux")]
 fn refuse_new_handshakes(listener: &TcpListener) -> std::io::Result<()> {
     use socket2::{SockFilter, SockRef};
-    // The classic BPF opcodes (linux/filter.h): load byte absolute, jump if bits set, return.
-    const LD_B_ABS: u16 = 0x00 | 0x10 | 0x20;
+    // The classic BPF opcodes (linux/filter.h): load byte absolute (BPF_LD 0x00 | BPF_B 0x10 |
+    // BPF_ABS 0x20), jump if bits set, return.
+    const LD_B_ABS: u16 = 0x10 | 0x20;
     const JMP_JSET_K: u16 = 0x05 | 0x40;
     const RET_K: u16 = 0x06;
     const TCP_FLAGS: u32 = 13;
