@@ -7,6 +7,7 @@ mod pages;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use axum::Router;
@@ -69,20 +70,27 @@ pub async fn serve(
     .await
 }
 
-/// One HTTP connection, as axum's own server runs it, with the lifecycle's signals: at the stop
-/// it shuts down gracefully (the request in flight is answered, then the connection closes); at
-/// the cut it is closed.
+/// One HTTP connection, as axum's own server runs it, with the lifecycle's signals. At the stop,
+/// a connection that has begun a request shuts down gracefully (the request in flight is
+/// answered, then it closes; an idle keep-alive connection closes at once); one that has not yet
+/// sent a request is left to send it, and its answer carries `Connection: close` (hyper's
+/// graceful shutdown would close it unanswered, as idle). At the cut it is closed.
 async fn connection(io: Guarded, client: SocketAddr, app: Router, lifecycle: Lifecycle) {
     use tower::ServiceExt as _;
-    let app = app.map_request(
-        move |mut request: axum::http::Request<hyper::body::Incoming>| {
-            // The client's address, for the per-client limits of the admin endpoint.
-            request
-                .extensions_mut()
-                .insert(ConnectInfo(ClientAddr(client)));
-            request
-        },
-    );
+    let began = Arc::new(AtomicBool::new(false));
+    let app = {
+        let began = began.clone();
+        app.map_request(
+            move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                began.store(true, Ordering::SeqCst);
+                // The client's address, for the per-client limits of the admin endpoint.
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo(ClientAddr(client)));
+                request
+            },
+        )
+    };
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .serve_connection(
@@ -100,7 +108,9 @@ async fn connection(io: Guarded, client: SocketAddr, app: Router, lifecycle: Lif
                 return;
             }
             _ = lifecycle.stop.cancelled(), if !stopping => {
-                connection.as_mut().graceful_shutdown();
+                if began.load(Ordering::SeqCst) {
+                    connection.as_mut().graceful_shutdown();
+                }
                 stopping = true;
             }
             _ = lifecycle.cut.cancelled() => {
@@ -142,5 +152,14 @@ async fn observe(State(state): State<Arc<NodeState>>, request: Request, next: Ne
             status: response.status().as_u16(),
         })
         .inc();
+    let mut response = response;
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        // Stopping: the connection closes after this answer, so a keep-alive client opens its
+        // next one where the Service now routes.
+        response.headers_mut().insert(
+            axum::http::header::CONNECTION,
+            axum::http::HeaderValue::from_static("close"),
+        );
+    }
     response
 }
