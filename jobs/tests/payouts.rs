@@ -787,3 +787,61 @@ async fn the_first_run_imports_temp_withdrawals_and_names_what_it_held() {
         "{audit}"
     );
 }
+
+/// SIGTERM while a payouts run sits between its steps (its batch created, not yet signed): the
+/// run begins no further step, sends nothing, ends `stopped` (exit 143) saying so, and leaves
+/// the batch for the next run, which pays it exactly once.
+#[tokio::test]
+async fn sigterm_between_steps_stops_the_run_and_the_next_pays_once() {
+    let h = harness("payouts_sigterm", &["4", "6"]).await;
+    let running = h
+        .command(
+            "payouts",
+            &[],
+            &[
+                ("MINERPOOL_WALLET_KEY", WALLET_KEY),
+                ("MINERPOOL_PAUSE", "payouts:after-create:2"),
+            ],
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while h
+        .store
+        .payout_batches()
+        .count_documents(doc! {})
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the run never created its batch"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    signal(&running, "-TERM");
+    let stopped = running.wait_with_output().await.unwrap();
+    assert_eq!(stopped.status.code(), Some(143), "{}", stderr(&stopped));
+    let last = common::summary(&stopped);
+    assert_eq!(last["outcome"], "stopped", "{last}");
+    assert_eq!(last["signal"], "SIGTERM", "{last}");
+    assert!(
+        last["error"]
+            .as_str()
+            .unwrap()
+            .contains("every earlier step of the run is committed"),
+        "{last}"
+    );
+    assert_eq!(h.sim.accepted(), 0, "the stopped run sent nothing");
+    assert_eq!(only_batch(&h).await.state, BatchState::Created);
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    run_ok(&h).await;
+    bury(&h);
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+    assert_eq!(h.sim.accepted(), 1, "one transaction in all");
+}

@@ -11,10 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bson::{Document, doc};
-use common::{Options, node, node_process, node_with, reply, task};
+use common::{Options, node, node_process, node_process_as, node_with, reply, task};
 use futures::{SinkExt, StreamExt, TryStreamExt};
+use minerpool_core::money::Amount;
 use minerpool_core::store::names;
 use minerpool_node::websocket::SHUTTING_DOWN;
+use minerpool_tests::chain_sim::{ChainSim, Scenario, SimValidator, generate_blocks};
 use minerpool_tests::fixtures::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -88,10 +90,24 @@ async fn every_message_is_answered_while_the_node_stops(
     // 1 %: each TASK adds 1, so the score stays far below the cap.
     n.add_validator(VALIDATOR_1, 1.0).await;
     let database = n.store.database().name().to_owned();
-    let mut process = node_process(&database, None, |config| {
+    let process = node_process(&database, None, |config| {
         config.node.shutdown_delay_seconds = delay_seconds;
     })
     .await;
+    let succeeded = answered_while_stopping(&n, process, label, signal, delay_seconds).await;
+    assert_eq!(n.pool_score(POOL_A).await, Some(succeeded.min(100) as i64));
+}
+
+/// Sends TASKs and HTTP requests to `process` until it has stopped on `signal` and refuses
+/// them; checks that every connection it took was answered and that the TASKs stored are
+/// exactly those answered `SUCCESS`. Returns how many succeeded.
+async fn answered_while_stopping(
+    n: &common::TestNode,
+    mut process: common::NodeProcess,
+    label: &str,
+    signal: Signal,
+    delay_seconds: u32,
+) -> usize {
     let ws_address: SocketAddr = process.ws.trim_start_matches("ws://").parse().unwrap();
     let healthz = format!("{}/healthz", process.http);
     let exited = Arc::new(AtomicBool::new(false));
@@ -247,10 +263,7 @@ async fn every_message_is_answered_while_the_node_stops(
         stored, succeeded,
         "the TASKs in the database are exactly those answered SUCCESS"
     );
-    assert_eq!(
-        n.pool_score(POOL_A).await,
-        Some(succeeded.len().min(100) as i64)
-    );
+    succeeded.len()
 }
 
 /// SIGTERM, as a pod's deletion sends: the node fails readiness and serves for its delay, then
@@ -264,6 +277,60 @@ async fn every_message_is_answered_through_sigterm_with_a_delay() {
 #[tokio::test]
 async fn every_message_is_answered_through_sigint() {
     every_message_is_answered_while_the_node_stops("stop_sigint", Signal::Int, 0).await;
+}
+
+/// Standalone mode stops the same way, with its jobs running every second against a chain that
+/// keeps paying: every TASK answered and stored as answered, and every job run it began ended
+/// (none left `running`), each finished or stopped before a step it had not begun.
+#[tokio::test]
+async fn standalone_answers_every_message_and_ends_every_job_run() {
+    let label = "stop_standalone";
+    let n = node(label).await;
+    n.register_pool(POOL_A).await;
+    n.add_validator(VALIDATOR_1, 1.0).await;
+    let database = n.store.database().name().to_owned();
+    let sim = ChainSim::start(Scenario {
+        validators: vec![SimValidator {
+            address: VALIDATOR_1.into(),
+            stake: Amount::parse("100").unwrap(),
+            votes: vec![],
+        }],
+        ..Scenario::default()
+    })
+    .await;
+    generate_blocks(&sim, INODE.into(), Duration::from_millis(200), 100, 7);
+    let process = node_process_as("standalone", &database, None, |config| {
+        config.node.shutdown_delay_seconds = 1;
+        config.chain.api_url = sim.url.clone();
+        config.chain.allow_insecure_http = true;
+        config.rewards.start_height = 100;
+        config.rewards.blocks_per_run = 2;
+        config.rewards.confirmations = 1;
+        config.schedule.rewards_seconds = 1;
+        config.schedule.payouts_seconds = 1;
+        config.schedule.validators_seconds = 1;
+        config.schedule.decay_seconds = 1;
+    })
+    .await;
+    answered_while_stopping(&n, process, label, Signal::Term, 1).await;
+    let runs: Vec<Document> = n
+        .store
+        .collection::<Document>(names::JOB_RUNS)
+        .find(doc! {})
+        .await
+        .unwrap()
+        .try_collect()
+        .await
+        .unwrap();
+    assert!(runs.len() >= 4, "the jobs ran: {runs:?}");
+    for run in &runs {
+        let outcome = run.get_str("outcome").unwrap();
+        assert_ne!(outcome, "running", "a job run was left running: {run}");
+        if outcome == "failed" {
+            let error = run.get_str("error").unwrap_or("");
+            assert!(error.starts_with("stopped:"), "a job run failed: {run}");
+        }
+    }
 }
 
 /// Connections still open at the shutdown timeout are closed with a reason and counted: a

@@ -251,6 +251,16 @@ pub async fn node_process(
     fault: Option<&str>,
     configure: impl FnOnce(&mut minerpool_core::config::Config),
 ) -> NodeProcess {
+    node_process_as("serve", database, fault, configure).await
+}
+
+/// `minerpool-node <command>` (`serve` or `standalone`), otherwise as [`node_process`].
+pub async fn node_process_as(
+    command_name: &str,
+    database: &str,
+    fault: Option<&str>,
+    configure: impl FnOnce(&mut minerpool_core::config::Config),
+) -> NodeProcess {
     let (http_port, ws_port) = (minerpool_tests::free_port(), minerpool_tests::free_port());
     let mut config = minerpool_core::config::Config::with_wallets(INODE, REWARD);
     configure(&mut config);
@@ -261,7 +271,7 @@ pub async fn node_process(
     std::fs::write(&path, config.to_yaml()).unwrap();
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_minerpool-node"));
     command
-        .args(["serve", "--config"])
+        .args([command_name, "--config"])
         .arg(&path)
         .env("MONGODB_URI", minerpool_core::testing::mongodb_uri())
         .env("RUST_LOG", "warn")
