@@ -62,7 +62,8 @@ async fn main() {
         chain: ChainClient::new(&config.chain).unwrap(),
         config,
         store: store.clone(),
-        lock_ttl: Duration::from_secs(60),
+        // Long enough that no renewal (a round trip of time, not of work) enters the count.
+        lock_ttl: Duration::from_secs(3600),
         stop: Default::default(),
         wallet_key: Some(key.into()),
     };

@@ -72,7 +72,8 @@ async fn distribute_to(pools: usize) -> Figures {
         chain: ChainClient::new(&config.chain).expect("chain client"),
         config,
         store: store.clone(),
-        lock_ttl: Duration::from_secs(60),
+        // Long enough that no renewal (a round trip of time, not of work) enters the count.
+        lock_ttl: Duration::from_secs(3600),
         stop: Default::default(),
         wallet_key: None,
     };
