@@ -60,6 +60,10 @@ diagnose() {
     log "cluster state:"
     kubectl get nodes,pods,jobs,cronjobs,deployments -A -o wide 2>&1 | sed 's/^/    /' >&2
     kubectl get events -A --sort-by=.lastTimestamp 2>&1 | tail -n 40 | sed 's/^/    /' >&2
+    if [ -n "${CLUSTER:-}" ] && [ -f "$CLUSTER/mongo/server.log" ]; then
+        log "the MongoDB-compatible server's log (last 40 lines):"
+        tail -n 40 "$CLUSTER/mongo/server.log" | sed 's/^/    /' >&2
+    fi
     local pod
     for pod in $(kubectl get pods -A -o jsonpath='{range .items[*]}{.metadata.namespace}/{.metadata.name}{" "}{end}' 2>/dev/null); do
         log "logs of $pod:"
@@ -353,6 +357,11 @@ for ((roll = 2; roll <= repeat; roll++)); do
     validator-load --url "ws://$NODE:5501" --pool "$POOL" --validator "$VALIDATOR_1" --prefix "roll$roll" \
         --seconds 60 --per-second 20 --concurrency 4 >"$CLUSTER/roll-$roll.json" &
     load=$!
+    # The pods about to be replaced: their logs end with their shutdown report, and are gone
+    # with them.
+    for pod in $(node_pods -o jsonpath='{.items[*].metadata.name}'); do
+        kubectl logs -f "$pod" >"$CLUSTER/roll-$roll-$pod.log" 2>&1 &
+    done
     sleep 2
     kubectl patch mp/local --type merge -p "{\"spec\":{\"node\":{\"maxConnections\":$((999 + roll))}}}" >&2 ||
         fail "patching for roll $roll"
@@ -360,8 +369,16 @@ for ((roll = 2; roll <= repeat; roll++)); do
     wait $load
     counts=$(json "print('tasks', d['tasks'], 'succeeded', d['succeeded'], 'failed', d['failed'])" <"$CLUSTER/roll-$roll.json")
     log "roll $roll of $repeat: $counts"
-    json "assert d['failed'] == 0 and d['succeeded'] > 0, d" <"$CLUSTER/roll-$roll.json" ||
+    for pod_log in "$CLUSTER/roll-$roll-"*.log; do
+        log "$(basename "$pod_log" .log): $(grep -o '"message":"stopped"[^}]*' "$pod_log" || echo 'no shutdown report')"
+    done
+    if ! json "assert d['failed'] == 0 and d['succeeded'] > 0, d" <"$CLUSTER/roll-$roll.json"; then
+        for pod_log in "$CLUSTER/roll-$roll-"*.log; do
+            log "log of the replaced pod $(basename "$pod_log" .log) (warnings and the end):"
+            { grep -E '"level":"(WARN|ERROR)"' "$pod_log" | tail -n 20; tail -n 5 "$pod_log"; } | sed 's/^/    /' >&2
+        done
         fail "TASKs failed in roll $roll: $(cat "$CLUSTER/roll-$roll.json")"
+    fi
 done
 [ "$repeat" -le 1 ] || ok "the node rolled $repeat times under load; no TASK failed"
 
