@@ -5,7 +5,7 @@
 mod common;
 
 use bson::doc;
-use common::{Harness, stderr};
+use common::{Harness, signal, stderr};
 use minerpool_core::config::Sender;
 use minerpool_core::money::Amount;
 use minerpool_core::store::documents::Balance;
@@ -410,27 +410,17 @@ async fn a_crash_after_signing_the_abandon_refunds_once() {
     assert_paid_once(&h).await;
 }
 
-fn signal(child: &tokio::process::Child, signal: &str) {
-    let pid = child.id().expect("running").to_string();
-    let status = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill {signal} {pid}");
-}
-
-#[tokio::test]
-async fn a_run_that_lost_its_lock_stops_before_the_chain() {
-    let h = harness("payouts_fence", &["4", "6"]).await;
-    // The first run creates its batch, then its process is frozen (as a stalled pod is) until
-    // its lock has expired by the server's clock and another run has taken over.
-    let stalled = h
+/// A payouts run started with a pause of `seconds` right after it creates its batch; returned
+/// once the batch exists.
+async fn run_paused_after_create(h: &Harness, seconds: u32) -> tokio::process::Child {
+    let pause = format!("payouts:after-create:{seconds}");
+    let running = h
         .command(
             "payouts",
             &[],
             &[
                 ("MINERPOOL_WALLET_KEY", WALLET_KEY),
-                ("MINERPOOL_PAUSE", "payouts:after-create:3"),
+                ("MINERPOOL_PAUSE", pause.as_str()),
             ],
         )
         .stdout(std::process::Stdio::piped())
@@ -449,10 +439,19 @@ async fn a_run_that_lost_its_lock_stops_before_the_chain() {
     {
         assert!(
             std::time::Instant::now() < deadline,
-            "the first run never created its batch"
+            "the run never created its batch"
         );
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
+    running
+}
+
+#[tokio::test]
+async fn a_run_that_lost_its_lock_stops_before_the_chain() {
+    let h = harness("payouts_fence", &["4", "6"]).await;
+    // The first run creates its batch, then its process is frozen (as a stalled pod is) until
+    // its lock has expired by the server's clock and another run has taken over.
+    let stalled = run_paused_after_create(&h, 3).await;
     signal(&stalled, "-STOP");
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let takeover = run_ok(&h).await;
@@ -794,35 +793,7 @@ async fn the_first_run_imports_temp_withdrawals_and_names_what_it_held() {
 #[tokio::test]
 async fn sigterm_between_steps_stops_the_run_and_the_next_pays_once() {
     let h = harness("payouts_sigterm", &["4", "6"]).await;
-    let running = h
-        .command(
-            "payouts",
-            &[],
-            &[
-                ("MINERPOOL_WALLET_KEY", WALLET_KEY),
-                ("MINERPOOL_PAUSE", "payouts:after-create:2"),
-            ],
-        )
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while h
-        .store
-        .payout_batches()
-        .count_documents(doc! {})
-        .await
-        .unwrap()
-        == 0
-    {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the run never created its batch"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let running = run_paused_after_create(&h, 2).await;
     signal(&running, "-TERM");
     let stopped = running.wait_with_output().await.unwrap();
     assert_eq!(stopped.status.code(), Some(143), "{}", stderr(&stopped));

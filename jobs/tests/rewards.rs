@@ -5,7 +5,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use bson::{Document, doc};
-use common::{Harness, stderr, summary};
+use common::{Harness, signal, stderr, summary};
 use futures::TryStreamExt;
 use minerpool_core::config::Config;
 use minerpool_core::money::Amount;
@@ -977,16 +977,6 @@ fn one_payment() -> Scenario {
         blocks,
         ..Scenario::default()
     }
-}
-
-/// Sends `signal` to a running job.
-fn signal(child: &tokio::process::Child, signal: &str) {
-    let pid = child.id().expect("the job runs").to_string();
-    let sent = std::process::Command::new("kill")
-        .args([signal, &pid])
-        .status()
-        .unwrap();
-    assert!(sent.success());
 }
 
 /// SIGTERM while the run waits on the chain, before its transaction: the run begins no

@@ -148,3 +148,13 @@ pub fn summary(output: &Output) -> serde_json::Value {
 pub fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// Sends `signal` (`-TERM`, `-STOP`, …) to a running job.
+pub fn signal(child: &tokio::process::Child, signal: &str) {
+    let pid = child.id().expect("the job runs").to_string();
+    let status = std::process::Command::new("kill")
+        .args([signal, &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill {signal} {pid}");
+}
