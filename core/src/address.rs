@@ -99,6 +99,13 @@ pub fn decode(address: &str) -> Result<[u8; 33], AddressError> {
     }
 }
 
+/// The public key an address encodes (either form): what a signed message from its owner
+/// verifies against (SPEC §4.5).
+pub fn public_key(address: &str) -> Result<VerifyingKey, AddressError> {
+    let bytes = decode(address)?;
+    point_of(&bytes).ok_or(AddressError::OffCurve)
+}
+
 /// Checks that `address` is a payable uPow address (the strict rule above). Every entry point
 /// uses this: pool registration, the WebSocket, the config, the import, chain data.
 pub fn check_format(address: &str) -> Result<(), AddressError> {

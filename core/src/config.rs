@@ -139,6 +139,11 @@ pub const MAX_SHUTDOWN_DELAY_SECONDS: u32 = 300;
 /// Most seconds `node.shutdownTimeoutSeconds` may give open connections.
 pub const MAX_SHUTDOWN_TIMEOUT_SECONDS: u32 = 300;
 
+/// The widest window for a signed message's `ts`: every accepted nonce is kept for the window,
+/// and a captured message can be sent by anyone until the window ends (once, then its nonce is
+/// used).
+pub const MAX_SIGNED_WINDOW_SECONDS: u32 = 3600;
+
 /// A group write carries at most this many TASKs and PINGs: one `bulkWrite` stays far below the
 /// server's 48 MB message and 100,000-operation limits, and a failed group fails a bounded
 /// number of clients.
@@ -227,10 +232,12 @@ pub struct NodeConfig {
     pub admin_requests_per_minute_per_client: u32,
     /// `/modify-pool-list/` requests a minute from all clients together.
     pub admin_requests_per_minute: u32,
-    /// TASKs and PINGs that arrive while a write is in flight are written together in the next
-    /// one; `false` writes each in its own transaction.
-    pub group_commit: bool,
-    /// Most TASKs and PINGs in one group write.
+    /// Which messages are accepted: unsigned, signed (SPEC §4.5), or both.
+    pub protocol: Protocol,
+    /// A signed message's `ts` may be this many seconds from the node's clock, either side; its
+    /// nonce is remembered that long.
+    pub signed_window_seconds: u32,
+    /// Most TASKs and PINGs in one group write (1: each in its own transaction).
     pub max_group_size: u32,
     /// The checks before scoring read an in-memory copy of `poolList` and `validatorsList`,
     /// kept current by a change stream; `false` reads the database for every message.
@@ -253,10 +260,35 @@ impl Default for NodeConfig {
             http_request_timeout_seconds: 15,
             admin_requests_per_minute_per_client: 10,
             admin_requests_per_minute: 60,
-            group_commit: true,
+            protocol: Protocol::Both,
+            signed_window_seconds: 60,
             max_group_size: 512,
             registry_cache: true,
             registry_reload_seconds: 60,
+        }
+    }
+}
+
+/// Which WebSocket messages the node accepts (SPEC §4.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Unsigned messages only; signature fields are ignored.
+    Legacy,
+    /// Both, except that a validator that has sent a valid signed message is refused unsigned
+    /// ones from then on.
+    #[default]
+    Both,
+    /// Signed messages only.
+    Signed,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Legacy => "legacy",
+            Protocol::Both => "both",
+            Protocol::Signed => "signed",
         }
     }
 }
@@ -482,6 +514,15 @@ impl Config {
                 format!(
                     "must be 1 to {MAX_GROUP_SIZE}, got {}",
                     self.node.max_group_size
+                ),
+            ));
+        }
+        if !(1..=MAX_SIGNED_WINDOW_SECONDS).contains(&self.node.signed_window_seconds) {
+            return Err(invalid(
+                "node.signedWindowSeconds",
+                format!(
+                    "must be 1 to {MAX_SIGNED_WINDOW_SECONDS}, got {}",
+                    self.node.signed_window_seconds
                 ),
             ));
         }

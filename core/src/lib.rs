@@ -11,6 +11,7 @@ pub mod money;
 pub mod payouts;
 pub mod rewards;
 pub mod scoring;
+pub mod signed;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use minerpool_core::scoring::pool_score_after_task;
 use minerpool_core::store::Store;
 use minerpool_core::store::activity::{TaskRecorded, TaskWrites, receipt_id};
-use minerpool_core::store::groups::{Activity, ActivityGroups, Recorded};
+use minerpool_core::store::groups::{Activity, ActivityGroups, Effect, Recorded};
 use minerpool_core::store::names;
 use minerpool_core::store::registry::RegistryCache;
 use minerpool_core::testing::{fresh_store, refuse_pool_score};
@@ -16,14 +16,7 @@ use minerpool_core::testing::{fresh_store, refuse_pool_score};
 const WRITES: [TaskWrites; 2] = [TaskWrites::ClientBulkWrite, TaskWrites::Separate];
 
 fn task(validator: &str, pool: &str, val_id: &str, increment: i64) -> Activity {
-    Activity::Task {
-        validator: validator.into(),
-        validator_id: None,
-        pool: pool.into(),
-        val_id: val_id.into(),
-        increment,
-        at: DateTime::now(),
-    }
+    Activity::task(validator, pool, val_id, increment, DateTime::now())
 }
 
 async fn add_validator(store: &Store, address: &str, percentage: f64) {
@@ -67,14 +60,12 @@ fn sequential(start: &HashMap<String, i64>, tasks: &[Activity]) -> HashMap<Strin
     let mut scores = start.clone();
     let mut accepted = std::collections::HashSet::new();
     for message in tasks {
-        if let Activity::Task {
-            validator,
+        if let Effect::Task {
             pool,
             val_id,
             increment,
-            ..
-        } = message
-            && accepted.insert(receipt_id(validator, val_id))
+        } = &message.effect
+            && accepted.insert(receipt_id(&message.validator, val_id))
         {
             let score = scores.entry(pool.clone()).or_insert(0);
             *score = pool_score_after_task(*score, *increment);
@@ -102,18 +93,8 @@ async fn a_mixed_group_scores_as_its_tasks_one_at_a_time() {
             group.push(task(v, "cold", &format!("c{i}"), 1));
         }
         group.push(task("v3", "hot", "t3", 7));
-        group.push(Activity::Ping {
-            validator: "v1".into(),
-            ip: "10.0.0.1".into(),
-            port: 5502,
-            at: DateTime::now(),
-        });
-        group.push(Activity::Ping {
-            validator: "v1".into(),
-            ip: "10.0.0.2".into(),
-            port: 5503,
-            at: DateTime::now(),
-        });
+        group.push(Activity::ping("v1", "10.0.0.1", 5502, DateTime::now()));
+        group.push(Activity::ping("v1", "10.0.0.2", 5503, DateTime::now()));
         let before = scores(&store).await;
         let outcomes = store.write_group(&group, writes).await.unwrap();
 
@@ -165,13 +146,9 @@ async fn validators_are_marked_whatever_their_known_id() {
             .await
             .unwrap()
             .unwrap();
-        let with_id = |validator: &str, id: Option<bson::Bson>, val_id: &str| Activity::Task {
-            validator: validator.into(),
+        let with_id = |validator: &str, id: Option<bson::Bson>, val_id: &str| Activity {
             validator_id: id,
-            pool: "p".into(),
-            val_id: val_id.into(),
-            increment: 1,
-            at: DateTime::now(),
+            ..Activity::task(validator, "p", val_id, 1, DateTime::now())
         };
         let group = vec![
             with_id("v0", v0.get("_id").cloned(), "a"),
@@ -314,7 +291,7 @@ async fn every_message_of_a_failed_group_gets_an_error_and_loses_nothing() {
         .map(|(m, _)| m.clone())
         .collect();
     for (message, reply) in messages.iter().zip(&replies) {
-        if matches!(message, Activity::Task { pool, .. } if pool == "full") {
+        if matches!(&message.effect, Effect::Task { pool, .. } if pool == "full") {
             assert!(reply.is_err(), "a TASK for the refused pool succeeded");
         }
     }

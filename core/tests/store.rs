@@ -4,10 +4,11 @@
 use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 use minerpool_core::scoring;
-use minerpool_core::store::activity::{TaskRecorded, TaskRecorder, TaskWrites};
+use minerpool_core::store::activity::{TaskRecorded, TaskWrites};
 use minerpool_core::store::documents::{
     Balance, PoolScore, RegisteredPool, TaskReceipt, Validator,
 };
+use minerpool_core::store::groups::{Activity, Recorded};
 use minerpool_core::store::{Store, StoreError, names};
 use minerpool_core::testing::{fresh_store, mongodb_uri, refuse_pool_score, unique_database};
 
@@ -394,7 +395,6 @@ fn the_test_server_uri_is_given() {
 async fn a_task_whose_score_failed_leaves_no_receipt_and_its_retries_score_once() {
     for writes in [TaskWrites::ClientBulkWrite, TaskWrites::Separate] {
         let store = fresh_store("task_retry").await;
-        let recorder = TaskRecorder::with_writes(store.clone(), writes);
         store
             .collection::<Document>(names::VALIDATORS)
             .insert_one(doc! { "wallet_address": "v", "percentage": 50.0, "score": 0_i64 })
@@ -402,11 +402,9 @@ async fn a_task_whose_score_failed_leaves_no_receipt_and_its_retries_score_once(
             .unwrap();
         let refusal = refuse_pool_score(&store, 10).await;
         let now = DateTime::now();
-        let err = recorder
-            .record_task("v", "p", "7", 10, now)
-            .await
-            .unwrap_err();
-        assert!(err.is_duplicate_key(), "{writes:?}: {err}");
+        let task = [Activity::task("v", "p", "7", 10, now)];
+        let err = store.write_group(&task, writes).await.unwrap_err();
+        assert!(err.to_string().contains("E11000"), "{writes:?}: {err}");
         let receipts = store.task_receipts().count_documents(doc! {}).await;
         assert_eq!(
             receipts.unwrap(),
@@ -422,13 +420,13 @@ async fn a_task_whose_score_failed_leaves_no_receipt_and_its_retries_score_once(
         // The validator retries, over several connections at once.
         let retries: Vec<_> = (0..6)
             .map(|_| {
-                let recorder = recorder.clone();
-                tokio::spawn(async move { recorder.record_task("v", "p", "7", 10, now).await })
+                let (store, task) = (store.clone(), task.clone());
+                tokio::spawn(async move { store.write_group(&task, writes).await })
             })
             .collect();
         let mut accepted = 0;
         for retry in retries {
-            if retry.await.unwrap().unwrap() == TaskRecorded::Accepted {
+            if retry.await.unwrap().unwrap() == [Recorded::Task(TaskRecorded::Accepted)] {
                 accepted += 1;
             }
         }

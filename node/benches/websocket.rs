@@ -1,10 +1,12 @@
 //! Concurrent WebSocket clients sending TASKs as validators do (one connection, one frame, one
 //! reply per TASK, each client sending its next TASK once answered), against a node on the test
-//! MongoDB server. The same load runs twice in this process for each client count: first with
-//! group commit and the registry cache off (one transaction and one registry read per TASK),
-//! then with both on. Printed per run: TASKs/s, p50/p99/max latency, database commands per TASK
-//! (command monitoring), the node's CPU time per TASK (its own runtime threads), failed TASKs,
-//! and the ratio of the two runs. Then the resident set size of the real `minerpool-node` binary.
+//! MongoDB server. The same load runs three times in this process for each client count: with
+//! groups of one and the registry cache off (one transaction and one registry read per TASK),
+//! then with groups and the cache on, unsigned and then signed (SPEC §4.5; each client signs
+//! every TASK with its validator's key). Printed per run: TASKs/s, p50/p99/max latency, database
+//! commands per TASK (command monitoring), the node's CPU time per TASK (its own runtime
+//! threads), failed TASKs, and the ratios. Then the cost of verifying one signed message alone,
+//! and the resident set size of the real `minerpool-node` binary.
 //!
 //! Run: `scripts/with-test-servers.sh cargo bench -p minerpool-node --bench websocket`
 //! (`BENCH_CLIENTS=50,500`, `BENCH_SECONDS=10`, `BENCH_POOLS=1` to change the load,
@@ -18,10 +20,12 @@ use std::time::{Duration, Instant};
 use bson::{Document, doc};
 use futures::{SinkExt, StreamExt};
 use minerpool_core::config::{Config, Secrets};
+use minerpool_core::signed::{Statement, new_nonce, signed_frame, unix_now};
 use minerpool_core::store::documents::names;
 use minerpool_core::store::intake::{Intake, IntakeOptions};
 use minerpool_core::store::{CommandCounter, Store};
 use minerpool_core::testing::{counting_store, mongodb_uri};
+use minerpool_core::upow::parse_private_key;
 use minerpool_node::{NodeState, RunningNode, start};
 use minerpool_tests::fixtures::{INODE, REWARD, address_from_key};
 use minerpool_tests::free_port;
@@ -34,8 +38,21 @@ fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
         .unwrap_or(default)
 }
 
+fn key_number(kind: u8, i: usize) -> u64 {
+    (u64::from(kind) << 32) + i as u64
+}
+
 fn address(kind: u8, i: usize) -> String {
-    address_from_key((u64::from(kind) << 32) + i as u64)
+    address_from_key(key_number(kind, i))
+}
+
+/// How the runs differ.
+#[derive(Debug, Clone, Copy)]
+struct Mode {
+    /// Groups and the registry cache; off: groups of one and a registry read per TASK.
+    grouped: bool,
+    /// Every TASK signed.
+    signed: bool,
 }
 
 /// The validators (one per client, 5 % each: +1 a TASK) and the registered pools.
@@ -63,8 +80,15 @@ struct Load {
     failed: u64,
 }
 
-/// Every client sends TASKs back to back until `seconds` have passed.
-async fn load(ws: &str, validators: &[String], pools: &[String], seconds: Duration) -> Load {
+/// Every client sends TASKs back to back until `seconds` have passed, signed with its
+/// validator's key when `signed`.
+async fn load(
+    ws: &str,
+    validators: &[String],
+    pools: &[String],
+    seconds: Duration,
+    signed: bool,
+) -> Load {
     let deadline = Instant::now() + seconds;
     let mut clients = Vec::new();
     for (c, validator) in validators.iter().enumerate() {
@@ -74,12 +98,19 @@ async fn load(ws: &str, validators: &[String], pools: &[String], seconds: Durati
         clients.push(tokio::spawn(async move {
             let (mut latencies, mut failed) = (Vec::new(), 0);
             let mut k = 0;
+            let key = parse_private_key(&format!("{:x}", key_number(1, c))).expect("key");
             while Instant::now() < deadline {
-                let message = serde_json::json!({
-                    "type": "TASK", "pool_wallet": pools[(c + k) % pools.len()],
-                    "validator_wallet": validator, "val_id": format!("{c}-{k}"),
-                })
-                .to_string();
+                let (pool, val_id) = (pools[(c + k) % pools.len()].clone(), format!("{c}-{k}"));
+                let message = if signed {
+                    let task = Statement::Task { pool, val_id };
+                    signed_frame(&key, INODE, &task, unix_now(), &new_nonce()).to_string()
+                } else {
+                    serde_json::json!({
+                        "type": "TASK", "pool_wallet": pool,
+                        "validator_wallet": validator, "val_id": val_id,
+                    })
+                    .to_string()
+                };
                 k += 1;
                 let started = Instant::now();
                 let Ok((mut socket, _)) = tokio_tungstenite::connect_async(&ws).await else {
@@ -169,8 +200,11 @@ async fn node(
     config.node.max_connections = (clients * 2) as u32;
     // Every benchmark client is 127.0.0.1.
     config.node.max_connections_per_client = u32::MAX;
-    config.node.group_commit = grouped;
-    config.node.max_group_size = env_or("BENCH_MAX_GROUP", config.node.max_group_size);
+    config.node.max_group_size = if grouped {
+        env_or("BENCH_MAX_GROUP", config.node.max_group_size)
+    } else {
+        1
+    };
     config.node.registry_cache = grouped;
     let intake = Intake::start(store.clone(), IntakeOptions::from_config(&config.node))
         .await
@@ -193,14 +227,14 @@ fn run(
     clients: usize,
     pools: usize,
     seconds: Duration,
-    grouped: bool,
+    mode: Mode,
 ) -> Run {
     let (store, counter, running, validators, pools) =
-        node_runtime.block_on(node(clients, pools, grouped));
+        node_runtime.block_on(node(clients, pools, mode.grouped));
     let ws = format!("ws://{}", running.websocket_address);
     let (commands_before, cpu_before) = (counter.count(), node_cpu());
     let started = Instant::now();
-    let load = client_runtime.block_on(load(&ws, &validators, &pools, seconds));
+    let load = client_runtime.block_on(load(&ws, &validators, &pools, seconds, mode.signed));
     let elapsed = started.elapsed();
     let (commands, cpu) = (counter.count() - commands_before, node_cpu() - cpu_before);
     let receipts = node_runtime.block_on(async {
@@ -274,31 +308,76 @@ fn main() {
         println!(
             "websocket TASK load: {clients} clients for {seconds:?}, {clients} validators at 5 %, {pools} pool(s)"
         );
-        let baseline = run(
-            &node_runtime,
-            &client_runtime,
-            clients,
-            pools,
-            seconds,
-            false,
-        );
-        report("groups and cache off:", &baseline);
-        let grouped = run(
-            &node_runtime,
-            &client_runtime,
-            clients,
-            pools,
-            seconds,
-            true,
-        );
-        report("groups and cache on:", &grouped);
+        let run_in = |mode| {
+            run(
+                &node_runtime,
+                &client_runtime,
+                clients,
+                pools,
+                seconds,
+                mode,
+            )
+        };
+        let baseline = run_in(Mode {
+            grouped: false,
+            signed: false,
+        });
+        report("groups of one, no cache:", &baseline);
+        let grouped = run_in(Mode {
+            grouped: true,
+            signed: false,
+        });
+        report("groups, cache, unsigned:", &grouped);
+        let signed = run_in(Mode {
+            grouped: true,
+            signed: true,
+        });
+        report("groups, cache, signed:", &signed);
         println!(
-            "  ratio: {:.1}x the TASKs/s",
-            grouped.per_second() / baseline.per_second().max(f64::MIN_POSITIVE)
+            "  ratios: groups {:.1}x the TASKs/s of groups of one; signed {:.2}x the TASKs/s of unsigned",
+            grouped.per_second() / baseline.per_second().max(f64::MIN_POSITIVE),
+            signed.per_second() / grouped.per_second().max(f64::MIN_POSITIVE)
         );
     }
+    verification_cost();
     let clients = client_counts.iter().copied().max().unwrap_or(50);
     client_runtime.block_on(resident_set(clients, pools, seconds));
+}
+
+/// What the node spends on a signed message before any database work: parsing the frame,
+/// taking the key from the validator's address, verifying the signature, checking the window.
+fn verification_cost() {
+    let rounds = env_or("BENCH_VERIFY_ROUNDS", 2000_u32);
+    let frames: Vec<String> = (0..64)
+        .map(|i| {
+            let key = parse_private_key(&format!("{:x}", key_number(1, i))).unwrap();
+            let task = Statement::Task {
+                pool: address(2, 0),
+                val_id: i.to_string(),
+            };
+            signed_frame(&key, INODE, &task, unix_now(), &new_nonce()).to_string()
+        })
+        .collect();
+    let now = unix_now();
+    let check = |frame: &str| {
+        minerpool_node::websocket::check_signature(frame, INODE, 60, now)
+            .expect("a valid signed frame")
+    };
+    let started = Instant::now();
+    for round in 0..rounds {
+        check(&frames[round as usize % frames.len()]);
+    }
+    let signed = started.elapsed() / rounds;
+    let started = Instant::now();
+    for round in 0..rounds {
+        let _ = minerpool_node::websocket::parse(&frames[round as usize % frames.len()]);
+    }
+    let parse_only = started.elapsed() / rounds;
+    println!(
+        "signed message checks alone ({rounds} rounds): {:.1} µs per message (parsing alone {:.1} µs)",
+        signed.as_secs_f64() * 1e6,
+        parse_only.as_secs_f64() * 1e6
+    );
 }
 
 /// The real binary, for its memory, under the largest load.
@@ -345,7 +424,7 @@ async fn resident_set(clients: usize, pools: usize, seconds: Duration) {
         })
     };
     let ws = format!("ws://127.0.0.1:{ws_port}");
-    let seen = load(&ws, &validators, &pools, seconds).await;
+    let seen = load(&ws, &validators, &pools, seconds, false).await;
     sampler.abort();
     println!("minerpool-node (release binary) resident set size");
     println!("  idle:                 {:.1} MiB", idle as f64 / 1024.0);

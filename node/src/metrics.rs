@@ -13,6 +13,8 @@ use prometheus_client::registry::Registry;
 pub struct MessageLabels {
     /// TASK, PING, other or invalid.
     pub kind: String,
+    /// signed, unsigned, or none (not read far enough to tell).
+    pub protocol: String,
     /// success or the error reply's kind.
     pub outcome: String,
 }
@@ -114,7 +116,7 @@ impl Default for Metrics {
         );
         registry.register(
             "websocket_messages",
-            "WebSocket messages by type and outcome",
+            "WebSocket messages by type, protocol (signed or unsigned) and outcome (success or the refusal's reason)",
             messages.clone(),
         );
         registry.register(
@@ -362,11 +364,10 @@ impl Metrics {
         let catch_up = |counter: &Counter, total: u64| {
             counter.inc_by(total.saturating_sub(counter.get()));
         };
-        if let Some(totals) = intake.group_totals() {
-            catch_up(&self.task_groups, totals.committed);
-            catch_up(&self.task_group_messages, totals.messages);
-            catch_up(&self.task_groups_failed, totals.failed);
-        }
+        let totals = intake.group_totals();
+        catch_up(&self.task_groups, totals.committed);
+        catch_up(&self.task_group_messages, totals.messages);
+        catch_up(&self.task_groups_failed, totals.failed);
         if let Some(registry) = intake.registry() {
             catch_up(&self.registry_loads, registry.loads());
         }
@@ -380,10 +381,11 @@ impl Metrics {
         out
     }
 
-    pub fn message(&self, kind: &str, outcome: &str) {
+    pub fn message(&self, kind: &str, protocol: &str, outcome: &str) {
         self.messages
             .get_or_create(&MessageLabels {
                 kind: kind.to_owned(),
+                protocol: protocol.to_owned(),
                 outcome: outcome.to_owned(),
             })
             .inc();

@@ -1,5 +1,6 @@
-//! The legacy WebSocket protocol (SPEC §4.1): one JSON text frame per connection, one text reply,
-//! then the server closes. Reply strings are the original iNode's, byte for byte.
+//! The WebSocket protocol (SPEC §4.1, §4.5): one JSON text frame per connection, one text reply,
+//! then the server closes. Reply strings are the original iNode's, byte for byte, plus those of
+//! signed messages.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -7,11 +8,14 @@ use std::sync::Arc;
 use bson::DateTime;
 use futures::{SinkExt, StreamExt};
 use minerpool_core::address::check_format;
+use minerpool_core::config::Protocol;
 use minerpool_core::scoring::{
     MIN_VALIDATOR_HUNDREDTHS, percentage_hundredths, pool_score_increment,
 };
+use minerpool_core::signed::{self, SignedFields};
 use minerpool_core::store::activity::TaskRecorded;
-use serde_json::Value;
+use minerpool_core::store::groups::{Activity, Effect, Nonce, Proof, Recorded};
+use serde_json::{Map, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -35,6 +39,16 @@ pub const INVALID_IP: &str = "ERROR: Invalid ip";
 pub const INVALID_PORT: &str = "ERROR: Invalid port";
 pub const MESSAGE_TOO_LARGE: &str = "ERROR: Message too large";
 pub const INTERNAL_ERROR: &str = "ERROR: Internal error";
+/// Replies to signed messages (SPEC §4.5).
+pub const INVALID_SIGNATURE: &str = "ERROR: Invalid signature";
+pub const MESSAGE_EXPIRED: &str = "ERROR: Message expired";
+pub const NONCE_USED: &str = "ERROR: Nonce already used";
+pub const SIGNATURE_REQUIRED: &str = "ERROR: Signature required";
+
+/// How long past its window a nonce is kept: the node's, the other replicas' and the database's
+/// clocks may differ, and a nonce forgotten while its message is still in some node's window
+/// could be accepted twice.
+pub const NONCE_MARGIN_SECONDS: i64 = 60;
 
 /// Closing reasons of connections still open at the shutdown timeout.
 pub const SHUTTING_DOWN: &str = "server shutting down";
@@ -146,16 +160,16 @@ async fn connection(
             }
         }
         Ok(Some(Ok(Message::Binary(_)))) => {
-            state.metrics.message("invalid", "invalid-format");
+            state.metrics.message("invalid", "none", "invalid-format");
             INVALID_FORMAT.to_owned()
         }
         Ok(Some(Ok(Message::Close(_)))) => return,
         Ok(Some(Ok(_))) => {
-            state.metrics.message("invalid", "invalid-format");
+            state.metrics.message("invalid", "none", "invalid-format");
             INVALID_FORMAT.to_owned()
         }
         Ok(Some(Err(tokio_tungstenite::tungstenite::Error::Capacity(_)))) => {
-            state.metrics.message("invalid", "too-large");
+            state.metrics.message("invalid", "none", "too-large");
             close_with(&mut ws, CloseCode::Size, MESSAGE_TOO_LARGE).await;
             return;
         }
@@ -204,12 +218,94 @@ pub enum Request {
     Other { validator: Option<String> },
 }
 
+impl Request {
+    fn kind(&self) -> &'static str {
+        match self {
+            Request::Task { .. } => "TASK",
+            Request::Ping { .. } => "PING",
+            Request::Other { .. } => "other",
+        }
+    }
+
+    /// The signed bytes of this request with these signature parts (SPEC §4.5); `None` for a
+    /// type that is not signed.
+    pub fn signed_bytes(&self, inode: &str, ts: i64, nonce: &str) -> Option<Vec<u8>> {
+        let (validator, pool, val_id, ip, port) = match self {
+            Request::Task {
+                pool,
+                validator,
+                val_id,
+            } => (
+                validator,
+                pool.as_str(),
+                val_id.as_str(),
+                String::new(),
+                None,
+            ),
+            Request::Ping {
+                validator,
+                ip,
+                port,
+            } => (validator, "", "", ip.to_string(), Some(*port)),
+            Request::Other { .. } => return None,
+        };
+        Some(
+            SignedFields {
+                inode,
+                kind: self.kind(),
+                validator,
+                pool,
+                val_id,
+                ip: &ip,
+                port,
+                ts,
+                nonce,
+            }
+            .bytes(),
+        )
+    }
+}
+
+/// The signature parts a message carries: `None` when it has none of `ts`, `nonce`, `sig`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignatureParts {
+    pub ts: Option<Value>,
+    pub nonce: Option<Value>,
+    pub sig: Option<Value>,
+}
+
+/// A parsed frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame {
+    pub request: Request,
+    pub signature: Option<SignatureParts>,
+}
+
 /// Parses a frame, or returns the reply for a malformed one. Addresses are checked for the uPow
 /// form here, before any database work.
 pub fn parse(text: &str) -> Result<Request, &'static str> {
+    parse_message(text).map(|m| m.request)
+}
+
+/// Parses a frame with its signature parts.
+pub fn parse_message(text: &str) -> Result<Frame, &'static str> {
     let Ok(Value::Object(message)) = serde_json::from_str::<Value>(text) else {
         return Err(INVALID_FORMAT);
     };
+    let request = parse_request(&message)?;
+    let part = |name: &str| message.get(name).cloned();
+    let signature = ["ts", "nonce", "sig"]
+        .iter()
+        .any(|name| message.contains_key(*name))
+        .then(|| SignatureParts {
+            ts: part("ts"),
+            nonce: part("nonce"),
+            sig: part("sig"),
+        });
+    Ok(Frame { request, signature })
+}
+
+fn parse_request(message: &Map<String, Value>) -> Result<Request, &'static str> {
     let field = |name: &str| -> Result<Option<String>, &'static str> {
         match message.get(name) {
             None | Some(Value::Null) => Ok(None),
@@ -269,6 +365,64 @@ pub fn parse(text: &str) -> Result<Request, &'static str> {
     }
 }
 
+/// Parses `text` and runs its signature checks, as the node does before any database work:
+/// the verification cost alone, for benchmarks. `Ok(false)`: the message is unsigned.
+pub fn check_signature(
+    text: &str,
+    inode: &str,
+    window_seconds: u32,
+    now: i64,
+) -> Result<bool, &'static str> {
+    let frame = parse_message(text)?;
+    match &frame.signature {
+        None => Ok(false),
+        Some(parts) => {
+            verify_signature(&frame.request, parts, inode, window_seconds, now).map(|_| true)
+        }
+    }
+}
+
+/// A signed message whose parts verified: what its write needs.
+struct Verified {
+    nonce: String,
+    digest: String,
+    ts: i64,
+}
+
+/// The signature checks of SPEC §4.5, in their order (form and signature, then the window),
+/// before any database work. `now` is unix seconds.
+fn verify_signature(
+    request: &Request,
+    parts: &SignatureParts,
+    inode: &str,
+    window_seconds: u32,
+    now: i64,
+) -> Result<Verified, &'static str> {
+    let (Some(Value::Number(ts)), Some(Value::String(nonce)), Some(Value::String(sig))) =
+        (&parts.ts, &parts.nonce, &parts.sig)
+    else {
+        return Err(INVALID_SIGNATURE);
+    };
+    let ts = ts.as_i64().ok_or(INVALID_SIGNATURE)?;
+    signed::check_nonce(nonce).map_err(|_| INVALID_SIGNATURE)?;
+    let validator = match request {
+        Request::Task { validator, .. } | Request::Ping { validator, .. } => validator,
+        Request::Other { .. } => return Err(INVALID_SIGNATURE),
+    };
+    let bytes = request
+        .signed_bytes(inode, ts, nonce)
+        .ok_or(INVALID_SIGNATURE)?;
+    signed::verify(validator, &bytes, sig).map_err(|_| INVALID_SIGNATURE)?;
+    if !signed::within_window(ts, now, window_seconds) {
+        return Err(MESSAGE_EXPIRED);
+    }
+    Ok(Verified {
+        nonce: nonce.clone(),
+        digest: signed::digest_hex(&bytes),
+        ts,
+    })
+}
+
 /// Whether a pool could reach a validator at this address. Pool clients build
 /// `ws://{ip}:{port}`, which an IPv6 address turns into an invalid URL; loopback, link-local,
 /// unspecified, broadcast and multicast addresses lead a pool to itself or nowhere. Private
@@ -290,26 +444,28 @@ fn reachable_by_pools(ip: &IpAddr) -> bool {
 
 /// The reply to one frame.
 pub async fn answer(text: &str, state: &NodeState) -> String {
-    let request = match parse(text) {
-        Ok(request) => request,
+    let message = match parse_message(text) {
+        Ok(message) => message,
         Err(reply) => {
-            state.metrics.message("invalid", outcome_of(reply));
+            state.metrics.message("invalid", "none", outcome_of(reply));
             return reply.to_owned();
         }
     };
-    let kind = match &request {
-        Request::Task { .. } => "TASK",
-        Request::Ping { .. } => "PING",
-        Request::Other { .. } => "other",
+    let kind = message.request.kind();
+    let protocol = if message.signature.is_some() && state.config.node.protocol != Protocol::Legacy
+    {
+        "signed"
+    } else {
+        "unsigned"
     };
-    let reply = match respond(request, state).await {
+    let reply = match respond(message, state).await {
         Ok(reply) => reply,
         Err(e) => {
             tracing::error!(error = %e, "WebSocket request failed");
             INTERNAL_ERROR.to_owned()
         }
     };
-    state.metrics.message(kind, outcome_of(&reply));
+    state.metrics.message(kind, protocol, outcome_of(&reply));
     reply
 }
 
@@ -323,14 +479,45 @@ fn outcome_of(reply: &str) -> &'static str {
         VALIDATOR_NOT_FOUND => "validator-not-found",
         NOT_ENOUGH_PERCENTAGE => "not-enough-percentage",
         UNKNOWN_TYPE => "unknown-type",
+        INVALID_SIGNATURE => "invalid-signature",
+        MESSAGE_EXPIRED => "message-expired",
+        NONCE_USED => "nonce-used",
+        SIGNATURE_REQUIRED => "signature-required",
         _ => "error",
     }
 }
 
+/// The reply a message gets when it is accepted (or resent).
+fn success(request: &Request) -> String {
+    match request {
+        Request::Task { val_id, .. } => format!("SUCCESS: {val_id}"),
+        _ => PONG.to_owned(),
+    }
+}
+
+/// The checks of SPEC §4.1 that need the registry: `Err` is the refusal.
+fn registry_checks(
+    parties: &minerpool_core::store::activity::Parties,
+    names_pool: bool,
+) -> Result<i64, &'static str> {
+    if names_pool && !parties.pool_registered {
+        return Err(POOL_NOT_REGISTERED);
+    }
+    let Some(percentage) = parties.validator_percentage else {
+        return Err(VALIDATOR_NOT_FOUND);
+    };
+    let hundredths = percentage_hundredths(percentage);
+    if hundredths < MIN_VALIDATOR_HUNDREDTHS {
+        return Err(NOT_ENOUGH_PERCENTAGE);
+    }
+    Ok(hundredths)
+}
+
 async fn respond(
-    request: Request,
+    message: Frame,
     state: &NodeState,
 ) -> Result<String, minerpool_core::store::StoreError> {
+    let Frame { request, signature } = message;
     let (validator, pool) = match &request {
         Request::Task {
             validator, pool, ..
@@ -341,52 +528,114 @@ async fn respond(
     let Some(validator) = validator else {
         return Ok(UNKNOWN_TYPE.to_owned());
     };
-    let parties = state.intake.parties(Some(validator), pool).await?;
-    if pool.is_some() && !parties.pool_registered {
-        return Ok(POOL_NOT_REGISTERED.to_owned());
+    if let Request::Other { .. } = request {
+        let parties = state.intake.parties(Some(validator), None).await?;
+        return Ok(registry_checks(&parties, false)
+            .err()
+            .unwrap_or(UNKNOWN_TYPE)
+            .to_owned());
     }
-    let Some(percentage) = parties.validator_percentage else {
-        return Ok(VALIDATOR_NOT_FOUND.to_owned());
-    };
-    let hundredths = percentage_hundredths(percentage);
-    if hundredths < MIN_VALIDATOR_HUNDREDTHS {
-        return Ok(NOT_ENOUGH_PERCENTAGE.to_owned());
-    }
+    let node = &state.config.node;
     let now = DateTime::now();
-    match request {
-        Request::Task {
-            pool,
-            validator,
-            val_id,
-        } => {
-            let recorded = state
-                .intake
-                .record_task(
-                    &validator,
-                    &pool,
-                    &val_id,
-                    pool_score_increment(hundredths),
-                    now,
-                )
-                .await?;
-            if recorded == TaskRecorded::Replayed {
-                tracing::info!(%validator, %val_id, "TASK replayed; no score added");
+    let proof = match (node.protocol, signature) {
+        (Protocol::Legacy, _) => Proof::Legacy,
+        (_, Some(parts)) => {
+            let verified = match verify_signature(
+                &request,
+                &parts,
+                &state.config.chain.inode_wallet,
+                node.signed_window_seconds,
+                now.timestamp_millis().div_euclid(1000),
+            ) {
+                Ok(verified) => verified,
+                Err(reply) => return Ok(reply.to_owned()),
+            };
+            let keep_until = verified
+                .ts
+                .saturating_add(i64::from(node.signed_window_seconds) + NONCE_MARGIN_SECONDS);
+            Proof::Signed {
+                nonce: verified.nonce,
+                digest: verified.digest,
+                expires_at: DateTime::from_millis(keep_until.saturating_mul(1000)),
             }
-            Ok(format!("SUCCESS: {val_id}"))
         }
-        Request::Ping {
-            validator,
-            ip,
-            port,
-        } => {
-            state
-                .intake
-                .record_ping(&validator, &ip.to_string(), port, now)
-                .await?;
-            Ok(PONG.to_owned())
+        (Protocol::Signed, None) => return Ok(SIGNATURE_REQUIRED.to_owned()),
+        (Protocol::Both, None) => Proof::Unsigned,
+    };
+    let parties = state.intake.parties(Some(validator), pool).await?;
+    let hundredths = match registry_checks(&parties, pool.is_some()) {
+        Ok(hundredths) => hundredths,
+        Err(refusal) => {
+            return refused(
+                &request,
+                validator,
+                &proof,
+                parties.validator_signs,
+                refusal,
+                state,
+            )
+            .await;
         }
-        Request::Other { .. } => Ok(UNKNOWN_TYPE.to_owned()),
+    };
+    if proof == Proof::Unsigned && parties.validator_signs {
+        return Ok(SIGNATURE_REQUIRED.to_owned());
     }
+    let effect = match &request {
+        Request::Task { pool, val_id, .. } => Effect::Task {
+            pool: pool.clone(),
+            val_id: val_id.clone(),
+            increment: pool_score_increment(hundredths),
+        },
+        Request::Ping { ip, port, .. } => Effect::Ping {
+            ip: ip.to_string(),
+            port: *port,
+        },
+        Request::Other { .. } => return Ok(UNKNOWN_TYPE.to_owned()),
+    };
+    let recorded = state
+        .intake
+        .record(Activity {
+            validator: validator.to_owned(),
+            validator_id: None,
+            proof,
+            at: now,
+            effect,
+        })
+        .await?;
+    Ok(match recorded {
+        Recorded::Task(TaskRecorded::Replayed) => {
+            tracing::info!(%validator, "TASK replayed; no score added");
+            success(&request)
+        }
+        Recorded::Task(TaskRecorded::Accepted) | Recorded::Ping | Recorded::Repeated => {
+            success(&request)
+        }
+        Recorded::NonceUsed => NONCE_USED.to_owned(),
+        Recorded::SignatureRequired => SIGNATURE_REQUIRED.to_owned(),
+    })
+}
+
+/// The reply to a message the registry checks refuse: the proof's checks come first (SPEC
+/// §4.5), so a reused nonce or a downgrade is refused as such. Nothing is written.
+async fn refused(
+    request: &Request,
+    validator: &str,
+    proof: &Proof,
+    validator_signs: bool,
+    refusal: &'static str,
+    state: &NodeState,
+) -> Result<String, minerpool_core::store::StoreError> {
+    Ok(match proof {
+        Proof::Signed { nonce, digest, .. } => {
+            match state.store.nonce_status(validator, nonce, digest).await? {
+                Nonce::Fresh => refusal.to_owned(),
+                Nonce::Resend => success(request),
+                Nonce::Used => NONCE_USED.to_owned(),
+            }
+        }
+        Proof::Unsigned if validator_signs => SIGNATURE_REQUIRED.to_owned(),
+        Proof::Unsigned | Proof::Legacy => refusal.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -477,7 +477,7 @@ async fn health_readiness_and_metrics() {
     let metrics = format!("{}/metrics", n.http);
     wait::metric(
         &metrics,
-        "minerpool_node_websocket_messages_total{kind=\"TASK\",outcome=\"success\"}",
+        "minerpool_node_websocket_messages_total{kind=\"TASK\",protocol=\"unsigned\",outcome=\"success\"}",
         |n| n == 1.0,
     )
     .await;

@@ -196,9 +196,15 @@ pub struct Node {
     /// /modify-pool-list/ requests a minute from all clients together (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_requests_per_minute: Option<u32>,
-    /// TASKs and PINGs arriving during a write go together in the next one (default true).
+    /// Which WebSocket messages are accepted: legacy (unsigned; signatures ignored), both
+    /// (default: unsigned too, except from a validator that has sent a valid signed message),
+    /// or signed (every TASK and PING signed with the validator's key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub group_commit: Option<bool>,
+    pub protocol: Option<String>,
+    /// Seconds a signed message's ts may differ from the node's clock, either side, 1 to 3600
+    /// (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_window_seconds: Option<u32>,
     /// Most messages in one group write, 1 to 10000 (default 512).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_group_size: Option<u32>,

@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 
 use kube::ResourceExt;
-use minerpool_core::config::{Config, Sender};
+use minerpool_core::config::{Config, Protocol, Sender};
 use minerpool_core::money::Amount;
 
 use crate::crd::{MinerPool, MinerPoolSpec, SecretKeyRef};
@@ -110,6 +110,18 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
             Some(_) => {}
         }
     }
+    let protocol = match spec.node.protocol.as_deref() {
+        None | Some("both") => Protocol::Both,
+        Some("legacy") => Protocol::Legacy,
+        Some("signed") => Protocol::Signed,
+        Some(other) => {
+            problem(
+                "spec.node.protocol",
+                format!("{other:?} is not a protocol (legacy, both or signed)"),
+            );
+            Protocol::Both
+        }
+    };
     let sender = match spec.payouts.sender.as_deref() {
         None | Some("dry-run") => Sender::DryRun,
         Some("upow") => Sender::Upow,
@@ -304,7 +316,8 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
         &mut n.admin_requests_per_minute,
         node.admin_requests_per_minute,
     );
-    set(&mut n.group_commit, node.group_commit);
+    set(&mut n.signed_window_seconds, node.signed_window_seconds);
+    n.protocol = protocol;
     set(&mut n.max_group_size, node.max_group_size);
     set(&mut n.registry_cache, node.registry_cache);
     set(&mut n.registry_reload_seconds, node.registry_reload_seconds);

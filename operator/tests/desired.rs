@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
-use minerpool_core::config::{Config, Sender};
+use minerpool_core::config::{Config, Protocol, Sender};
 use minerpool_operator::crd::{JobSpec, MinerPool, SecretKeyRef};
 use minerpool_operator::cronjob_api::ObservedCronJob;
 use minerpool_operator::desired::{self, APPLIED_HASH, CONFIG_HASH, Desired, JobKind};
@@ -260,7 +260,8 @@ fn every_field_set() -> MinerPool {
     s.node.http_request_timeout_seconds = Some(20);
     s.node.admin_requests_per_minute_per_client = Some(3);
     s.node.admin_requests_per_minute = Some(30);
-    s.node.group_commit = Some(false);
+    s.node.protocol = Some("signed".into());
+    s.node.signed_window_seconds = Some(90);
     s.node.max_group_size = Some(64);
     s.node.registry_cache = Some(false);
     s.node.registry_reload_seconds = Some(120);
@@ -330,12 +331,13 @@ fn every_spec_field_lands_where_it_should() {
     );
     assert_eq!(
         (
-            n.group_commit,
+            n.protocol,
+            n.signed_window_seconds,
             n.max_group_size,
             n.registry_cache,
             n.registry_reload_seconds
         ),
-        (false, 64, false, 120)
+        (Protocol::Signed, 90, 64, false, 120)
     );
     assert_eq!(config.node.http_address.port(), 9001);
     assert_eq!(config.node.websocket_address.port(), 9501);

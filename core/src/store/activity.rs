@@ -1,21 +1,17 @@
-//! What the node reads and writes: TASK and PING effects (SPEC §4.1) as atomic server-side
-//! updates, the TASK receipts that make client retries safe, the pool registry, the admin
+//! What the node reads and writes: the checks before a TASK or PING is written (its writes are in
+//! [`super::groups`]), the pool registry, the admin
 //! ciphertexts already used (each replay marker committed with the effect it guards), and the
 //! reads behind the HTTP API (§4.2).
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use bson::{Bson, DateTime, Document, doc, oid::ObjectId};
 use futures::future::BoxFuture;
-use mongodb::options::{InsertOneModel, UpdateOneModel, WriteModel};
-use mongodb::{ClientSession, Namespace};
+use mongodb::ClientSession;
 
 use super::documents::{Balance, JobRun, LedgerLine, RewardDistribution, Validator, names};
 use super::reads::{Before, NewestFirst, PublicFind, PublicPage};
 use super::{Result, Store, StoreError, is_duplicate_key, loose};
-use crate::faults::crash_point;
-use crate::scoring::pool_score_after_task_expr;
 
 /// The validator and pool a message names, read in one round trip.
 #[derive(Debug, Clone, PartialEq)]
@@ -24,6 +20,9 @@ pub struct Parties {
     pub validator_found: bool,
     /// Its `percentage`, when it has a numeric one.
     pub validator_percentage: Option<f64>,
+    /// It has sent a valid signed message (SPEC §4.5), as far as this read knows: the write
+    /// checks again in its transaction.
+    pub validator_signs: bool,
     pub pool_registered: bool,
 }
 
@@ -72,46 +71,6 @@ pub enum TaskWrites {
 
 /// The MongoDB wire version of 8.0, which brought the multi-collection `bulkWrite` command.
 const WIRE_VERSION_8_0: i32 = 25;
-
-/// Records TASKs with the fewest round trips the server allows; cheap to clone (clones share
-/// their [`PoolLocks`]).
-#[derive(Debug, Clone)]
-pub struct TaskRecorder {
-    store: Store,
-    writes: TaskWrites,
-    pools: Arc<PoolLocks>,
-}
-
-/// TASKs for one pool take turns inside this process. Each TASK's transaction writes the pool's
-/// document, so concurrent ones would conflict on the server, abort and retry: a hundred TASKs
-/// at once on one pool would cost hundreds of aborted attempts. Queued here, they commit one
-/// after another with no conflict; only TASKs from other node processes still conflict, and
-/// those retry after a short pause. A fixed number of stripes keeps memory bounded whatever
-/// the number of pools; two pools sharing a stripe merely take turns too.
-#[derive(Debug)]
-struct PoolLocks([tokio::sync::Mutex<()>; POOL_LOCK_STRIPES]);
-
-const POOL_LOCK_STRIPES: usize = 64;
-
-/// How long a TASK waits for its pool's turn before it is answered with an error: with the
-/// transaction's own [`super::TASK_GIVE_UP_AFTER`], a reply within 15 s, before a validator's
-/// 20 s wait ends; about 500 TASKs queued on one pool in one node.
-const TURN_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-impl PoolLocks {
-    fn new() -> PoolLocks {
-        PoolLocks(std::array::from_fn(|_| tokio::sync::Mutex::new(())))
-    }
-
-    async fn turn(&self, pool: &str) -> tokio::sync::MutexGuard<'_, ()> {
-        use std::hash::{DefaultHasher, Hash, Hasher};
-        let mut hasher = DefaultHasher::new();
-        pool.hash(&mut hasher);
-        self.0[(hasher.finish() % POOL_LOCK_STRIPES as u64) as usize]
-            .lock()
-            .await
-    }
-}
 
 /// A pool as the API shows it: registered, scored, or both.
 #[derive(Debug, Clone, PartialEq)]
@@ -218,144 +177,6 @@ pub struct Totals {
     pub as_of: Option<DateTime>,
 }
 
-impl TaskRecorder {
-    /// Asks the server once whether it has the multi-collection `bulkWrite`.
-    pub async fn new(store: Store) -> Result<TaskRecorder> {
-        let writes = if store.has_client_bulk_write().await? {
-            TaskWrites::ClientBulkWrite
-        } else {
-            TaskWrites::Separate
-        };
-        Ok(TaskRecorder::with_writes(store, writes))
-    }
-
-    /// A recorder that writes the given way, whatever the server supports.
-    pub fn with_writes(store: Store, writes: TaskWrites) -> TaskRecorder {
-        TaskRecorder {
-            store,
-            writes,
-            pools: Arc::new(PoolLocks::new()),
-        }
-    }
-
-    pub fn writes(&self) -> TaskWrites {
-        self.writes
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
-    }
-
-    /// Records an accepted TASK: its receipt, the validator's activity and the pool's score
-    /// (+`increment`, capped at 100, upserted), all in one transaction.
-    ///
-    /// The receipt is what makes a retried TASK add nothing, so it must never outlive a failed
-    /// attempt: an error reply with the receipt stored would turn the validator's retry into a
-    /// no-op and lose the score. The three writes therefore commit together or not at all (an
-    /// error or a crash before the commit leaves nothing; an error after it leaves everything, and
-    /// the retry is then rightly a replay). Writing the receipt last instead cannot be made safe
-    /// without a transaction: two identical TASKs arriving together would both add the score
-    /// before either receipt exists. Inside the transaction the unique receipt index settles such
-    /// a race: the loser meets a write conflict, is retried, and then finds the receipt.
-    ///
-    /// Cost: one more round trip (the commit) than writes without a transaction, and TASKs for
-    /// the same pool take turns (see [`PoolLocks`]) instead of updating it side by side.
-    pub async fn record_task(
-        &self,
-        validator: &str,
-        pool: &str,
-        val_id: &str,
-        increment: i64,
-        now: DateTime,
-    ) -> Result<TaskRecorded> {
-        let writes = Arc::new(TaskWriteSet::new(validator, pool, val_id, increment, now));
-        let recorder = self.clone();
-        // A bounded wait: while a crashed node's transaction holds the pool, each TASK ahead
-        // may retry for `TASK_GIVE_UP_AFTER`, and the queue must not hold replies beyond that.
-        let _turn = tokio::time::timeout(TURN_WAIT, self.pools.turn(pool))
-            .await
-            .map_err(|_| StoreError::TransactionTimedOut(TURN_WAIT))?;
-        let guarded = self
-            .store
-            .once(move |session| {
-                let (recorder, writes) = (recorder.clone(), writes.clone());
-                Box::pin(async move {
-                    match recorder.writes {
-                        TaskWrites::ClientBulkWrite => {
-                            recorder.record_in_one_command(session, &writes).await
-                        }
-                        TaskWrites::Separate => {
-                            recorder.record_in_three_commands(session, &writes).await
-                        }
-                    }
-                })
-            })
-            .await?;
-        Ok(match guarded {
-            Guarded::Done(()) => TaskRecorded::Accepted,
-            Guarded::Replayed => TaskRecorded::Replayed,
-        })
-    }
-
-    async fn record_in_one_command(
-        &self,
-        session: &mut ClientSession,
-        writes: &TaskWriteSet,
-    ) -> Result<()> {
-        let models = writes.models(self.store.db.name());
-        match self
-            .store
-            .client
-            .bulk_write(models)
-            .ordered(true)
-            .session(&mut *session)
-            .await
-        {
-            Ok(_) => {}
-            Err(e) if failed_model(&e) == Some((0, 11000)) => return Err(replayed()),
-            Err(e) => return Err(StoreError::mongo("record the TASK")(e)),
-        }
-        crash_point(TASK_AFTER_RECEIPT);
-        Ok(())
-    }
-
-    async fn record_in_three_commands(
-        &self,
-        session: &mut ClientSession,
-        writes: &TaskWriteSet,
-    ) -> Result<()> {
-        insert_marker(
-            &self.store,
-            session,
-            names::TASK_RECEIPTS,
-            writes.receipt.clone(),
-            "record the TASK receipt",
-        )
-        .await?;
-        crash_point(TASK_AFTER_RECEIPT);
-        self.store
-            .collection::<Document>(names::VALIDATORS)
-            .update_one(
-                writes.validator_filter.clone(),
-                writes.validator_update.clone(),
-            )
-            .session(&mut *session)
-            .await
-            .map_err(StoreError::mongo("mark the validator active"))?;
-        self.store
-            .collection::<Document>(names::MINER_POOL)
-            .update_one(writes.pool_filter.clone(), writes.pool_update.clone())
-            .upsert(true)
-            .session(&mut *session)
-            .await
-            .map_err(StoreError::mongo("add to the pool score"))?;
-        Ok(())
-    }
-}
-
-/// Where a test crashes the node with the TASK's receipt written but not committed.
-pub const TASK_AFTER_RECEIPT: &str = "task:after-receipt";
-
 /// What a write guarded by a replay marker did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Guarded<T> {
@@ -411,63 +232,6 @@ impl Store {
     }
 }
 
-/// The three writes of one TASK, in the order they happen: the pool, which concurrent TASKs
-/// share most, last, so that its document is held for the shortest time before the commit.
-struct TaskWriteSet {
-    receipt: Document,
-    pool_filter: Document,
-    pool_update: Vec<Document>,
-    validator_filter: Document,
-    validator_update: Document,
-}
-
-impl TaskWriteSet {
-    fn new(validator: &str, pool: &str, val_id: &str, increment: i64, now: DateTime) -> Self {
-        TaskWriteSet {
-            receipt: doc! {
-                "_id": receipt_id(validator, val_id),
-                "validator_wallet": validator,
-                "val_id": val_id,
-                "accepted_at": now,
-            },
-            pool_filter: doc! { "pool_address": pool },
-            pool_update: vec![doc! { "$set": {
-                "score": pool_score_after_task_expr(increment),
-                "last_active_time": now,
-            } }],
-            validator_filter: doc! { "wallet_address": validator },
-            validator_update: doc! { "$set": { "score": 1_i64, "last_active_time": now } },
-        }
-    }
-
-    fn models(&self, database: &str) -> Vec<WriteModel> {
-        let namespace = |collection: &str| Namespace::new(database, collection);
-        vec![
-            WriteModel::InsertOne(
-                InsertOneModel::builder()
-                    .namespace(namespace(names::TASK_RECEIPTS))
-                    .document(self.receipt.clone())
-                    .build(),
-            ),
-            WriteModel::UpdateOne(
-                UpdateOneModel::builder()
-                    .namespace(namespace(names::VALIDATORS))
-                    .filter(self.validator_filter.clone())
-                    .update(self.validator_update.clone())
-                    .build(),
-            ),
-            WriteModel::UpdateOne(
-                UpdateOneModel::builder()
-                    .namespace(namespace(names::MINER_POOL))
-                    .filter(self.pool_filter.clone())
-                    .update(self.pool_update.clone())
-                    .upsert(true)
-                    .build(),
-            ),
-        ]
-    }
-}
-
 /// The `_id` of a TASK's receipt: its key, so that the receipts of a whole group are found with
 /// one `_id` lookup. A uPow address has no `/`, so the split is unambiguous.
 pub fn receipt_id(validator: &str, val_id: &str) -> String {
@@ -518,6 +282,7 @@ impl Store {
                 return Ok(Parties {
                     validator_found: false,
                     validator_percentage: None,
+                    validator_signs: false,
                     pool_registered: false,
                 });
             }
@@ -526,7 +291,7 @@ impl Store {
                 let mut pipeline = vec![
                     doc! { "$match": { "wallet_address": validator } },
                     doc! { "$limit": 1 },
-                    doc! { "$project": { "_id": 0, "percentage": 1, "party": "validator" } },
+                    doc! { "$project": { "_id": 0, "percentage": 1, "signed_since": 1, "party": "validator" } },
                 ];
                 if let Some(pool) = pool {
                     pipeline.push(doc! { "$unionWith": {
@@ -544,26 +309,10 @@ impl Store {
         Ok(Parties {
             validator_found: validator_doc.is_some(),
             validator_percentage: validator_doc.and_then(|d| numeric(d.get("percentage"))),
+            validator_signs: validator_doc
+                .is_some_and(|d| matches!(d.get("signed_since"), Some(Bson::DateTime(_)))),
             pool_registered: found.iter().any(|d| d.get_str("party") == Ok("pool")),
         })
-    }
-
-    /// Stores where a validator listens and when it pinged.
-    pub async fn record_ping(
-        &self,
-        validator: &str,
-        ip: &str,
-        port: u16,
-        now: DateTime,
-    ) -> Result<()> {
-        self.collection::<Document>(names::VALIDATORS)
-            .update_one(
-                doc! { "wallet_address": validator },
-                doc! { "$set": { "ip": ip, "port": i64::from(port), "ping": now } },
-            )
-            .await
-            .map_err(StoreError::mongo("record the PING"))?;
-        Ok(())
     }
 
     /// Adds a pool to the registry.

@@ -19,6 +19,8 @@ pub mod names {
     pub const BALANCES: &str = "balances";
     pub const PAYOUT_BATCHES: &str = "payoutBatches";
     pub const TASK_RECEIPTS: &str = "taskReceipts";
+    /// Nonces of accepted signed messages, each kept while its message could still arrive.
+    pub const SIGNED_NONCES: &str = "signedNonces";
     pub const JOB_RUNS: &str = "jobRuns";
     pub const JOB_LOCKS: &str = "jobLocks";
     pub const TEMP_WITHDRAWALS: &str = "tempWithdrawals";
@@ -74,6 +76,14 @@ pub struct Validator {
     pub last_fetch: Option<DateTime>,
     #[serde(default, deserialize_with = "loose::number")]
     pub balance: f64,
+    /// When its first valid signed message was accepted (SPEC §4.5); from then on its unsigned
+    /// messages are refused, until an admin lifts that.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "loose::datetime"
+    )]
+    pub signed_since: Option<DateTime>,
 }
 
 /// `blockHeight`: the last block scanned by the rewards job.

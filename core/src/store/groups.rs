@@ -25,28 +25,78 @@ use super::{Result, Store, StoreError, names};
 use crate::faults::crash_point;
 use crate::scoring::pool_score_after_task_expr;
 
+/// How a message proves who sent it (SPEC §4.5), and so what its write must check first.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Proof {
+    /// `node.protocol: legacy`: nothing to check.
+    Legacy,
+    /// Unsigned, accepted only from a validator that has never sent a valid signed message.
+    Unsigned,
+    /// A valid signature. Its nonce is remembered with the digest of the signed bytes until
+    /// `expires_at`, inserted with the message's effect: a nonce accepted once is a resend (same
+    /// digest, nothing done) or refused (other bytes), on every node.
+    Signed {
+        nonce: String,
+        digest: String,
+        expires_at: DateTime,
+    },
+}
+
 /// One message to write.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Activity {
+pub struct Activity {
+    pub validator: String,
+    /// The validator's `_id`, when known (from the cached registry): its document is then read
+    /// by `_id`, the cheapest index.
+    pub validator_id: Option<Bson>,
+    pub proof: Proof,
+    pub at: DateTime,
+    pub effect: Effect,
+}
+
+impl Activity {
+    /// An unproved TASK (`node.protocol: legacy`).
+    pub fn task(validator: &str, pool: &str, val_id: &str, increment: i64, at: DateTime) -> Self {
+        Activity {
+            validator: validator.to_owned(),
+            validator_id: None,
+            proof: Proof::Legacy,
+            at,
+            effect: Effect::Task {
+                pool: pool.to_owned(),
+                val_id: val_id.to_owned(),
+                increment,
+            },
+        }
+    }
+
+    /// An unproved PING (`node.protocol: legacy`).
+    pub fn ping(validator: &str, ip: &str, port: u16, at: DateTime) -> Self {
+        Activity {
+            validator: validator.to_owned(),
+            validator_id: None,
+            proof: Proof::Legacy,
+            at,
+            effect: Effect::Ping {
+                ip: ip.to_owned(),
+                port,
+            },
+        }
+    }
+}
+
+/// What a message does once its proof holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
     /// An accepted TASK: its pool gains `increment` unless (`validator`, `val_id`) was accepted
     /// before.
     Task {
-        validator: String,
-        /// The validator's `_id`, when known (from the cached registry): its document is then
-        /// read by `_id`, the cheapest index.
-        validator_id: Option<Bson>,
         pool: String,
         val_id: String,
         increment: i64,
-        at: DateTime,
     },
     /// Where a validator listens, and when it said so.
-    Ping {
-        validator: String,
-        ip: String,
-        port: u16,
-        at: DateTime,
-    },
+    Ping { ip: String, port: u16 },
 }
 
 /// What a message did once its group committed.
@@ -54,25 +104,61 @@ pub enum Activity {
 pub enum Recorded {
     Task(TaskRecorded),
     Ping,
+    /// A signed message whose nonce was accepted before with the same signed bytes: a resend,
+    /// answered as the first time, with no effect.
+    Repeated,
+    /// A signed message whose nonce was accepted before with other bytes: nothing done.
+    NonceUsed,
+    /// An unsigned message from a validator that signs: nothing done.
+    SignatureRequired,
 }
 
-/// The writes of one group, derived from its messages alone (and the receipts already stored).
+/// A nonce as [`Store::nonce_status`] finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Nonce {
+    Fresh,
+    /// Accepted before with the same signed bytes.
+    Resend,
+    /// Accepted before with other bytes.
+    Used,
+}
+
+/// What the group's transaction read before planning.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stored {
+    /// Receipt ids ([`receipt_id`]) already stored.
+    pub receipts: HashSet<String>,
+    /// Nonce ids ([`nonce_id`]) already stored, with the digest each was accepted with (`None`:
+    /// taken by a commit this node saw only as a duplicate key).
+    pub nonces: HashMap<String, Option<String>>,
+    /// Validators whose document records that they sign.
+    pub signing: HashSet<String>,
+}
+
+/// The writes of one group, derived from its messages alone (and what is already stored).
 #[derive(Debug, Clone, PartialEq)]
 pub struct GroupPlan {
     /// (validator, val_id) of every TASK accepted now, in arrival order.
     pub receipts: Vec<(String, String)>,
+    /// (nonce id, digest, expiry) of every signed message accepted now, in arrival order.
+    pub nonces: Vec<(String, String, DateTime)>,
+    /// Validators whose first valid signed message is in this group, each once.
+    pub newly_signing: Vec<String>,
     /// Validators with an accepted TASK, each once.
     pub active_validators: Vec<String>,
     /// The `_id`s known for them.
     pub validator_ids: HashMap<String, Bson>,
     /// Each pool's summed increment over the accepted TASKs.
     pub pool_increments: BTreeMap<String, i64>,
-    /// Every PING, in arrival order (a later one for the same validator wins, as it would).
+    /// Every accepted PING, in arrival order (a later one for the same validator wins, as it
+    /// would).
     pub pings: Vec<(String, String, u16, DateTime)>,
     /// Each message's outcome, by position.
     pub outcomes: Vec<Recorded>,
     /// The time written as `last_active_time`: the latest of the group's TASKs.
     pub at: DateTime,
+    /// The time written as `signed_since`: the latest of the group's signed messages.
+    pub signed_at: DateTime,
 }
 
 impl GroupPlan {
@@ -85,54 +171,89 @@ impl GroupPlan {
     }
 }
 
-/// The group's effect, as if its messages were processed one after another: `accepted_before`
-/// holds the receipt ids ([`receipt_id`]) already stored.
-pub fn plan_group(messages: &[Activity], accepted_before: &HashSet<String>) -> GroupPlan {
+/// The `_id` of a remembered nonce: nonces are unique per validator.
+pub fn nonce_id(validator: &str, nonce: &str) -> String {
+    format!("{validator}/{nonce}")
+}
+
+/// The group's effect, as if its messages were processed one after another against `stored`.
+/// For each message: its proof first (a reused nonce, or an unsigned message from a validator
+/// that signs, does nothing), then its effect.
+pub fn plan_group(messages: &[Activity], stored: &Stored) -> GroupPlan {
     let mut seen = HashSet::new();
+    let mut nonces: HashMap<String, Option<String>> = stored.nonces.clone();
+    let mut signing: HashSet<&str> = stored.signing.iter().map(String::as_str).collect();
     let mut validators_seen = HashSet::new();
     let mut plan = GroupPlan {
         receipts: Vec::new(),
+        nonces: Vec::new(),
+        newly_signing: Vec::new(),
         active_validators: Vec::new(),
         validator_ids: HashMap::new(),
         pool_increments: BTreeMap::new(),
         pings: Vec::new(),
         outcomes: Vec::with_capacity(messages.len()),
         at: DateTime::from_millis(0),
+        signed_at: DateTime::from_millis(0),
     };
     for message in messages {
-        let outcome = match message {
-            Activity::Task {
-                validator,
-                validator_id,
+        let validator = message.validator.as_str();
+        let refused = match &message.proof {
+            Proof::Legacy => None,
+            Proof::Unsigned => signing
+                .contains(validator)
+                .then_some(Recorded::SignatureRequired),
+            Proof::Signed {
+                nonce,
+                digest,
+                expires_at,
+            } => {
+                let id = nonce_id(validator, nonce);
+                match nonces.get(&id) {
+                    Some(Some(first)) if first == digest => Some(Recorded::Repeated),
+                    Some(_) => Some(Recorded::NonceUsed),
+                    None => {
+                        nonces.insert(id.clone(), Some(digest.clone()));
+                        plan.nonces.push((id, digest.clone(), *expires_at));
+                        if signing.insert(validator) {
+                            plan.newly_signing.push(validator.to_owned());
+                        }
+                        plan.signed_at = plan.signed_at.max(message.at);
+                        None
+                    }
+                }
+            }
+        };
+        if let Some(refused) = refused {
+            plan.outcomes.push(refused);
+            continue;
+        }
+        let outcome = match &message.effect {
+            Effect::Task {
                 pool,
                 val_id,
                 increment,
-                at,
             } => {
-                if let Some(validator_id) = validator_id {
+                if let Some(validator_id) = &message.validator_id {
                     plan.validator_ids
-                        .insert(validator.clone(), validator_id.clone());
+                        .insert(validator.to_owned(), validator_id.clone());
                 }
                 let id = receipt_id(validator, val_id);
-                if accepted_before.contains(&id) || !seen.insert(id) {
+                if stored.receipts.contains(&id) || !seen.insert(id) {
                     Recorded::Task(TaskRecorded::Replayed)
                 } else {
-                    plan.receipts.push((validator.clone(), val_id.clone()));
-                    if validators_seen.insert(validator.as_str()) {
-                        plan.active_validators.push(validator.clone());
+                    plan.receipts.push((validator.to_owned(), val_id.clone()));
+                    if validators_seen.insert(validator) {
+                        plan.active_validators.push(validator.to_owned());
                     }
                     *plan.pool_increments.entry(pool.clone()).or_insert(0) += increment;
-                    plan.at = plan.at.max(*at);
+                    plan.at = plan.at.max(message.at);
                     Recorded::Task(TaskRecorded::Accepted)
                 }
             }
-            Activity::Ping {
-                validator,
-                ip,
-                port,
-                at,
-            } => {
-                plan.pings.push((validator.clone(), ip.clone(), *port, *at));
+            Effect::Ping { ip, port } => {
+                plan.pings
+                    .push((validator.to_owned(), ip.clone(), *port, message.at));
                 Recorded::Ping
             }
         };
@@ -293,16 +414,17 @@ async fn write_groups(
 }
 
 impl Store {
-    /// Writes one group in one transaction and returns each message's outcome. Receipts already
-    /// stored are read first (by `_id`, one indexed query); one that appears meanwhile (another
-    /// node's commit, or a receipt from before receipt ids existed) stops the write at its
-    /// duplicate key, and the group is planned and written again with it counted as a replay.
+    /// Writes one group in one transaction and returns each message's outcome. What the plan
+    /// depends on (receipts, nonces, validators) is read first, by `_id` or the unique address
+    /// index; a receipt or nonce that appears meanwhile (another node's commit, or a receipt from
+    /// before receipt ids existed) stops the write at its duplicate key, and the group is planned
+    /// and written again with it counted as taken.
     pub async fn write_group(
         &self,
         messages: &[Activity],
         writes: TaskWrites,
     ) -> Result<Vec<Recorded>> {
-        let found_taken = Arc::new(Mutex::new(HashSet::new()));
+        let found_taken = Arc::new(Mutex::new(Stored::default()));
         loop {
             let store = self.clone();
             let messages_for_body = messages.to_vec();
@@ -312,10 +434,17 @@ impl Store {
                     let (store, messages, found) =
                         (store.clone(), messages_for_body.clone(), found.clone());
                     Box::pin(async move {
-                        let mut accepted_before = store.stored_receipts(session, &messages).await?;
-                        accepted_before.extend(found.lock().expect("not poisoned").iter().cloned());
-                        let mut plan = plan_group(&messages, &accepted_before);
-                        plan.active_validators = store.validators_to_mark(session, &plan).await?;
+                        let (mut stored, validators) =
+                            store.read_stored(session, &messages).await?;
+                        {
+                            let found = found.lock().expect("not poisoned");
+                            stored.receipts.extend(found.receipts.iter().cloned());
+                            for id in found.nonces.keys() {
+                                stored.nonces.entry(id.clone()).or_insert(None);
+                            }
+                        }
+                        let mut plan = plan_group(&messages, &stored);
+                        plan.active_validators = to_mark(&validators, &plan);
                         let written = match writes {
                             TaskWrites::ClientBulkWrite => {
                                 store.write_plan_in_one_command(session, &plan).await
@@ -324,87 +453,157 @@ impl Store {
                                 store.write_plan_per_collection(session, &plan).await
                             }
                         };
-                        if let Err(GroupWriteError::ReceiptTaken(index)) = written {
-                            found
-                                .lock()
-                                .expect("not poisoned")
-                                .insert(plan.receipt_ids()[index].clone());
-                            return Err(StoreError::Conflict(RECEIPT_TAKEN.into()));
+                        match written {
+                            Err(GroupWriteError::ReceiptTaken(index)) => {
+                                let id = plan.receipt_ids()[index].clone();
+                                found.lock().expect("not poisoned").receipts.insert(id);
+                                return Err(StoreError::Conflict(MARKER_TAKEN.into()));
+                            }
+                            Err(GroupWriteError::NonceTaken(index)) => {
+                                let id = plan.nonces[index].0.clone();
+                                found.lock().expect("not poisoned").nonces.insert(id, None);
+                                return Err(StoreError::Conflict(MARKER_TAKEN.into()));
+                            }
+                            other => other.map_err(GroupWriteError::into_store)?,
                         }
-                        written.map_err(GroupWriteError::into_store)?;
                         crash_point(GROUP_BEFORE_COMMIT);
                         Ok(plan.outcomes)
                     })
                 })
                 .await;
             match attempt {
-                Err(StoreError::Conflict(message)) if message == RECEIPT_TAKEN => continue,
+                Err(StoreError::Conflict(message)) if message == MARKER_TAKEN => continue,
                 other => return other,
             }
         }
     }
 
-    /// Receipt ids of the group's TASKs that are already stored.
-    async fn stored_receipts(
+    /// Whether a signed message's nonce was accepted before, for a message that will not be
+    /// written (refused by the checks after the nonce's, SPEC §4.5): the nonce check comes
+    /// first, so a reused nonce is refused as such whatever else is wrong.
+    pub async fn nonce_status(&self, validator: &str, nonce: &str, digest: &str) -> Result<Nonce> {
+        let stored = self
+            .collection::<Document>(names::SIGNED_NONCES)
+            .find_one(doc! { "_id": nonce_id(validator, nonce) })
+            .projection(doc! { "digest": 1 })
+            .await
+            .map_err(StoreError::mongo("read the nonce"))?;
+        Ok(match stored {
+            None => Nonce::Fresh,
+            Some(stored) if stored.get_str("digest") == Ok(digest) => Nonce::Resend,
+            Some(_) => Nonce::Used,
+        })
+    }
+
+    /// Lets a validator that signs send unsigned messages again (an admin's decision, for a
+    /// validator that must go back to unsigned software): its next valid signed message
+    /// records it as signing again. Returns whether it was recorded as signing.
+    pub async fn allow_unsigned(&self, validator: &str, now: DateTime) -> Result<bool> {
+        let updated = self
+            .collection::<Document>(names::VALIDATORS)
+            .update_one(
+                doc! { "wallet_address": validator, "signed_since": { "$exists": true } },
+                doc! { "$unset": { "signed_since": "" }, "$set": { "unsigned_allowed_at": now } },
+            )
+            .await
+            .map_err(StoreError::mongo("allow the validator's unsigned messages"))?;
+        Ok(updated.modified_count == 1)
+    }
+
+    /// What the group's plan depends on: its stored receipts and nonces, and the documents of
+    /// the validators whose proof or activity it checks (with the validators that sign).
+    async fn read_stored(
         &self,
         session: &mut ClientSession,
         messages: &[Activity],
-    ) -> Result<HashSet<String>> {
-        let ids: Vec<String> = messages
-            .iter()
-            .filter_map(|m| match m {
-                Activity::Task {
-                    validator, val_id, ..
-                } => Some(receipt_id(validator, val_id)),
-                Activity::Ping { .. } => None,
-            })
-            .collect();
-        if ids.is_empty() {
-            return Ok(HashSet::new());
+    ) -> Result<(Stored, Vec<Document>)> {
+        let mut receipt_ids = Vec::new();
+        let mut nonce_ids = Vec::new();
+        let mut named: Vec<&str> = Vec::new();
+        let mut ids: HashMap<&str, &Bson> = HashMap::new();
+        for message in messages {
+            if let Effect::Task { val_id, .. } = &message.effect {
+                receipt_ids.push(receipt_id(&message.validator, val_id));
+            }
+            if let Proof::Signed { nonce, .. } = &message.proof {
+                nonce_ids.push(nonce_id(&message.validator, nonce));
+            }
+            if matches!(message.effect, Effect::Task { .. }) || message.proof != Proof::Legacy {
+                named.push(&message.validator);
+                if let Some(id) = &message.validator_id {
+                    ids.insert(&message.validator, id);
+                }
+            }
         }
-        let found = self
-            .find_in_transaction(
-                session,
-                names::TASK_RECEIPTS,
-                doc! { "_id": { "$in": ids } },
-                doc! { "_id": 1 },
-                "read the group's stored TASK receipts",
-            )
-            .await?;
-        Ok(found
+        let mut stored = Stored::default();
+        if !receipt_ids.is_empty() {
+            stored.receipts = self
+                .find_in_transaction(
+                    session,
+                    names::TASK_RECEIPTS,
+                    doc! { "_id": { "$in": receipt_ids } },
+                    doc! { "_id": 1 },
+                    "read the group's stored TASK receipts",
+                )
+                .await?
+                .iter()
+                .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
+                .collect();
+        }
+        if !nonce_ids.is_empty() {
+            stored.nonces = self
+                .find_in_transaction(
+                    session,
+                    names::SIGNED_NONCES,
+                    doc! { "_id": { "$in": nonce_ids } },
+                    doc! { "_id": 1, "digest": 1 },
+                    "read the group's used nonces",
+                )
+                .await?
+                .iter()
+                .filter_map(|d| {
+                    let id = d.get_str("_id").ok()?.to_owned();
+                    Some((id, d.get_str("digest").ok().map(str::to_owned)))
+                })
+                .collect();
+        }
+        named.sort_unstable();
+        named.dedup();
+        let validators = self.read_named_validators(session, &named, &ids).await?;
+        stored.signing = validators
             .iter()
-            .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
-            .collect())
+            .filter(|v| matches!(v.get("signed_since"), Some(Bson::DateTime(_))))
+            .filter_map(|v| v.get_str("wallet_address").ok().map(str::to_owned))
+            .collect();
+        Ok((stored, validators))
     }
 
-    /// The plan's active validators that [`needs_marking`], read in the transaction: an index
-    /// read is far cheaper than a write, and most validators of a busy group were marked moments
-    /// ago. Validators with a known `_id` are read by it; the rest (and any whose `_id` no
-    /// longer names them) by address.
-    async fn validators_to_mark(
+    /// The documents of the `named` validators. Those with a known `_id` are read by it; the
+    /// rest (and any whose `_id` no longer names them) by address.
+    async fn read_named_validators(
         &self,
         session: &mut ClientSession,
-        plan: &GroupPlan,
-    ) -> Result<Vec<String>> {
-        let ids: Vec<&Bson> = plan
-            .active_validators
-            .iter()
-            .filter_map(|v| plan.validator_ids.get(v))
-            .collect();
-        let mut found = if ids.is_empty() {
+        named: &[&str],
+        ids: &HashMap<&str, &Bson>,
+    ) -> Result<Vec<Document>> {
+        if named.is_empty() {
+            return Ok(Vec::new());
+        }
+        let by_id: Vec<&Bson> = named.iter().filter_map(|v| ids.get(v).copied()).collect();
+        let mut found = if by_id.is_empty() {
             Vec::new()
         } else {
-            self.read_validators(session, doc! { "_id": { "$in": ids } })
+            self.read_validators(session, doc! { "_id": { "$in": by_id } })
                 .await?
         };
         let seen: HashSet<&str> = found
             .iter()
             .filter_map(|v| v.get_str("wallet_address").ok())
             .collect();
-        let unseen: Vec<&String> = plan
-            .active_validators
+        let unseen: Vec<&str> = named
             .iter()
-            .filter(|v| !seen.contains(v.as_str()))
+            .copied()
+            .filter(|v| !seen.contains(v))
             .collect();
         if !unseen.is_empty() {
             let by_address = self
@@ -412,17 +611,7 @@ impl Store {
                 .await?;
             found.extend(by_address);
         }
-        let active: HashSet<&str> = plan.active_validators.iter().map(String::as_str).collect();
-        let mut marked: Vec<String> = found
-            .iter()
-            .filter(|v| needs_marking(v, plan.at))
-            .filter_map(|v| v.get_str("wallet_address").ok())
-            .filter(|v| active.contains(v))
-            .map(str::to_owned)
-            .collect();
-        marked.sort();
-        marked.dedup();
-        Ok(marked)
+        Ok(found)
     }
 
     async fn read_validators(
@@ -434,7 +623,7 @@ impl Store {
             session,
             names::VALIDATORS,
             filter,
-            doc! { "_id": 0, "wallet_address": 1, "score": 1, "last_active_time": 1 },
+            doc! { "_id": 0, "wallet_address": 1, "score": 1, "last_active_time": 1, "signed_since": 1 },
             "read the group's validators",
         )
         .await
@@ -470,26 +659,17 @@ impl Store {
         let database = self.db.name();
         let namespace = |collection: &str| Namespace::new(database, collection);
         let mut models = Vec::new();
-        for receipt in receipt_documents(plan) {
+        for (collection, marker) in marker_documents(plan) {
             models.push(WriteModel::InsertOne(
                 InsertOneModel::builder()
-                    .namespace(namespace(names::TASK_RECEIPTS))
-                    .document(receipt)
+                    .namespace(namespace(collection))
+                    .document(marker)
                     .build(),
             ));
         }
-        if let Some((filter, update)) = validators_update(plan) {
+        for (filter, update) in validator_updates(plan) {
             models.push(WriteModel::UpdateMany(
                 UpdateManyModel::builder()
-                    .namespace(namespace(names::VALIDATORS))
-                    .filter(filter)
-                    .update(update)
-                    .build(),
-            ));
-        }
-        for (filter, update) in ping_updates(plan) {
-            models.push(WriteModel::UpdateOne(
-                UpdateOneModel::builder()
                     .namespace(namespace(names::VALIDATORS))
                     .filter(filter)
                     .update(update)
@@ -521,6 +701,9 @@ impl Store {
                 Some((index, 11000)) if index < plan.receipts.len() => {
                     Err(GroupWriteError::ReceiptTaken(index))
                 }
+                Some((index, 11000)) if index < plan.receipts.len() + plan.nonces.len() => {
+                    Err(GroupWriteError::NonceTaken(index - plan.receipts.len()))
+                }
                 _ => Err(GroupWriteError::Store(StoreError::mongo(
                     "write the group of TASKs and PINGs",
                 )(e))),
@@ -534,32 +717,41 @@ impl Store {
         session: &mut ClientSession,
         plan: &GroupPlan,
     ) -> Result<(), GroupWriteError> {
-        let receipts = receipt_documents(plan);
-        if !receipts.is_empty() {
+        let (receipts, nonces): (Vec<_>, Vec<_>) = marker_documents(plan)
+            .into_iter()
+            .partition(|(collection, _)| *collection == names::TASK_RECEIPTS);
+        for (markers, taken, context) in [
+            (
+                receipts,
+                GroupWriteError::ReceiptTaken as fn(usize) -> GroupWriteError,
+                "record the group's TASK receipts",
+            ),
+            (
+                nonces,
+                GroupWriteError::NonceTaken,
+                "record the group's nonces",
+            ),
+        ] {
+            let Some((collection, _)) = markers.first() else {
+                continue;
+            };
             let inserted = self
-                .collection::<Document>(names::TASK_RECEIPTS)
-                .insert_many(receipts)
+                .collection::<Document>(collection)
+                .insert_many(markers.into_iter().map(|(_, marker)| marker))
                 .ordered(true)
                 .session(&mut *session)
                 .await;
             if let Err(e) = inserted {
                 return Err(match inserted_many_duplicate(&e) {
-                    Some(index) => GroupWriteError::ReceiptTaken(index),
-                    None => GroupWriteError::Store(StoreError::mongo(
-                        "record the group's TASK receipts",
-                    )(e)),
+                    Some(index) => taken(index),
+                    None => GroupWriteError::Store(StoreError::mongo(context)(e)),
                 });
             }
         }
-        let mut validator_statements: Vec<Document> = validators_update(plan)
-            .map(|(q, u)| doc! { "q": q, "u": u, "multi": true })
+        let validator_statements: Vec<Document> = validator_updates(plan)
             .into_iter()
+            .map(|(q, u)| doc! { "q": q, "u": u, "multi": true })
             .collect();
-        validator_statements.extend(
-            ping_updates(plan)
-                .into_iter()
-                .map(|(q, u)| doc! { "q": q, "u": u }),
-        );
         let pool_statements: Vec<Document> = pool_updates(plan)
             .into_iter()
             .map(|(q, u)| doc! { "q": q, "u": u, "upsert": true })
@@ -598,35 +790,82 @@ impl Store {
 }
 
 /// The message of the conflict that makes [`Store::write_group`] plan the group again.
-const RECEIPT_TAKEN: &str = "a TASK receipt of the group was already stored";
+const MARKER_TAKEN: &str = "a TASK receipt or nonce of the group was already stored";
 
 enum GroupWriteError {
     /// The receipt at this position of the plan already exists.
     ReceiptTaken(usize),
+    /// The nonce at this position of the plan already exists.
+    NonceTaken(usize),
     Store(StoreError),
 }
 
 impl GroupWriteError {
     fn into_store(self) -> StoreError {
         match self {
-            GroupWriteError::ReceiptTaken(_) => StoreError::Conflict(RECEIPT_TAKEN.into()),
+            GroupWriteError::ReceiptTaken(_) | GroupWriteError::NonceTaken(_) => {
+                StoreError::Conflict(MARKER_TAKEN.into())
+            }
             GroupWriteError::Store(e) => e,
         }
     }
 }
 
-fn receipt_documents(plan: &GroupPlan) -> Vec<Document> {
-    plan.receipts
-        .iter()
-        .map(|(validator, val_id)| {
+/// The receipts, then the nonces, the plan inserts: (collection, document). Each is unique by
+/// `_id`, so a message accepted elsewhere meanwhile stops the write at its duplicate key.
+fn marker_documents(plan: &GroupPlan) -> Vec<(&'static str, Document)> {
+    let receipts = plan.receipts.iter().map(|(validator, val_id)| {
+        (
+            names::TASK_RECEIPTS,
             doc! {
                 "_id": receipt_id(validator, val_id),
                 "validator_wallet": validator,
                 "val_id": val_id,
                 "accepted_at": plan.at,
-            }
-        })
-        .collect()
+            },
+        )
+    });
+    let nonces = plan.nonces.iter().map(|(id, digest, expires_at)| {
+        (
+            names::SIGNED_NONCES,
+            doc! { "_id": id, "digest": digest, "expires_at": expires_at },
+        )
+    });
+    receipts.chain(nonces).collect()
+}
+
+/// The validators' own documents as the plan changes them: activity, the first signed message,
+/// contact addresses (filter, update).
+fn validator_updates(plan: &GroupPlan) -> Vec<(Document, Document)> {
+    let mut updates: Vec<(Document, Document)> = validators_update(plan).into_iter().collect();
+    if !plan.newly_signing.is_empty() {
+        updates.push((
+            doc! {
+                "wallet_address": { "$in": &plan.newly_signing },
+                "signed_since": { "$exists": false },
+            },
+            doc! { "$set": { "signed_since": plan.signed_at } },
+        ));
+    }
+    updates.extend(ping_updates(plan));
+    updates
+}
+
+/// The plan's active validators whose documents ([`Store::read_stored`]) [`needs_marking`]: an
+/// index read is far cheaper than a write, and most validators of a busy group were marked
+/// moments ago.
+fn to_mark(validators: &[Document], plan: &GroupPlan) -> Vec<String> {
+    let active: HashSet<&str> = plan.active_validators.iter().map(String::as_str).collect();
+    let mut marked: Vec<String> = validators
+        .iter()
+        .filter(|v| needs_marking(v, plan.at))
+        .filter_map(|v| v.get_str("wallet_address").ok())
+        .filter(|v| active.contains(v))
+        .map(str::to_owned)
+        .collect();
+    marked.sort();
+    marked.dedup();
+    marked
 }
 
 /// How stale a validator's `last_active_time` may be left: a validator sending TASKs every
@@ -704,19 +943,32 @@ mod tests {
     use crate::scoring::pool_score_after_task;
 
     fn task(validator: &str, pool: &str, val_id: &str, increment: i64) -> Activity {
-        Activity::Task {
-            validator: validator.into(),
-            validator_id: None,
-            pool: pool.into(),
-            val_id: val_id.into(),
-            increment,
-            at: DateTime::from_millis(1),
-        }
+        Activity::task(validator, pool, val_id, increment, DateTime::from_millis(1))
     }
+
+    fn signed(mut activity: Activity, nonce: &str, digest: &str) -> Activity {
+        activity.proof = Proof::Signed {
+            nonce: nonce.into(),
+            digest: digest.into(),
+            expires_at: DateTime::from_millis(2),
+        };
+        activity
+    }
+
+    fn unsigned(mut activity: Activity) -> Activity {
+        activity.proof = Proof::Unsigned;
+        activity
+    }
+
+    use Recorded::Task as T;
+    use TaskRecorded::*;
 
     #[test]
     fn repeats_inside_the_group_and_before_it_score_once() {
-        let before: HashSet<String> = [receipt_id("v2", "old")].into();
+        let stored = Stored {
+            receipts: [receipt_id("v2", "old")].into(),
+            ..Stored::default()
+        };
         let plan = plan_group(
             &[
                 task("v1", "p", "a", 3),
@@ -724,10 +976,8 @@ mod tests {
                 task("v2", "p", "old", 5),
                 task("v2", "q", "b", 5),
             ],
-            &before,
+            &stored,
         );
-        use Recorded::Task as T;
-        use TaskRecorded::*;
         assert_eq!(
             plan.outcomes,
             vec![T(Accepted), T(Replayed), T(Replayed), T(Accepted)]
@@ -738,6 +988,74 @@ mod tests {
         );
         assert_eq!(plan.active_validators, vec!["v1", "v2"]);
         assert_eq!(plan.receipts.len(), 2);
+    }
+
+    #[test]
+    fn a_nonce_counts_once_and_a_resend_of_its_bytes_is_answered_again() {
+        let stored = Stored {
+            nonces: [(nonce_id("v1", "n0"), Some("d0".into()))].into(),
+            ..Stored::default()
+        };
+        let plan = plan_group(
+            &[
+                signed(task("v1", "p", "a", 3), "n0", "d0"),
+                signed(task("v1", "p", "b", 3), "n0", "other"),
+                signed(task("v1", "p", "c", 3), "n1", "d1"),
+                signed(task("v1", "p", "c", 3), "n1", "d1"),
+                signed(task("v1", "p", "d", 3), "n1", "d2"),
+                // The same nonce from another validator is another nonce.
+                signed(task("v2", "p", "e", 3), "n1", "d3"),
+            ],
+            &stored,
+        );
+        assert_eq!(
+            plan.outcomes,
+            vec![
+                Recorded::Repeated,
+                Recorded::NonceUsed,
+                T(Accepted),
+                Recorded::Repeated,
+                Recorded::NonceUsed,
+                T(Accepted),
+            ]
+        );
+        assert_eq!(plan.pool_increments, BTreeMap::from([("p".into(), 6)]));
+        assert_eq!(
+            plan.nonces.iter().map(|n| n.0.as_str()).collect::<Vec<_>>(),
+            vec![nonce_id("v1", "n1"), nonce_id("v2", "n1")]
+        );
+        assert_eq!(plan.newly_signing, vec!["v1", "v2"]);
+    }
+
+    #[test]
+    fn after_a_signed_message_unsigned_ones_are_refused() {
+        let stored = Stored {
+            signing: ["v2".to_owned()].into(),
+            ..Stored::default()
+        };
+        let plan = plan_group(
+            &[
+                unsigned(task("v1", "p", "a", 3)),
+                signed(task("v1", "p", "b", 3), "n", "d"),
+                unsigned(task("v1", "p", "c", 3)),
+                unsigned(task("v2", "p", "d", 3)),
+                // Legacy mode checks nothing.
+                task("v2", "p", "e", 3),
+            ],
+            &stored,
+        );
+        assert_eq!(
+            plan.outcomes,
+            vec![
+                T(Accepted),
+                T(Accepted),
+                Recorded::SignatureRequired,
+                Recorded::SignatureRequired,
+                T(Accepted),
+            ]
+        );
+        assert_eq!(plan.newly_signing, vec!["v1"]);
+        assert_eq!(plan.pool_increments, BTreeMap::from([("p".into(), 9)]));
     }
 
     proptest::proptest! {
@@ -758,13 +1076,48 @@ mod tests {
                     sequential = pool_score_after_task(sequential, *inc);
                 }
             }
-            let plan = plan_group(&messages, &HashSet::new());
+            let plan = plan_group(&messages, &Stored::default());
             let grouped = plan
                 .pool_increments
                 .get("p")
                 .map_or(start, |sum| pool_score_after_task(start, *sum));
             proptest::prop_assert_eq!(grouped, sequential);
             proptest::prop_assert_eq!(plan.receipts.len(), accepted.len());
+        }
+
+        /// A group of signed and unsigned messages has the effect of the same messages planned
+        /// one at a time, each against what the ones before it stored.
+        #[test]
+        fn proofs_in_a_group_decide_as_one_at_a_time(
+            messages in proptest::collection::vec(
+                (0_u8..3, 0_u8..4, proptest::option::of((0_u8..3, 0_u8..2))),
+                0..40,
+            ),
+        ) {
+            let messages: Vec<Activity> = messages
+                .iter()
+                .map(|(v, id, proof)| {
+                    let t = task(&format!("v{v}"), "p", &id.to_string(), 1);
+                    match proof {
+                        None => unsigned(t),
+                        Some((n, d)) => signed(t, &format!("n{n}"), &format!("d{d}")),
+                    }
+                })
+                .collect();
+            let grouped = plan_group(&messages, &Stored::default());
+            let mut stored = Stored::default();
+            let mut outcomes = Vec::new();
+            for message in &messages {
+                let alone = plan_group(std::slice::from_ref(message), &stored);
+                outcomes.push(alone.outcomes[0]);
+                stored.receipts.extend(alone.receipt_ids());
+                for (id, digest, _) in alone.nonces {
+                    stored.nonces.insert(id, Some(digest));
+                }
+                stored.signing.extend(alone.newly_signing);
+            }
+            proptest::prop_assert_eq!(grouped.outcomes, outcomes);
+            proptest::prop_assert_eq!(grouped.receipts.len(), stored.receipts.len());
         }
     }
 }

@@ -1,23 +1,21 @@
 //! How the node checks and records TASKs and PINGs: the checks read the cached registry or the
-//! database, and the writes go in groups or one transaction each, as `node.registryCache` and
-//! `node.groupCommit` say. The one-at-a-time paths are the reference the grouped ones are
-//! measured and tested against.
+//! database, as `node.registryCache` says, and every write goes through the group writer (a lone
+//! message is a group of one), so that receipts, nonces and the no-downgrade rule live in one
+//! place.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use bson::DateTime;
-
-use super::activity::{Parties, TaskRecorded, TaskRecorder, TaskWrites};
+use super::activity::{Parties, TaskWrites};
 use super::groups::{Activity, ActivityGroups, GroupTotals, Recorded};
 use super::registry::RegistryCache;
-use super::{Result, Store, StoreError};
+use super::{Result, Store};
 use crate::config::NodeConfig;
 
 /// The switches of [`Intake`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntakeOptions {
-    pub group_commit: bool,
+    /// Most messages in one group write; 1 writes each message in its own transaction.
     pub max_group_size: usize,
     pub registry_cache: bool,
     pub registry_reload: Duration,
@@ -26,7 +24,6 @@ pub struct IntakeOptions {
 impl IntakeOptions {
     pub fn from_config(node: &NodeConfig) -> IntakeOptions {
         IntakeOptions {
-            group_commit: node.group_commit,
             max_group_size: node.max_group_size as usize,
             registry_cache: node.registry_cache,
             registry_reload: Duration::from_secs(node.registry_reload_seconds.into()),
@@ -39,7 +36,7 @@ impl IntakeOptions {
 pub struct Intake {
     store: Store,
     checks: Checks,
-    writes: Writes,
+    groups: ActivityGroups,
 }
 
 #[derive(Debug, Clone)]
@@ -48,15 +45,9 @@ enum Checks {
     Cache(Arc<RegistryCache>),
 }
 
-#[derive(Debug, Clone)]
-enum Writes {
-    OneAtATime(TaskRecorder),
-    Grouped(ActivityGroups),
-}
-
 impl Intake {
     /// Asks the server whether it has the multi-collection `bulkWrite`, loads the registry if it
-    /// is cached, and starts the group writer if groups are on.
+    /// is cached, and starts the group writer.
     pub async fn start(store: Store, options: IntakeOptions) -> Result<Intake> {
         let writes = if store.has_client_bulk_write().await? {
             TaskWrites::ClientBulkWrite
@@ -79,19 +70,11 @@ impl Intake {
         } else {
             Checks::Database
         };
-        let writes = if options.group_commit {
-            Writes::Grouped(ActivityGroups::start(
-                store.clone(),
-                writes,
-                options.max_group_size,
-            ))
-        } else {
-            Writes::OneAtATime(TaskRecorder::with_writes(store.clone(), writes))
-        };
+        let groups = ActivityGroups::start(store.clone(), writes, options.max_group_size);
         Ok(Intake {
             store,
             checks,
-            writes,
+            groups,
         })
     }
 
@@ -103,15 +86,12 @@ impl Intake {
         }
     }
 
-    /// What the group writer did so far, when groups are on.
-    pub fn group_totals(&self) -> Option<GroupTotals> {
-        match &self.writes {
-            Writes::Grouped(groups) => Some(groups.totals()),
-            Writes::OneAtATime(_) => None,
-        }
+    /// What the group writer did so far.
+    pub fn group_totals(&self) -> GroupTotals {
+        self.groups.totals()
     }
 
-    /// The validator's percentage and the pool's registration.
+    /// The validator's percentage, whether it signs, and the pool's registration.
     pub async fn parties(&self, validator: Option<&str>, pool: Option<&str>) -> Result<Parties> {
         match &self.checks {
             Checks::Cache(cache) => Ok(cache.parties(validator, pool)),
@@ -119,90 +99,30 @@ impl Intake {
         }
     }
 
-    /// Records an accepted TASK (see [`TaskRecorder::record_task`] for what must hold).
-    pub async fn record_task(
-        &self,
-        validator: &str,
-        pool: &str,
-        val_id: &str,
-        increment: i64,
-        at: DateTime,
-    ) -> Result<TaskRecorded> {
-        match &self.writes {
-            Writes::OneAtATime(recorder) => {
-                recorder
-                    .record_task(validator, pool, val_id, increment, at)
-                    .await
-            }
-            Writes::Grouped(groups) => match groups
-                .record(Activity::Task {
-                    validator: validator.to_owned(),
-                    validator_id: self.registry().and_then(|r| r.validator_id(validator)),
-                    pool: pool.to_owned(),
-                    val_id: val_id.to_owned(),
-                    increment,
-                    at,
-                })
-                .await?
-            {
-                Recorded::Task(recorded) => Ok(recorded),
-                Recorded::Ping => Err(unexpected()),
-            },
+    /// Writes a message in the next group and returns what it did. The validator's `_id` is
+    /// filled in from the cached registry when it knows it.
+    pub async fn record(&self, mut activity: Activity) -> Result<Recorded> {
+        if activity.validator_id.is_none() {
+            activity.validator_id = self
+                .registry()
+                .and_then(|r| r.validator_id(&activity.validator));
         }
-    }
-
-    /// Stores where a validator listens and when it pinged.
-    pub async fn record_ping(
-        &self,
-        validator: &str,
-        ip: &str,
-        port: u16,
-        at: DateTime,
-    ) -> Result<()> {
-        match &self.writes {
-            Writes::OneAtATime(_) => self.store.record_ping(validator, ip, port, at).await,
-            Writes::Grouped(groups) => match groups
-                .record(Activity::Ping {
-                    validator: validator.to_owned(),
-                    ip: ip.to_owned(),
-                    port,
-                    at,
-                })
-                .await?
-            {
-                Recorded::Ping => Ok(()),
-                Recorded::Task(_) => Err(unexpected()),
-            },
-        }
+        self.groups.record(activity).await
     }
 
     /// At shutdown, once no connection is left to send: the group writer writes and answers
-    /// what it holds and ends (for at most `timeout`). One-at-a-time writes are each awaited by
-    /// their own connection, so there is nothing to flush. Returns whether everything held was
+    /// what it holds and ends (for at most `timeout`). Returns whether everything held was
     /// written.
     pub async fn close(&self, timeout: Duration) -> bool {
-        match &self.writes {
-            Writes::Grouped(groups) => groups.close(timeout).await,
-            Writes::OneAtATime(_) => true,
-        }
+        self.groups.close(timeout).await
     }
 
-    /// How the writes reach the server, for reports.
+    /// How the checks read and the writes reach the server, for reports.
     pub fn describe(&self) -> String {
         let checks = match self.checks {
             Checks::Cache(_) => "cached registry",
             Checks::Database => "registry read per message",
         };
-        let writes = match &self.writes {
-            Writes::OneAtATime(recorder) => {
-                format!("one transaction per TASK ({:?})", recorder.writes())
-            }
-            Writes::Grouped(_) => "group commit".to_owned(),
-        };
-        format!("{checks}, {writes}")
+        format!("{checks}, group commit")
     }
-}
-
-fn unexpected() -> StoreError {
-    StoreError::Invalid("the group writer answered a message with another's outcome".into())
 }

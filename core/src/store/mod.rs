@@ -535,6 +535,13 @@ fn index_specs() -> Vec<(&'static str, Document, IndexOptions)> {
                 .expire_after(TASK_RECEIPT_TTL)
                 .build(),
         ),
+        (
+            names::SIGNED_NONCES,
+            doc! { "expires_at": 1 },
+            IndexOptions::builder()
+                .expire_after(Duration::from_secs(0))
+                .build(),
+        ),
         // The public reads (store/reads.rs): newest first, by (time, key) so that a page ends
         // between two rows of the same millisecond; and the payouts of one address.
         (

@@ -39,6 +39,8 @@ struct View {
     validator_ids: HashMap<String, String>,
     /// Validator address → its `_id`, for reads by the cheapest index.
     validator_id_of: HashMap<String, Bson>,
+    /// Validators that have sent a valid signed message (SPEC §4.5).
+    signing: HashSet<String>,
     /// Full reads so far, and when the last one ended.
     loads: u64,
     loaded_at: Option<Instant>,
@@ -68,10 +70,12 @@ impl RegistryCache {
     /// The validator's percentage and the pool's registration, as the cache holds them.
     pub fn parties(&self, validator: Option<&str>, pool: Option<&str>) -> Parties {
         let view = self.view.read().expect("not poisoned");
+        let validator_address = validator;
         let validator = validator.and_then(|v| view.validators.get(v));
         Parties {
             validator_found: validator.is_some(),
             validator_percentage: validator.copied().flatten(),
+            validator_signs: validator_address.is_some_and(|v| view.signing.contains(v)),
             pool_registered: pool.is_some_and(|p| view.pools.contains(p)),
         }
     }
@@ -95,9 +99,10 @@ async fn open_stream(store: &Store) -> Result<ChangeStream<ChangeStreamEvent<Doc
         { "ns.coll": { "$in": registry.to_vec() }, "$or": [
             { "operationType": { "$in": ["insert", "replace", "delete", "drop", "rename"] } },
             { "updateDescription.updatedFields.percentage": { "$exists": true } },
+            { "updateDescription.updatedFields.signed_since": { "$exists": true } },
             { "updateDescription.updatedFields.wallet_address": { "$exists": true } },
             { "updateDescription.updatedFields.pool_address": { "$exists": true } },
-            { "updateDescription.removedFields": { "$in": ["percentage", "wallet_address", "pool_address"] } },
+            { "updateDescription.removedFields": { "$in": ["percentage", "signed_since", "wallet_address", "pool_address"] } },
         ] },
         { "operationType": { "$in": ["dropDatabase", "invalidate"] } },
     ] } }];
@@ -124,7 +129,7 @@ async fn load(store: &Store, view: &RwLock<View>) -> Result<()> {
     let validators: Vec<Document> = store
         .collection::<Document>(names::VALIDATORS)
         .find(doc! {})
-        .projection(doc! { "wallet_address": 1, "percentage": 1 })
+        .projection(doc! { "wallet_address": 1, "percentage": 1, "signed_since": 1 })
         .await
         .map_err(StoreError::mongo(context))?
         .try_collect()
@@ -217,6 +222,7 @@ impl View {
                 self.validator_id_of
                     .insert(address.to_owned(), raw_id.clone());
             }
+            self.set_signing(address, document.get("signed_since"));
         }
     }
 
@@ -258,13 +264,27 @@ impl View {
                     return Change::ReloadNeeded;
                 }
                 if let Some(percentage) = update.updated_fields.get("percentage") {
-                    self.validators.insert(address, numeric(Some(percentage)));
+                    self.validators
+                        .insert(address.clone(), numeric(Some(percentage)));
                 } else if update.removed_fields.iter().any(|f| f == "percentage") {
-                    self.validators.insert(address, None);
+                    self.validators.insert(address.clone(), None);
+                }
+                if let Some(since) = update.updated_fields.get("signed_since") {
+                    self.set_signing(&address, Some(since));
+                } else if update.removed_fields.iter().any(|f| f == "signed_since") {
+                    self.set_signing(&address, None);
                 }
                 Change::Applied
             }
             _ => Change::ReloadNeeded,
+        }
+    }
+
+    fn set_signing(&mut self, address: &str, signed_since: Option<&Bson>) {
+        if matches!(signed_since, Some(Bson::DateTime(_))) {
+            self.signing.insert(address.to_owned());
+        } else {
+            self.signing.remove(address);
         }
     }
 
@@ -276,6 +296,7 @@ impl View {
         } else if let Some(address) = self.validator_ids.remove(id) {
             self.validators.remove(&address);
             self.validator_id_of.remove(&address);
+            self.signing.remove(&address);
         }
     }
 }

@@ -31,6 +31,10 @@ pub fn router() -> Router<Arc<NodeState>> {
         .route("/pools/{address}", get(get_pool).delete(remove_pool))
         .route("/validators", get(list_validators))
         .route("/validators/{address}", get(get_validator))
+        .route(
+            "/validators/{address}/allow-unsigned",
+            axum::routing::post(allow_unsigned),
+        )
         .route("/credits/{address}", get(list_credits))
         .route("/payout-batches", get(list_payout_batches))
         .route("/history/{address}", get(history))
@@ -223,6 +227,8 @@ fn validator_json(address: &str, validator: Result<Validator, String>) -> Value 
             "port": v.port,
             "ping": v.ping.map(rfc3339),
             "lastActiveTime": v.last_active_time.map(rfc3339),
+            "signs": v.signed_since.is_some(),
+            "signedSince": v.signed_since.map(rfc3339),
         }),
         Err(error) => json!({ "address": address, "error": error }),
     }
@@ -237,6 +243,32 @@ async fn get_validator(State(state): Shared, Path(address): Path<String>) -> Api
             format!("no validator {address}"),
         )),
     }
+}
+
+/// Lets a validator that signs send unsigned messages again under `node.protocol: both` (SPEC
+/// §4.5): for a validator that must go back to software that does not sign. Its next valid
+/// signed message records it as signing again.
+async fn allow_unsigned(
+    State(state): Shared,
+    headers: HeaderMap,
+    Path(address): Path<String>,
+) -> ApiResult {
+    authorize(&state, &headers)?;
+    valid_address(&address)?;
+    if state.store.validator_of(&address).await?.is_none() {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no validator {address}"),
+        ));
+    }
+    let was_signing = state
+        .store
+        .allow_unsigned(&address, bson::DateTime::now())
+        .await?;
+    tracing::info!(validator = %address, was_signing, "unsigned messages allowed again for the validator");
+    Ok(Json(
+        json!({ "address": address, "signs": false, "wasSigning": was_signing }),
+    ))
 }
 
 async fn list_credits(
@@ -569,7 +601,9 @@ pub fn openapi() -> Value {
                     "responses": { "204": { "description": "removed" }, "401": error, "403": error, "404": error } }
             },
             "/validators": { "get": { "summary": "Validators, by address", "parameters": [limit, after], "responses": { "200": ok(json!({ "type": "object" })) } } },
-            "/validators/{address}": { "get": { "summary": "One validator", "parameters": [address], "responses": { "200": ok(json!({ "type": "object" })), "400": error, "404": error } } },
+            "/validators/{address}": { "get": { "summary": "One validator; `signs` and `signedSince` say whether (and since when) it sends signed messages, and so is refused unsigned ones under protocol both", "parameters": [address], "responses": { "200": ok(json!({ "type": "object" })), "400": error, "404": error } } },
+            "/validators/{address}/allow-unsigned": { "post": { "summary": "Let a validator that signs send unsigned messages again (protocol both); its next signed message records it as signing again", "security": admin, "parameters": [address],
+                "responses": { "200": ok(json!({ "type": "object", "properties": { "address": { "type": "string" }, "signs": { "type": "boolean" }, "wasSigning": { "type": "boolean" } } })), "400": error, "401": error, "403": error, "404": error } } },
             "/credits/{address}": { "get": { "summary": "Ledger lines crediting an address, newest first (a page holds `limit` distributions)", "parameters": [address, limit, before],
                 "responses": { "200": ok(json!({ "type": "object" })), "400": error } } },
             "/payout-batches": { "get": { "summary": "Every payout batch, newest first", "parameters": [limit, before],

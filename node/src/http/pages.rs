@@ -373,7 +373,7 @@ async fn validators(State(state): Shared, Query(paging): Query<ByAddress>) -> Re
                 p.empty { "No validator is known yet." }
             } @else {
                 table #validators {
-                    thead { tr { th { "Validator" } th { "Online" } th { "Percentage" } th { "Stake" } th { "Last ping" } } }
+                    thead { tr { th { "Validator" } th { "Online" } th { "Percentage" } th { "Stake" } th { "Last ping" } th { "Signs" } } }
                     tbody {
                         @for (address, validator) in &validators {
                             @match validator {
@@ -383,8 +383,9 @@ async fn validators(State(state): Shared, Query(paging): Query<ByAddress>) -> Re
                                     td { (format!("{:.2} %", v.percentage)) }
                                     td { (v.total_stake) }
                                     td { (when(v.ping)) }
+                                    td.signs { (signs(v.signed_since)) }
                                 },
-                                Err(_) => tr { td { (address) } td colspan="4" { "unreadable record" } },
+                                Err(_) => tr { td { (address) } td colspan="5" { "unreadable record" } },
                             }
                         }
                     }
@@ -424,6 +425,7 @@ async fn validator(State(state): Shared, Path(address): Path<String>) -> Result<
                 div.card { h2 { "Stake" } p.figure #stake { (v.total_stake) } }
                 div.card { h2 { "Last ping" } p.figure { (when(v.ping)) } }
                 div.card { h2 { "Last TASK" } p.figure { (when(v.last_active_time)) } }
+                div.card { h2 { "Signs its messages" } p.figure #signs { (signs(v.signed_since)) } }
             }
             h2 { "Online per hour, last " (HISTORY_HOURS / 24) " days" }
             @if online.iter().all(Option::is_none) {
@@ -433,6 +435,14 @@ async fn validator(State(state): Shared, Path(address): Path<String>) -> Result<
             (earnings_chart(&state, &address, hours).await?)
         },
     ))
+}
+
+/// Whether a validator signs its messages, and since when (SPEC §4.5).
+fn signs(signed_since: Option<DateTime>) -> Markup {
+    match signed_since {
+        Some(since) => html! { "yes, since " (when(Some(since))) },
+        None => html! { "no" },
+    }
 }
 
 #[derive(serde::Deserialize)]

@@ -35,6 +35,8 @@ pub struct Options {
     /// `/modify-pool-list/` per client and in all, per minute.
     pub admin_requests_per_minute: (u32, u32),
     pub intake: IntakeOptions,
+    /// `node.protocol`.
+    pub protocol: minerpool_core::config::Protocol,
 }
 
 impl Default for Options {
@@ -49,6 +51,7 @@ impl Default for Options {
             store: None,
             admin_requests_per_minute: (u32::MAX, u32::MAX),
             intake: IntakeOptions::from_config(&Config::with_wallets(INODE, REWARD).node),
+            protocol: minerpool_core::config::Protocol::default(),
         }
     }
 }
@@ -81,6 +84,7 @@ pub async fn node_with(label: &str, options: Options) -> TestNode {
     };
     let mut config = Config::with_wallets(INODE, REWARD);
     config.mongodb.database = store.database().name().to_owned();
+    config.node.protocol = options.protocol;
     let secrets = Secrets {
         mongodb_uri: mongodb_uri(),
         wallet_key: None,
