@@ -3,7 +3,8 @@
 # chain simulator (a block with iNode income every few seconds, confirming pending transactions),
 # and minerpool-node in standalone mode with short job intervals, paying for real through the
 # simulator with a freshly generated wallet key; registers a pool, drives three validators over
-# the WebSocket port, and prints what happens. Ctrl-C stops everything it started.
+# the WebSocket port (A signs its messages with minerpool-validator, B sends legacy unsigned ones,
+# C stays idle), and prints what happens. Ctrl-C stops everything it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,7 +33,7 @@ wait_for() { # URL
 json() { python3 -c "import json,sys; d=json.load(sys.stdin); $1"; }
 
 echo "==> building minerpool (first time: a few minutes)"
-cargo build --quiet -p minerpool-node -p minerpool-jobs -p minerpool-tests --bins
+cargo build --quiet -p minerpool-node -p minerpool-jobs -p minerpool-tests -p minerpool-validator --bins
 bin=${CARGO_TARGET_DIR:-target}/debug
 
 echo "==> generating a fresh iNode wallet key (it signs the payouts) and payable addresses"
@@ -42,7 +43,10 @@ echo "    iNode wallet $INODE"
 new_address() { "$bin/chain-sim" --new-wallet | cut -d' ' -f2; }
 REWARD=$(new_address)
 POOL=$(new_address)
-VALIDATORS=("$(new_address)" "$(new_address)" "$(new_address)")
+# Validator A signs its messages, so the demo keeps its key (in the run dir, owner-only).
+read -r VALIDATOR_A_KEY VALIDATOR_A < <("$bin/chain-sim" --new-wallet)
+(umask 077 && echo "$VALIDATOR_A_KEY" >"$run_dir/validator-a.key")
+VALIDATORS=("$VALIDATOR_A" "$(new_address)" "$(new_address)")
 
 echo "==> starting the MongoDB-compatible test server (SecantusDB, a one-node replica set)"
 scripts/mongo-test-server.sh install
@@ -109,20 +113,34 @@ minerpool is running. Open the dashboard: $API/
   logs: $run_dir/node.log
 Ctrl-C stops everything.
 
+validator A ${VALIDATORS[0]:0:8}… signs its messages (minerpool-validator, key in $run_dir/validator-a.key)
+validator B ${VALIDATORS[1]:0:8}… sends legacy unsigned messages (ws-send)
+validator C ${VALIDATORS[2]:0:8}… only PINGs (legacy), it reports no work
 TEXT
 
 started=$(date +%s)
 round=0
 while :; do
     round=$((round + 1))
-    for v in "${VALIDATORS[@]}"; do
+    # Validator A: signed PING and TASK (ts, nonce and an ECDSA signature by its own key).
+    "$bin/minerpool-validator" ping --node "$WS" --key-file "$run_dir/validator-a.key" \
+        --inode "$INODE" --ip 10.0.0.1 --port 5502 >/dev/null || true
+    reply=$("$bin/minerpool-validator" task --node "$WS" --key-file "$run_dir/validator-a.key" \
+        --inode "$INODE" --pool "$POOL" --val-id "$round" || true)
+    echo "TASK round $round from ${VALIDATORS[0]:0:8}… (A, signed): $reply"
+    if [ "$round" = 1 ]; then
+        # Having signed once, A is protected: an unsigned message in its name is refused.
+        reply=$("$bin/minerpool-validator" task --unsigned --node "$WS" --key-file "$run_dir/validator-a.key" \
+            --inode "$INODE" --pool "$POOL" --val-id forged || true)
+        echo "an unsigned TASK in A's name (no downgrade once A signs): $reply"
+    fi
+    # Validators B and C: legacy unsigned messages; C reports no work and its share goes unallocated.
+    for v in "${VALIDATORS[@]:1:2}"; do
         "$bin/ws-send" "$WS" "{\"type\":\"PING\",\"validator_wallet\":\"$v\",\"ip\":\"10.0.0.1\",\"port\":5502}" >/dev/null || true
     done
-    # The first two validators report work; the third stays idle and its share goes unallocated.
-    for v in "${VALIDATORS[@]:0:2}"; do
-        reply=$("$bin/ws-send" "$WS" "{\"type\":\"TASK\",\"pool_wallet\":\"$POOL\",\"validator_wallet\":\"$v\",\"val_id\":\"$round\"}" || true)
-        echo "TASK round $round from ${v:0:8}…: $reply"
-    done
+    v=${VALIDATORS[1]}
+    reply=$("$bin/ws-send" "$WS" "{\"type\":\"TASK\",\"pool_wallet\":\"$POOL\",\"validator_wallet\":\"$v\",\"val_id\":\"$round\"}" || true)
+    echo "TASK round $round from ${v:0:8}… (B, unsigned): $reply"
     sleep 5
     echo "--- $(date +%T) ----------------------------------------------------------"
     curl -fsS "$API/api/v1/stats" | json 'print("scanned to block", d.get("lastScannedHeight"), "| received", d.get("received"), "| credited", d.get("credited"), "| pending", d.get("pending"), "| paid", d.get("paid"))' || true
