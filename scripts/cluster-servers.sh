@@ -30,11 +30,11 @@ cmd_start() {
     [ -n "$node_ip" ] || die "no NODE_IP in $dir/env"
 
     # The simulator, the validators' clients, and minerpool-job for the audit from the host.
-    (cd "$ROOT" && $CARGO build --quiet -p minerpool-tests -p minerpool-jobs --bins >&2)
+    (cd "$ROOT" && $CARGO build --quiet -p minerpool-tests -p minerpool-jobs -p minerpool-validator --bins >&2)
     local bin=${CARGO_TARGET_DIR:-$ROOT/target}/debug
     # On the cluster's PATH (DIR/bin, see DIR/env): the validators' clients and the audit.
     mkdir -p "$dir/bin"
-    install -m 0755 "$bin/ws-send" "$bin/validator-load" "$bin/minerpool-job" "$dir/bin/"
+    install -m 0755 "$bin/ws-send" "$bin/validator-load" "$bin/minerpool-validator" "$bin/minerpool-job" "$dir/bin/"
     local wallet_key inode
     read -r wallet_key inode < <("$bin/chain-sim" --new-wallet)
     new_address() { "$bin/chain-sim" --new-wallet | cut -d' ' -f2; }
@@ -54,9 +54,11 @@ cmd_start() {
     done
     [ -n "$chain_url" ] || die "chain-sim printed no URL"
 
-    local v1 v2 v3
+    local v1 v2 v2_key v3
     v1=$(new_address)
-    v2=$(new_address)
+    # Validator 2 signs its messages: its key is kept, readable by this user only.
+    read -r v2_key v2 < <("$bin/chain-sim" --new-wallet)
+    (umask 077 && printf '%s\n' "$v2_key" >"$dir/validator-2.key")
     v3=$(new_address)
     curl -fsS -X PUT "$chain_url/sim/validators" -H 'content-type: application/json' -d "[
       {\"address\": \"$v1\", \"stake\": \"600\"},
@@ -73,6 +75,7 @@ POOL=$(new_address)
 POOL_2=$(new_address)
 VALIDATOR_1=$v1
 VALIDATOR_2=$v2
+VALIDATOR_2_KEY=$dir/validator-2.key
 VALIDATOR_3=$v3
 ADMIN_TOKEN=$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
 EOF

@@ -383,6 +383,26 @@ done
 [ "$repeat" -le 1 ] || ok "the node rolled $repeat times under load; no TASK failed"
 
 # ---------------------------------------------------------------------------------------------
+# Signed messages, then a MinerPool that takes only those
+
+step "minerpool-validator task"
+grep -qx 'SUCCESS: signed-1' "$OUT" || fail "a signed TASK through the Service answered '$(cat "$OUT")'"
+step "curl -fsS \"http://\$NODE:8001/api/v1/validators/\$VALIDATOR_2\""
+json "assert d['signs'] is True and d['signedSince'], d" <"$OUT" ||
+    fail "the API does not show validator 2 signing: $(cat "$OUT")"
+ok "a signed TASK through the Service succeeds; the API shows the validator signing"
+step "kubectl patch mp/local --type merge -p '{\"spec\":{\"node\":{\"protocol\":\"signed\"}}}'"
+step "kubectl rollout status deployment/local-node"
+# A pod of the old spec may still be finishing its connections; none may take the next TASK.
+wait_until "no node pod of the legacy spec is left" 120 sh -c \
+    "[ -z \"\$(kubectl get pods -l app.kubernetes.io/instance=local,app.kubernetes.io/component=node -o jsonpath='{range .items[*]}{.metadata.deletionTimestamp}{end}')\" ]"
+step "ws-send \"ws://\$NODE:5501\" \"{\\\"type\\\":\\\"TASK\\\""
+grep -qx 'ERROR: Signature required' "$OUT" || fail "an unsigned TASK under protocol signed answered '$(cat "$OUT")'"
+step "minerpool-validator task"
+grep -qx 'SUCCESS: signed-2' "$OUT" || fail "a signed TASK under protocol signed answered '$(cat "$OUT")'"
+ok "under protocol signed an unsigned TASK is refused and a signed one succeeds"
+
+# ---------------------------------------------------------------------------------------------
 # Down
 
 step "kubectl delete mp/local"
