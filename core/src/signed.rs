@@ -5,7 +5,11 @@
 //! Both the node (verifying) and `minerpool-validator` (signing) use this one definition of the
 //! signed bytes.
 
-use p256::ecdsa::signature::{Signer, Verifier};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use aws_lc_rs::signature::ParsedPublicKey;
+use p256::ecdsa::signature::Signer;
 use p256::ecdsa::{Signature, SigningKey};
 use sha2::{Digest, Sha256};
 
@@ -102,13 +106,45 @@ pub fn verify(validator: &str, bytes: &[u8], signature_hex: &str) -> Result<(), 
         return Err(SignatureError::BadEncoding);
     }
     let raw = hex::decode(signature_hex).map_err(|_| SignatureError::BadEncoding)?;
-    let signature = Signature::from_slice(&raw).map_err(|_| SignatureError::NotASignature)?;
-    let key = crate::address::public_key(validator).map_err(|_| SignatureError::NoKey)?;
-    // The verifier takes either `s`; a high `s` is normalised first only where the library
-    // would otherwise refuse it.
-    let signature = signature.normalize_s().unwrap_or(signature);
-    key.verify(bytes, &signature)
+    Signature::from_slice(&raw).map_err(|_| SignatureError::NotASignature)?;
+    // AWS-LC checks r‖s as it is (no low-`s` rule): either form verifies.
+    public_key(validator)?
+        .verify_sig(bytes, &raw)
         .map_err(|_| SignatureError::Mismatch)
+}
+
+/// Validators whose uncompressed key is remembered: each address is a point to decompress (a
+/// square root), and a node hears from the same few hundred validators all day.
+const KEY_CACHE_LIMIT: usize = 16_384;
+
+/// The verifying key of a validator's address (from [`crate::address::public_key`]), parsed
+/// once and remembered per address; the cache is emptied when full, so hostile addresses cannot
+/// grow it.
+fn public_key(validator: &str) -> Result<Arc<ParsedPublicKey>, SignatureError> {
+    static KEYS: OnceLock<Mutex<HashMap<String, Arc<ParsedPublicKey>>>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(key) = keys
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(validator)
+    {
+        return Ok(key.clone());
+    }
+    let point = crate::address::public_key(validator)
+        .map_err(|_| SignatureError::NoKey)?
+        .to_encoded_point(false);
+    let key = ParsedPublicKey::new(
+        &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        point.as_bytes(),
+    )
+    .map(Arc::new)
+    .map_err(|_| SignatureError::NoKey)?;
+    let mut keys = keys.lock().unwrap_or_else(|e| e.into_inner());
+    if keys.len() >= KEY_CACHE_LIMIT {
+        keys.clear();
+    }
+    keys.insert(validator.to_owned(), key.clone());
+    Ok(key)
 }
 
 /// Signs `bytes` with `key` in the form [`verify`] takes.

@@ -42,6 +42,8 @@ fn a_minimal_file_takes_every_default_of_the_spec() {
     assert_eq!(config.node.http_address.to_string(), "0.0.0.0:8001");
     assert_eq!(config.node.websocket_address.to_string(), "0.0.0.0:5501");
     assert_eq!(config.node.max_connections, 1500);
+    assert_eq!(config.node.protocol, minerpool_core::config::Protocol::Both);
+    assert_eq!(config.node.signed_window_seconds, 60);
     assert_eq!(config.payouts.sender, Sender::DryRun);
     assert_eq!(config.payouts.minimum_payout, Amount::parse("1").unwrap());
     assert_eq!(config.payouts.max_outputs_per_tx, 200);
@@ -112,6 +114,12 @@ fn a_wrong_type_is_named() {
         minimal()
     ));
     assert!(err.contains("payouts.sender"), "{err}");
+    let err = error_of(&format!("{}node:\n  protocol: unsigned\n", minimal()));
+    assert!(err.contains("node.protocol"), "{err}");
+    assert!(err.contains("legacy") && err.contains("signed"), "{err}");
+    // The setting that went with the one-at-a-time write path is gone, and named if set.
+    let err = error_of(&format!("{}node:\n  groupCommit: false\n", minimal()));
+    assert!(err.contains("groupCommit"), "{err}");
     let err = error_of(&format!(
         "{}payouts:\n  minimumPayout: \"0.123456789\"\n",
         minimal()
@@ -151,6 +159,14 @@ fn bad_values_are_named() {
         ("rewards:\n  confirmations: -1\n", "rewards.confirmations"),
         ("validators:\n  limit: 0\n", "validators.limit"),
         ("node:\n  maxConnections: 0\n", "node.maxConnections"),
+        (
+            "node:\n  signedWindowSeconds: 0\n",
+            "node.signedWindowSeconds",
+        ),
+        (
+            "node:\n  signedWindowSeconds: 3601\n",
+            "node.signedWindowSeconds",
+        ),
         (
             "payouts:\n  maxOutputsPerTx: 255\n",
             "payouts.maxOutputsPerTx",

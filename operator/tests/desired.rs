@@ -733,6 +733,24 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
     assert_problem(&mp, &ok, "spec.payouts.sender", "\"bank\" is not a sender");
 
     let mut mp = base.clone();
+    mp.spec.node.protocol = Some("unsigned".into());
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.node.protocol",
+        "\"unsigned\" is not a protocol (legacy, both or signed)",
+    );
+
+    let mut mp = base.clone();
+    mp.spec.node.signed_window_seconds = Some(0);
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.node.signedWindowSeconds",
+        "must be 1 to 3600, got 0",
+    );
+
+    let mut mp = base.clone();
     mp.spec.payouts.minimum_payout = Some("-1".into());
     assert_problem(&mp, &ok, "spec.payouts.minimumPayout", "not an amount");
 

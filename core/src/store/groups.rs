@@ -434,8 +434,12 @@ impl Store {
                     let (store, messages, found) =
                         (store.clone(), messages_for_body.clone(), found.clone());
                     Box::pin(async move {
+                        let taken_nonces: Vec<String> = {
+                            let found = found.lock().expect("not poisoned");
+                            found.nonces.keys().cloned().collect()
+                        };
                         let (mut stored, validators) =
-                            store.read_stored(session, &messages).await?;
+                            store.read_stored(session, &messages, taken_nonces).await?;
                         {
                             let found = found.lock().expect("not poisoned");
                             stored.receipts.extend(found.receipts.iter().cloned());
@@ -510,23 +514,24 @@ impl Store {
         Ok(updated.modified_count == 1)
     }
 
-    /// What the group's plan depends on: its stored receipts and nonces, and the documents of
-    /// the validators whose proof or activity it checks (with the validators that sign).
+    /// What the group's plan depends on: its stored receipts, the stored digests of the nonces
+    /// in `taken_nonces`, and the documents of the validators whose proof or activity it checks
+    /// (with the validators that sign). Nonces are fresh nearly always, so they are not read
+    /// first: a nonce already stored stops the write at its duplicate key, and the next attempt
+    /// reads it (a resend of the same bytes, or a reuse).
     async fn read_stored(
         &self,
         session: &mut ClientSession,
         messages: &[Activity],
+        taken_nonces: Vec<String>,
     ) -> Result<(Stored, Vec<Document>)> {
         let mut receipt_ids = Vec::new();
-        let mut nonce_ids = Vec::new();
+        let nonce_ids = taken_nonces;
         let mut named: Vec<&str> = Vec::new();
         let mut ids: HashMap<&str, &Bson> = HashMap::new();
         for message in messages {
             if let Effect::Task { val_id, .. } = &message.effect {
                 receipt_ids.push(receipt_id(&message.validator, val_id));
-            }
-            if let Proof::Signed { nonce, .. } = &message.proof {
-                nonce_ids.push(nonce_id(&message.validator, nonce));
             }
             if matches!(message.effect, Effect::Task { .. }) || message.proof != Proof::Legacy {
                 named.push(&message.validator);
