@@ -563,23 +563,14 @@ async fn respond(
         (Protocol::Both, None) => Proof::Unsigned,
     };
     let parties = state.intake.parties(Some(validator), pool).await?;
-    let hundredths = match registry_checks(&parties, pool.is_some()) {
-        Ok(hundredths) => hundredths,
-        Err(refusal) => {
-            return refused(
-                &request,
-                validator,
-                &proof,
-                parties.validator_signs,
-                refusal,
-                state,
-            )
-            .await;
-        }
-    };
+    // A downgrade is a signature check: refused before the registry's checks.
     if proof == Proof::Unsigned && parties.validator_signs {
         return Ok(SIGNATURE_REQUIRED.to_owned());
     }
+    let hundredths = match registry_checks(&parties, pool.is_some()) {
+        Ok(hundredths) => hundredths,
+        Err(refusal) => return refused(&request, validator, &proof, refusal, state).await,
+    };
     let effect = match &request {
         Request::Task { pool, val_id, .. } => Effect::Task {
             pool: pool.clone(),
@@ -615,27 +606,25 @@ async fn respond(
     })
 }
 
-/// The reply to a message the registry checks refuse: the proof's checks come first (SPEC
-/// §4.5), so a reused nonce or a downgrade is refused as such. Nothing is written.
+/// The reply to a message the registry checks refuse: a signed message's nonce is checked first
+/// (SPEC §4.5), so a reused nonce is refused as such. Nothing is written.
 async fn refused(
     request: &Request,
     validator: &str,
     proof: &Proof,
-    validator_signs: bool,
     refusal: &'static str,
     state: &NodeState,
 ) -> Result<String, minerpool_core::store::StoreError> {
-    Ok(match proof {
-        Proof::Signed { nonce, digest, .. } => {
-            match state.store.nonce_status(validator, nonce, digest).await? {
-                Nonce::Fresh => refusal.to_owned(),
-                Nonce::Resend => success(request),
-                Nonce::Used => NONCE_USED.to_owned(),
-            }
-        }
-        Proof::Unsigned if validator_signs => SIGNATURE_REQUIRED.to_owned(),
-        Proof::Unsigned | Proof::Legacy => refusal.to_owned(),
-    })
+    let Proof::Signed { nonce, digest, .. } = proof else {
+        return Ok(refusal.to_owned());
+    };
+    Ok(
+        match state.store.nonce_status(validator, nonce, digest).await? {
+            Nonce::Fresh => refusal.to_owned(),
+            Nonce::Resend => success(request),
+            Nonce::Used => NONCE_USED.to_owned(),
+        },
+    )
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 mod common;
 
 use bson::{DateTime, doc};
-use common::{ADMIN_TOKEN, Options, node, node_with, task};
+use common::{ADMIN_TOKEN, Options, json_of, node, node_with, task, text_of};
 use minerpool_core::store::Store;
 use minerpool_core::store::documents::names;
 use minerpool_tests::fixtures::*;
@@ -18,10 +18,6 @@ fn http() -> reqwest::Client {
 
 async fn status_of(url: impl reqwest::IntoUrl) -> u16 {
     http().get(url).send().await.unwrap().status().as_u16()
-}
-
-async fn json_of(url: impl reqwest::IntoUrl) -> Value {
-    http().get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// Decodes `/validators` exactly as the original pool client does, in Python: `json.loads` of
@@ -601,7 +597,7 @@ async fn metrics_show_payouts_waiting_for_a_block_and_balances_held_aside() {
         })
         .await
         .unwrap();
-    let page = reqwest::get(&metrics).await.unwrap().text().await.unwrap();
+    let page = text_of(&metrics).await;
     let value =
         |series: &str| wait::sample(&page, series).unwrap_or_else(|| panic!("{series} in {page}"));
     assert_eq!(value("minerpool_node_payouts_batches_in_flight"), 1.0);
@@ -657,12 +653,7 @@ async fn metrics_show_money_and_job_health() {
         }
         runs.insert_one(run).await.unwrap();
     }
-    let page = reqwest::get(format!("{}/metrics", n.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(format!("{}/metrics", n.http)).await;
     let value =
         |series: &str| wait::sample(&page, series).unwrap_or_else(|| panic!("{series} in {page}"));
     let exact = |series: &str| {

@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use bson::{Document, doc};
-use common::{ADMIN_TOKEN, Options, TestNode, node, node_with};
+use common::{ADMIN_TOKEN, Options, TestNode, json_of, node, node_with, text_of};
 use minerpool_core::config::Protocol;
 use minerpool_core::signed::{Statement, new_nonce, signed_frame, unix_now};
 use minerpool_core::store::names;
@@ -423,20 +423,10 @@ async fn no_downgrade_holds_on_every_replica_until_an_admin_lifts_it() {
             SIGNATURE_REQUIRED
         );
     }
-    let api: Value = reqwest::get(format!("{}/api/v1/validators/{me}", b.http))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let api: Value = json_of(format!("{}/api/v1/validators/{me}", b.http)).await;
     assert_eq!(api["signs"], json!(true));
     assert!(api["signedSince"].is_string(), "{api}");
-    let page = reqwest::get(format!("{}/validator/{me}", b.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(format!("{}/validator/{me}", b.http)).await;
     assert!(page.contains("yes, since"), "the dashboard says it signs");
 
     let lift = |token: &'static str| {
@@ -515,12 +505,7 @@ async fn metrics_count_messages_by_protocol_and_refusals_by_reason() {
     n.send(&with(&signed_task(POOL_A, "2"), "val_id", json!("x")).to_string())
         .await;
     n.send(&unsigned_task(&me, POOL_A, "3").to_string()).await;
-    let metrics = reqwest::get(format!("{}/metrics", n.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = text_of(format!("{}/metrics", n.http)).await;
     for line in [
         r#"minerpool_node_websocket_messages_total{kind="TASK",protocol="signed",outcome="success"} 1"#,
         r#"minerpool_node_websocket_messages_total{kind="TASK",protocol="signed",outcome="invalid-signature"} 1"#,
@@ -644,12 +629,7 @@ mod arbitrary {
 async fn the_api_and_the_validator_list_show_who_signs() {
     let (n, me, other) = signing_node("signed_visible", Protocol::Both).await;
     n.send(&signed_task(POOL_A, "1").to_string()).await;
-    let list: Value = reqwest::get(format!("{}/api/v1/validators", n.http))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = json_of(format!("{}/api/v1/validators", n.http)).await;
     let signs = |address: &str| {
         list["validators"]
             .as_array()
@@ -660,12 +640,7 @@ async fn the_api_and_the_validator_list_show_who_signs() {
     };
     assert_eq!(signs(&me), Some((json!(true), true)));
     assert_eq!(signs(&other), Some((json!(false), false)));
-    let page = reqwest::get(format!("{}/validator-list", n.http))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = text_of(format!("{}/validator-list", n.http)).await;
     assert!(page.contains("<th>Signs</th>"), "{page}");
     assert_eq!(page.matches("yes, since").count(), 1, "{page}");
 }

@@ -526,7 +526,6 @@ impl Store {
         taken_nonces: Vec<String>,
     ) -> Result<(Stored, Vec<Document>)> {
         let mut receipt_ids = Vec::new();
-        let nonce_ids = taken_nonces;
         let mut named: Vec<&str> = Vec::new();
         let mut ids: HashMap<&str, &Bson> = HashMap::new();
         for message in messages {
@@ -555,12 +554,12 @@ impl Store {
                 .filter_map(|d| d.get_str("_id").ok().map(str::to_owned))
                 .collect();
         }
-        if !nonce_ids.is_empty() {
+        if !taken_nonces.is_empty() {
             stored.nonces = self
                 .find_in_transaction(
                     session,
                     names::SIGNED_NONCES,
-                    doc! { "_id": { "$in": nonce_ids } },
+                    doc! { "_id": { "$in": taken_nonces } },
                     doc! { "_id": 1, "digest": 1 },
                     "read the group's used nonces",
                 )

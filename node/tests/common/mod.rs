@@ -20,6 +20,16 @@ use tokio_tungstenite::tungstenite::Message;
 
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// The JSON body of a GET.
+pub async fn json_of(url: impl reqwest::IntoUrl) -> serde_json::Value {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// The text body of a GET.
+pub async fn text_of(url: impl reqwest::IntoUrl) -> String {
+    reqwest::get(url).await.unwrap().text().await.unwrap()
+}
+
 pub struct TestNode {
     pub store: Store,
     pub intake: Intake,
