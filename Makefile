@@ -10,6 +10,7 @@ test: test-deps fmt-check lint unit-and-integration cluster-test
 test-deps:
 	scripts/mongo-test-server.sh install
 	scripts/python-validator.sh install
+	scripts/schemathesis.sh install
 	scripts/kube-test-env.sh install
 	scripts/kube-cluster.sh install
 	scripts/debian-tool.sh chromedriver chromium chromium-driver

@@ -4,7 +4,7 @@
 # Exports MINERPOOL_TEST_MONGODB_URI (a MongoDB-compatible server presenting a one-node replica
 # set) and MINERPOOL_TEST_MONGODB_STANDALONE_URI (the same server kind as a standalone),
 # MINERPOOL_TEST_VALIDATOR_PYTHON (the Python that runs the README's signed-validator example),
-# and, when MINERPOOL_TEST_KUBE=1, the kube-apiserver environment of scripts/kube-test-env.sh (and
+# MINERPOOL_TEST_SCHEMATHESIS (the API fuzzer run against the node's OpenAPI document), and, when MINERPOOL_TEST_KUBE=1, the kube-apiserver environment of scripts/kube-test-env.sh (and
 # its directory as MINERPOOL_TEST_KUBE_DIR).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,6 +28,10 @@ echo "test MongoDB-compatible server: $MINERPOOL_TEST_MONGODB_URI" >&2
 "$here/python-validator.sh" install
 MINERPOOL_TEST_VALIDATOR_PYTHON=$("$here/python-validator.sh" python)
 export MINERPOOL_TEST_VALIDATOR_PYTHON
+
+"$here/schemathesis.sh" install
+MINERPOOL_TEST_SCHEMATHESIS=$("$here/schemathesis.sh" path)
+export MINERPOOL_TEST_SCHEMATHESIS
 
 if [ "${MINERPOOL_TEST_KUBE:-0}" = 1 ]; then
     "$here/kube-test-env.sh" install

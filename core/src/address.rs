@@ -118,6 +118,103 @@ pub fn check_syntax(address: &str) -> Result<(), AddressError> {
     parse_form(address).map(|_| ())
 }
 
+/// The base58 alphabet, in the order of the digits it writes.
+const BASE58: &[u8; 58] = b"123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz";
+
+/// A regular expression (ECMA 262 and Python `re` alike) matching exactly the addresses
+/// [`check_syntax`] accepts, for the API's documented parameters. Base58 of 33 bytes starting
+/// with 42 or 43 is always 45 characters, from the encoding of `42, 0…0` to that of `43, ff…ff`:
+/// the pattern is that range, written digit by digit.
+pub fn syntax_pattern() -> String {
+    let mut low = [0u8; 33];
+    low[0] = 42;
+    let mut high = [0xffu8; 33];
+    high[0] = 43;
+    let digits = |bytes: &[u8; 33]| -> Vec<u8> {
+        bs58::encode(bytes)
+            .into_string()
+            .bytes()
+            .map(|c| BASE58.iter().position(|d| *d == c).unwrap_or(0) as u8)
+            .collect()
+    };
+    format!(
+        "^(?:{}|[0-9a-fA-F]{{128}})$",
+        between(&digits(&low), &digits(&high))
+    )
+}
+
+/// Strings of base58 digits as long as `low` and `high`, from `low` to `high` inclusive.
+fn between(low: &[u8], high: &[u8]) -> String {
+    match (low.split_first(), high.split_first()) {
+        (Some((l, low_rest)), Some((h, high_rest))) if l == h => {
+            format!("{}{}", digit_class(*l, *l), between(low_rest, high_rest))
+        }
+        (Some((l, low_rest)), Some((h, high_rest))) => {
+            let mut ways = vec![format!("{}{}", digit_class(*l, *l), at_least(low_rest))];
+            if h - l > 1 {
+                ways.push(format!(
+                    "{}{}",
+                    digit_class(l + 1, h - 1),
+                    any(low_rest.len())
+                ));
+            }
+            ways.push(format!("{}{}", digit_class(*h, *h), at_most(high_rest)));
+            format!("(?:{})", ways.join("|"))
+        }
+        _ => String::new(),
+    }
+}
+
+/// Digit strings of `low`'s length, `low` or above.
+fn at_least(low: &[u8]) -> String {
+    match low.split_first() {
+        None => String::new(),
+        Some((&l, rest)) if l == 57 => format!("{}{}", digit_class(l, l), at_least(rest)),
+        Some((&l, rest)) => format!(
+            "(?:{}{}|{}{})",
+            digit_class(l + 1, 57),
+            any(rest.len()),
+            digit_class(l, l),
+            at_least(rest)
+        ),
+    }
+}
+
+/// Digit strings of `high`'s length, `high` or below.
+fn at_most(high: &[u8]) -> String {
+    match high.split_first() {
+        None => String::new(),
+        Some((&0, rest)) => format!("{}{}", digit_class(0, 0), at_most(rest)),
+        Some((&h, rest)) => format!(
+            "(?:{}{}|{}{})",
+            digit_class(0, h - 1),
+            any(rest.len()),
+            digit_class(h, h),
+            at_most(rest)
+        ),
+    }
+}
+
+fn any(count: usize) -> String {
+    match count {
+        0 => String::new(),
+        n => format!("{}{{{n}}}", digit_class(0, 57)),
+    }
+}
+
+/// The digits `from..=to` as a character class (or one character).
+fn digit_class(from: u8, to: u8) -> String {
+    let chars: String = BASE58[from as usize..=to as usize]
+        .iter()
+        .map(|c| *c as char)
+        .collect();
+    if from == to {
+        chars
+    } else {
+        format!("[{chars}]")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,5 +287,55 @@ mod tests {
             check_format(&bs58::encode(big).into_string()),
             Err(AddressError::OffCurve)
         );
+    }
+
+    fn pattern() -> regex::Regex {
+        regex::Regex::new(&syntax_pattern()).unwrap()
+    }
+
+    #[test]
+    fn the_pattern_takes_the_bounds_of_the_range_and_nothing_past_them() {
+        let pattern = pattern();
+        let mut low = [0u8; 33];
+        low[0] = 42;
+        let mut high = [0xffu8; 33];
+        high[0] = 43;
+        for bytes in [low, high] {
+            assert!(pattern.is_match(&bs58::encode(bytes).into_string()));
+        }
+        let mut below = [0xffu8; 33];
+        below[0] = 41;
+        let mut above = [0u8; 33];
+        above[0] = 44;
+        for bytes in [below, above] {
+            let text = bs58::encode(bytes).into_string();
+            assert!(check_syntax(&text).is_err());
+            assert!(!pattern.is_match(&text), "{text}");
+        }
+        assert!(pattern.is_match(&"aB".repeat(64)));
+        assert!(!pattern.is_match(&"g".repeat(128)));
+        assert!(!pattern.is_match(""));
+    }
+
+    proptest::proptest! {
+        /// The documented pattern and the rule agree on any 33 bytes, whatever their prefix.
+        #[test]
+        fn the_pattern_matches_exactly_the_addresses_the_rule_accepts(
+            prefix in 40u8..46,
+            rest in proptest::collection::vec(proptest::num::u8::ANY, 32),
+        ) {
+            let mut bytes = vec![prefix];
+            bytes.extend(rest);
+            let text = bs58::encode(&bytes).into_string();
+            proptest::prop_assert_eq!(pattern().is_match(&text), check_syntax(&text).is_ok(), "{}", text);
+        }
+
+        /// And on any string of base58 digits 43 to 47 long, or of hex 127 to 129 long.
+        #[test]
+        fn the_pattern_matches_exactly_the_strings_the_rule_accepts(
+            text in "[1-9A-HJ-NP-Za-km-z]{43,47}|[0-9a-fA-F]{127,129}",
+        ) {
+            proptest::prop_assert_eq!(pattern().is_match(&text), check_syntax(&text).is_ok(), "{}", text);
+        }
     }
 }
