@@ -12,12 +12,51 @@ use minerpool_core::store::documents::{Basis, JobOutcome, LedgerKind};
 use serde::Serialize;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
-use utoipa::{PartialSchema, ToSchema};
+use utoipa::{IntoResponses, PartialSchema, ToSchema};
 
 /// What every refused or failed request answers: a message naming what was wrong.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {
     pub error: String,
+}
+
+/// What any read may answer besides its rows.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum ListRefusals {
+    /// a parameter is malformed, out of bounds or unknown
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// the database is unavailable
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// What a read or write of one named record may answer besides it.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum LookupRefusals {
+    /// the address is malformed
+    #[response(status = 400)]
+    BadRequest(ErrorBody),
+    /// there is no such record
+    #[response(status = 404)]
+    NotFound(ErrorBody),
+    /// the database is unavailable
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// What a write may answer before it looks at its request.
+#[derive(IntoResponses)]
+#[allow(dead_code)]
+pub enum WriteRefusals {
+    /// missing or wrong bearer token
+    #[response(status = 401)]
+    Unauthorized(ErrorBody),
+    /// writes are disabled (no admin token is set)
+    #[response(status = 403)]
+    Disabled(ErrorBody),
 }
 
 /// An API error: a status and a message naming what was wrong.

@@ -146,8 +146,7 @@ fn pool_answer(pool: &PoolOverview) -> Pool {
 /// Registered pools with their scores, by address.
 #[utoipa::path(get, path = "/pools", tag = "pools", params(AddressPage), responses(
     (status = 200, body = Pools),
-    (status = 400, description = "a parameter is malformed, out of bounds or unknown", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn list_pools(
     State(state): Shared,
     ApiQuery(page): ApiQuery<AddressPage>,
@@ -163,9 +162,7 @@ async fn list_pools(
 /// One pool.
 #[utoipa::path(get, path = "/pools/{address}", tag = "pools", params(AddressPath), responses(
     (status = 200, body = Pool),
-    (status = 400, description = "the address is malformed", body = ErrorBody),
-    (status = 404, description = "no such pool", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    LookupRefusals))]
 async fn get_pool(State(state): Shared, ApiPath(path): ApiPath<AddressPath>) -> ApiResult<Pool> {
     let address = path.address.0;
     match state.store.pool_overview(&address).await? {
@@ -187,9 +184,8 @@ struct AddPool {
     security(("bearer" = [])), responses(
     (status = 201, description = "registered", body = PoolAdded,
         headers(("Location" = String, description = "the new pool's URL"))),
+    WriteRefusals,
     (status = 400, description = "the body is malformed or the address is not an address", body = ErrorBody),
-    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
-    (status = 403, description = "writes are disabled (no admin token is set)", body = ErrorBody),
     (status = 409, description = "the pool is already registered", body = ErrorBody),
     (status = 413, description = "the body is too large", body = ErrorBody),
     (status = 415, description = "the body is not application/json", body = ErrorBody),
@@ -227,11 +223,7 @@ async fn add_pool(
 #[utoipa::path(delete, path = "/pools/{address}", tag = "pools", params(AddressPath),
     security(("bearer" = [])), responses(
     (status = 204, description = "removed"),
-    (status = 400, description = "the address is malformed", body = ErrorBody),
-    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
-    (status = 403, description = "writes are disabled (no admin token is set)", body = ErrorBody),
-    (status = 404, description = "no such pool", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    WriteRefusals, LookupRefusals))]
 async fn remove_pool(
     State(state): Shared,
     headers: HeaderMap,
@@ -249,8 +241,7 @@ async fn remove_pool(
 /// Validators, by address.
 #[utoipa::path(get, path = "/validators", tag = "validators", params(AddressPage), responses(
     (status = 200, body = Validators),
-    (status = 400, description = "a parameter is malformed, out of bounds or unknown", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn list_validators(
     State(state): Shared,
     ApiQuery(page): ApiQuery<AddressPage>,
@@ -289,9 +280,7 @@ fn validator_answer(address: String, validator: Result<Validator, String>) -> Va
 /// messages, and so is refused unsigned ones under protocol `both`.
 #[utoipa::path(get, path = "/validators/{address}", tag = "validators", params(AddressPath), responses(
     (status = 200, body = ValidatorEntry),
-    (status = 400, description = "the address is malformed", body = ErrorBody),
-    (status = 404, description = "no such validator", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    LookupRefusals))]
 async fn get_validator(
     State(state): Shared,
     ApiPath(path): ApiPath<AddressPath>,
@@ -309,11 +298,7 @@ async fn get_validator(
 #[utoipa::path(post, path = "/validators/{address}/allow-unsigned", tag = "validators",
     params(AddressPath), security(("bearer" = [])), responses(
     (status = 200, body = UnsignedAllowed),
-    (status = 400, description = "the address is malformed", body = ErrorBody),
-    (status = 401, description = "missing or wrong bearer token", body = ErrorBody),
-    (status = 403, description = "writes are disabled (no admin token is set)", body = ErrorBody),
-    (status = 404, description = "no such validator", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    WriteRefusals, LookupRefusals))]
 async fn allow_unsigned(
     State(state): Shared,
     headers: HeaderMap,
@@ -339,8 +324,7 @@ async fn allow_unsigned(
 /// Ledger lines crediting an address, newest first (a page holds `limit` distributions).
 #[utoipa::path(get, path = "/credits/{address}", tag = "ledger", params(AddressPath, HeightPage), responses(
     (status = 200, body = Credits),
-    (status = 400, description = "a parameter is malformed, out of bounds or unknown", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn list_credits(
     State(state): Shared,
     ApiPath(path): ApiPath<AddressPath>,
@@ -377,8 +361,7 @@ fn next_page<R: NewestFirst>(found: &[R], limit: Limit) -> Option<String> {
 /// Every payout batch, newest first.
 #[utoipa::path(get, path = "/payout-batches", tag = "ledger", params(IdPage), responses(
     (status = 200, body = PayoutBatches),
-    (status = 400, description = "a parameter is malformed, out of bounds or unknown", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn list_payout_batches(
     State(state): Shared,
     ApiQuery(page): ApiQuery<IdPage>,
@@ -408,8 +391,7 @@ async fn list_payout_batches(
 /// An address's earnings, pool score and validator score per hour (UTC), oldest first.
 #[utoipa::path(get, path = "/history/{address}", tag = "ledger", params(AddressPath, Window), responses(
     (status = 200, body = History),
-    (status = 400, description = "a parameter is malformed, out of bounds or unknown", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn history(
     State(state): Shared,
     ApiPath(path): ApiPath<AddressPath>,
@@ -438,8 +420,7 @@ async fn history(
 /// What the iNode received per hour (UTC), over every distribution, oldest first.
 #[utoipa::path(get, path = "/income", tag = "ledger", params(Window), responses(
     (status = 200, body = Income),
-    (status = 400, description = "a parameter is malformed, out of bounds or unknown", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn income(State(state): Shared, ApiQuery(window): ApiQuery<Window>) -> ApiResult<Income> {
     let hours = window.hours();
     let received = state.store.income_per_hour(hours).await?;
@@ -453,8 +434,7 @@ async fn income(State(state): Shared, ApiQuery(window): ApiQuery<Window>) -> Api
 /// Pending and paid amounts of an address (zero for an address never credited).
 #[utoipa::path(get, path = "/balances/{address}", tag = "ledger", params(AddressPath), responses(
     (status = 200, body = Balance),
-    (status = 400, description = "the address is malformed", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn get_balance(
     State(state): Shared,
     ApiPath(path): ApiPath<AddressPath>,
@@ -475,8 +455,7 @@ async fn get_balance(
 /// Payout batches paying an address, newest first.
 #[utoipa::path(get, path = "/payouts/{address}", tag = "ledger", params(AddressPath, IdPage), responses(
     (status = 200, body = Payouts),
-    (status = 400, description = "a parameter is malformed, out of bounds or unknown", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn list_payouts(
     State(state): Shared,
     ApiPath(path): ApiPath<AddressPath>,
@@ -506,8 +485,7 @@ async fn list_payouts(
 /// Reward distributions with their ledger lines, newest first.
 #[utoipa::path(get, path = "/distributions", tag = "ledger", params(HeightPage), responses(
     (status = 200, body = Distributions),
-    (status = 400, description = "a parameter is malformed, out of bounds or unknown", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn list_distributions(
     State(state): Shared,
     ApiQuery(page): ApiQuery<HeightPage>,
@@ -544,8 +522,7 @@ async fn list_distributions(
 /// (it names chain URLs and answers); otherwise a generic reason.
 #[utoipa::path(get, path = "/job-runs", tag = "jobs", params(JobRunsPage), responses(
     (status = 200, body = JobRuns),
-    (status = 400, description = "a parameter is malformed, out of bounds or unknown", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    ListRefusals))]
 async fn list_job_runs(
     State(state): Shared,
     headers: HeaderMap,
