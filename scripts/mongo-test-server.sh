@@ -11,21 +11,15 @@
 # bridge, for pods); its URI connects directly, since the replica set names itself by loopback.
 #   mongo-test-server.sh stop DIR           stop it by PID
 set -euo pipefail
+# shellcheck source=pypi-venv.sh
+. "$(dirname "$0")/pypi-venv.sh"
 
 VERSION=0.7.0b3
 CACHE=${MINERPOOL_CACHE:-$HOME/.cache/minerpool}
 VENV=$CACHE/secantusdb-$VERSION
 
 install() {
-    # The marker is written last, so an interrupted install is redone rather than trusted.
-    if [ -f "$VENV/.installed" ]; then
-        return 0
-    fi
-    mkdir -p "$CACHE"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check --pre "secantusdb==$VERSION"
-    touch "$VENV/.installed"
+    pypi_venv_install "$VENV" --pre "secantusdb==$VERSION"
 }
 
 free_port() {

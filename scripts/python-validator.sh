@@ -5,6 +5,8 @@
 #   python-validator.sh install    install once into ~/.cache (idempotent)
 #   python-validator.sh python     print the path of its python (after install)
 set -euo pipefail
+# shellcheck source=pypi-venv.sh
+. "$(dirname "$0")/pypi-venv.sh"
 
 FASTECDSA=4.0.0
 WEBSOCKETS=17.4
@@ -12,17 +14,8 @@ CACHE=${MINERPOOL_CACHE:-$HOME/.cache/minerpool}
 VENV=$CACHE/python-validator-fastecdsa-$FASTECDSA-websockets-$WEBSOCKETS
 
 install() {
-    # The marker is written last, so an interrupted install is redone rather than trusted.
-    if [ -f "$VENV/.installed" ]; then
-        return 0
-    fi
-    mkdir -p "$CACHE"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
     # Wheels only: fastecdsa from source would need a C compiler and GMP headers.
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check --only-binary :all: \
-        "fastecdsa==$FASTECDSA" "websockets==$WEBSOCKETS"
-    touch "$VENV/.installed"
+    pypi_venv_install "$VENV" --only-binary :all: "fastecdsa==$FASTECDSA" "websockets==$WEBSOCKETS"
 }
 
 case "${1:-}" in

@@ -5,21 +5,15 @@
 #   schemathesis.sh install    install once into ~/.cache (idempotent)
 #   schemathesis.sh path       print the path of its `schemathesis` command (after install)
 set -euo pipefail
+# shellcheck source=pypi-venv.sh
+. "$(dirname "$0")/pypi-venv.sh"
 
 VERSION=4.32.5
 CACHE=${MINERPOOL_CACHE:-$HOME/.cache/minerpool}
 VENV=$CACHE/schemathesis-$VERSION
 
 install() {
-    # The marker is written last, so an interrupted install is redone rather than trusted.
-    if [ -f "$VENV/.installed" ]; then
-        return 0
-    fi
-    mkdir -p "$CACHE"
-    rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$VERSION"
-    touch "$VENV/.installed"
+    pypi_venv_install "$VENV" "schemathesis==$VERSION"
 }
 
 case "${1:-}" in
