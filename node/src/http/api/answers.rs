@@ -27,7 +27,7 @@ pub enum ListRefusals {
     /// a parameter is malformed, out of bounds or unknown
     #[response(status = 400)]
     BadRequest(ErrorBody),
-    /// the database is unavailable
+    /// the database is unavailable, or the answer took longer than the node's request timeout
     #[response(status = 503)]
     Unavailable(ErrorBody),
 }
@@ -42,7 +42,7 @@ pub enum LookupRefusals {
     /// there is no such record
     #[response(status = 404)]
     NotFound(ErrorBody),
-    /// the database is unavailable
+    /// the database is unavailable, or the answer took longer than the node's request timeout
     #[response(status = 503)]
     Unavailable(ErrorBody),
 }

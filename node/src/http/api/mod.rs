@@ -190,7 +190,7 @@ struct AddPool {
     (status = 413, description = "the body is too large", body = ErrorBody),
     (status = 415, description = "the body is not application/json", body = ErrorBody),
     (status = 422, description = "the address is well-formed but not a public key: no payment could reach it", body = ErrorBody),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    (status = 503, description = "the database is unavailable, or the answer took longer than the node's request timeout", body = ErrorBody)))]
 async fn add_pool(
     State(state): Shared,
     headers: HeaderMap,
@@ -561,7 +561,7 @@ async fn list_job_runs(
 /// Scanned height and totals, as of the last rewards or payouts run.
 #[utoipa::path(get, path = "/stats", tag = "ledger", responses(
     (status = 200, body = Stats),
-    (status = 503, description = "the database is unavailable", body = ErrorBody)))]
+    (status = 503, description = "the database is unavailable, or the answer took longer than the node's request timeout", body = ErrorBody)))]
 async fn stats(State(state): Shared) -> ApiResult<Stats> {
     let totals = state.store.totals().await?;
     Ok(Json(Stats {
