@@ -229,6 +229,8 @@ struct ChainState {
     windows: BTreeMap<&'static str, (Instant, u32)>,
     /// Requests answered 429.
     rate_limited: u64,
+    /// Bodies the next `get_transaction` requests get instead of the real answer.
+    transaction_answers: VecDeque<Value>,
 }
 
 /// A rate limit of the node: so many requests per window (fixed windows, as the node's
@@ -390,15 +392,28 @@ impl ChainSim {
     }
 
     /// Forgets a pending transaction, as a node does with one that never propagated: its inputs
-    /// are spendable again, it answers "Transaction not found", and a re-push is judged afresh.
+    /// are spendable again and it answers "Transaction not found", but, as on the real node, its
+    /// hash stays in the list of the last accepted ones, so a re-push is answered "Transaction
+    /// just added" until that list moves on or the node restarts ([`ChainSim::restart`]).
     /// False if it was not pending.
     pub fn drop_pending(&self, hash: &str) -> bool {
         let mut state = self.lock();
         let before = state.pending.len();
         state.pending.retain(|p| p.hash != hash);
-        state.recent.retain(|h| h != hash);
         state.lagging.remove(hash);
         state.pending.len() < before
+    }
+
+    /// A node restart: its in-memory list of the last accepted hashes is empty again (pending
+    /// transactions are in its database and stay).
+    pub fn restart(&self) {
+        self.lock().recent.clear();
+    }
+
+    /// The next `get_transaction` answers are these bodies (HTTP 200), in order, whatever was
+    /// asked: for testing how a client reads a malformed answer.
+    pub fn answer_transactions_with(&self, bodies: Vec<Value>) {
+        self.lock().transaction_answers.extend(bodies);
     }
 
     /// Units paid to `address` by pushed transactions that are in a block, and how many
@@ -1455,6 +1470,9 @@ async fn get_transaction(
         return response;
     }
     let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(body) = state.transaction_answers.pop_front() {
+        return Json(body).into_response();
+    }
     match find_transaction(&mut state, &q.tx_hash) {
         Some(result) => Json(json!({ "ok": true, "result": result })).into_response(),
         None => refusal(StatusCode::OK, "Transaction not found"),

@@ -502,6 +502,14 @@ async fn a_dropped_transaction_is_not_found_and_its_coins_are_free_again() {
         address_info(&sim, &address(WALLET_KEY)).await["pending_spent_outputs"],
         json!([])
     );
+    // As the real node: the hash is still among the last accepted, so a re-push is "just
+    // added" though the node holds nothing, until a restart empties that list.
+    assert_eq!(
+        push(&sim, &tx.to_hex()).await,
+        refused(200, "Transaction just added")
+    );
+    assert_eq!(lookup(&sim, &tx.hash()).await, not_found());
+    sim.restart();
     assert_eq!(push(&sim, &tx.to_hex()).await, accepted(&tx.hash()));
 }
 
