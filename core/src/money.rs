@@ -140,6 +140,15 @@ impl fmt::Display for Amount {
     }
 }
 
+/// `units` as coins with 8 decimals, like [`Amount`]'s `Display` but signed (`-0.50000000`): how
+/// job summaries show every amount, a difference that may be negative included.
+pub fn coins_text(units: i64) -> String {
+    let sign = if units < 0 { "-" } else { "" };
+    let magnitude = units.unsigned_abs();
+    let per_coin = UNITS_PER_COIN.unsigned_abs();
+    format!("{sign}{}.{:08}", magnitude / per_coin, magnitude % per_coin)
+}
+
 impl FromStr for Amount {
     type Err = AmountError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
@@ -253,6 +262,14 @@ mod tests {
 
     fn units(n: i64) -> Amount {
         Amount::from_units(n).unwrap()
+    }
+
+    #[test]
+    fn coins_text_is_signed_with_eight_decimals() {
+        assert_eq!(coins_text(3_696_000_000), "36.96000000");
+        assert_eq!(coins_text(0), "0.00000000");
+        assert_eq!(coins_text(-50_000_000), "-0.50000000");
+        assert_eq!(coins_text(i64::MIN), "-92233720368.54775808");
     }
 
     #[test]

@@ -8,7 +8,8 @@
 use std::collections::HashSet;
 
 use minerpool_core::chain::{OutputKey, TransactionStatus};
-use minerpool_core::store::audit::Discrepancy;
+use minerpool_core::money::coins_text;
+use minerpool_core::store::audit::{Discrepancy, Measure};
 use minerpool_core::store::payouts::{BatchState, PayoutBatch};
 use serde_json::{Value, json};
 
@@ -24,9 +25,10 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
             report.discrepancies.push(Discrepancy {
                 subject: format!("batch {}", batch.id),
                 what: format!(
-                    "was refunded ({:?}) but its transaction {hash} is on chain ({status:?}): its recipients may be paid twice; units refunded",
+                    "was refunded ({:?}) but its transaction {hash} is on chain ({status:?}): its recipients may be paid twice; amount refunded",
                     batch.state
                 ),
+                measure: Measure::Units,
                 expected: 0,
                 found: batch.total,
             });
@@ -55,7 +57,8 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
         report.discrepancies.push(Discrepancy {
             subject: format!("wallet {}", context.config.chain.inode_wallet),
             what: "spendable on chain (plus spent by batches not yet settled), at least pending + in flight".into(),
-            expected: owed,
+            measure: Measure::Units,
+                expected: owed,
             found: held_on_chain + spent_unsettled,
         });
     }
@@ -63,7 +66,7 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
     let held: Vec<Value> = report
         .held
         .iter()
-        .map(|(address, units)| json!({ "address": address, "units": units }))
+        .map(|(address, units)| json!({ "address": address, "amount": coins_text(*units) }))
         .collect();
     if !report.discrepancies.is_empty() {
         let listed: Vec<String> = report.discrepancies.iter().map(|d| d.to_string()).collect();
@@ -74,14 +77,14 @@ pub async fn run(context: &Context) -> Result<Value, JobError> {
         )));
     }
     Ok(json!({
-        "received": report.received,
-        "credited": report.credited,
-        "pending": report.pending,
-        "inFlight": report.in_flight,
-        "paid": report.paid,
-        "feesPaid": report.fees_paid,
-        "feesInFlight": report.fees_in_flight,
-        "wallet": held_on_chain,
+        "received": coins_text(report.received),
+        "credited": coins_text(report.credited),
+        "pending": coins_text(report.pending),
+        "inFlight": coins_text(report.in_flight),
+        "paid": coins_text(report.paid),
+        "feesPaid": coins_text(report.fees_paid),
+        "feesInFlight": coins_text(report.fees_in_flight),
+        "wallet": coins_text(held_on_chain),
         "addresses": report.addresses,
         "held": held,
         "checkedRefunds": report.refunded_with_transaction.len(),

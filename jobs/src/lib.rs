@@ -16,7 +16,7 @@ use minerpool_core::chain::{ChainClient, ChainError};
 use minerpool_core::config::Config;
 use minerpool_core::rewards::RewardsError;
 use minerpool_core::store::documents::JobOutcome;
-use minerpool_core::store::runs::Fence;
+use minerpool_core::store::runs::{Fence, RunEnd};
 use minerpool_core::store::{Store, StoreError};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -106,6 +106,38 @@ pub struct Context {
 /// Default lifetime of a job lock; a running job renews it every third of it.
 pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(60);
 
+/// Exit code of `minerpool-job` for a blocked run (see [`RunOutcome::Blocked`]): neither 0 (it
+/// did not do its work) nor 1 (nothing failed; it passes once the reason is gone).
+pub const BLOCKED_EXIT_CODE: u8 = 3;
+
+/// Waiting on the chain's rate limits for at least this long in one run is shown in its summary
+/// (`rateLimitedSeconds`); shorter waits are routine and only logged. Every wait is stored in
+/// `jobRuns.rate_limited_seconds` for the metrics.
+pub const RATE_LIMITED_SHOWN_FROM: Duration = Duration::from_secs(5);
+
+/// What one pass of a job did: its figures, and, when it could not do its work, why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pass {
+    pub details: Value,
+    pub blocked: Option<String>,
+}
+
+impl Pass {
+    pub fn done(details: Value) -> Pass {
+        Pass {
+            details,
+            blocked: None,
+        }
+    }
+
+    pub fn blocked(details: Value, reason: impl Into<String>) -> Pass {
+        Pass {
+            details,
+            blocked: Some(reason.into()),
+        }
+    }
+}
+
 /// How a run ended, as printed on the last stdout line and stored in `jobRuns`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Summary {
@@ -113,30 +145,53 @@ pub struct Summary {
     /// `None` when the run did not take the lock.
     pub run_id: Option<String>,
     pub outcome: RunOutcome,
-    /// Job-specific figures.
+    /// Job-specific figures. Amounts are decimal coin strings with 8 decimals.
     pub details: Value,
+    /// Time spent waiting out the chain's rate limits, when at least
+    /// [`RATE_LIMITED_SHOWN_FROM`].
+    pub rate_limited: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RunOutcome {
     Succeeded,
     /// Another run of the same job holds the lock: nothing was done, and that is fine.
     AlreadyRunning,
+    /// The run could not do its work, for this reason; what it did do is in the details.
+    Blocked(String),
+}
+
+impl RunOutcome {
+    pub fn name(&self) -> &'static str {
+        match self {
+            RunOutcome::Succeeded => "succeeded",
+            RunOutcome::AlreadyRunning => "already-running",
+            RunOutcome::Blocked(_) => "blocked",
+        }
+    }
 }
 
 impl Summary {
     pub fn to_json(&self) -> Value {
-        let outcome = match self.outcome {
-            RunOutcome::Succeeded => "succeeded",
-            RunOutcome::AlreadyRunning => "already-running",
-        };
-        json!({
+        let mut line = json!({
             "job": self.job.name(),
             "runId": self.run_id,
-            "outcome": outcome,
-            "details": self.details,
-        })
+            "outcome": self.outcome.name(),
+        });
+        if let RunOutcome::Blocked(reason) = &self.outcome {
+            line["reason"] = json!(reason);
+        }
+        if let Some(waited) = self.rate_limited {
+            line["rateLimitedSeconds"] = json!(seconds(waited));
+        }
+        line["details"] = self.details.clone();
+        line
     }
+}
+
+/// Seconds with one decimal, as summaries show a duration.
+fn seconds(duration: Duration) -> f64 {
+    (duration.as_secs_f64() * 10.0).round() / 10.0
 }
 
 /// Runs one pass of `job` under its lock, recording the run. A run that finds the lock held
@@ -164,7 +219,13 @@ pub async fn run_with(
             run_id: None,
             outcome: RunOutcome::AlreadyRunning,
             details: json!({ "reason": format!("another {job} run holds the lock") }),
+            rate_limited: None,
         });
+    };
+    // This run's own rate-limit meter, even when runs of other jobs share the client.
+    let context = &Context {
+        chain: context.chain.metered(),
+        ..context.clone()
     };
     let run_id = store.start_job_run(job.name()).await?;
     let (stop_renewing, stopped) = tokio::sync::oneshot::channel();
@@ -177,25 +238,31 @@ pub async fn run_with(
     ));
     let result = match job {
         Job::Rewards => rewards::run(context, &fence).await,
-        Job::Validators => validators::run(context).await,
+        Job::Validators => validators::run(context).await.map(Pass::done),
         Job::Payouts => payouts::run(context, &fence, request).await,
-        Job::Audit => audit::run(context).await,
-        Job::Decay => decay::run(context).await,
+        Job::Audit => audit::run(context).await.map(Pass::done),
+        Job::Decay => decay::run(context).await.map(Pass::done),
     };
     // Stopped and awaited, not aborted: a renewal still in flight could otherwise land after the
     // release below and hold the lock against the next run.
     let _ = stop_renewing.send(());
     let _ = keep_alive.await;
-    let (outcome, details, error) = match &result {
-        Ok(details) => (JobOutcome::Succeeded, details.clone(), None),
-        Err(e) => (JobOutcome::Failed, Value::Null, Some(e.to_string())),
-    };
-    let summary_doc = bson::to_document(&json!({ "details": details }))
-        .map_err(|e| JobError::Invalid(format!("summary is not storable: {e}")))?;
+    let waited = context.chain.rate_limited();
+    let shown_wait = (waited >= RATE_LIMITED_SHOWN_FROM).then_some(waited);
+    let result = result.map(|pass| Summary {
+        job,
+        run_id: Some(run_id.clone()),
+        outcome: match pass.blocked {
+            Some(reason) => RunOutcome::Blocked(reason),
+            None => RunOutcome::Succeeded,
+        },
+        details: pass.details,
+        rate_limited: shown_wait,
+    });
     // The record and the lock are best effort once the pass is decided: failing to write them
     // must not turn a committed pass into a reported failure.
     if let Err(e) = store
-        .finish_job_run(&run_id, outcome, summary_doc, error)
+        .finish_job_run(&run_id, run_end(&result, waited))
         .await
     {
         tracing::warn!(error = %e, "recording the end of the run failed");
@@ -210,12 +277,31 @@ pub async fn run_with(
     {
         tracing::warn!(error = %e, "refreshing the totals failed; the next run does it");
     }
-    result.map(|details| Summary {
-        job,
-        run_id: Some(run_id),
-        outcome: RunOutcome::Succeeded,
-        details,
-    })
+    result
+}
+
+/// The `jobRuns` record of a run that ended with `result`, having waited `waited` on rate
+/// limits. Its `summary` holds what the printed summary shows beside job and outcome.
+fn run_end(result: &Result<Summary, JobError>, waited: Duration) -> RunEnd {
+    let (outcome, reason) = match result.as_ref().map(|s| &s.outcome) {
+        Ok(RunOutcome::Blocked(reason)) => (JobOutcome::Blocked, Some(reason.clone())),
+        Ok(_) => (JobOutcome::Succeeded, None),
+        Err(_) => (JobOutcome::Failed, None),
+    };
+    let mut stored = json!({ "details": result.as_ref().ok().map(|s| &s.details) });
+    if let Some(shown) = result.as_ref().ok().and_then(|s| s.rate_limited) {
+        stored["rateLimitedSeconds"] = json!(seconds(shown));
+    }
+    RunEnd {
+        outcome,
+        summary: bson::to_document(&stored).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "the summary is not storable; the run is recorded without it");
+            bson::Document::new()
+        }),
+        error: result.as_ref().err().map(ToString::to_string),
+        reason,
+        rate_limited_seconds: seconds(waited),
+    }
 }
 
 /// Renews the lock every third of its lifetime. When renewal finds another holder, or keeps

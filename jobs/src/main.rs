@@ -1,5 +1,5 @@
 //! `minerpool-job`: one pass of a job, then exit. The last line on stdout is a one-line JSON
-//! summary; a failure exits non-zero with the reason on stderr.
+//! summary; a failure exits 1 with the reason on stderr, a blocked run exits 3.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,14 +10,23 @@ use minerpool_core::chain::ChainClient;
 use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
 use minerpool_jobs::payouts::PayoutsRequest;
-use minerpool_jobs::{Context, DEFAULT_LOCK_TTL, Job, JobError, run_with};
+use minerpool_jobs::{
+    BLOCKED_EXIT_CODE, Context, DEFAULT_LOCK_TTL, Job, JobError, RunOutcome, run_with,
+};
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
 #[command(
     name = "minerpool-job",
     version,
-    about = "Runs one pass of a minerpool job"
+    about = "Runs one pass of a minerpool job",
+    after_help = "Exit status (the last line on stdout is a one-line JSON summary with the same outcome):\n  \
+      0    succeeded (including nothing to do) or already-running (another run holds the lock)\n  \
+      1    failed: the reason is on stderr and in the summary's \"error\"\n  \
+      3    blocked: the run could not do its work (payouts.fee not covered while payouts are due,\n       \
+      a wallet that cannot cover them, rewards.startHeight above the chain's tip); the summary's\n       \
+      \"reason\" says why, and the run passes once that is resolved\n  \
+      143  stopped by SIGTERM or SIGINT before its next step"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -91,7 +100,12 @@ async fn main() -> ExitCode {
                 ));
             }
             println!("{line}");
-            ExitCode::SUCCESS
+            if let RunOutcome::Blocked(reason) = &summary.outcome {
+                eprintln!("minerpool-job {job}: blocked: {reason}");
+                ExitCode::from(BLOCKED_EXIT_CODE)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
         Err(e) => {
             let stopped = e

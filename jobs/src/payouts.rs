@@ -12,9 +12,15 @@
 //!   once the lock is lost;
 //! - coins any batch of ours has spent or holds are never selected again, whatever the chain
 //!   lists.
+//! - "Transaction just added" proves nothing (the node answers it from a list of recent hashes,
+//!   held or not): `get_transaction` is asked, and a transaction the node does not hold is
+//!   reported and left to the abandon timer, never signed again.
+use std::sync::Mutex;
+
 use minerpool_core::chain::{AddressInfo, OutputKey, PushOutcome, TransactionStatus};
 use minerpool_core::config::Sender;
 use minerpool_core::faults::{crash_point, pause_point};
+use minerpool_core::money::coins_text;
 use minerpool_core::payouts::{
     Coin, PaymentPlan, hold_aside_undecodable, plan_payment, select_coins, take_fee,
 };
@@ -28,7 +34,7 @@ use minerpool_core::upow::{
 use p256::ecdsa::SigningKey;
 use serde_json::{Value, json};
 
-use crate::{Context, JobError};
+use crate::{Context, JobError, Pass};
 
 /// What a payouts run was asked to do beyond its usual pass.
 #[derive(Debug, Clone, Default)]
@@ -41,28 +47,28 @@ pub async fn run(
     context: &Context,
     fence: &Fence,
     request: &PayoutsRequest,
-) -> Result<Value, JobError> {
+) -> Result<Pass, JobError> {
     let imported = context.store.import_temp_withdrawals(fence).await?;
     if imported.credited > 0 || !imported.held.is_empty() {
         tracing::info!(
-            units = imported.credited,
+            amount = %coins_text(imported.credited),
             held = imported.held.len(),
             "imported the original iNode's unpaid tempWithdrawals"
         );
     }
-    let mut summary = pay_due(context, fence, request).await?;
-    if let (false, Some(fields)) = (imported.held.is_empty(), summary.as_object_mut()) {
+    let mut pass = pay_due(context, fence, request).await?;
+    if let (false, Some(fields)) = (imported.held.is_empty(), pass.details.as_object_mut()) {
         // The entries the import could not credit (the audit keeps listing them).
         fields.insert("importHeld".into(), json!(imported.held));
     }
-    Ok(summary)
+    Ok(pass)
 }
 
 async fn pay_due(
     context: &Context,
     fence: &Fence,
     request: &PayoutsRequest,
-) -> Result<Value, JobError> {
+) -> Result<Pass, JobError> {
     let payouts = &context.config.payouts;
     let minimum = payouts.minimum_payout.units();
     let max = payouts.max_outputs_per_tx as usize;
@@ -73,16 +79,37 @@ async fn pay_due(
             ));
         }
         let batch = context.store.simulate_payout_batch(minimum, max).await?;
-        return Ok(json!({
+        return Ok(Pass::done(json!({
             "sender": "dry-run",
-            "simulated": batch.map(|b| json!({ "batch": b.id, "recipients": b.recipients.len(), "total": b.total })),
-        }));
+            "simulated": batch.map(|b| json!({ "batch": b.id, "recipients": b.recipients.len(), "total": coins_text(b.total) })),
+        })));
     }
     let payer = Payer {
         context,
         fence,
         key: wallet_key(context)?,
+        not_held: Mutex::default(),
+        abandon_refused: Mutex::default(),
     };
+    let mut pass = plan_and_pay(&payer, request).await?;
+    for (key, found) in [
+        ("notHeld", &payer.not_held),
+        ("abandonRefused", &payer.abandon_refused),
+    ] {
+        let found = std::mem::take(&mut *found.lock().unwrap_or_else(|e| e.into_inner()));
+        if !found.is_empty() {
+            pass.details[key] = json!(found);
+        }
+    }
+    Ok(pass)
+}
+
+/// Moves on the open batches, then creates and pays a new one when none is in flight.
+async fn plan_and_pay(payer: &Payer<'_>, request: &PayoutsRequest) -> Result<Pass, JobError> {
+    let (context, fence) = (payer.context, payer.fence);
+    let payouts = &context.config.payouts;
+    let minimum = payouts.minimum_payout.units();
+    let max = payouts.max_outputs_per_tx as usize;
     let mut summary = json!({ "sender": "upow", "settled": [], "created": null });
     if let Some(id) = &request.abandon {
         let batch = context
@@ -108,7 +135,7 @@ async fn pay_due(
     }
     if !context.store.open_payout_batches().await?.is_empty() {
         summary["note"] = json!("a batch is still in flight; a new one waits for it");
-        return Ok(summary);
+        return Ok(Pass::done(summary));
     }
 
     let due = context.store.payable_balances(minimum, max).await?;
@@ -120,31 +147,42 @@ async fn pay_due(
         );
         summary["held"] = json!(
             held.iter()
-                .map(|h| json!({ "address": h.address, "units": h.units, "reason": h.reason }))
+                .map(|h| json!({ "address": h.address, "amount": coins_text(h.units), "reason": h.reason }))
                 .collect::<Vec<_>>()
         );
     }
     if due.is_empty() {
-        return Ok(summary);
+        return Ok(Pass::done(summary));
     }
+    summary["due"] = json!(due.len());
     let fee = payouts.fee.units();
     let fee_payer = context.config.chain.reward_address.clone();
     let payer_pending = context.store.pending_of(&fee_payer).await?;
     let Some(due) = take_fee(due, &fee_payer, payer_pending, fee) else {
-        summary["note"] = json!(format!(
-            "the fee of {fee} units is not covered by the reward address's pending {payer_pending}; payouts wait for its share"
+        return Ok(Pass::blocked(
+            summary,
+            format!(
+                "payouts.fee {} is not covered by the reward address {fee_payer}'s pending {}: no batch is paid until its share reaches the fee (or payouts.fee is lowered)",
+                coins_text(fee),
+                coins_text(payer_pending)
+            ),
         ));
-        return Ok(summary);
     };
     let coins = payer.wallet_coins().await?;
     let plan = match plan_payment(&coins, &due, fee as u64)
         .map_err(|e| JobError::Invalid(format!("planning the payment: {e}")))?
     {
-        PaymentPlan::Nothing => return Ok(summary),
+        PaymentPlan::Nothing => return Ok(Pass::done(summary)),
         PaymentPlan::Insufficient { available, needed } => {
-            return Err(JobError::Invalid(format!(
-                "the wallet's spendable outputs hold {available} units; the largest balance due needs {needed} with the fee"
-            )));
+            return Ok(Pass::blocked(
+                summary,
+                format!(
+                    "the wallet's spendable outputs hold {}; the largest balance due needs {} with the fee: no batch is paid until the wallet {} receives more",
+                    coins_text(available as i64),
+                    coins_text(needed as i64),
+                    context.config.chain.inode_wallet
+                ),
+            ));
         }
         PaymentPlan::Pay { recipients, .. } => NewBatch {
             kind: BatchKind::Payout,
@@ -161,18 +199,18 @@ async fn pay_due(
     };
     let Some(batch) = context.store.create_payout_batch(fence, &plan).await? else {
         summary["note"] = json!("balances changed while planning; the next run pays them");
-        return Ok(summary);
+        return Ok(Pass::done(summary));
     };
     crash_point("payouts:after-create");
     pause_point("payouts:after-create");
     let created = json!({
         "batch": batch.id, "kind": batch.kind, "recipients": batch.recipients.len(),
-        "total": batch.total, "fee": batch.fee,
+        "total": coins_text(batch.total), "fee": coins_text(batch.fee),
     });
     let now = payer.pay(batch).await?;
     summary["created"] = created;
     summary["created"]["now"] = json!(now);
-    Ok(summary)
+    Ok(Pass::done(summary))
 }
 
 fn wallet_key(context: &Context) -> Result<SigningKey, JobError> {
@@ -200,11 +238,17 @@ enum OnChain {
     NotFound,
 }
 
-/// One run's payer: the context, the run's fence and the wallet key.
+/// One run's payer: the context, the run's fence and the wallet key, and what the run found
+/// that its summary must show.
 struct Payer<'a> {
     context: &'a Context,
     fence: &'a Fence,
     key: SigningKey,
+    /// Batches whose push was answered "Transaction just added" while the node does not hold
+    /// their transaction.
+    not_held: Mutex<Vec<Value>>,
+    /// Abandoning transactions the node did not take, with its answer.
+    abandon_refused: Mutex<Vec<Value>>,
 }
 
 impl Payer<'_> {
@@ -343,11 +387,18 @@ impl Payer<'_> {
             )));
         }
         crash_point("payouts:after-sign");
-        self.push(&batch.id, &hex, &hash).await
+        self.push(&batch.id, BatchState::Signed, &hex, &hash).await
     }
 
-    /// Pushes stored signed bytes; only an acceptance changes the batch's state.
-    async fn push(&self, id: &str, hex: &str, hash: &str) -> Result<&'static str, JobError> {
+    /// Pushes stored signed bytes; only an acceptance, or "just added" for a transaction the
+    /// node is seen to hold, changes the batch's state.
+    async fn push(
+        &self,
+        id: &str,
+        state: BatchState,
+        hex: &str,
+        hash: &str,
+    ) -> Result<&'static str, JobError> {
         self.fence.ensure_held()?;
         let outcome = self.context.chain.push_transaction(hex, hash).await;
         crash_point("payouts:after-push");
@@ -360,6 +411,32 @@ impl Payer<'_> {
                 crash_point("payouts:after-record");
                 Ok("submitted")
             }
+            PushOutcome::JustAdded => {
+                let held = self.node_holds(hash).await?;
+                let since = self
+                    .context
+                    .store
+                    .record_held_check(self.fence, id, held)
+                    .await?;
+                if held {
+                    self.context
+                        .store
+                        .record_submitted_batch(self.fence, id)
+                        .await?;
+                    return Ok("submitted");
+                }
+                let since = since.map(|t| t.try_to_rfc3339_string().unwrap_or_default());
+                tracing::warn!(batch = %id, tx_hash = %hash, not_held_since = ?since, "the node answered \"Transaction just added\" but does not hold the transaction (get_transaction: not found); the batch is abandoned after payouts.abandonAfterSeconds unless it reaches a block");
+                self.found(
+                    &self.not_held,
+                    json!({ "batch": id, "txHash": hash, "notHeldSince": since }),
+                );
+                Ok(if state == BatchState::Submitted {
+                    "submitted"
+                } else {
+                    "signed"
+                })
+            }
             PushOutcome::NotAccepted(error) => {
                 tracing::warn!(batch = %id, %error, "push not accepted; the batch stays signed and the next run asks the chain");
                 self.context
@@ -369,6 +446,18 @@ impl Payer<'_> {
                 Ok("signed")
             }
         }
+    }
+
+    /// Whether the node holds `hash`, pending or in a block, after it answered "Transaction just
+    /// added" (which it does from a list of recent hashes, held or not).
+    async fn node_holds(&self, hash: &str) -> Result<bool, JobError> {
+        self.fence.ensure_held()?;
+        Ok(self.context.chain.transaction_status(hash).await? != TransactionStatus::NotFound)
+    }
+
+    /// Notes something the summary must show.
+    fn found(&self, list: &Mutex<Vec<Value>>, entry: Value) {
+        list.lock().unwrap_or_else(|e| e.into_inner()).push(entry);
     }
 
     /// Where the chain's blocks put `hash`. A lookup that names a block is believed only when
@@ -429,6 +518,13 @@ impl Payer<'_> {
         }
         match own {
             OnChain::Pending => {
+                if batch.not_held_since.is_some() {
+                    // Held again (re-pushed after the node's list of recent hashes moved on).
+                    self.context
+                        .store
+                        .record_held_check(self.fence, &batch.id, true)
+                        .await?;
+                }
                 if batch.state == BatchState::Signed {
                     self.context
                         .store
@@ -438,7 +534,7 @@ impl Payer<'_> {
                 Ok("submitted")
             }
             // Never reached this node, or dropped: the same bytes again, never a new transaction.
-            _ => self.push(&batch.id, &hex, &hash).await,
+            _ => self.push(&batch.id, batch.state, &hex, &hash).await,
         }
     }
 
@@ -532,14 +628,23 @@ impl Payer<'_> {
         hash: &str,
     ) -> Result<&'static str, JobError> {
         self.fence.ensure_held()?;
-        if let PushOutcome::NotAccepted(error) =
-            self.context.chain.push_transaction(hex, hash).await
-        {
-            self.context
-                .store
-                .record_batch_attempt(self.fence, id, &format!("abandoning: {error}"))
-                .await?;
-        }
+        let answer = match self.context.chain.push_transaction(hex, hash).await {
+            PushOutcome::Accepted => return Ok("abandoning"),
+            PushOutcome::JustAdded if self.node_holds(hash).await? => return Ok("abandoning"),
+            PushOutcome::JustAdded => {
+                "Transaction just added, but get_transaction does not find it".to_owned()
+            }
+            PushOutcome::NotAccepted(error) => error,
+        };
+        tracing::warn!(batch = %id, tx_hash = %hash, answer = %answer, "the abandoning transaction was not taken by the node; the next run asks the chain and pushes the same bytes again");
+        self.context
+            .store
+            .record_batch_attempt(self.fence, id, &format!("abandoning: {answer}"))
+            .await?;
+        self.found(
+            &self.abandon_refused,
+            json!({ "batch": id, "txHash": hash, "answer": answer }),
+        );
         Ok("abandoning")
     }
 }

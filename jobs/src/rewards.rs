@@ -11,13 +11,13 @@ use std::collections::HashSet;
 use minerpool_core::money::Amount;
 use minerpool_core::rewards::{Percentages, distribute, income_of, plan_scan, scan_request};
 use minerpool_core::store::rewards::RewardsRecord;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use minerpool_core::store::runs::Fence;
 
-use crate::{Context, JobError};
+use crate::{Context, JobError, Pass};
 
-pub async fn run(context: &Context, fence: &Fence) -> Result<Value, JobError> {
+pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
     let config = &context.config;
     let store = &context.store;
     let last_scanned = store.last_scanned().await?;
@@ -41,12 +41,12 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Value, JobError> {
     )?;
     let blocks = &answer[plan.credit.clone()];
     let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
-        return Ok(json!({
-            "from": offset,
-            "blocks": 0,
-            "highestSeen": answer.last().map(|b| b.block.id),
-            "note": format!("no new block {} confirmations deep", config.rewards.confirmations),
-        }));
+        return Ok(nothing_to_credit(
+            previous_height,
+            offset,
+            answer.last().map(|b| b.block.id),
+            config.rewards.confirmations,
+        ));
     };
     let (first_block, last_block) = (first.block.id as i64, last.block.id as i64);
 
@@ -115,7 +115,7 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Value, JobError> {
             },
         )
         .await?;
-    Ok(json!({
+    Ok(Pass::done(json!({
         "from": first_block,
         "to": last_block,
         "blocks": blocks.len(),
@@ -124,5 +124,41 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Value, JobError> {
         "transactionsAlreadyCredited": already.len(),
         "received": received.to_string(),
         "ledgerLines": credited_addresses,
-    }))
+    })))
+}
+
+/// A pass that credits nothing says which heights it looked at: the last scanned block, the
+/// chain's tip as answered (the answer reaches the tip whenever nothing is settled), and the
+/// block it waits for. With nothing scanned yet and no block at or above `offset` (the start
+/// height), the chain is below the start height: blocked, since no pass can credit anything
+/// until that changes.
+fn nothing_to_credit(
+    last_scanned: Option<i64>,
+    offset: u64,
+    chain_tip: Option<u64>,
+    confirmations: u32,
+) -> Pass {
+    let next = last_scanned.map_or(offset, |height| height as u64 + 1);
+    let mut details = json!({
+        "blocks": 0,
+        "lastScannedHeight": last_scanned,
+        "chainTip": chain_tip,
+        "nextBlock": next,
+        "confirmations": confirmations,
+    });
+    match chain_tip {
+        Some(tip) => {
+            details["note"] = json!(format!(
+                "block {next} is credited once the chain reaches block {} (it is at {tip})",
+                next + u64::from(confirmations)
+            ));
+            Pass::done(details)
+        }
+        None => Pass::blocked(
+            details,
+            format!(
+                "rewards.startHeight {offset} is above the chain's tip: get_blocks_details has no block at or above it; nothing is credited until the chain reaches it (or startHeight is lowered)"
+            ),
+        ),
+    }
 }

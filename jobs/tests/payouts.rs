@@ -5,13 +5,14 @@
 mod common;
 
 use bson::doc;
-use common::{Harness, signal, stderr};
+use common::{Harness, job_run, run_blocked, signal, stderr};
 use minerpool_core::config::Sender;
 use minerpool_core::money::Amount;
 use minerpool_core::store::documents::Balance;
 use minerpool_core::store::payouts::{BatchState, PayoutBatch};
 use minerpool_core::upow::{address_of, parse_private_key};
 use minerpool_tests::chain_sim::{Failure, PushMode, Scenario, SimUtxo};
+use serde_json::json;
 
 /// The iNode wallet's key in these tests.
 const WALLET_KEY: &str = "0xc0ffee";
@@ -555,7 +556,11 @@ async fn the_fee_comes_from_the_reward_address_and_is_accounted() {
     .await;
     credit(&h, balances).await;
     let first = run_ok(&h).await;
-    assert_eq!(first["details"]["created"]["fee"], fee, "{first}");
+    assert_eq!(first["details"]["created"]["fee"], "0.00100000", "{first}");
+    assert_eq!(
+        first["details"]["created"]["total"], "8.00000000",
+        "{first}"
+    );
     let batch = only_batch(&h).await;
     let tx = minerpool_core::upow::Transaction::parse(&hex::decode(batch.tx_hex.unwrap()).unwrap())
         .unwrap();
@@ -571,7 +576,278 @@ async fn the_fee_comes_from_the_reward_address_and_is_accounted() {
     run_ok(&h).await;
     assert_paid_once(&h).await;
     let audit = h.run_ok("audit").await;
-    assert_eq!(audit["details"]["feesPaid"], fee, "{audit}");
+    assert_eq!(audit["details"]["feesPaid"], "0.00100000", "{audit}");
+}
+
+/// A fee the reward address cannot cover while balances are due: the run ends `blocked` (exit
+/// 3), with the reason in decimal coins on the summary, on stderr and in `jobRuns`, and pays
+/// nothing. With nothing due (all below the minimum) the same fee blocks nothing.
+#[tokio::test]
+async fn a_fee_the_reward_address_cannot_cover_blocks_the_run() {
+    let reward = minerpool_tests::fixtures::REWARD.to_string();
+    let mut balances = recipients();
+    balances.push((reward.clone(), 190_080_000));
+    let h = harness_with("payouts_fee_blocked", &["100"], balances, |c| {
+        c.payouts.fee = Amount::parse("100").unwrap();
+    })
+    .await;
+    let blocked = run_blocked(&h, "payouts", &[("MINERPOOL_WALLET_KEY", WALLET_KEY)]).await;
+    let reason = format!(
+        "payouts.fee 100.00000000 is not covered by the reward address {reward}'s pending 1.90080000: no batch is paid until its share reaches the fee (or payouts.fee is lowered)"
+    );
+    assert_eq!(blocked["reason"], reason.as_str(), "{blocked}");
+    assert_eq!(blocked["job"], "payouts");
+    assert_eq!(blocked["details"]["due"], 3, "{blocked}");
+    assert_eq!(blocked["details"]["created"], serde_json::Value::Null);
+    let record = job_run(&h, &blocked).await;
+    assert_eq!(record.get_str("outcome"), Ok("blocked"), "{record}");
+    assert_eq!(record.get_str("reason"), Ok(reason.as_str()), "{record}");
+    assert_eq!(
+        record
+            .get_document("summary")
+            .unwrap()
+            .get_document("details")
+            .unwrap()
+            .get("due"),
+        Some(&bson::Bson::Int64(3)),
+        "{record}"
+    );
+    assert_eq!(h.sim.accepted(), 0);
+    assert_eq!(h.balance(&recipients()[0].0).await, (coins("5"), 0));
+
+    // Nothing due: succeeded with nothing to do, whatever the fee.
+    let mut high = h.config.clone();
+    high.payouts.minimum_payout = Amount::parse("50").unwrap();
+    std::fs::write(&h.config_path, high.to_yaml()).unwrap();
+    let idle = run_ok(&h).await;
+    assert_eq!(idle["outcome"], "succeeded", "{idle}");
+    assert!(idle.get("reason").is_none(), "{idle}");
+    assert!(idle["details"].get("due").is_none(), "{idle}");
+}
+
+/// `minerpool-job --help` documents the exit codes.
+#[tokio::test]
+async fn help_names_the_blocked_exit_code() {
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_minerpool-job"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&help.stdout);
+    assert!(text.contains("3    blocked"), "{text}");
+    assert!(text.contains("1    failed"), "{text}");
+}
+
+/// The node dropped a submitted batch's transaction but still answers its re-push "Transaction
+/// just added" (its list of recent hashes): the run asks `get_transaction`, records the check on
+/// the batch, warns with the hash, lists it under `notHeld`, and pays nothing again. Once the
+/// node has forgotten the hash (a restart), the same bytes are accepted and paid once.
+#[tokio::test]
+async fn a_just_added_answer_for_a_dropped_transaction_is_checked_and_reported() {
+    let h = harness("payouts_just_added", &["10"]).await;
+    let first = run_ok(&h).await;
+    assert_eq!(first["details"]["created"]["now"], "submitted", "{first}");
+    let batch = only_batch(&h).await;
+    let hash = batch.tx_hash.clone().unwrap();
+    assert!(h.sim.drop_pending(&hash));
+
+    let output = run(&h, None).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let second = common::summary(&output);
+    assert_eq!(second["outcome"], "succeeded", "{second}");
+    assert_eq!(
+        second["details"]["settled"][0]["now"], "submitted",
+        "{second}"
+    );
+    let not_held = &second["details"]["notHeld"][0];
+    assert_eq!(not_held["batch"], batch.id.as_str(), "{second}");
+    assert_eq!(not_held["txHash"], hash.as_str(), "{second}");
+    let logs = stderr(&output);
+    assert!(
+        logs.contains("Transaction just added") && logs.contains(&hash) && logs.contains("WARN"),
+        "the warning names the hash: {logs}"
+    );
+    let checked = only_batch(&h).await;
+    let since = checked.not_held_since.expect("the check is recorded");
+    assert_eq!(
+        not_held["notHeldSince"],
+        since.try_to_rfc3339_string().unwrap()
+    );
+    assert!(checked.last_held_check.is_some());
+    assert_eq!(checked.state, BatchState::Submitted);
+    assert_eq!(h.sim.accepted(), 0, "nothing paid again on an answer");
+
+    // Checked again: since when stays the first time it was not held.
+    let third = run_ok(&h).await;
+    assert_eq!(
+        third["details"]["notHeld"][0]["notHeldSince"], not_held["notHeldSince"],
+        "{third}"
+    );
+
+    h.sim.restart();
+    let resent = run_ok(&h).await;
+    assert_eq!(
+        resent["details"]["settled"][0]["now"], "submitted",
+        "{resent}"
+    );
+    assert!(resent["details"].get("notHeld").is_none(), "{resent}");
+    run_ok(&h).await;
+    assert_eq!(only_batch(&h).await.not_held_since, None, "held again");
+    bury(&h);
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+}
+
+/// A refused abandon push is a warning with the node's answer and is listed in the summary
+/// (`abandonRefused`); the batch stays abandoning and nothing is refunded.
+#[tokio::test]
+async fn a_refused_abandon_push_is_logged_and_summarised() {
+    let h = harness("payouts_abandon_refused", &["10"]).await;
+    h.sim.set_push_mode(PushMode::Reject);
+    run_ok(&h).await;
+    let batch = only_batch(&h).await;
+    let output = h
+        .run_args(
+            "payouts",
+            &["--abandon", &batch.id],
+            &[("MINERPOOL_WALLET_KEY", WALLET_KEY)],
+        )
+        .await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = common::summary(&output);
+    assert_eq!(
+        summary["details"]["settled"][0]["now"], "abandoning",
+        "{summary}"
+    );
+    let abandoning = only_batch(&h).await;
+    let abandon_hash = abandoning.abandon.unwrap().tx_hash.unwrap();
+    assert_eq!(
+        summary["details"]["abandonRefused"],
+        json!([{ "batch": batch.id, "txHash": abandon_hash, "answer": "Transaction has not been added" }]),
+        "{summary}"
+    );
+    let logs = stderr(&output);
+    assert!(
+        logs.contains("WARN")
+            && logs.contains(&abandon_hash)
+            && logs.contains("Transaction has not been added"),
+        "{logs}"
+    );
+    assert_eq!(
+        abandoning.error.as_deref(),
+        Some("abandoning: Transaction has not been added")
+    );
+    assert_eq!(
+        h.balance(&recipients()[0].0).await,
+        (0, 0),
+        "nothing refunded"
+    );
+}
+
+/// A `get_transaction` answer that is not the node's shape fails the run naming what was
+/// wrong; the batch and the balances stay as they were.
+#[tokio::test]
+async fn a_malformed_get_transaction_answer_is_a_clear_error() {
+    let h = harness("payouts_bad_lookup", &["10"]).await;
+    run_ok(&h).await;
+    let batch = only_batch(&h).await;
+    let hash = batch.tx_hash.clone().unwrap();
+    for (answer, expected) in [
+        (
+            json!({ "ok": true, "result": { "hash": hash, "block_no": "12", "is_confirm": true } }),
+            r#""block_no" is not a block number: "12""#.to_owned(),
+        ),
+        (
+            json!({ "ok": true, "result": { "hash": "ab".repeat(32), "block_no": null, "is_confirm": false } }),
+            format!(
+                "the answer is for transaction {}, not {hash}",
+                "ab".repeat(32)
+            ),
+        ),
+        (
+            json!({ "ok": true, "result": { "hash": hash, "block_no": 7, "is_confirm": false } }),
+            r#""block_no" is 7 but "is_confirm" is false"#.to_owned(),
+        ),
+        (
+            json!({ "result": "Transaction not found" }),
+            r#"no boolean "ok""#.to_owned(),
+        ),
+    ] {
+        h.sim.answer_transactions_with(vec![answer.clone()]);
+        let output = run(&h, None).await;
+        assert_eq!(
+            output.status.code(),
+            Some(1),
+            "{answer}: {}",
+            stderr(&output)
+        );
+        let err = stderr(&output);
+        assert!(
+            err.contains("get_transaction")
+                && err.contains("malformed response")
+                && err.contains(&expected),
+            "{answer}: {err}"
+        );
+        let after = only_batch(&h).await;
+        assert_eq!(after.state, BatchState::Submitted, "{answer}");
+        assert_eq!(h.balance(&recipients()[0].0).await, (0, 0), "{answer}");
+        assert_eq!(h.sim.accepted(), 1, "{answer}");
+    }
+    bury(&h);
+    run_ok(&h).await;
+    assert_paid_once(&h).await;
+}
+
+/// Rewards and payouts on one host share the node's 10 block-detail calls a minute: a payouts
+/// run that waits them out says so in its summary (`rateLimitedSeconds`, shown from 5 s) and in
+/// `jobRuns.rate_limited_seconds` (what `/metrics` shows); a run that waited less shows nothing.
+#[tokio::test]
+async fn time_waited_on_shared_rate_limits_is_in_the_summary() {
+    let h = harness_with("payouts_rate_limited", &["10"], recipients(), |c| {
+        c.rewards.start_height = 1;
+        c.chain.rate_limit_wait_seconds = 30;
+    })
+    .await;
+    let first = run_ok(&h).await;
+    assert!(first.get("rateLimitedSeconds").is_none(), "{first}");
+    assert_eq!(
+        job_run(&h, &first).await.get_f64("rate_limited_seconds"),
+        Ok(0.0)
+    );
+    bury(&h);
+    // One get_blocks_details call every 7 s; the rewards run takes this window's.
+    h.sim
+        .set_rate_limits(Some(minerpool_tests::chain_sim::RateLimits {
+            blocks_details: Some(minerpool_tests::chain_sim::RateLimit {
+                requests: 1,
+                per_ms: 7_000,
+            }),
+            ..Default::default()
+        }));
+    h.run_ok("rewards").await;
+    let settled = run_ok(&h).await;
+    assert_eq!(
+        settled["details"]["settled"][0]["now"], "confirmed",
+        "{settled}"
+    );
+    let waited = settled["rateLimitedSeconds"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no rateLimitedSeconds: {settled}"));
+    assert!((5.0..30.0).contains(&waited), "{settled}");
+    let record = job_run(&h, &settled).await;
+    assert_eq!(
+        record.get_f64("rate_limited_seconds"),
+        Ok(waited),
+        "{record}"
+    );
+    assert_eq!(
+        record
+            .get_document("summary")
+            .unwrap()
+            .get_f64("rateLimitedSeconds"),
+        Ok(waited),
+        "{record}"
+    );
+    assert_paid_once(&h).await;
 }
 
 #[tokio::test]
@@ -592,14 +868,21 @@ async fn two_runs_at_once_pay_once() {
 
 #[tokio::test]
 async fn bad_input_is_a_clear_error_and_changes_nothing() {
-    // Not enough coins for the batch.
+    // Not enough coins for the batch: blocked, not failed, and nothing moves.
     let h = harness("payouts_funds", &["1", "2"]).await;
-    let output = run(&h, None).await;
-    assert!(!output.status.success());
-    assert!(
-        stderr(&output).contains("the largest balance due needs"),
-        "{}",
-        stderr(&output)
+    let blocked = run_blocked(&h, "payouts", &[("MINERPOOL_WALLET_KEY", WALLET_KEY)]).await;
+    let wallet = address_of_key(WALLET_KEY);
+    assert_eq!(
+        blocked["reason"],
+        format!(
+            "the wallet's spendable outputs hold 3.00000000; the largest balance due needs 5.00000000 with the fee: no batch is paid until the wallet {wallet} receives more"
+        ),
+        "{blocked}"
+    );
+    assert_eq!(blocked["details"]["due"], 2, "{blocked}");
+    assert_eq!(
+        job_run(&h, &blocked).await.get_str("outcome"),
+        Ok("blocked")
     );
     assert_eq!(h.balance(&recipients()[0].0).await, (coins("5"), 0));
     assert_eq!(
@@ -711,11 +994,14 @@ async fn audit_passes_through_a_payout_and_names_a_tampered_balance() {
     assert_eq!(h.run_ok("audit").await["outcome"], "succeeded");
     run_ok(&h).await; // batch in flight
     let in_flight = h.run_ok("audit").await;
-    assert_eq!(in_flight["details"]["inFlight"], coins("8"), "{in_flight}");
+    assert_eq!(
+        in_flight["details"]["inFlight"], "8.00000000",
+        "{in_flight}"
+    );
     bury(&h);
     run_ok(&h).await; // confirmed
     let done = h.run_ok("audit").await;
-    assert_eq!(done["details"]["paid"], coins("8"), "{done}");
+    assert_eq!(done["details"]["paid"], "8.00000000", "{done}");
 
     let (victim, _) = recipients().remove(1);
     h.store
@@ -731,11 +1017,7 @@ async fn audit_passes_through_a_payout_and_names_a_tampered_balance() {
     let err = stderr(&output);
     assert!(err.contains(&victim), "names the address: {err}");
     assert!(
-        err.contains(&format!(
-            "should be {} units, found {}",
-            coins("3"),
-            coins("3") + 1
-        )),
+        err.contains("should be 3.00000000, found 3.00000001"),
         "{err}"
     );
 }

@@ -318,8 +318,20 @@ async fn a_scripted_chain_is_credited_exactly_as_computed_by_hand() {
     assert_eq!(second["details"]["transactionsAlreadyCredited"], 1);
     assert_eq!(second["details"]["received"], "0.30000000");
 
+    // Nothing to do: the run says which heights it looked at, not a misleading "from".
     let third = h.run_ok("rewards").await;
-    assert_eq!(third["details"]["blocks"], 0, "nothing to do: {third}");
+    assert_eq!(
+        third["details"],
+        serde_json::json!({
+            "blocks": 0,
+            "lastScannedHeight": 111,
+            "chainTip": 121,
+            "nextBlock": 112,
+            "confirmations": 10,
+            "note": "block 112 is credited once the chain reaches block 122 (it is at 121)",
+        }),
+        "nothing to do: {third}"
+    );
 
     let d = h.distributions().await;
     assert_eq!(d.len(), 2);
@@ -351,8 +363,10 @@ async fn a_scripted_chain_is_credited_exactly_as_computed_by_hand() {
     assert_eq!(credited, 5);
     assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(111));
     let audit = h.run_ok("audit").await;
-    assert_eq!(audit["details"]["received"], SCRIPTED_TOTAL, "{audit}");
-    assert_eq!(audit["details"]["credited"], SCRIPTED_TOTAL, "{audit}");
+    // 15.60000001 + 0.3, as decimal coin strings like every amount in every summary.
+    assert_eq!(SCRIPTED_TOTAL, 1_590_000_001);
+    assert_eq!(audit["details"]["received"], "15.90000001", "{audit}");
+    assert_eq!(audit["details"]["credited"], "15.90000001", "{audit}");
 
     let runs: Vec<Document> = h
         .store
@@ -925,6 +939,40 @@ async fn rate_limited_chain_reads_are_waited_out() {
     assert!(h.sim.rate_limited() > before);
     assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(111));
     assert_credited_once(&h).await;
+}
+
+/// A start height above the chain's tip: the run is blocked (exit 3), says so, records it, and
+/// credits nothing; once the chain reaches it, the next run credits as usual.
+#[tokio::test]
+async fn a_start_height_above_the_tip_blocks_the_run() {
+    let h = harness_with("rewards_above_tip", paying_chain(100, 125), |c| {
+        c.rewards.start_height = 200;
+    })
+    .await;
+    let blocked = common::run_blocked(&h, "rewards", &[]).await;
+    let reason = "rewards.startHeight 200 is above the chain's tip: get_blocks_details has no block at or above it; nothing is credited until the chain reaches it (or startHeight is lowered)";
+    assert_eq!(blocked["reason"], reason, "{blocked}");
+    assert_eq!(
+        blocked["details"],
+        serde_json::json!({
+            "blocks": 0,
+            "lastScannedHeight": null,
+            "chainTip": null,
+            "nextBlock": 200,
+            "confirmations": 10,
+        }),
+        "{blocked}"
+    );
+    let record = common::job_run(&h, &blocked).await;
+    assert_eq!(record.get_str("outcome"), Ok("blocked"), "{record}");
+    assert_eq!(record.get_str("reason"), Ok(reason), "{record}");
+    assert_eq!(h.store.last_scanned_height().await.unwrap(), None);
+    for id in 126..=215 {
+        h.sim.add_block(quiet(id));
+    }
+    let resumed = h.run_ok("rewards").await;
+    assert_eq!(resumed["outcome"], "succeeded", "{resumed}");
+    assert_eq!(resumed["details"]["from"], 200, "{resumed}");
 }
 
 #[tokio::test]

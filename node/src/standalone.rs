@@ -1,11 +1,12 @@
 //! Standalone mode (SPEC §4.4): the servers and the four jobs on their intervals in one process,
-//! sharing the job code. A failed run is logged and tried again at its next interval; it never
-//! stops the process.
+//! sharing the job code. A failed run is logged as an error, a blocked run (SPEC §5: it could
+//! not do its work, and says why) as a warning; either is tried again at its next interval and
+//! never stops the process.
 
 use std::time::Duration;
 
 use minerpool_core::config::ScheduleConfig;
-use minerpool_jobs::{Context, Job, run_once};
+use minerpool_jobs::{Context, Job, RunOutcome, run_once};
 use tokio::task::JoinHandle;
 
 /// Every job with its interval.
@@ -37,6 +38,12 @@ pub fn spawn_schedule(context: Context) -> Vec<JoinHandle<()>> {
                         _ = context.stop.cancelled() => break,
                     }
                     match run_once(job, &context).await {
+                        // Blocked is a state of the world (a fee not yet covered, a chain below
+                        // the start height), not a fault: one warning a run, tried again at the
+                        // next interval like any run.
+                        Ok(summary) if matches!(summary.outcome, RunOutcome::Blocked(_)) => {
+                            tracing::warn!(job = %job, summary = %summary.to_json(), "job run blocked; next try at the next interval")
+                        }
                         Ok(summary) => tracing::info!(job = %job, summary = %summary.to_json(), "job run"),
                         Err(e) if e.is_stopped() => {
                             tracing::warn!(job = %job, error = %e, "job run stopped at shutdown");

@@ -5,6 +5,8 @@
 mod payer;
 mod types;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -146,6 +148,10 @@ pub struct ChainClient {
     retry: RetryPolicy,
     /// Total wait allowed for rate limits within one read (`chain.rateLimitWaitSeconds`).
     rate_limit_budget: Duration,
+    /// Milliseconds this client (and its clones since the last [`ChainClient::metered`]) spent
+    /// waiting out rate limits: a job reports it, since the node's limits are shared by every
+    /// client on one address and a slow run otherwise looks like a slow chain.
+    rate_limited_ms: Arc<AtomicU64>,
 }
 
 /// The `{"ok": …, "result": …, "error": …}` envelope of most endpoints.
@@ -191,7 +197,22 @@ impl ChainClient {
             timeout,
             retry,
             rate_limit_budget: Duration::from_secs(config.rate_limit_wait_seconds),
+            rate_limited_ms: Arc::default(),
         })
+    }
+
+    /// The same client with its own rate-limit meter starting at zero (one per job run; clones
+    /// share it).
+    pub fn metered(&self) -> ChainClient {
+        ChainClient {
+            rate_limited_ms: Arc::default(),
+            ..self.clone()
+        }
+    }
+
+    /// Time spent waiting out rate limits (HTTP 429) since this meter began.
+    pub fn rate_limited(&self) -> Duration {
+        Duration::from_millis(self.rate_limited_ms.load(Ordering::Relaxed))
     }
 
     /// `get_blocks_details`: blocks with id ≥ `offset`, at most `limit`. Every block must carry
@@ -287,6 +308,10 @@ impl ChainClient {
                     );
                     tokio::time::sleep(wait).await;
                     waited += wait;
+                    self.rate_limited_ms.fetch_add(
+                        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+                        Ordering::Relaxed,
+                    );
                 }
                 Err(e) if e.is_transient() && attempt < self.retry.attempts => {
                     tracing::warn!(error = %e, attempt, "chain read failed; retrying");

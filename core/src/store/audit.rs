@@ -21,16 +21,33 @@ pub struct Discrepancy {
     /// An address, a distribution id, or `total`.
     pub subject: String,
     pub what: String,
+    pub measure: Measure,
     pub expected: i64,
     pub found: i64,
 }
 
+/// What `expected` and `found` count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Measure {
+    /// Smallest units, shown as coins with 8 decimals.
+    Units,
+    /// Documents or entries.
+    Count,
+}
+
 impl std::fmt::Display for Discrepancy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = |n: i64| match self.measure {
+            Measure::Units => crate::money::coins_text(n),
+            Measure::Count => n.to_string(),
+        };
         write!(
             f,
-            "{}: {} should be {} units, found {}",
-            self.subject, self.what, self.expected, self.found
+            "{}: {} should be {}, found {}",
+            self.subject,
+            self.what,
+            shown(self.expected),
+            shown(self.found)
         )
     }
 }
@@ -165,6 +182,7 @@ impl Store {
                         d.get("_id").map(|i| i.to_string()).unwrap_or_default()
                     ),
                     what: "the sum of its ledger lines".into(),
+                    measure: Measure::Units,
                     expected: r,
                     found: l,
                 });
@@ -187,6 +205,7 @@ impl Store {
             discrepancies.push(Discrepancy {
                 subject: format!("transaction {}", row.get_str("_id").unwrap_or_default()),
                 what: "distributions crediting it".into(),
+                measure: Measure::Count,
                 expected: 1,
                 found: as_i64(row.get("count")),
             });
@@ -217,6 +236,7 @@ impl Store {
                 discrepancies.push(Discrepancy {
                     subject: format!("transaction {hash}"),
                     what: "distributions crediting this blockTransactions entry".into(),
+                    measure: Measure::Count,
                     expected: 1,
                     found: 0,
                 });
@@ -329,6 +349,7 @@ impl Store {
                 discrepancies.push(Discrepancy {
                     subject: (*address).clone(),
                     what: "pending + in flight + paid + fees".into(),
+                    measure: Measure::Units,
                     expected: get(&credited),
                     found: accounted,
                 });
@@ -350,6 +371,7 @@ impl Store {
             discrepancies.push(Discrepancy {
                 subject: "total".into(),
                 what: "credited (received + imported)".into(),
+                measure: Measure::Units,
                 expected: received + imported_total,
                 found: credited_total,
             });

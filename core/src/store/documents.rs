@@ -197,6 +197,10 @@ pub enum JobOutcome {
     Running,
     Succeeded,
     Failed,
+    /// The run could not do its work for a reason it names (`reason`): the fee not covered while
+    /// payouts are due, a wallet that cannot cover them, a start height above the chain's tip.
+    /// Not a failure (it will pass once the reason is gone), not a success either.
+    Blocked,
 }
 
 /// `jobRuns`: one run of a job.
@@ -213,6 +217,12 @@ pub struct JobRun {
     pub summary: Document,
     #[serde(default)]
     pub error: Option<String>,
+    /// Why a blocked run could not do its work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Seconds the run waited out the chain's rate limits (HTTP 429), whatever their number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited_seconds: Option<f64>,
 }
 
 /// `jobLocks`: who runs a job now, until when (by the server's clock), and the generation that

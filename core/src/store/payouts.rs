@@ -119,6 +119,15 @@ pub struct PayoutBatch {
     /// The fence generation of the last move.
     #[serde(default)]
     pub generation: i64,
+    /// When the chain was last asked whether it holds the batch's transaction, after the node
+    /// answered a push "Transaction just added" (an answer it gives from a list of recent
+    /// hashes, even for a transaction it dropped).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_held_check: Option<DateTime>,
+    /// Since when those checks found the node not holding the transaction (unset once a check
+    /// finds it held). Informational: the abandon timer runs from `signed_at` regardless.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_held_since: Option<DateTime>,
 }
 
 /// What a new batch pays, decided before it is created.
@@ -159,6 +168,8 @@ impl PayoutBatch {
             abandon: None,
             proof_block: None,
             generation,
+            last_held_check: None,
+            not_held_since: None,
         }
     }
 
@@ -495,6 +506,40 @@ impl Store {
                     .await
                     .map_err(StoreError::mongo(format!("note an attempt on batch {id}")))?;
                 Ok(())
+            })
+        })
+        .await
+    }
+
+    /// Records a check of whether the node holds batch `id`'s transaction (see
+    /// [`PayoutBatch::not_held_since`]); returns since when it has not been held, if it is not.
+    /// Fenced like every batch write, though it moves no money.
+    pub async fn record_held_check(
+        &self,
+        fence: &Fence,
+        id: &str,
+        held: bool,
+    ) -> Result<Option<DateTime>> {
+        let (store, fence, id) = (self.clone(), fence.clone(), id.to_owned());
+        self.with_transaction(move |session| {
+            let (store, fence, id) = (store.clone(), fence.clone(), id.clone());
+            Box::pin(async move {
+                store.check_fence(session, &fence).await?;
+                let now = DateTime::now();
+                let update = if held {
+                    doc! { "$set": { "last_held_check": now }, "$unset": { "not_held_since": "" } }
+                } else {
+                    doc! { "$set": { "last_held_check": now }, "$min": { "not_held_since": now } }
+                };
+                let batch = store
+                    .payout_batches()
+                    .find_one_and_update(doc! { "_id": &id }, update)
+                    .return_document(mongodb::options::ReturnDocument::After)
+                    .session(session)
+                    .await
+                    .map_err(StoreError::mongo(format!("note a check on batch {id}")))?
+                    .ok_or_else(|| StoreError::Invalid(format!("no payout batch {id}")))?;
+                Ok(batch.not_held_since)
             })
         })
         .await

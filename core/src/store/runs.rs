@@ -214,6 +214,8 @@ impl Store {
                 outcome: JobOutcome::Running,
                 summary: Document::new(),
                 error: None,
+                reason: None,
+                rate_limited_seconds: None,
             })
             .await
             .map_err(StoreError::mongo("record the job run"))?;
@@ -221,28 +223,37 @@ impl Store {
     }
 
     /// Records how a run ended.
-    pub async fn finish_job_run(
-        &self,
-        id: &str,
-        outcome: JobOutcome,
-        summary: Document,
-        error: Option<String>,
-    ) -> Result<()> {
-        let outcome = bson::to_bson(&outcome).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    pub async fn finish_job_run(&self, id: &str, end: RunEnd) -> Result<()> {
+        let outcome =
+            bson::to_bson(&end.outcome).map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.job_runs()
             .update_one(
                 doc! { "_id": id },
                 doc! { "$set": {
                     "ended_at": DateTime::now(),
                     "outcome": outcome,
-                    "summary": summary,
-                    "error": error,
+                    "summary": end.summary,
+                    "error": end.error,
+                    "reason": end.reason,
+                    "rate_limited_seconds": end.rate_limited_seconds,
                 } },
             )
             .await
             .map_err(StoreError::mongo("record the end of the job run"))?;
         Ok(())
     }
+}
+
+/// How a run ended, as [`Store::finish_job_run`] records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEnd {
+    pub outcome: JobOutcome,
+    pub summary: Document,
+    /// What failed, for a failed run.
+    pub error: Option<String>,
+    /// Why a blocked run could not do its work.
+    pub reason: Option<String>,
+    pub rate_limited_seconds: f64,
 }
 
 fn hostname() -> String {
@@ -261,7 +272,12 @@ pub struct JobHealth {
     pub last_duration: Option<Duration>,
     /// The newest finished run failed.
     pub last_failed: bool,
-    /// Finished runs that failed since the newest success (at most the runs read).
+    /// The newest finished run was blocked (it names why in `jobRuns.reason`).
+    pub last_blocked: bool,
+    /// Seconds the newest finished run waited out the chain's rate limits.
+    pub last_rate_limited_seconds: Option<f64>,
+    /// Finished runs that failed since the newest success (at most the runs read); blocked runs
+    /// are not failures and are passed over.
     pub consecutive_failures: u64,
     /// End of the newest successful run among those read.
     pub last_success: Option<DateTime>,
@@ -282,6 +298,8 @@ pub fn job_health(newest_first: &[JobRun]) -> JobHealth {
         .peekable();
     if let Some(newest) = finished.peek() {
         health.last_failed = newest.outcome == JobOutcome::Failed;
+        health.last_blocked = newest.outcome == JobOutcome::Blocked;
+        health.last_rate_limited_seconds = newest.rate_limited_seconds;
         health.last_duration = newest.ended_at.map(|ended| {
             Duration::from_millis(
                 (ended.timestamp_millis() - newest.started_at.timestamp_millis()).max(0) as u64,
@@ -289,11 +307,14 @@ pub fn job_health(newest_first: &[JobRun]) -> JobHealth {
         });
     }
     for run in finished {
-        if run.outcome == JobOutcome::Succeeded {
-            health.last_success = run.ended_at.or(Some(run.started_at));
-            break;
+        match run.outcome {
+            JobOutcome::Succeeded => {
+                health.last_success = run.ended_at.or(Some(run.started_at));
+                break;
+            }
+            JobOutcome::Failed => health.consecutive_failures += 1,
+            JobOutcome::Blocked | JobOutcome::Running => {}
         }
-        health.consecutive_failures += 1;
     }
     health
 }
@@ -321,6 +342,8 @@ mod health_tests {
             outcome,
             summary: Document::new(),
             error: None,
+            reason: None,
+            rate_limited_seconds: None,
         }
     }
 
@@ -344,5 +367,24 @@ mod health_tests {
         let fine = job_health(&[run(Succeeded, 1_000, Some(3_000))]);
         assert!(!fine.last_failed);
         assert_eq!(fine.consecutive_failures, 0);
+    }
+
+    #[test]
+    fn a_blocked_run_is_neither_a_failure_nor_a_success() {
+        use JobOutcome::*;
+        let mut blocked = run(Blocked, 9_000, Some(9_400));
+        blocked.rate_limited_seconds = Some(31.5);
+        let runs = [
+            blocked,
+            run(Failed, 8_000, Some(8_500)),
+            run(Blocked, 7_000, Some(7_200)),
+            run(Succeeded, 6_000, Some(6_100)),
+        ];
+        let health = job_health(&runs);
+        assert!(health.last_blocked);
+        assert!(!health.last_failed);
+        assert_eq!(health.last_rate_limited_seconds, Some(31.5));
+        assert_eq!(health.consecutive_failures, 1);
+        assert_eq!(health.last_success, Some(DateTime::from_millis(6_100)));
     }
 }

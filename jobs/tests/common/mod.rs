@@ -138,6 +138,40 @@ impl Harness {
     }
 }
 
+/// The `jobRuns` record of the run a summary names.
+pub async fn job_run(h: &Harness, summary: &serde_json::Value) -> bson::Document {
+    let id = summary["runId"]
+        .as_str()
+        .expect("the summary names its run");
+    h.store
+        .collection::<bson::Document>("jobRuns")
+        .find_one(doc! { "_id": id })
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("no jobRuns record {id}"))
+}
+
+/// Runs a job that must end blocked: exit code 3, the reason on stderr; returns its summary.
+pub async fn run_blocked(h: &Harness, job: &str, env: &[(&str, &str)]) -> serde_json::Value {
+    let output = h.run(job, env).await;
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "minerpool-job {job} must end blocked: {}\n{}",
+        stderr(&output),
+        String::from_utf8_lossy(&output.stdout)
+    );
+    let last = summary(&output);
+    assert_eq!(last["outcome"], "blocked", "{last}");
+    let reason = last["reason"].as_str().expect("a blocked run says why");
+    assert!(
+        stderr(&output).contains(&format!("minerpool-job {job}: blocked: {reason}")),
+        "{}",
+        stderr(&output)
+    );
+    last
+}
+
 /// The one-line JSON summary: the last line on stdout.
 pub fn summary(output: &Output) -> serde_json::Value {
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -173,6 +173,7 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
                                 @let outcome = match run.outcome {
                                     JobOutcome::Succeeded => "succeeded",
                                     JobOutcome::Failed => "failed",
+                                    JobOutcome::Blocked => "blocked",
                                     JobOutcome::Running => "running",
                                 };
                                 tr class=(outcome) { td { (job) } td { (when(Some(run.started_at))) } td.outcome { (outcome) } }
