@@ -63,6 +63,11 @@ pub struct Metrics {
     pub job_last_run_start_seconds: Family<JobLabels, Gauge>,
     pub job_last_run_duration_seconds: Family<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub job_last_run_failed: Family<JobLabels, Gauge>,
+    /// 1 when the newest finished run was blocked (it could not do its work; `jobRuns.reason`).
+    pub job_last_run_blocked: Family<JobLabels, Gauge>,
+    /// Seconds the newest finished run waited out the chain's rate limits.
+    pub job_last_run_rate_limited_seconds:
+        Family<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
     pub job_consecutive_failures: Family<JobLabels, Gauge>,
     pub job_last_success_seconds: Family<JobLabels, Gauge>,
 }
@@ -238,6 +243,19 @@ impl Default for Metrics {
             "1 when each job's newest finished run failed",
             job_last_run_failed.clone(),
         );
+        let job_last_run_blocked = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "job_last_run_blocked",
+            "1 when each job's newest finished run was blocked: it could not do its work (fee not covered, wallet short, start height above the chain's tip); its jobRuns record says why",
+            job_last_run_blocked.clone(),
+        );
+        let job_last_run_rate_limited_seconds =
+            Family::<JobLabels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+        registry.register(
+            "job_last_run_rate_limited_seconds",
+            "Seconds each job's newest finished run spent waiting out the chain's rate limits (HTTP 429; rewards and payouts on one address share them)",
+            job_last_run_rate_limited_seconds.clone(),
+        );
         let job_consecutive_failures = Family::<JobLabels, Gauge>::default();
         registry.register(
             "job_consecutive_failures",
@@ -259,6 +277,8 @@ impl Default for Metrics {
             job_last_run_start_seconds,
             job_last_run_duration_seconds,
             job_last_run_failed,
+            job_last_run_blocked,
+            job_last_run_rate_limited_seconds,
             job_consecutive_failures,
             job_last_success_seconds,
             task_groups,
@@ -348,9 +368,17 @@ impl Metrics {
             self.job_last_run_failed
                 .get_or_create(&labels)
                 .set(i64::from(health.last_failed));
+            self.job_last_run_blocked
+                .get_or_create(&labels)
+                .set(i64::from(health.last_blocked));
             self.job_consecutive_failures
                 .get_or_create(&labels)
                 .set(health.consecutive_failures as i64);
+        }
+        if let Some(waited) = health.last_rate_limited_seconds {
+            self.job_last_run_rate_limited_seconds
+                .get_or_create(&labels)
+                .set(waited);
         }
         if let Some(success) = health.last_success {
             self.job_last_success_seconds

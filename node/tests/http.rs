@@ -646,11 +646,18 @@ async fn metrics_show_money_and_job_health() {
         ("r3", "rewards", "failed", 300, Some(302)),
         ("r4", "rewards", "running", 400, None),
         ("a1", "audit", "failed", 500, Some(530)),
+        ("p1", "payouts", "succeeded", 600, Some(601)),
+        ("p2", "payouts", "blocked", 700, Some(740)),
     ] {
         let mut run =
             bson::doc! { "_id": id, "job": job, "outcome": outcome, "started_at": ms(started) };
         if let Some(ended) = ended {
             run.insert("ended_at", ms(ended));
+        }
+        if outcome == "blocked" {
+            // As minerpool-job records a blocked run that waited on rate limits.
+            run.insert("reason", "payouts.fee 100.00000000 is not covered …");
+            run.insert("rate_limited_seconds", 31.5);
         }
         runs.insert_one(run).await.unwrap();
     }
@@ -699,6 +706,30 @@ async fn metrics_show_money_and_job_health() {
     assert_eq!(
         value("minerpool_node_job_last_run_failed{minerpool_job=\"audit\"}"),
         1.0
+    );
+    // A blocked run is its own outcome: not a failure, not a success.
+    assert!(
+        page.lines()
+            .any(|l| l == "minerpool_node_job_last_run_blocked{minerpool_job=\"payouts\"} 1"),
+        "{page}"
+    );
+    assert!(
+        page.lines().any(|l| l
+            == "minerpool_node_job_last_run_rate_limited_seconds{minerpool_job=\"payouts\"} 31.5"),
+        "{page}"
+    );
+    assert_eq!(rewards("job_last_run_blocked"), 0.0);
+    assert_eq!(
+        value("minerpool_node_job_last_run_failed{minerpool_job=\"payouts\"}"),
+        0.0
+    );
+    assert_eq!(
+        value("minerpool_node_job_consecutive_failures{minerpool_job=\"payouts\"}"),
+        0.0
+    );
+    assert_eq!(
+        value("minerpool_node_job_last_success_seconds{minerpool_job=\"payouts\"}"),
+        601.0
     );
     assert!(
         !page.contains("minerpool_job=\"decay\""),
