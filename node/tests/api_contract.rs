@@ -67,21 +67,27 @@ async fn seed(n: &TestNode) {
             })
             .await
             .unwrap();
-        let (outcome, error) = match i % 3 {
-            0 => ("succeeded", None),
+        let (outcome, error, reason) = match i % 4 {
+            0 => ("succeeded", None, None),
             1 => (
                 "failed",
                 Some("chain answered 500 at http://chain.example/get_block"),
+                None,
             ),
-            _ => ("running", None),
+            2 => (
+                "blocked",
+                None,
+                Some("startHeight 900 is above the chain's tip 100"),
+            ),
+            _ => ("running", None, None),
         };
-        let job = ["rewards", "payouts", "decay"][(i % 3) as usize];
+        let job = ["rewards", "payouts", "decay", "audit"][(i % 4) as usize];
         store
             .collection::<bson::Document>("jobRuns")
             .insert_one(doc! {
                 "_id": format!("{:024x}", 5000 + i), "job": job,
                 "outcome": outcome, "started_at": at, "summary": { "details": { "credited": "0.01000000" } },
-                "error": error,
+                "error": error, "reason": reason, "rate_limited_seconds": (i as f64) / 2.0,
             })
             .await
             .unwrap();

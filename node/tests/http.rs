@@ -571,6 +571,25 @@ async fn job_run_errors_are_shown_only_to_admins() {
         public_error.as_str()
     );
     assert_eq!(error_seen_with(ADMIN_TOKEN).await, detail);
+
+    // A blocked run says why to everyone: its reason names amounts and what would unblock it.
+    let reason =
+        "payouts.fee 100.00000000 is not covered by the reward address's pending 1.90080000";
+    n.store
+        .collection::<bson::Document>("jobRuns")
+        .insert_one(doc! {
+            "_id": "blocked-run", "job": "payouts", "started_at": DateTime::now(),
+            "ended_at": DateTime::now(), "outcome": "blocked", "reason": reason,
+            "rate_limited_seconds": 31.5, "summary": { "details": { "due": "3.00000000" } },
+        })
+        .await
+        .unwrap();
+    let blocked = json_of(format!("{}/api/v1/job-runs?job=payouts", n.http)).await;
+    let run = &blocked["jobRuns"][0];
+    assert_eq!(run["outcome"], "blocked");
+    assert_eq!(run["reason"], reason);
+    assert_eq!(run["rateLimitedSeconds"], 31.5);
+    assert_eq!(run["error"], Value::Null);
 }
 
 #[tokio::test]

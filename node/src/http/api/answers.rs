@@ -384,6 +384,8 @@ pub struct Distributions {
 pub enum RunOutcome {
     Running,
     Succeeded,
+    /// It could not do its work (its `reason` says why); nothing is wrong with the run itself.
+    Blocked,
     Failed,
 }
 
@@ -392,6 +394,7 @@ impl From<JobOutcome> for RunOutcome {
         match outcome {
             JobOutcome::Running => RunOutcome::Running,
             JobOutcome::Succeeded => RunOutcome::Succeeded,
+            JobOutcome::Blocked => RunOutcome::Blocked,
             JobOutcome::Failed => RunOutcome::Failed,
         }
     }
@@ -412,6 +415,10 @@ pub struct JobRun {
     pub summary: serde_json::Value,
     /// Why the run failed: in full with the admin token, otherwise a generic reason.
     pub error: Option<String>,
+    /// Why a blocked run could not do its work, and what would unblock it.
+    pub reason: Option<String>,
+    /// Seconds the run waited out the chain's rate limits (shared by the jobs on one host).
+    pub rate_limited_seconds: Option<f64>,
 }
 
 #[derive(Serialize, ToSchema)]

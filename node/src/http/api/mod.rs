@@ -553,6 +553,8 @@ async fn list_job_runs(
                     Some(_) => Some(RUN_FAILED_PUBLIC.to_owned()),
                     None => None,
                 },
+                reason: r.reason.clone(),
+                rate_limited_seconds: r.rate_limited_seconds,
             })
             .collect(),
     }))
