@@ -7,7 +7,9 @@ use std::ops::Range;
 
 use crate::chain::{BlockDetails, ChainTransaction};
 use crate::money::{Amount, split_largest_remainder};
-use crate::store::documents::{Basis, LedgerKind, LedgerLine};
+use bson::DateTime;
+
+use crate::store::documents::{Basis, BlockIncome, LedgerKind, LedgerLine};
 
 /// The only transaction and output type that carries income.
 pub const REGULAR: &str = "REGULAR";
@@ -298,6 +300,32 @@ pub fn distribute(
     Ok(lines)
 }
 
+/// What each block paid, in block order, for a distribution's `received_by_block`: the credited
+/// `(block id, amount)` pairs summed per block, each at `time_of(block)` (the chain's block
+/// time). `None` when a block's time is not known or a sum overflows: a distribution is charted
+/// by block time whole or not at all, so its blocks always sum to what it received.
+pub fn income_by_block(
+    credited: impl IntoIterator<Item = (i64, Amount)>,
+    time_of: impl Fn(i64) -> Option<DateTime>,
+) -> Option<Vec<BlockIncome>> {
+    let mut per_block: BTreeMap<i64, Amount> = BTreeMap::new();
+    for (block, amount) in credited {
+        let sum = per_block.entry(block).or_insert(Amount::ZERO);
+        *sum = sum.checked_add(amount)?;
+    }
+    per_block
+        .into_iter()
+        .filter(|(_, amount)| *amount > Amount::ZERO)
+        .map(|(block, amount)| {
+            Some(BlockIncome {
+                block,
+                time: time_of(block)?,
+                units: amount.units(),
+            })
+        })
+        .collect()
+}
+
 /// What each address is owed by `lines`, summed per address (an address can be both a pool and
 /// a validator, and the reward address takes the fee and the remainder).
 pub fn credits_by_address(lines: &[LedgerLine]) -> BTreeMap<&str, i64> {
@@ -504,6 +532,38 @@ mod tests {
         let credits = credits_by_address(&lines);
         assert_eq!(credits["both"], 41 + 41);
         assert_eq!(credits["reward"], 18);
+    }
+
+    #[test]
+    fn income_by_block_sums_each_block_at_its_time_or_gives_up() {
+        let time = |block: i64| Some(DateTime::from_millis(block * 1000));
+        let credited = [
+            (7, units(5)),
+            (5, units(2)),
+            (7, units(1)),
+            (6, Amount::ZERO),
+        ];
+        assert_eq!(
+            income_by_block(credited, time),
+            Some(vec![
+                BlockIncome {
+                    block: 5,
+                    time: DateTime::from_millis(5000),
+                    units: 2
+                },
+                BlockIncome {
+                    block: 7,
+                    time: DateTime::from_millis(7000),
+                    units: 6
+                },
+            ]),
+            "per block, in block order, blocks that paid nothing left out"
+        );
+        let unknown = |block: i64| (block != 7).then(|| DateTime::from_millis(0));
+        assert_eq!(income_by_block(credited, unknown), None);
+        assert_eq!(income_by_block([(6, Amount::ZERO)], unknown), Some(vec![]));
+        let max = Amount::from_units(i64::MAX).unwrap();
+        assert_eq!(income_by_block([(1, max), (1, units(1))], time), None);
     }
 
     fn chain(ids: impl IntoIterator<Item = u64>) -> Vec<BlockDetails> {

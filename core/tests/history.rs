@@ -2,11 +2,16 @@
 //! job's step and kept for their retention, hourly income and earnings summed by the server
 //! exactly, and the credit lines and payout batches of the public reads.
 
+use std::time::Duration;
+
 use bson::{DateTime, Document, doc};
+use minerpool_core::store::StoreError;
 use minerpool_core::store::activity::CreditLine;
+use minerpool_core::store::documents::{Basis, BlockIncome, LedgerKind, LedgerLine};
 use minerpool_core::store::history::{HOUR_MS, Hours, ScoreKind};
 use minerpool_core::store::names;
 use minerpool_core::store::reads::NewestFirst;
+use minerpool_core::store::rewards::RewardsRecord;
 use minerpool_core::testing::fresh_store;
 
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -241,6 +246,136 @@ async fn income_earnings_and_credit_lines_come_from_the_distributions_exactly() 
             .await
             .unwrap()
             .is_empty()
+    );
+}
+
+/// A pass over `blocks` (one transaction each) paying `paid` (block, time, units), credited to
+/// `lines` (address, units).
+fn pass(
+    previous: Option<i64>,
+    blocks: std::ops::RangeInclusive<i64>,
+    paid: &[(i64, i64, i64)],
+    lines: &[(&str, i64)],
+) -> (RewardsRecord, Vec<BlockIncome>) {
+    let record = RewardsRecord {
+        previous_height: previous,
+        first_block: *blocks.start(),
+        last_block: *blocks.end(),
+        blocks: blocks.clone().map(|b| (b, format!("hash{b}"))).collect(),
+        received: paid.iter().map(|(_, _, units)| units).sum(),
+        transactions: blocks.map(|b| (format!("tx{b}"), b)).collect(),
+        lines: lines
+            .iter()
+            .map(|(address, units)| LedgerLine {
+                address: (*address).into(),
+                kind: LedgerKind::Pool,
+                units: *units,
+                basis: Basis::Score { score: 1 },
+            })
+            .collect(),
+    };
+    let paid = paid
+        .iter()
+        .map(|&(block, ms, units)| BlockIncome {
+            block,
+            time: at(ms),
+            units,
+        })
+        .collect();
+    (record, paid)
+}
+
+#[tokio::test]
+async fn income_and_earnings_fall_in_the_hours_of_their_blocks() {
+    let store = fresh_store("block-time-history").await;
+    let fence = store
+        .try_lock_job("rewards", Duration::from_secs(60))
+        .await
+        .unwrap()
+        .expect("the rewards lock");
+    let now = DateTime::now().timestamp_millis();
+    let turn = now - now.rem_euclid(HOUR_MS);
+    let big = (1_i64 << 53) + 1;
+    // Blocks before and after the hour turns, credited together (now, after both).
+    let (record, paid) = pass(
+        None,
+        100..=102,
+        &[
+            (100, turn - 120_000, 3),
+            (101, turn - 1, 4),
+            (102, turn + 30_000, 3),
+        ],
+        &[("pool-a", 7), ("reward", 3)],
+    );
+    store
+        .record_rewards_by_block(&fence, &record, &paid)
+        .await
+        .unwrap();
+    let (record, paid) = pass(
+        Some(102),
+        103..=103,
+        &[(103, turn + 60_000, big)],
+        &[("pool-a", big)],
+    );
+    store
+        .record_rewards_by_block(&fence, &record, &paid)
+        .await
+        .unwrap();
+    // Blocks three hours old, credited only now: not in the last two hours.
+    let (record, paid) = pass(
+        Some(103),
+        104..=104,
+        &[(104, turn - 3 * HOUR_MS, 11)],
+        &[("pool-a", 11)],
+    );
+    store
+        .record_rewards_by_block(&fence, &record, &paid)
+        .await
+        .unwrap();
+    // Per-block income that does not add up to what was received is refused, nothing written.
+    let (mut record, paid) = pass(Some(104), 105..=105, &[(105, turn, 2)], &[("pool-a", 2)]);
+    record.received = 3;
+    let refused = store.record_rewards_by_block(&fence, &record, &paid).await;
+    assert!(
+        matches!(refused, Err(StoreError::Invalid(_))),
+        "{refused:?}"
+    );
+    assert_eq!(store.last_scanned_height().await.unwrap(), Some(104));
+    // A distribution recorded before block times were kept counts when it was credited.
+    store
+        .collection::<Document>(names::REWARD_DISTRIBUTIONS)
+        .insert_one(distribution(
+            "90-99",
+            turn + 1000,
+            5,
+            vec![("pool-a", "pool", 5)],
+        ))
+        .await
+        .unwrap();
+
+    let hours = Hours::ending_at(at(turn), 2);
+    assert_eq!(
+        store.income_per_hour(hours).await.unwrap(),
+        vec![7, 3 + big + 5]
+    );
+    // pool-a's 7 over 7:3 is 4.9 and 2.1, the reward address's 3 is 2.1 and 0.9: largest
+    // remainder makes them 5 + 2 and 2 + 1, so both hours still add up to the income.
+    assert_eq!(
+        store.earnings_per_hour("pool-a", hours).await.unwrap(),
+        vec![5, 2 + big + 5]
+    );
+    assert_eq!(
+        store.earnings_per_hour("reward", hours).await.unwrap(),
+        vec![2, 1]
+    );
+    let wider = Hours::ending_at(at(turn), 4);
+    assert_eq!(
+        store.income_per_hour(wider).await.unwrap(),
+        vec![11, 0, 7, 3 + big + 5]
+    );
+    assert_eq!(
+        store.earnings_per_hour("pool-a", wider).await.unwrap(),
+        vec![11, 0, 5, 2 + big + 5]
     );
 }
 

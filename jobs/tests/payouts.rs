@@ -982,6 +982,7 @@ async fn credit(h: &Harness, credited: Vec<(String, i64)>) {
             hashes: vec!["h".into()],
             lines,
             created_at: bson::DateTime::now(),
+            received_by_block: Vec::new(),
         })
         .await
         .unwrap();

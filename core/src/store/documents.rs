@@ -168,6 +168,21 @@ pub struct RewardDistribution {
     pub hashes: Vec<String>,
     pub lines: Vec<LedgerLine>,
     pub created_at: DateTime,
+    /// What each block of the range paid, at the chain's time of that block, summing to
+    /// `received` (blocks that paid nothing left out), so the charts show income when the chain
+    /// carried it rather than when it was credited. Empty on distributions recorded before it
+    /// existed or without the chain's block times: those are charted at `created_at`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub received_by_block: Vec<BlockIncome>,
+}
+
+/// Units one block paid the iNode, at the block's time on the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockIncome {
+    pub block: i64,
+    pub time: DateTime,
+    /// Smallest units.
+    pub units: i64,
 }
 
 /// `balances`: what an address is owed and has been paid, in smallest units.

@@ -1,7 +1,8 @@
 //! History for the dashboard's charts, per hour (UTC), oldest hour first.
 //!
-//! Earnings need nothing new: the distributions' ledger lines are already a time series, summed
-//! per hour by the server. Scores are not stored over time anywhere else, so the decay job
+//! Income and earnings come from the distributions: income per hour of the blocks that paid it
+//! (each distribution keeps what each block paid at the block's chain time), earnings likewise
+//! by spreading each distribution's lines over its blocks' hours in integers. Scores are not stored over time anywhere else, so the decay job
 //! records each pool's and validator's score just before it decays them: the highest score seen
 //! in each hour, in one document per address and day (`scoreHistory`), kept for
 //! `history.scoreRetentionDays`.
@@ -12,6 +13,7 @@ use futures::TryStreamExt;
 use super::activity::{stored_score, units};
 use super::documents::names;
 use super::{Result, Store, StoreError, update_many_matching};
+use crate::money::{Amount, split_largest_remainder};
 
 pub const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -114,10 +116,55 @@ pub struct ScoresRecorded {
     pub expired: u64,
 }
 
-/// The `$group` key of a document's `created_at` hour: its start in milliseconds.
-fn created_hour() -> Document {
-    let ms = doc! { "$toLong": "$created_at" };
+/// The `$group` key of the hour of the datetime at `path` (`"$created_at"`): its start in
+/// milliseconds.
+fn hour_of(path: &str) -> Document {
+    let ms = doc! { "$toLong": path };
     doc! { "$subtract": [ ms.clone(), { "$mod": [ms, HOUR_MS] } ] }
+}
+
+/// Start of the hour holding `ms`.
+fn hour_start(ms: i64) -> i64 {
+    ms - ms.rem_euclid(HOUR_MS)
+}
+
+/// Spreads `units` one distribution credited to an address over the hours of its blocks, in
+/// proportion to what each hour's blocks paid (`paid`: block time in ms, units), as
+/// `(hour start, units)`. Largest remainder: integers only, the parts sum to `units` exactly.
+/// Without block times (`paid` empty, or paying nothing) all of it falls in the hour of
+/// `fallback_ms`, the crediting time.
+pub fn spread_over_block_hours(
+    units: i64,
+    paid: &[(i64, i64)],
+    fallback_ms: i64,
+) -> Vec<(i64, i64)> {
+    let mut per_hour: Vec<(i64, u64)> = Vec::new();
+    for &(at, weight) in paid {
+        let hour = hour_start(at);
+        let weight = u64::try_from(weight).unwrap_or(0);
+        match per_hour.iter_mut().find(|(h, _)| *h == hour) {
+            Some((_, sum)) => *sum = sum.saturating_add(weight),
+            None => per_hour.push((hour, weight)),
+        }
+    }
+    let weights: Vec<u64> = per_hour.iter().map(|(_, w)| *w).collect();
+    match Amount::from_units(units).map(|total| split_largest_remainder(total, &weights)) {
+        Some(Ok(parts)) => per_hour
+            .iter()
+            .zip(parts)
+            .map(|((hour, _), part)| (*hour, part.units()))
+            .collect(),
+        _ => vec![(hour_start(fallback_ms), units)],
+    }
+}
+
+/// A stored `received_by_block` entry as (block time in ms, units).
+fn block_paid(entry: &Bson) -> Option<(i64, i64)> {
+    let entry = entry.as_document()?;
+    Some((
+        entry.get_datetime("time").ok()?.timestamp_millis(),
+        units(entry.get("units"))?,
+    ))
 }
 
 impl Store {
@@ -238,30 +285,56 @@ impl Store {
         Ok(scores)
     }
 
-    /// Units received in each hour, over every distribution.
+    /// Units received in each hour of the blocks that paid them, over every distribution.
+    /// Distributions without block times (recorded before they were kept) count in the hour
+    /// they were credited. Blocks come before their crediting, so only distributions credited
+    /// since the first hour are read.
     pub async fn income_per_hour(&self, hours: Hours) -> Result<Vec<i64>> {
+        let credited_then = doc! { "time": "$created_at", "units": "$received" };
         let pipeline = vec![
             doc! { "$match": { "created_at": { "$gte": hours.start() } } },
-            doc! { "$group": { "_id": created_hour(), "units": { "$sum": "$received" } } },
+            doc! { "$project": { "_id": 0, "paid": {
+                "$ifNull": ["$received_by_block", [credited_then]],
+            } } },
+            doc! { "$unwind": "$paid" },
+            doc! { "$group": { "_id": hour_of("$paid.time"), "units": { "$sum": "$paid.units" } } },
         ];
         self.hourly_sums(pipeline, hours, "sum income per hour")
             .await
     }
 
-    /// Units credited to `address` in each hour, over all its ledger lines.
+    /// Units credited to `address` in each hour, over all its ledger lines: each distribution's
+    /// lines spread over the hours of its blocks by [`spread_over_block_hours`] (in the hour it
+    /// was credited when it has no block times).
     pub async fn earnings_per_hour(&self, address: &str, hours: Hours) -> Result<Vec<i64>> {
         let pipeline = vec![
             doc! { "$match": { "lines.address": address, "created_at": { "$gte": hours.start() } } },
             doc! { "$unwind": "$lines" },
             doc! { "$match": { "lines.address": address } },
-            doc! { "$group": { "_id": created_hour(), "units": { "$sum": "$lines.units" } } },
+            doc! { "$group": {
+                "_id": "$_id",
+                "units": { "$sum": "$lines.units" },
+                "created_at": { "$first": "$created_at" },
+                "paid": { "$first": "$received_by_block" },
+            } },
         ];
-        self.hourly_sums(pipeline, hours, "sum earnings per hour")
-            .await
+        let context = "sum earnings per distribution";
+        let credited: Vec<Document> = self
+            .aggregate_all(names::REWARD_DISTRIBUTIONS, pipeline, context)
+            .await?;
+        Ok(hours.sum(credited.iter().flat_map(|d| {
+            let paid: Vec<(i64, i64)> = d
+                .get_array("paid")
+                .map(|blocks| blocks.iter().filter_map(block_paid).collect())
+                .unwrap_or_default();
+            let created = d
+                .get_datetime("created_at")
+                .map_or(0, |t| t.timestamp_millis());
+            spread_over_block_hours(units(d.get("units")).unwrap_or(0), &paid, created)
+        })))
     }
 
-    /// Runs a `$group` of the distributions by [`created_hour`] and spreads its sums over
-    /// `hours`.
+    /// Runs a `$group` of the distributions by [`hour_of`] and spreads its sums over `hours`.
     async fn hourly_sums(
         &self,
         pipeline: Vec<Document>,
@@ -300,6 +373,39 @@ mod tests {
                 (11 * HOUR_MS, 9),
             ]),
             vec![0, 3, 12]
+        );
+    }
+
+    #[test]
+    fn credits_spread_over_their_blocks_hours_in_integers_that_sum_exactly() {
+        let (h1, h2) = (10 * HOUR_MS, 11 * HOUR_MS);
+        // Blocks paying 1 and 2 before the hour turns, 4 after: 7 units credited split 1:2:4
+        // by hour, 3 and 4.
+        let paid = [(h2 - 60_000, 1), (h2 - 1, 2), (h2 + 5, 4)];
+        assert_eq!(
+            spread_over_block_hours(7, &paid, h2 + 600_000),
+            vec![(h1, 3), (h2, 4)]
+        );
+        // 10 units over 3:4 is 4.29 / 5.71: largest remainder gives 4 and 6, still 10.
+        let parts = spread_over_block_hours(10, &[(h1, 3), (h2, 4)], 0);
+        assert_eq!(parts, vec![(h1, 4), (h2, 6)]);
+        // Above 2^53 nothing is lost.
+        let big = (1_i64 << 60) + 3;
+        let parts = spread_over_block_hours(big, &[(h1, 1), (h2, 2)], 0);
+        assert_eq!(parts.iter().map(|(_, u)| u).sum::<i64>(), big);
+    }
+
+    #[test]
+    fn without_block_times_credits_stay_in_the_crediting_hour() {
+        let credited = 3 * HOUR_MS + 42;
+        assert_eq!(
+            spread_over_block_hours(9, &[], credited),
+            vec![(3 * HOUR_MS, 9)]
+        );
+        assert_eq!(
+            spread_over_block_hours(9, &[(HOUR_MS, 0)], credited),
+            vec![(3 * HOUR_MS, 9)],
+            "blocks paying nothing give no weight"
         );
     }
 

@@ -8,8 +8,8 @@ use futures::TryStreamExt;
 use mongodb::ClientSession;
 
 use super::documents::{
-    BlockHeight, CreditedTransaction, LAST_BLOCK_HEIGHT_ID, LedgerLine, RewardDistribution,
-    ScannedBlock, names,
+    BlockHeight, BlockIncome, CreditedTransaction, LAST_BLOCK_HEIGHT_ID, LedgerLine,
+    RewardDistribution, ScannedBlock, names,
 };
 use super::runs::Fence;
 use super::{Result, Store, StoreError, update_many_by_key};
@@ -37,6 +37,28 @@ pub struct RewardsRecord {
 /// Someone else recorded first; nothing of this record was written.
 pub const CONCURRENT_RUN: &str = "the block height moved while this run was scanning: another rewards run recorded first, \
      nothing was written";
+
+/// Per-block income must lie in the record's range and sum to its `received` exactly (none at
+/// all is fine: charted at the crediting time).
+fn check_blocks(record: &RewardsRecord, blocks: &[BlockIncome]) -> Result<()> {
+    if blocks.is_empty() {
+        return Ok(());
+    }
+    let sum = blocks
+        .iter()
+        .try_fold(0_i64, |sum, b| sum.checked_add(b.units));
+    let in_range = blocks
+        .iter()
+        .all(|b| (record.first_block..=record.last_block).contains(&b.block));
+    if sum == Some(record.received) && in_range {
+        Ok(())
+    } else {
+        Err(StoreError::Invalid(format!(
+            "the per-block income of blocks {}-{} sums to {sum:?} units or lies outside them, not {} units received",
+            record.first_block, record.last_block, record.received
+        )))
+    }
+}
 
 impl Store {
     /// The last block scanned, if any.
@@ -129,13 +151,31 @@ impl Store {
     /// Records a pass in one transaction: the scanned blocks' hashes, the credited transaction
     /// hashes, the distribution, the balance increments and the new height. A crash anywhere leaves all or nothing; a re-run finds the
     /// height moved and the hashes credited, so nothing is credited twice.
+    ///
+    /// The distribution carries no block times: the charts show it at its crediting time.
     pub async fn record_rewards(&self, fence: &Fence, record: &RewardsRecord) -> Result<()> {
-        let (store, fence, record) = (self.clone(), fence.clone(), record.clone());
+        self.record_rewards_by_block(fence, record, &[]).await
+    }
+
+    /// [`Store::record_rewards`], with what each block paid at its chain time (from
+    /// [`crate::rewards::income_by_block`]) kept on the distribution, so the charts show its
+    /// income and earnings in the hours of its blocks. Refused, with nothing written, unless
+    /// those blocks lie in the range and sum to `record.received` exactly.
+    pub async fn record_rewards_by_block(
+        &self,
+        fence: &Fence,
+        record: &RewardsRecord,
+        blocks: &[BlockIncome],
+    ) -> Result<()> {
+        check_blocks(record, blocks)?;
+        let (store, fence, record, blocks) =
+            (self.clone(), fence.clone(), record.clone(), blocks.to_vec());
         self.with_transaction(move |session| {
-            let (store, fence, record) = (store.clone(), fence.clone(), record.clone());
+            let (store, fence, record, blocks) =
+                (store.clone(), fence.clone(), record.clone(), blocks.clone());
             Box::pin(async move {
                 store.check_fence(session, &fence).await?;
-                store.record_rewards_in(session, &record).await
+                store.record_rewards_in(session, &record, blocks).await
             })
         })
         .await?;
@@ -147,6 +187,7 @@ impl Store {
         &self,
         session: &mut ClientSession,
         record: &RewardsRecord,
+        received_by_block: Vec<BlockIncome>,
     ) -> Result<()> {
         let now = DateTime::now();
         self.advance_height(session, record.previous_height, record.last_block)
@@ -202,6 +243,7 @@ impl Store {
                 hashes: record.transactions.iter().map(|(h, _)| h.clone()).collect(),
                 lines: record.lines.clone(),
                 created_at: now,
+                received_by_block,
             };
             self.reward_distributions()
                 .insert_one(distribution)
