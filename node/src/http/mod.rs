@@ -1,6 +1,7 @@
 //! The HTTP server: one router per concern, state in an `Arc`.
 
 mod api;
+mod chart;
 pub mod legacy;
 mod ops;
 mod pages;

@@ -16,7 +16,9 @@ use minerpool_core::address::check_syntax;
 use minerpool_core::store::StoreError;
 use minerpool_core::store::activity::CreditLine;
 use minerpool_core::store::documents::{Basis, JobOutcome, RewardDistribution};
-use minerpool_core::store::history::{HOUR_MS, Hours, ScoreKind};
+use minerpool_core::store::history::{Hours, ScoreKind};
+
+use super::chart::{Measure, bar_chart};
 use minerpool_core::store::reads::{Before, NewestFirst, next_before, next_cursor};
 
 use crate::NodeState;
@@ -111,13 +113,13 @@ fn ok(title: &str, body: Markup) -> Page {
 }
 
 /// Coins with 8 decimals, from smallest units, exactly.
-fn coins(units: i64) -> String {
+pub(super) fn coins(units: i64) -> String {
     let sign = if units < 0 { "-" } else { "" };
     let units = units.unsigned_abs();
     format!("{sign}{}.{:08}", units / 100_000_000, units % 100_000_000)
 }
 
-fn when(time: Option<DateTime>) -> String {
+pub(super) fn when(time: Option<DateTime>) -> String {
     time.and_then(|t| t.try_to_rfc3339_string().ok())
         .map(|t| t.replace('T', " ").trim_end_matches('Z').to_owned() + " UTC")
         .unwrap_or_else(|| "never".into())
@@ -158,11 +160,11 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
                     (state.config.rewards.confirmations) " blocks deep."
                 }
             }
-            h2 { "Income per hour, last " (CHART_HOURS) " hours" }
+            h2 { "Income per hour (coins, by block time), last " (CHART_HOURS) " hours" }
             @if hourly.iter().all(|u| *u == 0) {
                 p.empty #no-income { "No income in the last " (CHART_HOURS) " hours." }
             }
-            (bar_chart("income-chart", "income per hour", hours, &amounts(&hourly), coins))
+            (bar_chart("income-chart", "income per hour", hours, &amounts(&hourly), Measure::Coins))
             h2 { "Jobs" }
             table #jobs {
                 thead { tr { th { "Job" } th { "Last run" } th { "Outcome" } } }
@@ -200,32 +202,6 @@ fn behind(scanned: Option<i64>, chain: Option<i64>) -> String {
 
 fn amounts(units: &[i64]) -> Vec<Option<i64>> {
     units.iter().copied().map(Some).collect()
-}
-
-/// An SVG bar per hour, scaled to the largest; each bar's title holds its hour and exact value.
-/// An hour without a value (`None`) has no bar.
-fn bar_chart(
-    id: &str,
-    label: &str,
-    hours: Hours,
-    values: &[Option<i64>],
-    show: fn(i64) -> String,
-) -> Markup {
-    let max = values.iter().flatten().copied().max().unwrap_or(0).max(1);
-    let width = values.len() * 10;
-    html! {
-        svg.chart id=(id) viewBox={ "0 0 " (width) " 100" } preserveAspectRatio="none" role="img" aria-label=(label) {
-            @for (i, value) in values.iter().enumerate() {
-                @if let Some(value) = value {
-                    @let height = (*value as f64 / max as f64 * 100.0).max(if *value > 0 { 1.0 } else { 0.0 });
-                    @let hour = DateTime::from_millis(hours.first + i as i64 * HOUR_MS);
-                    rect x=(i * 10 + 1) y=(format!("{:.2}", 100.0 - height)) width="8" height=(format!("{height:.2}")) {
-                        title { (when(Some(hour))) ": " (show(*value)) }
-                    }
-                }
-            }
-        }
-    }
 }
 
 #[derive(serde::Deserialize)]
@@ -323,11 +299,11 @@ fn address_heading(address: &str) -> Markup {
 async fn earnings_chart(state: &NodeState, address: &str, hours: Hours) -> Result<Markup, Page> {
     let earned = state.store.earnings_per_hour(address, hours).await?;
     Ok(html! {
-        h2 { "Earnings per hour, last " (hours.count / 24) " days" }
+        h2 { "Earnings per hour (coins, by block time), last " (hours.count / 24) " days" }
         @if earned.iter().all(|u| *u == 0) {
             p.empty #no-earnings { "Nothing credited in this time." }
         }
-        (bar_chart("earnings-chart", "earnings per hour", hours, &amounts(&earned), coins))
+        (bar_chart("earnings-chart", "earnings per hour", hours, &amounts(&earned), Measure::Coins))
     })
 }
 
@@ -356,7 +332,7 @@ async fn pool(State(state): Shared, Path(address): Path<String>) -> Result<Page,
             @if scores.iter().all(Option::is_none) {
                 p.empty #no-scores { "No score recorded yet: the decay job records one each time it runs." }
             }
-            (bar_chart("score-chart", "highest score per hour", hours, &scores, |s| s.to_string()))
+            (bar_chart("score-chart", "highest score per hour", hours, &scores, Measure::Score))
             (earnings_chart(&state, &address, hours).await?)
         },
     ))
@@ -432,7 +408,7 @@ async fn validator(State(state): Shared, Path(address): Path<String>) -> Result<
             @if online.iter().all(Option::is_none) {
                 p.empty #no-scores { "Nothing recorded yet: the decay job records whether it was online each time it runs." }
             }
-            (bar_chart("score-chart", "online per hour", hours, &online, |s| if s > 0 { "online".into() } else { "offline".into() }))
+            (bar_chart("score-chart", "online per hour", hours, &online, Measure::Online))
             (earnings_chart(&state, &address, hours).await?)
         },
     ))
