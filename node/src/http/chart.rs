@@ -101,26 +101,33 @@ pub fn amount_ticks(max: u128, empty_top: u128) -> Vec<u128> {
     }
 }
 
-/// A tick of the time axis: at the start of bar `index`, the hour starting at `ms`.
+/// A tick of the time axis: at the start of bar `index`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TimeTick {
     pub index: usize,
-    /// `HH:00` (UTC), or the date when ticks are whole days apart.
+    /// `HH:00` (UTC), or the day of the month when ticks are whole days apart.
     pub label: String,
-    /// The date (`2 Dec`) under the first tick and wherever the day changes.
+    /// Under the first tick and wherever it changes: the date (`2 Dec`), or the month when
+    /// ticks are whole days apart (seven dates side by side do not fit a phone).
     pub date: Option<String>,
 }
 
 /// The time axis of `hours`: ticks on the UTC hours that are multiples of the first step of
 /// [`TIME_STEPS`] giving at most [`TIME_TICKS`] ticks (24 h: every 6 h; 48 h: 12 h; 7 days:
-/// each midnight), each labelled with its hour, and with its date where the day changes.
+/// each midnight), each labelled with its hour (or day), and with its date (or month) where it
+/// changes.
 pub fn time_ticks(hours: Hours) -> Vec<TimeTick> {
     let step = TIME_STEPS
         .into_iter()
         .find(|step| hours.count.div_ceil(*step as usize) <= TIME_TICKS)
         .unwrap_or(TIME_STEPS[TIME_STEPS.len() - 1]);
+    let (label, below) = if step % 24 == 0 {
+        ("%-d", "%b")
+    } else {
+        ("%H:%M", "%-d %b")
+    };
     let mut ticks = Vec::new();
-    let mut last_day = None;
+    let mut last_below = None;
     for index in 0..hours.count {
         let ms = hours.first + index as i64 * HOUR_MS;
         if ms.rem_euclid(step * HOUR_MS) != 0 {
@@ -129,21 +136,13 @@ pub fn time_ticks(hours: Hours) -> Vec<TimeTick> {
         let Some(time) = Utc.timestamp_millis_opt(ms).single() else {
             continue;
         };
-        let day = time.format("%-d %b").to_string();
-        let date = (last_day.as_ref() != Some(&day)).then(|| day.clone());
-        last_day = Some(day.clone());
-        ticks.push(if step % 24 == 0 {
-            TimeTick {
-                index,
-                label: day,
-                date: None,
-            }
-        } else {
-            TimeTick {
-                index,
-                label: time.format("%H:%M").to_string(),
-                date,
-            }
+        let under = time.format(below).to_string();
+        let date = (last_below.as_ref() != Some(&under)).then(|| under.clone());
+        last_below = Some(under);
+        ticks.push(TimeTick {
+            index,
+            label: time.format(label).to_string(),
+            date,
         });
     }
     ticks
@@ -151,9 +150,9 @@ pub fn time_ticks(hours: Hours) -> Vec<TimeTick> {
 
 /// Where a label sits along the axis, so that one at an edge stays inside the chart.
 fn anchor(percent: f64) -> &'static str {
-    if percent < 4.0 {
+    if percent < 6.0 {
         "start"
-    } else if percent > 96.0 {
+    } else if percent > 94.0 {
         "end"
     } else {
         "middle"
@@ -273,7 +272,7 @@ mod tests {
 
     #[test]
     fn a_day_has_a_tick_every_six_hours_with_the_date_where_it_changes() {
-        // 24 hours ending 2026-12-02 14:00 (day 20424): from 1 Dec 15:00.
+        // 24 hours ending 2026-12-02 14:00 (day 20789): from 1 Dec 15:00.
         let ticks = time_ticks(hours(20_789, 14, 24));
         assert_eq!(
             labels(&ticks),
@@ -299,10 +298,18 @@ mod tests {
             ]
         );
         let week = time_ticks(hours(20_789, 14, 7 * 24));
-        assert_eq!(week.len(), 7);
-        assert!(week.iter().all(|t| t.date.is_none()));
-        assert_eq!(week[0].label, "26 Nov");
-        assert_eq!(week[6].label, "2 Dec");
+        assert_eq!(
+            labels(&week),
+            vec![
+                (9, "26", Some("Nov")),
+                (33, "27", None),
+                (57, "28", None),
+                (81, "29", None),
+                (105, "30", None),
+                (129, "1", Some("Dec")),
+                (153, "2", None),
+            ]
+        );
         let few = time_ticks(hours(20_789, 14, 3));
         assert_eq!(
             labels(&few),
