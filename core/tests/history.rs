@@ -296,42 +296,40 @@ async fn income_and_earnings_fall_in_the_hours_of_their_blocks() {
     let now = DateTime::now().timestamp_millis();
     let turn = now - now.rem_euclid(HOUR_MS);
     let big = (1_i64 << 53) + 1;
-    // Blocks before and after the hour turns, credited together (now, after both).
-    let (record, paid) = pass(
-        None,
-        100..=102,
-        &[
-            (100, turn - 120_000, 3),
-            (101, turn - 1, 4),
-            (102, turn + 30_000, 3),
-        ],
-        &[("pool-a", 7), ("reward", 3)],
-    );
-    store
-        .record_rewards_by_block(&fence, &record, &paid)
-        .await
-        .unwrap();
-    let (record, paid) = pass(
-        Some(102),
-        103..=103,
-        &[(103, turn + 60_000, big)],
-        &[("pool-a", big)],
-    );
-    store
-        .record_rewards_by_block(&fence, &record, &paid)
-        .await
-        .unwrap();
-    // Blocks three hours old, credited only now: not in the last two hours.
-    let (record, paid) = pass(
-        Some(103),
-        104..=104,
-        &[(104, turn - 3 * HOUR_MS, 11)],
-        &[("pool-a", 11)],
-    );
-    store
-        .record_rewards_by_block(&fence, &record, &paid)
-        .await
-        .unwrap();
+    // Blocks before and after the hour turns, credited together (now, after both); then a
+    // block above 2^53 units; then blocks three hours old, credited only now: not in the last
+    // two hours.
+    let passes: [(Option<i64>, std::ops::RangeInclusive<i64>, &[_], &[_]); 3] = [
+        (
+            None,
+            100..=102,
+            &[
+                (100, turn - 120_000, 3),
+                (101, turn - 1, 4),
+                (102, turn + 30_000, 3),
+            ],
+            &[("pool-a", 7), ("reward", 3)],
+        ),
+        (
+            Some(102),
+            103..=103,
+            &[(103, turn + 60_000, big)],
+            &[("pool-a", big)],
+        ),
+        (
+            Some(103),
+            104..=104,
+            &[(104, turn - 3 * HOUR_MS, 11)],
+            &[("pool-a", 11)],
+        ),
+    ];
+    for (previous, blocks, paid, lines) in passes {
+        let (record, paid) = pass(previous, blocks, paid, lines);
+        store
+            .record_rewards_by_block(&fence, &record, &paid)
+            .await
+            .unwrap();
+    }
     // Per-block income that does not add up to what was received is refused, nothing written.
     let (mut record, paid) = pass(Some(104), 105..=105, &[(105, turn, 2)], &[("pool-a", 2)]);
     record.received = 3;
