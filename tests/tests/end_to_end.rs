@@ -4,6 +4,7 @@
 
 mod browser;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -13,9 +14,14 @@ use futures::{SinkExt, StreamExt};
 use minerpool_core::config::Config;
 use minerpool_core::config::Sender;
 use minerpool_core::money::Amount;
+use minerpool_core::rewards::{
+    Percentages, PoolWeight, ValidatorWeight, credits_by_address, distribute, income_by_block,
+};
 use minerpool_core::scoring::decayed_pool_score;
-use minerpool_core::store::documents::Balance;
+use minerpool_core::store::Store;
 use minerpool_core::store::documents::names;
+use minerpool_core::store::documents::{Balance, RewardDistribution};
+use minerpool_core::store::history::{HOUR_MS, Hours};
 use minerpool_core::testing::{fresh_store, mongodb_uri};
 use minerpool_core::upow::{address_of, parse_private_key};
 use minerpool_tests::chain_sim::{
@@ -394,6 +400,7 @@ async fn in_a_browser(api: &str, stats: &Value, credited: &str) {
     use fantoccini::Locator;
     let browser = browser::Browser::start().await;
     let c = &browser.client;
+    let loaded_at = bson::DateTime::now();
     c.goto(&format!("{api}/")).await.unwrap();
     for id in ["received", "credited", "pending", "paid"] {
         let shown = c.find(Locator::Id(id)).await.unwrap().text().await.unwrap();
@@ -412,14 +419,17 @@ async fn in_a_browser(api: &str, stats: &Value, credited: &str) {
         drawn[2].as_f64().unwrap() > 300.0,
         "the chart fills the screen: {drawn}"
     );
-    let overflow = browser
-        .eval("return document.documentElement.scrollWidth - window.innerWidth;")
-        .await;
-    assert!(
-        overflow.as_i64().unwrap() <= 0,
-        "the page fits a phone screen: {overflow}"
-    );
+    let overflow = browser.overflow().await;
+    assert!(overflow <= 0, "the page fits a phone screen: {overflow}");
     browser.screenshot("overview").await;
+    let income = get(&format!("{api}/api/v1/income?hours=48")).await;
+    check_axes(&browser, "income-chart", &income["received"], loaded_at).await;
+    browser.resize(1280, 900).await;
+    c.refresh().await.unwrap();
+    check_axes(&browser, "income-chart", &income["received"], loaded_at).await;
+    browser.screenshot("overview-desktop").await;
+    browser.resize(390, 844).await;
+    c.refresh().await.unwrap();
 
     // The page refreshes its content in place: a value set on the window survives it.
     browser
@@ -494,6 +504,9 @@ async fn in_a_browser(api: &str, stats: &Value, credited: &str) {
         )
         .await;
     assert!(bars[0].as_u64().unwrap() >= 1, "a score is drawn: {bars}");
+    // A week: a tick each midnight, labelled with the day of the month.
+    let week = readable_labels(&browser, "score-chart").await;
+    assert_eq!(week[1].len(), 7, "{week:?}");
     browser.screenshot("pool").await;
     c.goto(&format!("{api}/validator-list")).await.unwrap();
     c.find(Locator::LinkText(VALIDATOR_1))
@@ -528,6 +541,114 @@ async fn in_a_browser(api: &str, stats: &Value, credited: &str) {
     assert!(unknown.contains("has no record of"), "{unknown}");
     browser.screenshot("unknown-address").await;
     browser.close().await;
+}
+
+/// The labels of chart `id` (amount, time, date) as the browser lays them out, each readable:
+/// at least 11 px, inside the window; the time labels clear of each other and of the `UTC`
+/// beside them.
+async fn readable_labels(browser: &browser::Browser, id: &str) -> Vec<Vec<String>> {
+    let laid_out = browser
+        .eval(&format!(
+            "return ['amount', 'time', 'date', 'unit'].map(kind =>
+               [...document.querySelectorAll('#{id} text.' + kind)].map(t => {{
+                 const r = t.getBoundingClientRect();
+                 return [t.textContent, r.left, r.right, parseFloat(getComputedStyle(t).fontSize)];
+               }}));"
+        ))
+        .await;
+    let width = browser.eval("return window.innerWidth;").await;
+    let width = width.as_f64().unwrap();
+    let kinds: Vec<&Vec<Value>> = laid_out
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_array().unwrap())
+        .collect();
+    let number = |v: &Value| v.as_f64().unwrap();
+    for label in kinds.iter().copied().flatten() {
+        assert!(
+            number(&label[3]) >= 11.0 && number(&label[1]) >= 0.0 && number(&label[2]) <= width,
+            "{label} is readable in a {width} px window"
+        );
+    }
+    assert_eq!(kinds[3].len(), 1, "one UTC: {laid_out}");
+    let mut row = vec![&kinds[3][0]];
+    row.extend(kinds[1]);
+    for pair in row.windows(2) {
+        assert!(
+            number(&pair[0][2]) + 4.0 <= number(&pair[1][1]),
+            "time labels clear of each other in {id}: {pair:?}"
+        );
+    }
+    kinds
+        .iter()
+        .take(3)
+        .map(|kind| {
+            kind.iter()
+                .map(|l| l[0].as_str().unwrap().to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+/// The axes of chart `id`, readable ([`readable_labels`]): the amount labels evenly spaced
+/// "nice" coins (1, 2 or 5 × 10^k smallest units) from 0 to the first step at or above the
+/// highest of `hourly` (API amounts); the time labels the UTC hours that are multiples of 12
+/// (the overview's 48 hours, as loaded at `loaded_at` or since), today's date among the dates.
+async fn check_axes(
+    browser: &browser::Browser,
+    id: &str,
+    hourly: &Value,
+    loaded_at: bson::DateTime,
+) {
+    let labels = readable_labels(browser, id).await;
+    let amounts: Vec<i64> = labels[0].iter().map(|t| amount(t).units()).collect();
+    assert!(amounts.len() >= 2 && amounts[0] == 0, "{amounts:?}");
+    let step = amounts[1];
+    assert!(
+        amounts.windows(2).all(|p| p[1] - p[0] == step),
+        "evenly spaced: {amounts:?}"
+    );
+    assert!(
+        ["1", "2", "5"].contains(&step.to_string().trim_end_matches('0')),
+        "a nice step: {amounts:?}"
+    );
+    let highest = hourly
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(units_of)
+        .max()
+        .unwrap();
+    let top = *amounts.last().unwrap();
+    assert!(
+        top >= highest && top - step < highest.max(1),
+        "the axis ends at the first step reaching {highest}: {amounts:?}"
+    );
+
+    let expected = |now: bson::DateTime| -> Vec<String> {
+        let hours = Hours::ending_at(now, 48);
+        (0..48)
+            .map(|i| hours.first + i * HOUR_MS)
+            .filter(|ms| ms % (12 * HOUR_MS) == 0)
+            .map(|ms| {
+                bson::DateTime::from_millis(ms)
+                    .to_chrono()
+                    .format("%H:%M")
+                    .to_string()
+            })
+            .collect()
+    };
+    let shown = &labels[1];
+    assert!(
+        *shown == expected(loaded_at) || *shown == expected(bson::DateTime::now()),
+        "every 12 h in UTC: {shown:?}"
+    );
+    let today = bson::DateTime::now()
+        .to_chrono()
+        .format("%-d %b")
+        .to_string();
+    assert!(labels[2].contains(&today), "{today} in {:?}", labels[2]);
 }
 
 /// Smallest units of an API amount ("12.50000000").
@@ -716,5 +837,154 @@ async fn standalone_pays_due_balances_on_its_schedule_through_the_chain() {
         (&json!(small.to_string()), &json!(Amount::ZERO.to_string()))
     );
     assert_eq!(sim.paid_to(POOL_B), (0, 0));
+    stop(node).await;
+}
+
+/// A day of income at varied block times, three blocks an hour, credited two blocks a pass (so
+/// some passes straddle an hour), as the rewards job records them: what each block paid at its
+/// block time, the lines shared out by the rules.
+async fn seed_a_day(store: &Store, now: i64) {
+    let hour = now - now.rem_euclid(HOUR_MS);
+    let blocks: Vec<(i64, i64, Amount)> = (0..72_i64)
+        .map(|n| {
+            let (h, j) = (23 - n / 3, n % 3);
+            let minute = (h * 7) % 14 + j * 20 + (j * h) % 5;
+            let units = ((n * 37) % 23 + 3) * 7_654_321 + n;
+            (
+                30_000 + n,
+                hour - h * HOUR_MS + minute * 60_000,
+                Amount::from_units(units).unwrap(),
+            )
+        })
+        .filter(|(_, at, _)| *at < now)
+        .collect();
+    let pools = [
+        PoolWeight {
+            address: POOL_A.into(),
+            score: 5,
+        },
+        PoolWeight {
+            address: POOL_B.into(),
+            score: 3,
+        },
+    ];
+    let validators = [
+        ValidatorWeight {
+            address: VALIDATOR_1.into(),
+            hundredths: 6000,
+            active: true,
+        },
+        ValidatorWeight {
+            address: VALIDATOR_2.into(),
+            hundredths: 3000,
+            active: true,
+        },
+        ValidatorWeight {
+            address: VALIDATOR_3.into(),
+            hundredths: 1000,
+            active: false,
+        },
+    ];
+    let split = Percentages {
+        fee: 18,
+        pools: 41,
+        validators: 41,
+    };
+    let mut owed: BTreeMap<String, i64> = BTreeMap::new();
+    for pass in blocks.chunks(2) {
+        let received = Amount::checked_sum(pass.iter().map(|(_, _, a)| *a)).unwrap();
+        let lines = distribute(received, split, REWARD, &pools, &validators).unwrap();
+        for (address, units) in credits_by_address(&lines) {
+            *owed.entry(address.to_owned()).or_default() += units;
+        }
+        let (first, last) = (pass[0].0, pass[pass.len() - 1].0);
+        let time_of = |block: i64| {
+            pass.iter()
+                .find(|(id, _, _)| *id == block)
+                .map(|(_, at, _)| bson::DateTime::from_millis(*at))
+        };
+        store
+            .reward_distributions()
+            .insert_one(RewardDistribution {
+                id: format!("{first}-{last}"),
+                first_block: first,
+                last_block: last,
+                received: received.units(),
+                hashes: pass.iter().map(|(id, _, _)| format!("day-{id}")).collect(),
+                lines,
+                created_at: bson::DateTime::from_millis(
+                    (pass[pass.len() - 1].1 + 180_000).min(now),
+                ),
+                received_by_block: income_by_block(
+                    pass.iter().map(|(id, _, a)| (*id, *a)),
+                    time_of,
+                )
+                .unwrap(),
+            })
+            .await
+            .unwrap();
+    }
+    store
+        .balances()
+        .insert_many(owed.into_iter().map(|(address, pending)| Balance {
+            address,
+            pending,
+            paid: 0,
+            updated_at: None,
+        }))
+        .await
+        .unwrap();
+    store.refresh_totals().await.unwrap();
+
+    // The store's hours are the blocks' hours, to the unit.
+    let hours = Hours::ending_at(bson::DateTime::from_millis(now), 48);
+    let by_block = hours.sum(blocks.iter().map(|(_, at, a)| (*at, a.units())));
+    assert_eq!(store.income_per_hour(hours).await.unwrap(), by_block);
+}
+
+/// The overview of a day of income on a phone and on a desktop: the chart by block time, its
+/// axes labelled and readable on both. Its screenshots (`overview-day-phone`,
+/// `overview-day-desktop`) are the ones under `docs/screenshots/`.
+#[tokio::test]
+async fn a_day_of_income_is_charted_by_block_time_on_a_phone_and_a_desktop() {
+    let store = fresh_store("end_to_end_day").await;
+    seed_a_day(&store, bson::DateTime::now().timestamp_millis()).await;
+    let sim = ChainSim::start(Scenario::default()).await;
+    let http_port = free_port();
+    let mut config = Config::with_wallets(INODE, REWARD);
+    config.mongodb.database = store.database().name().to_owned();
+    config.chain.api_url = sim.url.clone();
+    config.chain.allow_insecure_http = true;
+    config.node.http_address = format!("127.0.0.1:{http_port}").parse().unwrap();
+    config.node.websocket_address = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // Nothing reaches it: no payout is tried against the empty chain.
+    config.payouts.minimum_payout = amount("1000000");
+    let node = standalone(&config, &[]).await;
+    let api = format!("http://127.0.0.1:{http_port}");
+    let income = get(&format!("{api}/api/v1/income?hours=48")).await;
+    let hourly = income["received"].as_array().unwrap();
+    assert!(
+        hourly.iter().filter(|u| units_of(u) > 0).count() >= 24,
+        "a bar for every hour of the day: {income}"
+    );
+
+    let browser = browser::Browser::start().await;
+    for (width, height, name) in [
+        (390, 844, "overview-day-phone"),
+        (1280, 900, "overview-day-desktop"),
+    ] {
+        browser.resize(width, height).await;
+        let loaded_at = bson::DateTime::now();
+        browser.client.goto(&format!("{api}/")).await.unwrap();
+        check_axes(&browser, "income-chart", &income["received"], loaded_at).await;
+        let overflow = browser.overflow().await;
+        assert!(overflow <= 0, "fits {width} px: {overflow}");
+        // The chart in view for the screenshot.
+        browser
+            .eval("document.getElementById('income-chart').scrollIntoView({block: 'center'}); return 0;")
+            .await;
+        browser.screenshot(name).await;
+    }
+    browser.close().await;
     stop(node).await;
 }

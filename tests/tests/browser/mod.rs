@@ -57,6 +57,22 @@ impl Browser {
         panic!("chromedriver did not start a session: {last:?}");
     }
 
+    /// Resizes the window (`390, 844` is the phone it starts as; `1280, 900` a desktop).
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.client
+            .set_window_size(width, height)
+            .await
+            .expect("resize the window");
+    }
+
+    /// How far the page reaches past the window's width (at most 0: it fits).
+    pub async fn overflow(&self) -> i64 {
+        self.eval("return document.documentElement.scrollWidth - window.innerWidth;")
+            .await
+            .as_i64()
+            .expect("a whole number of pixels")
+    }
+
     /// Saves a screenshot of the current page to `target/screenshots/NAME.png`.
     pub async fn screenshot(&self, name: &str) {
         let png = self.client.screenshot().await.expect("screenshot");
