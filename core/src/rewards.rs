@@ -572,6 +572,7 @@ mod tests {
                 block: crate::chain::BlockHeader {
                     id,
                     hash: format!("h{id}"),
+                    timestamp: None,
                 },
                 transactions: vec![],
             })

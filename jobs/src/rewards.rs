@@ -9,7 +9,9 @@
 use std::collections::HashSet;
 
 use minerpool_core::money::Amount;
-use minerpool_core::rewards::{Percentages, distribute, income_of, plan_scan, scan_request};
+use minerpool_core::rewards::{
+    Percentages, distribute, income_by_block, income_of, plan_scan, scan_request,
+};
 use minerpool_core::store::rewards::RewardsRecord;
 use serde_json::json;
 
@@ -95,8 +97,19 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
         Vec::new()
     };
     let credited_addresses = lines.len();
+    // What each block paid at its chain time, for the charts; none when a block's time is not
+    // known (the distribution is then charted when it is credited).
+    let times: std::collections::BTreeMap<i64, bson::DateTime> = blocks
+        .iter()
+        .filter_map(|b| Some((b.block.id as i64, b.block.time()?)))
+        .collect();
+    let by_block = income_by_block(
+        incoming.iter().map(|(_, block, amount)| (*block, *amount)),
+        |block| times.get(&block).copied(),
+    )
+    .unwrap_or_default();
     store
-        .record_rewards(
+        .record_rewards_by_block(
             fence,
             &RewardsRecord {
                 previous_height,
@@ -113,6 +126,7 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
                 transactions: incoming.iter().map(|(h, b, _)| (h.clone(), *b)).collect(),
                 lines,
             },
+            &by_block,
         )
         .await?;
     Ok(Pass::done(json!({

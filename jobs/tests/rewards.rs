@@ -1109,3 +1109,55 @@ async fn sigterm_inside_the_rewards_transaction_lets_it_commit() {
     assert_eq!(distributions.len(), 1, "the transaction committed");
     assert_eq!(distributions[0].received, units("5").units());
 }
+
+/// Each block's income is kept at the block's chain time, so the charts place it in the hour it
+/// was paid, not the hour a run credited it: two blocks an hour apart land in two hours.
+#[tokio::test]
+async fn each_block_s_income_is_kept_at_its_chain_time() {
+    let now = minerpool_tests::chain_sim::now_seconds();
+    let hour = 3600;
+    let this_hour = now - now.rem_euclid(hour);
+    let at = |id: u64, seconds: i64| SimBlock {
+        timestamp: seconds,
+        ..paying(id, &format!("timed-{id}"), "1.5")
+    };
+    let mut blocks = vec![
+        at(100, this_hour - 2 * hour + 10),
+        at(101, this_hour - hour + 20),
+    ];
+    blocks.extend((102..=111).map(quiet));
+    let h = harness(
+        "rewards_block_time",
+        Scenario {
+            blocks,
+            ..Scenario::default()
+        },
+    )
+    .await;
+    seed_scores(&h).await;
+    assert_eq!(h.run_ok("rewards").await["outcome"], "succeeded");
+
+    let d = h.distributions().await;
+    assert_eq!(d.len(), 1);
+    let by_block: Vec<(i64, i64, i64)> = d[0]
+        .received_by_block
+        .iter()
+        .map(|b| (b.block, b.time.timestamp_millis() / 1000, b.units))
+        .collect();
+    assert_eq!(
+        by_block,
+        vec![
+            (100, this_hour - 2 * hour + 10, 150_000_000),
+            (101, this_hour - hour + 20, 150_000_000),
+        ]
+    );
+    let hours = minerpool_core::store::history::Hours::ending_at(
+        bson::DateTime::from_millis(this_hour * 1000),
+        3,
+    );
+    assert_eq!(
+        h.store.income_per_hour(hours).await.unwrap(),
+        vec![150_000_000, 150_000_000, 0],
+        "each block's income in its own hour; nothing in the hour it was credited"
+    );
+}

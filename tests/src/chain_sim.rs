@@ -108,15 +108,27 @@ pub struct SimBlock {
     pub hash: Option<String>,
     #[serde(default)]
     pub transactions: Vec<SimTransaction>,
+    /// The block's time, epoch seconds, as the chain gives it: when the block was made, unless
+    /// a script says otherwise.
+    #[serde(default = "now_seconds")]
+    pub timestamp: i64,
+}
+
+/// The time now, epoch seconds.
+pub fn now_seconds() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl SimBlock {
-    /// A block with the default hash.
+    /// A block with the default hash, made now.
     pub fn new(id: u64, transactions: Vec<SimTransaction>) -> SimBlock {
         SimBlock {
             id,
             hash: None,
             transactions,
+            timestamp: now_seconds(),
         }
     }
 
@@ -835,7 +847,7 @@ fn render_block(block: &SimBlock, without_transactions: bool) -> Value {
     json!({
         "block": {
             "id": block.id, "hash": hash, "content": "00", "address": "miner",
-            "random": block.id, "difficulty": 6.5, "reward": 6, "timestamp": 1_717_245_296 + block.id,
+            "random": block.id, "difficulty": 6.5, "reward": 6, "timestamp": block.timestamp,
         },
         "transactions": transactions,
     })

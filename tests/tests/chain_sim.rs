@@ -521,6 +521,7 @@ async fn added_blocks_pay_spendable_outputs_and_drop_pending_transactions_they_c
     sim.add_block(SimBlock {
         id: 500,
         hash: None,
+        timestamp: minerpool_tests::chain_sim::now_seconds(),
         transactions: vec![SimTransaction {
             hash: income.clone(),
             coinbase: false,
@@ -545,6 +546,7 @@ async fn added_blocks_pay_spendable_outputs_and_drop_pending_transactions_they_c
     sim.add_block(SimBlock {
         id: 501,
         hash: None,
+        timestamp: minerpool_tests::chain_sim::now_seconds(),
         transactions: vec![SimTransaction {
             hash: "ef".repeat(32),
             coinbase: false,

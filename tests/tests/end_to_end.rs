@@ -63,6 +63,7 @@ fn chain() -> (Scenario, i64) {
         .map(|(i, a)| SimBlock {
             id: 20001 + i as u64,
             hash: None,
+            timestamp: minerpool_tests::chain_sim::now_seconds(),
             transactions: vec![SimTransaction {
                 hash: format!("e2e-{i}"),
                 coinbase: false,

@@ -16,6 +16,39 @@ pub struct BlockDetails {
 pub struct BlockHeader {
     pub id: u64,
     pub hash: String,
+    /// The block's time, epoch seconds (absent from some answers: then its income is charted
+    /// at the time it was credited).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "block_time"
+    )]
+    pub timestamp: Option<i64>,
+}
+
+impl BlockHeader {
+    /// The block's time, when the chain gave one that a date can hold.
+    pub fn time(&self) -> Option<bson::DateTime> {
+        let millis = self.timestamp?.checked_mul(1000)?;
+        (0..=253_402_300_799_999)
+            .contains(&millis)
+            .then(|| bson::DateTime::from_millis(millis))
+    }
+}
+
+/// A block's time only places its income on the charts, so an answer whose time is not a
+/// number of seconds (a string, null, a negative count) is read as no time, not as a refused
+/// block: its income is then charted when it is credited. A fraction of a second is dropped.
+fn block_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Ok(match serde_json::Value::deserialize(d)? {
+        serde_json::Value::Number(n) => n.as_i64().or_else(|| {
+            n.as_f64()
+                .filter(|f| f.is_finite())
+                .map(|f| f.floor() as i64)
+        }),
+        _ => None,
+    }
+    .filter(|seconds| *seconds >= 0))
 }
 
 /// A transaction as the chain API shows it ("nice transaction").
@@ -70,4 +103,36 @@ pub struct ValidatorVote {
     pub wallet: Option<String>,
     #[serde(deserialize_with = "chain_number::deserialize")]
     pub vote_count: Amount,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(timestamp: &str) -> BlockHeader {
+        serde_json::from_str(&format!(
+            r#"{{"id": 7, "hash": "ab", "timestamp": {timestamp}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_block_time_is_read_when_it_is_a_count_of_seconds_and_none_otherwise() {
+        let at = |seconds: i64| Some(bson::DateTime::from_millis(seconds * 1000));
+        assert_eq!(header("1717245296").time(), at(1_717_245_296));
+        assert_eq!(header("1717245296.75").time(), at(1_717_245_296));
+        for unusable in [
+            "\"1717245296\"",
+            "null",
+            "-5",
+            "true",
+            "{}",
+            "1e300",
+            "9223372036854775807",
+        ] {
+            assert_eq!(header(unusable).time(), None, "{unusable}");
+        }
+        let absent: BlockHeader = serde_json::from_str(r#"{"id": 7, "hash": "ab"}"#).unwrap();
+        assert_eq!(absent.time(), None);
+    }
 }
