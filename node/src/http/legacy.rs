@@ -26,14 +26,18 @@ pub fn router() -> Router<Arc<NodeState>> {
 
 /// A time as the original's clients parse it: naive UTC ISO-8601 with microseconds, or "0".
 pub fn legacy_time(time: Option<DateTime>) -> Value {
+    Value::String(legacy_time_text(time))
+}
+
+/// [`legacy_time`]'s text.
+pub fn legacy_time_text(time: Option<DateTime>) -> String {
     match time {
-        Some(t) => Value::String(
-            t.to_chrono()
-                .naive_utc()
-                .format("%Y-%m-%dT%H:%M:%S%.6f")
-                .to_string(),
-        ),
-        None => Value::String("0".into()),
+        Some(t) => t
+            .to_chrono()
+            .naive_utc()
+            .format("%Y-%m-%dT%H:%M:%S%.6f")
+            .to_string(),
+        None => "0".into(),
     }
 }
 

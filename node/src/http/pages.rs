@@ -112,12 +112,8 @@ fn ok(title: &str, body: Markup) -> Page {
     page(StatusCode::OK, title, body)
 }
 
-/// Coins with 8 decimals, from smallest units, exactly.
-pub(super) fn coins(units: i64) -> String {
-    let sign = if units < 0 { "-" } else { "" };
-    let units = units.unsigned_abs();
-    format!("{sign}{}.{:08}", units / 100_000_000, units % 100_000_000)
-}
+/// Coins with 8 decimals, from smallest units, exactly (as the job summaries write them).
+pub(super) use minerpool_core::money::coins_text as coins;
 
 pub(super) fn when(time: Option<DateTime>) -> String {
     time.and_then(|t| t.try_to_rfc3339_string().ok())

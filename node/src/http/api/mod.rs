@@ -26,7 +26,7 @@ use utoipa_axum::routes;
 
 use self::answers::*;
 use self::params::*;
-use super::legacy::legacy_time;
+use super::legacy::legacy_time_text;
 use crate::NodeState;
 
 type Shared = State<Arc<NodeState>>;
@@ -82,13 +82,17 @@ fn parts() -> (axum::Router<Arc<NodeState>>, utoipa::openapi::OpenApi) {
         .split_for_parts()
 }
 
+/// The document, serialized once, from the declarations the first router was built from.
+static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
+
 pub fn router() -> axum::Router<Arc<NodeState>> {
-    parts().0
+    let (router, document) = parts();
+    DOCUMENT.get_or_init(|| serde_json::to_value(document).unwrap_or_default());
+    router
 }
 
 /// The OpenAPI 3.1 document of this API, as `/api/v1/openapi.json` serves it.
 pub fn openapi() -> &'static serde_json::Value {
-    static DOCUMENT: OnceLock<serde_json::Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| serde_json::to_value(parts().1).unwrap_or_default())
 }
 
@@ -136,10 +140,7 @@ fn pool_answer(pool: &PoolOverview) -> Pool {
         address: pool.pool_address.clone(),
         registered: pool.registered,
         score: pool.score,
-        last_active_time: match legacy_time(pool.last_active_time) {
-            serde_json::Value::String(s) => s,
-            other => other.to_string(),
-        },
+        last_active_time: legacy_time_text(pool.last_active_time),
     }
 }
 
