@@ -129,7 +129,11 @@ async fn main() {
             seeded_in.as_secs_f64(),
         );
         figures.push(peak);
-        store.database().drop().await.expect("drop the bench database");
+        store
+            .database()
+            .drop()
+            .await
+            .expect("drop the bench database");
     }
     println!(
         "100,000 / 10,000 blocks: {:.2}× the peak",

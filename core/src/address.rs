@@ -94,7 +94,7 @@ pub fn decode(address: &str) -> Result<[u8; 33], AddressError> {
                 sec1[33 + i] = *b;
             }
             let key = VerifyingKey::from_sec1_bytes(&sec1).map_err(|_| AddressError::OffCurve)?;
-            Ok(crate::upow::address_bytes(&key))
+            Ok(address_bytes(&key))
         }
     }
 }
@@ -213,6 +213,23 @@ fn digit_class(from: u8, to: u8) -> String {
     } else {
         format!("[{chars}]")
     }
+}
+
+/// The 33 address bytes of a public key: prefix 42 (y even) or 43 (y odd), then x little-endian.
+pub fn address_bytes(key: &VerifyingKey) -> [u8; 33] {
+    let point = key.to_encoded_point(true);
+    let sec1 = point.as_bytes();
+    let mut bytes = [0u8; 33];
+    bytes[0] = if sec1[0] == 0x03 { 43 } else { 42 };
+    for (i, b) in sec1[1..].iter().rev().enumerate() {
+        bytes[1 + i] = *b;
+    }
+    bytes
+}
+
+/// The base58 address of a public key.
+pub fn address_of(key: &VerifyingKey) -> String {
+    bs58::encode(address_bytes(key)).into_string()
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use bson::Bson;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Smallest units in one coin.
@@ -255,10 +256,45 @@ pub fn split_largest_remainder(total: Amount, weights: &[u64]) -> Result<Vec<Amo
         .collect())
 }
 
+/// An amount in smallest units, exactly: integers as stored, integer text, or a double only when
+/// it holds an integer exactly (below 2^53); anything else is not an amount. Money never passes
+/// through a float.
+pub fn stored_units(value: Option<&Bson>) -> Option<i64> {
+    const EXACT_IN_DOUBLE: f64 = 9_007_199_254_740_992.0; // 2^53
+    match value? {
+        Bson::Int32(v) => Some(i64::from(*v)),
+        Bson::Int64(v) => Some(*v),
+        Bson::Double(v) if v.fract() == 0.0 && v.abs() < EXACT_IN_DOUBLE => Some(*v as i64),
+        Bson::String(v) => v.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn amounts_are_read_exactly_or_not_at_all() {
+        // 2^53 + 1 units survive as an integer; through a double they would not.
+        let big = 9_007_199_254_740_993_i64;
+        assert_eq!(stored_units(Some(&Bson::Int64(big))), Some(big));
+        assert_eq!(
+            stored_units(Some(&Bson::String(big.to_string()))),
+            Some(big)
+        );
+        assert_eq!(stored_units(Some(&Bson::Int32(-7))), Some(-7));
+        assert_eq!(stored_units(Some(&Bson::Double(12.0))), Some(12));
+        assert_eq!(stored_units(Some(&Bson::Double(12.5))), None);
+        assert_eq!(
+            stored_units(Some(&Bson::Double(9_007_199_254_740_992.0))),
+            None
+        );
+        assert_eq!(stored_units(Some(&Bson::Double(f64::NAN))), None);
+        assert_eq!(stored_units(Some(&Bson::String("1.5".into()))), None);
+        assert_eq!(stored_units(None), None);
+    }
 
     fn units(n: i64) -> Amount {
         Amount::from_units(n).unwrap()

@@ -8,8 +8,49 @@ use std::ops::Range;
 use crate::chain::{BlockDetails, ChainTransaction};
 use crate::money::{Amount, split_largest_remainder};
 use bson::DateTime;
+use serde::{Deserialize, Serialize};
 
-use crate::store::documents::{Basis, BlockIncome, LedgerKind, LedgerLine};
+/// Who a ledger line pays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LedgerKind {
+    Fee,
+    Pool,
+    Validator,
+    Unallocated,
+}
+
+/// Why a ledger line has its size.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Basis {
+    /// The fee percentage of the whole.
+    Fee { percent: i64 },
+    /// The pool's score when the distribution was made.
+    Score { score: i64 },
+    /// The validator's stake percentage, in hundredths.
+    Percentage { hundredths: i64 },
+    /// Whatever no one else could receive.
+    Remainder,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerLine {
+    pub address: String,
+    pub kind: LedgerKind,
+    /// Smallest units.
+    pub units: i64,
+    pub basis: Basis,
+}
+
+/// Units one block paid the iNode, at the block's time on the chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockIncome {
+    pub block: i64,
+    pub time: DateTime,
+    /// Smallest units.
+    pub units: i64,
+}
 
 /// The only transaction and output type that carries income.
 pub const REGULAR: &str = "REGULAR";

@@ -3,8 +3,10 @@
 //! hashed and verified exactly as the uPow node does.
 
 use p256::ecdsa::signature::{Signer, Verifier};
-use p256::ecdsa::{Signature, SigningKey, VerifyingKey};
+use p256::ecdsa::{Signature, SigningKey};
 use sha2::{Digest, Sha256};
+
+pub use crate::address::{address_bytes, address_of};
 
 /// Why a key, address, amount or transaction is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,23 +45,6 @@ pub fn parse_private_key(text: &str) -> Result<SigningKey, UpowError> {
     let bytes = hex::decode(padded).map_err(|e| UpowError::Key(e.to_string()))?;
     SigningKey::from_slice(&bytes)
         .map_err(|_| UpowError::Key("must be at least 1 and below the P-256 group order".into()))
-}
-
-/// The 33 address bytes of a public key: prefix 42 (y even) or 43 (y odd), then x little-endian.
-pub fn address_bytes(key: &VerifyingKey) -> [u8; 33] {
-    let point = key.to_encoded_point(true);
-    let sec1 = point.as_bytes();
-    let mut bytes = [0u8; 33];
-    bytes[0] = if sec1[0] == 0x03 { 43 } else { 42 };
-    for (i, b) in sec1[1..].iter().rev().enumerate() {
-        bytes[1 + i] = *b;
-    }
-    bytes
-}
-
-/// The base58 address of a public key.
-pub fn address_of(key: &VerifyingKey) -> String {
-    bs58::encode(address_bytes(key)).into_string()
 }
 
 /// Strict validation of a recipient (TRANSACTIONS.md §2, the rule in [`crate::address`]); a

@@ -7,10 +7,10 @@ use bson::{DateTime, Document, doc};
 use futures::TryStreamExt;
 use minerpool_core::scoring::pool_score_after_task;
 use minerpool_core::store::Store;
-use minerpool_core::store::activity::{TaskRecorded, TaskWrites, receipt_id};
-use minerpool_core::store::groups::{Activity, ActivityGroups, Effect, Recorded};
+use minerpool_core::store::intake::groups::{Activity, ActivityGroups, Effect, Recorded};
+use minerpool_core::store::intake::{TaskRecorded, TaskWrites, receipt_id};
 use minerpool_core::store::names;
-use minerpool_core::store::registry::RegistryCache;
+use minerpool_core::store::registry::cache::RegistryCache;
 use minerpool_core::testing::{fresh_store, refuse_pool_score};
 
 const WRITES: [TaskWrites; 2] = [TaskWrites::ClientBulkWrite, TaskWrites::Separate];

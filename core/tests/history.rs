@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use bson::{DateTime, Document, doc};
 use minerpool_core::store::StoreError;
-use minerpool_core::store::activity::CreditLine;
-use minerpool_core::store::documents::{Basis, BlockIncome, LedgerKind, LedgerLine};
 use minerpool_core::store::history::{HOUR_MS, Hours, ScoreKind};
+use minerpool_core::store::ledger::CreditLine;
+use minerpool_core::store::ledger::rewards::RewardsRecord;
+use minerpool_core::store::ledger::{Basis, BlockIncome, LedgerKind, LedgerLine};
 use minerpool_core::store::names;
-use minerpool_core::store::reads::NewestFirst;
-use minerpool_core::store::rewards::RewardsRecord;
+use minerpool_core::store::paging::NewestFirst;
 use minerpool_core::testing::fresh_store;
 
 const DAY_MS: i64 = 24 * HOUR_MS;

@@ -3,8 +3,8 @@
 //! starts several jobs), and the next page goes on from there, losing and repeating nothing.
 
 use bson::{DateTime, Document, doc};
-use minerpool_core::store::activity::CreditLine;
-use minerpool_core::store::reads::{Before, CursorError, next_before};
+use minerpool_core::store::ledger::CreditLine;
+use minerpool_core::store::paging::{Before, CursorError, next_before};
 use minerpool_core::store::{SUPERSEDED_INDEXES, Store, names};
 use minerpool_core::testing::fresh_store;
 

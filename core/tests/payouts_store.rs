@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bson::doc;
 use futures::TryStreamExt;
-use minerpool_core::store::documents::Balance;
+use minerpool_core::store::ledger::Balance;
 use minerpool_core::store::payouts::{Abandonment, BatchKind, BatchState, NewBatch, SpentInput};
 use minerpool_core::store::runs::Fence;
 use minerpool_core::store::{Store, StoreError};
@@ -452,7 +452,7 @@ const WALLET_D: &str = "E4AeWsv2tgHo4hYqHb4AYEsuvfzmWPkbMTkE2uwdjK2FV";
 const OFF_CURVE: &str = "DUiCyVdJHEpTzNA1X3siu2CS8kkbLzh4su1NYetFEQozw";
 
 async fn insert_temp_withdrawals(store: &Store, entries: Vec<bson::Document>) {
-    use minerpool_core::store::documents::names;
+    use minerpool_core::store::names;
     store
         .collection::<bson::Document>(names::TEMP_WITHDRAWALS)
         .insert_many(entries)

@@ -4,11 +4,11 @@
 use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 use minerpool_core::scoring;
-use minerpool_core::store::activity::{TaskRecorded, TaskWrites};
-use minerpool_core::store::documents::{
-    Balance, PoolScore, RegisteredPool, TaskReceipt, Validator,
-};
-use minerpool_core::store::groups::{Activity, Recorded};
+use minerpool_core::store::intake::TaskReceipt;
+use minerpool_core::store::intake::groups::{Activity, Recorded};
+use minerpool_core::store::intake::{TaskRecorded, TaskWrites};
+use minerpool_core::store::ledger::Balance;
+use minerpool_core::store::registry::{PoolScore, RegisteredPool, Validator};
 use minerpool_core::store::{Store, StoreError, names};
 use minerpool_core::testing::{fresh_store, mongodb_uri, refuse_pool_score, unique_database};
 
@@ -454,7 +454,7 @@ async fn a_task_whose_score_failed_leaves_no_receipt_and_its_retries_score_once(
 /// page. The totals of `/api/v1/stats` are a document the jobs refresh.
 #[tokio::test]
 async fn no_public_read_scans_a_collection() {
-    use minerpool_core::store::reads::PublicFind;
+    use minerpool_core::store::paging::PublicFind;
     let store = fresh_store("explain").await;
     let address = "DfGQ4MBdMw7bjNn56A2d4pYi8M9yfV9iFA6mMLXLizEEp";
     let now = DateTime::now();

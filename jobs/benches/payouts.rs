@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use minerpool_core::chain::ChainClient;
 use minerpool_core::config::{Config, Sender};
 use minerpool_core::money::Amount;
-use minerpool_core::store::documents::Balance;
+use minerpool_core::store::ledger::Balance;
 use minerpool_core::testing::counting_store;
 use minerpool_core::upow::{address_of, parse_private_key};
 use minerpool_jobs::{Context, Job, run_once};

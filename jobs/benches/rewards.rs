@@ -10,7 +10,7 @@ use bson::{Document, doc};
 use minerpool_core::chain::ChainClient;
 use minerpool_core::config::Config;
 use minerpool_core::money::Amount;
-use minerpool_core::store::documents::names;
+use minerpool_core::store::names;
 use minerpool_core::testing::counting_store;
 use minerpool_jobs::{Context, Job, run_once};
 use minerpool_tests::chain_sim::{ChainSim, Scenario, SimBlock, SimOutput, SimTransaction};

@@ -15,7 +15,7 @@ use std::time::Duration;
 use minerpool_core::chain::{ChainClient, ChainError};
 use minerpool_core::config::Config;
 use minerpool_core::rewards::RewardsError;
-use minerpool_core::store::documents::JobOutcome;
+use minerpool_core::store::runs::JobOutcome;
 use minerpool_core::store::runs::{Fence, RunEnd};
 use minerpool_core::store::{Store, StoreError};
 use serde_json::{Value, json};

@@ -12,7 +12,7 @@ use minerpool_core::money::Amount;
 use minerpool_core::rewards::{
     Percentages, distribute, income_by_block, income_of, plan_scan, scan_request,
 };
-use minerpool_core::store::rewards::RewardsRecord;
+use minerpool_core::store::ledger::rewards::RewardsRecord;
 use serde_json::json;
 
 use minerpool_core::store::runs::Fence;

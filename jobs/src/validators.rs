@@ -1,7 +1,7 @@
 //! `validators` (SPEC §5.2): the top validators by stake and their percentages. A validator
 //! address from the chain that is not a P-256 point is skipped and named in the summary.
 
-use minerpool_core::store::validators::{payable_validators, stake_shares};
+use minerpool_core::store::registry::stakes::{payable_validators, stake_shares};
 use serde_json::{Value, json};
 
 use crate::{Context, JobError};

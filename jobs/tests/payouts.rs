@@ -8,7 +8,7 @@ use bson::doc;
 use common::{Harness, job_run, run_blocked, signal, stderr};
 use minerpool_core::config::Sender;
 use minerpool_core::money::Amount;
-use minerpool_core::store::documents::Balance;
+use minerpool_core::store::ledger::Balance;
 use minerpool_core::store::payouts::{BatchState, PayoutBatch};
 use minerpool_core::upow::{address_of, parse_private_key};
 use minerpool_tests::chain_sim::{Failure, PushMode, Scenario, SimUtxo};
@@ -962,7 +962,7 @@ async fn record_credit(h: &Harness) {
 
 /// Records a distribution crediting `credited`.
 async fn credit(h: &Harness, credited: Vec<(String, i64)>) {
-    use minerpool_core::store::documents::{Basis, LedgerKind, LedgerLine, RewardDistribution};
+    use minerpool_core::store::ledger::{Basis, LedgerKind, LedgerLine, RewardDistribution};
     let lines: Vec<LedgerLine> = credited
         .into_iter()
         .map(|(address, units)| LedgerLine {
@@ -1027,7 +1027,7 @@ async fn audit_passes_through_a_payout_and_names_a_tampered_balance() {
 /// unpayable entry is held aside and named in the payouts and audit summaries, the rest paid.
 #[tokio::test]
 async fn the_first_run_imports_temp_withdrawals_and_names_what_it_held() {
-    use minerpool_core::store::documents::names;
+    use minerpool_core::store::names;
     let h = harness("payouts_import", &["10"]).await;
     record_credit(&h).await;
     let mut dry = h.config.clone();

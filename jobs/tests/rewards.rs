@@ -9,7 +9,8 @@ use common::{Harness, signal, stderr, summary};
 use futures::TryStreamExt;
 use minerpool_core::config::Config;
 use minerpool_core::money::Amount;
-use minerpool_core::store::documents::{Basis, LedgerKind, RewardDistribution, names};
+use minerpool_core::store::ledger::{Basis, LedgerKind, RewardDistribution};
+use minerpool_core::store::names;
 use minerpool_tests::chain_sim::{
     Failure, RateLimit, RateLimits, Scenario, SimBlock, SimOutput, SimTransaction, SimValidator,
 };

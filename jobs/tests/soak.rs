@@ -19,7 +19,7 @@ use std::time::Duration;
 use common::{Harness, stderr};
 use minerpool_core::config::Sender;
 use minerpool_core::money::Amount;
-use minerpool_core::store::documents::PoolScore;
+use minerpool_core::store::registry::PoolScore;
 use minerpool_core::upow::{address_of, parse_private_key};
 use minerpool_tests::chain_sim::{
     Lag, PushMode, RateLimits, Scenario, SimBlock, SimOutput, SimTransaction,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
-use minerpool_core::store::intake::Intake;
+use minerpool_core::store::intake::front::Intake;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 

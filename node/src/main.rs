@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use minerpool_core::chain::ChainClient;
 use minerpool_core::config::{Config, Secrets};
 use minerpool_core::store::Store;
-use minerpool_core::store::intake::{Intake, IntakeOptions};
+use minerpool_core::store::intake::front::{Intake, IntakeOptions};
 use minerpool_jobs::{Context, DEFAULT_LOCK_TTL};
 use minerpool_node::{NodeState, parse_admin_key, standalone, start};
 

@@ -321,7 +321,7 @@ impl Metrics {
     }
 
     /// Sets the money gauges from the stats the jobs refresh.
-    pub fn set_totals(&self, totals: &minerpool_core::store::activity::Totals) {
+    pub fn set_totals(&self, totals: &minerpool_core::store::ledger::totals::Totals) {
         for (kind, units) in [
             ("received", totals.received),
             ("credited", totals.credited),
@@ -388,7 +388,7 @@ impl Metrics {
     }
 
     /// Brings the intake's counters up to its totals (they only grow).
-    pub fn set_intake(&self, intake: &minerpool_core::store::intake::Intake) {
+    pub fn set_intake(&self, intake: &minerpool_core::store::intake::front::Intake) {
         let catch_up = |counter: &Counter, total: u64| {
             counter.inc_by(total.saturating_sub(counter.get()));
         };

@@ -13,8 +13,8 @@ use minerpool_core::scoring::{
     MIN_VALIDATOR_HUNDREDTHS, percentage_hundredths, pool_score_increment,
 };
 use minerpool_core::signed::{self, SignedFields};
-use minerpool_core::store::activity::TaskRecorded;
-use minerpool_core::store::groups::{Activity, Effect, Nonce, Proof, Recorded};
+use minerpool_core::store::intake::TaskRecorded;
+use minerpool_core::store::intake::groups::{Activity, Effect, Nonce, Proof, Recorded};
 use serde_json::{Map, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -497,7 +497,7 @@ fn success(request: &Request) -> String {
 
 /// The checks of SPEC §4.1 that need the registry: `Err` is the refusal.
 fn registry_checks(
-    parties: &minerpool_core::store::activity::Parties,
+    parties: &minerpool_core::store::registry::Parties,
     names_pool: bool,
 ) -> Result<i64, &'static str> {
     if names_pool && !parties.pool_registered {

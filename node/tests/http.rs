@@ -5,7 +5,7 @@ mod common;
 use bson::{DateTime, doc};
 use common::{ADMIN_TOKEN, Options, json_of, node, node_with, task, text_of};
 use minerpool_core::store::Store;
-use minerpool_core::store::documents::names;
+use minerpool_core::store::names;
 use minerpool_tests::fixtures::*;
 use minerpool_tests::wait;
 use rsa::{Oaep, RsaPrivateKey, RsaPublicKey};
@@ -424,7 +424,7 @@ async fn api_amounts_are_decimal_strings_and_stats_agree() {
     let n = node("http_amounts").await;
     n.store
         .balances()
-        .insert_one(minerpool_core::store::documents::Balance {
+        .insert_one(minerpool_core::store::ledger::Balance {
             address: POOL_A.into(),
             pending: 1_250_000_000,
             paid: 1,

@@ -7,7 +7,7 @@ use bson::{Document, doc};
 use futures::TryStreamExt;
 use minerpool_core::chain::ChainClient;
 use minerpool_core::config::Config;
-use minerpool_core::store::documents::names;
+use minerpool_core::store::names;
 use minerpool_core::testing::fresh_store;
 use minerpool_jobs::Context;
 use minerpool_node::standalone::spawn_schedule;

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use common::{Options, node, node_process_with, node_with, ping, reply, task};
 use futures::SinkExt;
 use minerpool_core::store::TASK_GIVE_UP_AFTER;
-use minerpool_core::store::groups::GROUP_BEFORE_COMMIT;
+use minerpool_core::store::intake::groups::GROUP_BEFORE_COMMIT;
 use minerpool_core::testing::refuse_pool_score;
 use minerpool_node::Limits;
 use minerpool_node::websocket::*;

@@ -19,9 +19,9 @@ use minerpool_core::rewards::{
 };
 use minerpool_core::scoring::decayed_pool_score;
 use minerpool_core::store::Store;
-use minerpool_core::store::documents::names;
-use minerpool_core::store::documents::{Balance, RewardDistribution};
 use minerpool_core::store::history::{HOUR_MS, Hours};
+use minerpool_core::store::ledger::{Balance, RewardDistribution};
+use minerpool_core::store::names;
 use minerpool_core::testing::{fresh_store, mongodb_uri};
 use minerpool_core::upow::{address_of, parse_private_key};
 use minerpool_tests::chain_sim::{

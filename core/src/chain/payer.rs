@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{ChainClient, ChainError, redact};
+use super::client::{ChainClient, ChainError, redact};
 use crate::money::{Amount, chain_number};
 
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -10,10 +10,10 @@ use futures::TryStreamExt;
 use mongodb::ClientSession;
 use mongodb::options::ReadConcern;
 
-use super::documents::names;
-use super::imports::HeldEntry;
-use super::payouts::{BatchState, IN_FLIGHT, PayoutBatch, state_bson};
-use super::{Result, Store, StoreError};
+use crate::store::db::{Result, Store, StoreError};
+use crate::store::imports::HeldEntry;
+use crate::store::names;
+use crate::store::payouts::{BatchState, IN_FLIGHT, PayoutBatch, state_bson};
 
 /// One place where the books do not agree.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,10 +10,11 @@
 use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 
-use super::activity::{stored_score, units};
-use super::documents::names;
-use super::{Result, Store, StoreError, update_many_matching};
+use crate::money::stored_units;
 use crate::money::{Amount, split_largest_remainder};
+use crate::store::db::{Result, Store, StoreError, update_many_matching};
+use crate::store::loose::stored_score;
+use crate::store::names;
 
 pub const HOUR_MS: i64 = 3_600_000;
 const DAY_MS: i64 = 24 * HOUR_MS;
@@ -163,7 +164,7 @@ fn block_paid(entry: &Bson) -> Option<(i64, i64)> {
     let entry = entry.as_document()?;
     Some((
         entry.get_datetime("time").ok()?.timestamp_millis(),
-        units(entry.get("units"))?,
+        stored_units(entry.get("units"))?,
     ))
 }
 
@@ -274,7 +275,8 @@ impl Store {
                 continue;
             };
             for (hour, score) in by_hour {
-                let (Ok(hour), Some(score)) = (hour.parse::<i64>(), units(Some(score))) else {
+                let (Ok(hour), Some(score)) = (hour.parse::<i64>(), stored_units(Some(score)))
+                else {
                     continue;
                 };
                 if let Some(i) = hours.index_of(start.timestamp_millis() + hour * HOUR_MS) {
@@ -330,7 +332,7 @@ impl Store {
             let created = d
                 .get_datetime("created_at")
                 .map_or(0, |t| t.timestamp_millis());
-            spread_over_block_hours(units(d.get("units")).unwrap_or(0), &paid, created)
+            spread_over_block_hours(stored_units(d.get("units")).unwrap_or(0), &paid, created)
         })))
     }
 
@@ -350,7 +352,7 @@ impl Store {
                 Bson::Int32(ms) => i64::from(*ms),
                 _ => return None,
             };
-            Some((hour, units(d.get("units"))?))
+            Some((hour, stored_units(d.get("units"))?))
         })))
     }
 }

@@ -11,10 +11,10 @@ use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use super::documents::names;
-use super::runs::Fence;
-use super::{Result, Store, StoreError, update_many_by_key};
 use crate::money::{Amount, MAX_SUPPLY};
+use crate::store::db::{Result, Store, StoreError, update_many_by_key};
+use crate::store::names;
+use crate::store::runs::Fence;
 
 /// The marker of a done import, with what it credited (the audit counts it as credited) and what
 /// it held aside.

@@ -2,7 +2,7 @@
 //! `last_active_time` as a string). Reads accept every shape the original wrote; writes always
 //! use the normalised type.
 
-use bson::{Bson, DateTime};
+use bson::{Bson, DateTime, Document};
 use serde::{Deserialize, Deserializer};
 
 /// A time stored as a BSON datetime, an ISO-8601 string (with or without zone, `T` or space), or
@@ -96,5 +96,41 @@ pub fn ip<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
     match value {
         Some(Bson::String(s)) if !s.trim().is_empty() && s.trim() != "0" => Ok(Some(s)),
         _ => Ok(None),
+    }
+}
+
+/// The `score` of a pool or validator as stored (any numeric type, or the original's text); 0
+/// when it has none.
+pub fn stored_score(document: &Document) -> i64 {
+    numeric(document.get("score")).map_or(0, |s| s as i64)
+}
+
+/// A number stored as any BSON numeric type or numeric text.
+pub fn numeric(value: Option<&Bson>) -> Option<f64> {
+    match value? {
+        Bson::Double(v) if v.is_finite() => Some(*v),
+        Bson::Int32(v) => Some(f64::from(*v)),
+        Bson::Int64(v) => Some(*v as f64),
+        Bson::String(v) => v.trim().parse().ok().filter(|v: &f64| v.is_finite()),
+        _ => None,
+    }
+}
+
+/// A time stored as a datetime or as text the original wrote.
+pub fn loose_time(value: Option<&Bson>) -> Option<DateTime> {
+    match value? {
+        Bson::DateTime(dt) => Some(*dt),
+        Bson::String(text) => parse_time_text(text),
+        _ => None,
+    }
+}
+
+/// An `_id` of any type, as text.
+pub fn id_text(value: Option<&Bson>) -> String {
+    match value {
+        Some(Bson::ObjectId(id)) => id.to_hex(),
+        Some(Bson::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
     }
 }

@@ -13,10 +13,13 @@ use futures::TryStreamExt;
 use mongodb::ClientSession;
 use serde::{Deserialize, Serialize};
 
-use super::documents::names;
-use super::runs::Fence;
-use super::{Result, Store, StoreError, update_many_matching};
+use crate::money::stored_units;
 use crate::payouts::plan_batch;
+use crate::store::db::{Result, Store, StoreError, update_many_matching};
+use crate::store::loose::{id_text, loose_time};
+use crate::store::names;
+use crate::store::paging::{Before, NewestFirst, PublicPage};
+use crate::store::runs::Fence;
 
 /// Where a batch is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,7 +266,7 @@ impl Store {
 
     /// The balances the next batch would pay, without moving anything.
     pub async fn payable_balances(&self, minimum: i64, max: usize) -> Result<Vec<(String, i64)>> {
-        let balances: Vec<super::documents::Balance> = self
+        let balances: Vec<crate::store::ledger::Balance> = self
             .balances()
             .find(doc! { "pending": { "$gte": minimum.max(1) } })
             .sort(doc! { "pending": -1, "address": 1 })
@@ -714,5 +717,133 @@ impl Store {
             })
         })
         .await
+    }
+}
+
+/// One recipient line of a payout batch, seen from the recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PayoutLine {
+    pub batch_id: String,
+    pub state: String,
+    pub units: i64,
+    pub tx_hash: Option<String>,
+    pub created_at: Option<DateTime>,
+}
+
+/// A payout batch as the public list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BatchOverview {
+    pub id: String,
+    pub kind: String,
+    pub state: String,
+    pub recipients: usize,
+    /// Units paid to the recipients.
+    pub total: i64,
+    pub fee: i64,
+    pub tx_hash: Option<String>,
+    pub created_at: Option<DateTime>,
+}
+
+impl NewestFirst for PayoutLine {
+    type Key = String;
+    fn cursor(&self) -> Option<Before<String>> {
+        Before::row(self.created_at, self.batch_id.clone())
+    }
+}
+
+impl NewestFirst for BatchOverview {
+    type Key = String;
+    fn cursor(&self) -> Option<Before<String>> {
+        Before::row(self.created_at, self.id.clone())
+    }
+}
+
+impl Store {
+    /// Payout batches paying `address`, newest first, at most `limit`. Batches are read
+    /// tolerantly: `_id` (any type), `state`, `recipients: [{address, units}]`, `tx_hash`,
+    /// `created_at`.
+    pub async fn payouts_of(
+        &self,
+        address: &str,
+        limit: i64,
+        before: Option<&Before<String>>,
+    ) -> Result<Vec<PayoutLine>> {
+        let batches: Vec<Document> = self
+            .find_page(&PublicPage::payouts_of(address, limit, before))
+            .await?;
+        Ok(batches
+            .iter()
+            .map(|batch| {
+                let units = batch
+                    .get_array("recipients")
+                    .map(|recipients| {
+                        recipients
+                            .iter()
+                            .filter_map(Bson::as_document)
+                            .filter(|r| r.get_str("address") == Ok(address))
+                            .filter_map(|r| stored_units(r.get("units")))
+                            .fold(0_i64, i64::saturating_add)
+                    })
+                    .unwrap_or(0);
+                PayoutLine {
+                    batch_id: id_text(batch.get("_id")),
+                    state: batch.get_str("state").unwrap_or("unknown").to_owned(),
+                    units,
+                    tx_hash: batch.get_str("tx_hash").ok().map(str::to_owned),
+                    created_at: loose_time(batch.get("created_at")),
+                }
+            })
+            .collect())
+    }
+
+    /// Every payout batch, newest first, at most `limit`, created before `before`, read as
+    /// tolerantly as [`Store::payouts_of`].
+    pub async fn recent_payout_batches(
+        &self,
+        limit: i64,
+        before: Option<&Before<String>>,
+    ) -> Result<Vec<BatchOverview>> {
+        let batches: Vec<Document> = self
+            .find_page(&PublicPage::payout_batches(limit, before))
+            .await?;
+        Ok(batches
+            .iter()
+            .map(|batch| BatchOverview {
+                id: id_text(batch.get("_id")),
+                kind: batch.get_str("kind").unwrap_or("payout").to_owned(),
+                state: batch.get_str("state").unwrap_or("unknown").to_owned(),
+                recipients: batch.get_array("recipients").map_or(0, |r| r.len()),
+                total: stored_units(batch.get("total")).unwrap_or(0),
+                fee: stored_units(batch.get("fee")).unwrap_or(0),
+                tx_hash: batch.get_str("tx_hash").ok().map(str::to_owned),
+                created_at: loose_time(batch.get("created_at")),
+            })
+            .collect())
+    }
+}
+
+impl PublicPage {
+    /// Every payout batch, newest first, after `before` (keyed by `_id`).
+    pub fn payout_batches(limit: i64, before: Option<&Before<String>>) -> PublicPage {
+        PublicPage::newest_first(
+            names::PAYOUT_BATCHES,
+            Document::new(),
+            ("created_at", "_id"),
+            limit,
+            before,
+            None,
+        )
+    }
+
+    /// Payout batches paying `address`, newest first, after `before` (keyed by `_id`).
+    pub fn payouts_of(address: &str, limit: i64, before: Option<&Before<String>>) -> PublicPage {
+        PublicPage::newest_first(
+            names::PAYOUT_BATCHES,
+            doc! { "recipients.address": address },
+            ("created_at", "_id"),
+            limit,
+            before,
+            None,
+        )
     }
 }

@@ -15,8 +15,102 @@ use bson::{DateTime, Document, doc, oid::ObjectId};
 use mongodb::ClientSession;
 use mongodb::options::ReturnDocument;
 
-use super::documents::{JobOutcome, JobRun};
-use super::{Result, Store, StoreError};
+use mongodb::Collection;
+use serde::{Deserialize, Serialize};
+
+use crate::store::db::{Result, Store, StoreError, is_duplicate_key};
+use crate::store::names;
+use crate::store::paging::{Before, NewestFirst, PublicPage};
+
+/// How a job run ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobOutcome {
+    Running,
+    Succeeded,
+    Failed,
+    /// The run could not do its work for a reason it names (`reason`): the fee not covered while
+    /// payouts are due, a wallet that cannot cover them, a start height above the chain's tip.
+    /// Not a failure (it will pass once the reason is gone), not a success either.
+    Blocked,
+}
+
+/// `jobRuns`: one run of a job.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRun {
+    #[serde(rename = "_id")]
+    pub id: String,
+    pub job: String,
+    pub started_at: DateTime,
+    #[serde(default)]
+    pub ended_at: Option<DateTime>,
+    pub outcome: JobOutcome,
+    #[serde(default)]
+    pub summary: Document,
+    #[serde(default)]
+    pub error: Option<String>,
+    /// Why a blocked run could not do its work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Seconds the run waited out the chain's rate limits (HTTP 429), whatever their number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited_seconds: Option<f64>,
+}
+
+/// `jobLocks`: who runs a job now, until when (by the server's clock), and the generation that
+/// fences every money move of the holder. The document is never deleted, so generations only grow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobLock {
+    #[serde(rename = "_id")]
+    pub job: String,
+    pub holder: String,
+    pub expires_at: DateTime,
+    #[serde(default)]
+    pub generation: i64,
+}
+
+impl NewestFirst for JobRun {
+    type Key = String;
+    fn cursor(&self) -> Option<Before<String>> {
+        Before::row(Some(self.started_at), self.id.clone())
+    }
+}
+
+impl Store {
+    pub fn job_runs(&self) -> Collection<JobRun> {
+        self.collection(names::JOB_RUNS)
+    }
+
+    pub fn job_locks(&self) -> Collection<JobLock> {
+        self.collection(names::JOB_LOCKS)
+    }
+
+    /// Job runs, newest first, at most `limit`, of one job or all, after `before`.
+    pub async fn recent_job_runs(
+        &self,
+        job: Option<&str>,
+        limit: i64,
+        before: Option<&Before<String>>,
+    ) -> Result<Vec<JobRun>> {
+        self.find_page(&PublicPage::job_runs(job, limit, before))
+            .await
+    }
+}
+
+impl PublicPage {
+    /// Job runs, newest first, of one job or all, after `before` (keyed by `_id`).
+    pub fn job_runs(job: Option<&str>, limit: i64, before: Option<&Before<String>>) -> PublicPage {
+        let filter = job.map_or_else(Document::new, |job| doc! { "job": job });
+        PublicPage::newest_first(
+            names::JOB_RUNS,
+            filter,
+            ("started_at", "_id"),
+            limit,
+            before,
+            None,
+        )
+    }
+}
 
 /// The proof of holding a job's lock: its generation. Cheap to clone; clones share the `lost`
 /// flag that the renewal task raises.
@@ -128,7 +222,7 @@ impl Store {
             .await
         {
             Ok(taken) => taken,
-            Err(e) if super::is_duplicate_key(&e) => None,
+            Err(e) if is_duplicate_key(&e) => None,
             Err(e) => return Err(StoreError::mongo(format!("take the lock of job {job}"))(e)),
         };
         Ok(match taken {

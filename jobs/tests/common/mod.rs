@@ -9,7 +9,7 @@ use bson::doc;
 use futures::TryStreamExt;
 use minerpool_core::config::Config;
 use minerpool_core::store::Store;
-use minerpool_core::store::documents::RewardDistribution;
+use minerpool_core::store::ledger::RewardDistribution;
 use minerpool_core::store::payouts::PayoutBatch;
 use minerpool_core::testing::{fresh_store, mongodb_uri};
 use minerpool_tests::chain_sim::{ChainSim, Scenario};

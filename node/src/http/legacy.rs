@@ -11,8 +11,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use bson::DateTime;
 use minerpool_core::address::{check_format, check_syntax};
-use minerpool_core::store::activity::{AdminOutcome, PoolListChange, PoolRegistration};
-use minerpool_core::store::documents::Validator;
+use minerpool_core::store::registry::Validator;
+use minerpool_core::store::registry::{AdminOutcome, PoolListChange, PoolRegistration};
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 

@@ -14,12 +14,13 @@ use bson::DateTime;
 use maud::{DOCTYPE, Markup, html};
 use minerpool_core::address::check_syntax;
 use minerpool_core::store::StoreError;
-use minerpool_core::store::activity::CreditLine;
-use minerpool_core::store::documents::{Basis, JobOutcome, RewardDistribution};
 use minerpool_core::store::history::{Hours, ScoreKind};
+use minerpool_core::store::ledger::CreditLine;
+use minerpool_core::store::ledger::{Basis, RewardDistribution};
+use minerpool_core::store::runs::JobOutcome;
 
 use super::chart::{Measure, bar_chart};
-use minerpool_core::store::reads::{Before, NewestFirst, next_before, next_cursor};
+use minerpool_core::store::paging::{Before, NewestFirst, next_before, next_cursor};
 
 use crate::NodeState;
 

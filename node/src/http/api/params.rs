@@ -11,7 +11,7 @@ use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use minerpool_core::address::{check_syntax, syntax_pattern};
 use minerpool_core::store::history::{Hours, MAX_HOURS};
-use minerpool_core::store::reads::{Before, MAX_PAGE};
+use minerpool_core::store::paging::{Before, MAX_PAGE};
 use serde::{Deserialize, Deserializer};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
@@ -250,7 +250,7 @@ pub struct AddressPage {
 impl AddressPage {
     /// The `after` cursor of the next page: the last key, when this page is full.
     pub fn next<T>(&self, found: &[T], key: impl Fn(&T) -> String) -> Option<String> {
-        minerpool_core::store::reads::next_cursor(found.len(), self.limit.0, found.last().map(key))
+        minerpool_core::store::paging::next_cursor(found.len(), self.limit.0, found.last().map(key))
     }
 }
 

@@ -3,10 +3,10 @@
 
 use bson::{DateTime, Document, doc};
 
-use super::documents::names;
-use super::{Result, Store, StoreError, update_many_by_key};
 use crate::chain::ValidatorInfo;
 use crate::money::{Amount, UNITS_PER_COIN};
+use crate::store::db::{Result, Store, StoreError, update_many_by_key};
+use crate::store::names;
 
 /// A validator's stake share as the validators job computes it.
 #[derive(Debug, Clone, PartialEq)]

@@ -2,9 +2,9 @@
 
 use bson::{Document, doc};
 
-use super::documents::names;
-use super::{Result, Store, StoreError};
 use crate::scoring::{DECAYED_VALIDATOR_SCORE, decayed_pool_score_expr};
+use crate::store::db::{Result, Store, StoreError};
+use crate::store::names;
 
 /// What one decay changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

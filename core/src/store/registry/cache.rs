@@ -13,8 +13,10 @@ use futures::{StreamExt, TryStreamExt};
 use mongodb::change_stream::ChangeStream;
 use mongodb::change_stream::event::{ChangeStreamEvent, OperationType};
 
-use super::activity::{Parties, numeric};
-use super::{Result, Store, StoreError, names};
+use crate::store::db::{Result, Store, StoreError};
+use crate::store::loose::numeric;
+use crate::store::names;
+use crate::store::registry::Parties;
 
 /// The cached registry; the watcher stops when this is dropped.
 #[derive(Debug)]

@@ -6,11 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::activity::{Parties, TaskWrites};
-use super::groups::{Activity, ActivityGroups, GroupTotals, Recorded};
-use super::registry::RegistryCache;
-use super::{Result, Store};
 use crate::config::NodeConfig;
+use crate::store::db::{Result, Store};
+use crate::store::intake::TaskWrites;
+use crate::store::intake::groups::{Activity, ActivityGroups, GroupTotals, Recorded};
+use crate::store::registry::Parties;
+use crate::store::registry::cache::RegistryCache;
 
 /// The switches of [`Intake`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -20,10 +20,11 @@ use mongodb::{ClientSession, Namespace};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use super::activity::{TaskRecorded, TaskWrites, failed_model, receipt_id};
-use super::{Result, Store, StoreError, names};
 use crate::faults::crash_point;
 use crate::scoring::pool_score_after_task_expr;
+use crate::store::db::{Result, Store, StoreError};
+use crate::store::intake::{TaskRecorded, TaskWrites, failed_model, receipt_id};
+use crate::store::names;
 
 /// How a message proves who sent it (SPEC §4.5), and so what its write must check first.
 #[derive(Debug, Clone, PartialEq)]
@@ -880,7 +881,7 @@ pub const VALIDATOR_ACTIVITY_RESOLUTION: std::time::Duration = std::time::Durati
 /// Whether a validator with an accepted TASK at `at` must be written: its score is not 1, or its
 /// `last_active_time` is missing, not a time, or older than [`VALIDATOR_ACTIVITY_RESOLUTION`].
 pub fn needs_marking(validator: &Document, at: DateTime) -> bool {
-    let scored = super::activity::numeric(validator.get("score")) == Some(1.0);
+    let scored = crate::store::loose::numeric(validator.get("score")) == Some(1.0);
     let fresh = match validator.get("last_active_time") {
         Some(bson::Bson::DateTime(last)) => {
             at.timestamp_millis() - last.timestamp_millis()

@@ -7,15 +7,16 @@ use bson::{DateTime, Document, doc};
 use futures::TryStreamExt;
 use mongodb::ClientSession;
 
-use super::documents::{
-    BlockHeight, BlockIncome, CreditedTransaction, LAST_BLOCK_HEIGHT_ID, LedgerLine,
-    RewardDistribution, ScannedBlock, names,
-};
-use super::runs::Fence;
-use super::{Result, Store, StoreError, update_many_by_key};
 use crate::faults::{crash_point, pause_point};
 use crate::rewards::{LastScanned, PoolWeight, ValidatorWeight, credits_by_address};
 use crate::scoring::percentage_hundredths;
+use crate::store::db::{Result, Store, StoreError, is_duplicate_key, update_many_by_key};
+use crate::store::ledger::{
+    BlockHeight, BlockIncome, CreditedTransaction, LAST_BLOCK_HEIGHT_ID, LedgerLine,
+    RewardDistribution, ScannedBlock,
+};
+use crate::store::names;
+use crate::store::runs::Fence;
 
 /// What one rewards pass credits, recorded all at once.
 #[derive(Debug, Clone)]
@@ -208,7 +209,7 @@ impl Store {
                 .session(&mut *session)
                 .await
                 .map_err(|e| {
-                    if super::is_duplicate_key(&e) {
+                    if is_duplicate_key(&e) {
                         StoreError::Invalid(format!(
                             "scannedBlocks already holds one of blocks {}-{}: blockHeight was moved back without deleting the scannedBlocks above it (README: \"When the chain reorganises\")",
                             record.first_block, record.last_block
@@ -296,7 +297,7 @@ impl Store {
                     .session(&mut *session)
                     .await
                     .map_err(|e| {
-                        if super::is_duplicate_key(&e) {
+                        if is_duplicate_key(&e) {
                             StoreError::Conflict(CONCURRENT_RUN.into())
                         } else {
                             StoreError::mongo("record the block height")(e)
