@@ -129,7 +129,14 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
             &by_block,
         )
         .await?;
-    Ok(Pass::done(json!({
+    let pruned = match store.prune_scanned_blocks(last_block).await {
+        Ok(pruned) => pruned,
+        Err(error) => {
+            tracing::warn!(%error, "old scannedBlocks not pruned; the next pass prunes them");
+            0
+        }
+    };
+    let mut summary = json!({
         "from": first_block,
         "to": last_block,
         "blocks": blocks.len(),
@@ -138,7 +145,11 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
         "transactionsAlreadyCredited": already.len(),
         "received": received.to_string(),
         "ledgerLines": credited_addresses,
-    })))
+    });
+    if pruned > 0 {
+        summary["scannedBlocksPruned"] = json!(pruned);
+    }
+    Ok(Pass::done(summary))
 }
 
 /// A pass that credits nothing says which heights it looked at: the last scanned block, the

@@ -962,7 +962,9 @@ async fn record_credit(h: &Harness) {
 
 /// Records a distribution crediting `credited`.
 async fn credit(h: &Harness, credited: Vec<(String, i64)>) {
-    use minerpool_core::store::ledger::{Basis, LedgerKind, LedgerLine, RewardDistribution};
+    use minerpool_core::store::ledger::{
+        Basis, CreditedTransaction, LedgerKind, LedgerLine, RewardDistribution,
+    };
     let lines: Vec<LedgerLine> = credited
         .into_iter()
         .map(|(address, units)| LedgerLine {
@@ -983,6 +985,16 @@ async fn credit(h: &Harness, credited: Vec<(String, i64)>) {
             lines,
             created_at: bson::DateTime::now(),
             received_by_block: Vec::new(),
+        })
+        .await
+        .unwrap();
+    // As the rewards job records it, with the transaction it credited.
+    h.store
+        .credited_transactions()
+        .insert_one(CreditedTransaction {
+            hash: "h".into(),
+            block_id: Some(1),
+            credited_at: None,
         })
         .await
         .unwrap();

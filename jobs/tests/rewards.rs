@@ -9,6 +9,7 @@ use common::{Harness, signal, stderr, summary};
 use futures::TryStreamExt;
 use minerpool_core::config::Config;
 use minerpool_core::money::Amount;
+use minerpool_core::store::ledger::rewards::SCANNED_BLOCKS_KEPT;
 use minerpool_core::store::ledger::{Basis, LedgerKind, RewardDistribution};
 use minerpool_core::store::names;
 use minerpool_tests::chain_sim::{
@@ -803,6 +804,59 @@ async fn only_blocks_confirmations_deep_are_credited_and_more_as_the_tip_moves()
     assert_eq!(total_pending(&pending(&h).await), 6 * COIN);
     // Every scanned block's hash is stored, as the chain showed it.
     assert_eq!(scanned_blocks(&h).await, chain_hashes(&h, 100..=105));
+}
+
+/// `scannedBlocks` keeps the newest `SCANNED_BLOCKS_KEPT` blocks up to the last scanned one: each
+/// pass prunes the rest, says how many went, and the next pass's reorg check still reads the
+/// last scanned block.
+#[tokio::test]
+async fn each_pass_prunes_the_scanned_blocks_no_reorg_check_needs() {
+    let h = harness_with("rewards_prune_scanned", paying_chain(20_000, 20_015), |c| {
+        c.rewards.start_height = 20_000
+    })
+    .await;
+    // Blocks an earlier pass scanned long ago, up to one past the first prune's bound.
+    let old: Vec<Document> = (1..=100)
+        .chain(10_001..=10_007)
+        .map(|id| doc! { "_id": id as i64, "hash": format!("old{id}"), "scanned_at": bson::DateTime::now() })
+        .collect();
+    h.store
+        .collection::<Document>(names::SCANNED_BLOCKS)
+        .insert_many(old)
+        .await
+        .unwrap();
+
+    let first = h.run_ok("rewards").await;
+    let to = first["details"]["to"].as_i64().unwrap();
+    assert_eq!(to, 20_005, "{first}");
+    let kept_from = to - SCANNED_BLOCKS_KEPT + 1;
+    assert_eq!(kept_from, 10_006);
+    assert_eq!(first["details"]["scannedBlocksPruned"], 105, "{first}");
+    let mut expected = vec![
+        (10_006, "old10006".to_owned()),
+        (10_007, "old10007".to_owned()),
+    ];
+    expected.extend(chain_hashes(&h, 20_000..=20_005));
+    assert_eq!(scanned_blocks(&h).await, expected);
+
+    // Two more blocks settle: the pass checks block 20,005's hash, credits 20,006–20,007 and
+    // prunes the two old blocks that fell out of the window.
+    for id in 20_016..=20_017 {
+        h.sim.add_block(paying(id, &format!("t{id}"), "1"));
+    }
+    let second = h.run_ok("rewards").await;
+    assert_eq!(second["details"]["to"], 20_007, "{second}");
+    assert_eq!(second["details"]["scannedBlocksPruned"], 2, "{second}");
+    assert_eq!(scanned_blocks(&h).await, chain_hashes(&h, 20_000..=20_007));
+
+    // Nothing left to prune: the summary says nothing of it.
+    h.sim.add_block(paying(20_018, "t20018", "1"));
+    let third = h.run_ok("rewards").await;
+    assert_eq!(third["details"]["to"], 20_008, "{third}");
+    assert!(
+        third["details"].get("scannedBlocksPruned").is_none(),
+        "{third}"
+    );
 }
 
 #[tokio::test]

@@ -3,7 +3,7 @@
 //! comes from one snapshot (a read-only transaction with snapshot read concern), so a job that
 //! commits while the audit reads cannot make the books look wrong.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 use bson::{Bson, Document, doc};
 use futures::TryStreamExt;
@@ -154,25 +154,130 @@ impl Store {
         report
     }
 
+    /// Every credited transaction hash belongs to exactly one distribution, and each
+    /// distribution's hashes are in `blockTransactions`: both lists are read sorted by hash and
+    /// walked side by side, so memory stays flat as the chain grows (the hashes of a list are
+    /// never all held at once).
+    async fn audit_credited_hashes(
+        &self,
+        session: &mut ClientSession,
+        discrepancies: &mut Vec<Discrepancy>,
+    ) -> Result<()> {
+        let context = "audit the credited transaction hashes";
+        let mut recorded = self
+            .collection::<Document>(names::BLOCK_TRANSACTIONS)
+            .find(doc! {})
+            .projection(doc! { "_id": 0, "hash": 1 })
+            .sort(doc! { "hash": 1 })
+            .session(&mut *session)
+            .await
+            .map_err(StoreError::mongo(context))?;
+        let mut credited = self
+            .collection::<Document>(names::REWARD_DISTRIBUTIONS)
+            .aggregate(vec![
+                doc! { "$project": { "_id": 0, "hashes": 1 } },
+                doc! { "$unwind": "$hashes" },
+                doc! { "$sort": { "hashes": 1 } },
+            ])
+            .session(&mut *session)
+            .await
+            .map_err(StoreError::mongo(context))?;
+        let missing = |hash: &str, what: &str, found: i64| Discrepancy {
+            subject: format!("transaction {hash}"),
+            what: what.into(),
+            measure: Measure::Count,
+            expected: 1,
+            found,
+        };
+        let not_credited = "distributions crediting this blockTransactions entry";
+        // The next recorded hash; a hash that is not text sorts apart from the credited ones
+        // and is reported on its own.
+        let mut next_recorded = async |session: &mut ClientSession,
+                                       discrepancies: &mut Vec<Discrepancy>|
+               -> Result<Option<String>> {
+            while let Some(row) = recorded.next(session).await {
+                let row = row.map_err(StoreError::mongo(context))?;
+                match row.get("hash") {
+                    Some(Bson::String(hash)) => return Ok(Some(hash.clone())),
+                    other => discrepancies.push(missing(
+                        &other.map(|h| h.to_string()).unwrap_or_default(),
+                        not_credited,
+                        0,
+                    )),
+                }
+            }
+            Ok(None)
+        };
+        let mut recorded_hash = next_recorded(session, discrepancies).await?;
+        // One credited hash and how many distributions hold it, at a time.
+        let mut run: Option<(String, i64)> = None;
+        loop {
+            let next = match credited.next(&mut *session).await {
+                Some(row) => {
+                    let row = row.map_err(StoreError::mongo(context))?;
+                    Some(match row.get("hashes") {
+                        Some(Bson::String(hash)) => hash.clone(),
+                        other => other.map(|h| h.to_string()).unwrap_or_default(),
+                    })
+                }
+                None => None,
+            };
+            if let (Some((hash, count)), Some(next)) = (run.as_mut(), next.as_ref())
+                && hash == next
+            {
+                *count += 1;
+                continue;
+            }
+            if let Some((hash, count)) = run.take() {
+                while let Some(before) = recorded_hash.as_ref().filter(|r| **r < hash) {
+                    discrepancies.push(missing(before, not_credited, 0));
+                    recorded_hash = next_recorded(session, discrepancies).await?;
+                }
+                if recorded_hash.as_ref() == Some(&hash) {
+                    recorded_hash = next_recorded(session, discrepancies).await?;
+                } else {
+                    discrepancies.push(missing(
+                        &hash,
+                        "blockTransactions entries for this credited transaction",
+                        0,
+                    ));
+                }
+                if count > 1 {
+                    discrepancies.push(missing(&hash, "distributions crediting it", count));
+                }
+            }
+            match next {
+                Some(next) => run = Some((next, 1)),
+                None => break,
+            }
+        }
+        while let Some(hash) = recorded_hash {
+            discrepancies.push(missing(&hash, not_credited, 0));
+            recorded_hash = next_recorded(session, discrepancies).await?;
+        }
+        Ok(())
+    }
+
     async fn audit_in(&self, session: &mut ClientSession) -> Result<AuditReport> {
         let mut discrepancies = Vec::new();
-        // Each distribution conserves what it received.
-        let per_distribution = aggregate(
-            self,
-            session,
-            names::REWARD_DISTRIBUTIONS,
-            vec![
+        // Each distribution conserves what it received: read one at a time, so memory stays
+        // flat however many there are.
+        let mut received = 0;
+        let mut per_distribution = self
+            .collection::<Document>(names::REWARD_DISTRIBUTIONS)
+            .aggregate(vec![
                 doc! { "$unwind": { "path": "$lines", "preserveNullAndEmptyArrays": true } },
                 doc! { "$group": {
                     "_id": "$_id",
                     "received": { "$first": "$received" },
                     "lines": { "$sum": "$lines.units" },
                 } },
-            ],
-        )
-        .await?;
-        let mut received = 0;
-        for d in &per_distribution {
+            ])
+            .session(&mut *session)
+            .await
+            .map_err(StoreError::mongo("audit rewardDistributions"))?;
+        while let Some(d) = per_distribution.next(&mut *session).await {
+            let d = d.map_err(StoreError::mongo("audit rewardDistributions"))?;
             let (r, l) = (as_i64(d.get("received")), as_i64(d.get("lines")));
             received += r;
             if r != l {
@@ -188,60 +293,8 @@ impl Store {
                 });
             }
         }
-        // Every credited transaction hash belongs to exactly one distribution, and each
-        // distribution's hashes are in `blockTransactions`.
-        let twice = aggregate(
-            self,
-            session,
-            names::REWARD_DISTRIBUTIONS,
-            vec![
-                doc! { "$unwind": "$hashes" },
-                doc! { "$group": { "_id": "$hashes", "count": { "$sum": 1 } } },
-                doc! { "$match": { "count": { "$gt": 1 } } },
-            ],
-        )
-        .await?;
-        for row in twice {
-            discrepancies.push(Discrepancy {
-                subject: format!("transaction {}", row.get_str("_id").unwrap_or_default()),
-                what: "distributions crediting it".into(),
-                measure: Measure::Count,
-                expected: 1,
-                found: as_i64(row.get("count")),
-            });
-        }
-        let in_distributions: HashSet<String> = aggregate(
-            self,
-            session,
-            names::REWARD_DISTRIBUTIONS,
-            vec![
-                doc! { "$unwind": "$hashes" },
-                doc! { "$project": { "_id": "$hashes" } },
-            ],
-        )
-        .await?
-        .into_iter()
-        .filter_map(|r| r.get_str("_id").ok().map(str::to_owned))
-        .collect();
-        let recorded = aggregate(
-            self,
-            session,
-            names::BLOCK_TRANSACTIONS,
-            vec![doc! { "$project": { "_id": 0, "hash": 1 } }],
-        )
-        .await?;
-        for row in &recorded {
-            let hash = row.get_str("hash").unwrap_or_default();
-            if !in_distributions.contains(hash) {
-                discrepancies.push(Discrepancy {
-                    subject: format!("transaction {hash}"),
-                    what: "distributions crediting this blockTransactions entry".into(),
-                    measure: Measure::Count,
-                    expected: 1,
-                    found: 0,
-                });
-            }
-        }
+        self.audit_credited_hashes(session, &mut discrepancies)
+            .await?;
         let mut credited = grouped(
             self,
             session,

@@ -35,6 +35,13 @@ pub struct RewardsRecord {
     pub lines: Vec<LedgerLine>,
 }
 
+/// Scanned blocks kept at and below the last scanned one. A pass checks only the last one's hash
+/// (block hashes chain, so any deeper reorganisation changes it too); the older ones are for an
+/// operator finding the fork height (README, "When the chain reorganises"). 10,000 is about a
+/// week of uPow's one-minute blocks, about 1 MB; a fork deeper than that is found from
+/// `rewardDistributions` and `blockTransactions`, which are kept.
+pub const SCANNED_BLOCKS_KEPT: i64 = 10_000;
+
 /// Someone else recorded first; nothing of this record was written.
 pub const CONCURRENT_RUN: &str = "the block height moved while this run was scanning: another rewards run recorded first, \
      nothing was written";
@@ -62,6 +69,20 @@ fn check_blocks(record: &RewardsRecord, blocks: &[BlockIncome]) -> Result<()> {
 }
 
 impl Store {
+    /// Deletes the scanned blocks older than the newest [`SCANNED_BLOCKS_KEPT`] up to `height`
+    /// (the height just recorded); returns how many went. Outside the record's transaction, so
+    /// that the first pass over a store that kept every block does not carry a huge delete;
+    /// idempotent, so a failed prune is done by the next pass.
+    pub async fn prune_scanned_blocks(&self, height: i64) -> Result<u64> {
+        let below = height.saturating_sub(SCANNED_BLOCKS_KEPT - 1);
+        let deleted = self
+            .collection::<ScannedBlock>(names::SCANNED_BLOCKS)
+            .delete_many(doc! { "_id": { "$lt": below } })
+            .await
+            .map_err(StoreError::mongo("prune scannedBlocks"))?;
+        Ok(deleted.deleted_count)
+    }
+
     /// The last block scanned, if any.
     pub async fn last_scanned_height(&self) -> Result<Option<i64>> {
         Ok(self
