@@ -5,7 +5,7 @@ use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 use minerpool_core::scoring;
 use minerpool_core::store::intake::TaskReceipt;
-use minerpool_core::store::intake::groups::{Activity, Recorded};
+use minerpool_core::store::intake::plan::{Activity, Recorded};
 use minerpool_core::store::intake::{TaskRecorded, TaskWrites};
 use minerpool_core::store::ledger::Balance;
 use minerpool_core::store::registry::{PoolScore, RegisteredPool, Validator};

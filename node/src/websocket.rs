@@ -14,7 +14,7 @@ use minerpool_core::scoring::{
 };
 use minerpool_core::signed::{self, SignedFields};
 use minerpool_core::store::intake::TaskRecorded;
-use minerpool_core::store::intake::groups::{Activity, Effect, Nonce, Proof, Recorded};
+use minerpool_core::store::intake::plan::{Activity, Effect, Nonce, Proof, Recorded};
 use serde_json::{Map, Value};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;

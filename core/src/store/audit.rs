@@ -15,6 +15,11 @@ use crate::store::imports::HeldEntry;
 use crate::store::names;
 use crate::store::payouts::{BatchState, IN_FLIGHT, PayoutBatch, state_bson};
 
+/// Documents per batch of the audit's streamed reads: a batch is what the driver holds at once
+/// (by default up to 16 MiB), so this keeps the audit's memory flat as the chain grows, at one
+/// round trip per thousand documents.
+const STREAM_BATCH: u32 = 1_000;
+
 /// One place where the books do not agree.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Discrepancy {
@@ -169,6 +174,7 @@ impl Store {
             .find(doc! {})
             .projection(doc! { "_id": 0, "hash": 1 })
             .sort(doc! { "hash": 1 })
+            .batch_size(STREAM_BATCH)
             .session(&mut *session)
             .await
             .map_err(StoreError::mongo(context))?;
@@ -179,6 +185,7 @@ impl Store {
                 doc! { "$unwind": "$hashes" },
                 doc! { "$sort": { "hashes": 1 } },
             ])
+            .batch_size(STREAM_BATCH)
             .session(&mut *session)
             .await
             .map_err(StoreError::mongo(context))?;
@@ -273,6 +280,7 @@ impl Store {
                     "lines": { "$sum": "$lines.units" },
                 } },
             ])
+            .batch_size(STREAM_BATCH)
             .session(&mut *session)
             .await
             .map_err(StoreError::mongo("audit rewardDistributions"))?;

@@ -14,17 +14,18 @@
 //! 8. `registry::stakes`: the validators job's stake shares.
 //! 9. `registry::decay`: score decay.
 //! 10. `intake`: TASK receipts and how a TASK's writes reach the server.
-//! 11. `intake::groups`: the group writer of TASKs and PINGs.
-//! 12. `intake::front`: the checks before a message is written, then its group write.
-//! 13. `ledger`: scanned blocks, credited transactions, distributions, credit lines, balances.
-//! 14. `ledger::rewards`: the rewards run's one transaction, and pruning what reorg checks no
+//! 11. `intake::plan`: what a group of messages does, decided as one at a time (pure).
+//! 12. `intake::groups`: the group writer of TASKs and PINGs.
+//! 13. `intake::front`: the checks before a message is written, then its group write.
+//! 14. `ledger`: scanned blocks, credited transactions, distributions, credit lines, balances.
+//! 15. `ledger::rewards`: the rewards run's one transaction, and pruning what reorg checks no
 //!     longer need.
-//! 15. `payouts`: payout batches and their states; what leaves the balances.
-//! 16. `ledger::totals`: the money totals of `/api/v1/stats`, which count the batches in flight.
-//! 17. `history`: the charts' hours.
-//! 18. `imports`: the one-time import of the original's unpaid payouts.
-//! 19. `audit`: the books recomputed from one snapshot.
-//! 20. `indexes`: every index, and every public read they must serve.
+//! 16. `payouts`: payout batches and their states; what leaves the balances.
+//! 17. `ledger::totals`: the money totals of `/api/v1/stats`, which count the batches in flight.
+//! 18. `history`: the charts' hours.
+//! 19. `imports`: the one-time import of the original's unpaid payouts.
+//! 20. `audit`: the books recomputed from one snapshot.
+//! 21. `indexes`: every index, and every public read they must serve.
 
 pub mod audit;
 pub mod db;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::config::NodeConfig;
 use crate::store::db::{Result, Store};
 use crate::store::intake::TaskWrites;
-use crate::store::intake::groups::{Activity, ActivityGroups, GroupTotals, Recorded};
+use crate::store::intake::groups::{ActivityGroups, GroupTotals};
+use crate::store::intake::plan::{Activity, Recorded};
 use crate::store::registry::Parties;
 use crate::store::registry::cache::RegistryCache;
 

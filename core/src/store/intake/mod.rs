@@ -3,6 +3,7 @@
 
 pub mod front;
 pub mod groups;
+pub mod plan;
 
 use std::time::Duration;
 
