@@ -270,6 +270,31 @@ pub fn stored_units(value: Option<&Bson>) -> Option<i64> {
     }
 }
 
+/// Why a stored coin amount was not read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoredCoinsError {
+    #[error("is missing")]
+    Missing,
+    #[error("is a {0:?}, not a number")]
+    NotANumber(bson::spec::ElementType),
+    #[error(transparent)]
+    Invalid(#[from] AmountError),
+}
+
+/// An amount in coins as the original iNode stored it: a float read as the original paid it
+/// (see [`Amount::from_legacy_float`]), or an exact int, decimal or string from looser old data.
+pub fn stored_coins(value: Option<&Bson>) -> Result<Amount, StoredCoinsError> {
+    Ok(match value {
+        Some(Bson::Double(v)) => Amount::from_legacy_float(*v)?,
+        Some(Bson::String(s)) => Amount::parse(s)?,
+        Some(Bson::Int32(v)) => Amount::parse(&v.to_string())?,
+        Some(Bson::Int64(v)) => Amount::parse(&v.to_string())?,
+        Some(Bson::Decimal128(v)) => Amount::parse(&v.to_string())?,
+        None | Some(Bson::Null) => return Err(StoredCoinsError::Missing),
+        Some(other) => return Err(StoredCoinsError::NotANumber(other.element_type())),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

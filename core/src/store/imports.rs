@@ -11,7 +11,7 @@ use bson::{Bson, DateTime, Document, doc};
 use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 
-use crate::money::{Amount, MAX_SUPPLY};
+use crate::money::{Amount, MAX_SUPPLY, StoredCoinsError, stored_coins};
 use crate::store::db::{Result, Store, StoreError, update_many_by_key};
 use crate::store::names;
 use crate::store::runs::Fence;
@@ -59,27 +59,14 @@ pub struct TempWithdrawalsImport {
 /// The `_id` of the `tempWithdrawals` import marker.
 pub const TEMP_WITHDRAWALS_IMPORT: &str = "tempWithdrawals";
 
-/// The amount one entry owes: `new_balance`, a float read as the original paid it (see
-/// [`Amount::from_legacy_float`]), or an exact int, decimal or string from looser old data.
-/// Zero, negative, non-finite and above-supply values are refused. The original never wrote
-/// `amount`, so it is not read.
+/// The amount one entry owes: `new_balance`, read by [`stored_coins`]. Zero, negative,
+/// non-finite and above-supply values are refused. The original never wrote `amount`, so it is
+/// not read.
 fn owed(entry: &Document) -> std::result::Result<Amount, String> {
-    let value = entry.get("new_balance");
-    let amount = match value {
-        Some(Bson::Double(v)) => Amount::from_legacy_float(*v),
-        Some(Bson::String(s)) => Amount::parse(s),
-        Some(Bson::Int32(v)) => Amount::parse(&v.to_string()),
-        Some(Bson::Int64(v)) => Amount::parse(&v.to_string()),
-        Some(Bson::Decimal128(v)) => Amount::parse(&v.to_string()),
-        None | Some(Bson::Null) => return Err("new_balance is missing".into()),
-        Some(other) => {
-            return Err(format!(
-                "new_balance is a {:?}, not a number",
-                other.element_type()
-            ));
-        }
-    }
-    .map_err(|e| format!("new_balance: {e}"))?;
+    let amount = stored_coins(entry.get("new_balance")).map_err(|e| match e {
+        StoredCoinsError::Invalid(e) => format!("new_balance: {e}"),
+        other => format!("new_balance {other}"),
+    })?;
     if amount == Amount::ZERO {
         return Err("new_balance is zero (to 8 decimals): nothing is owed".into());
     }
