@@ -1,5 +1,5 @@
-//! TASKs and PINGs: what a TASK's receipt is, how its writes reach the server; the checks and
-//! the group writer below it.
+//! TASKs and PINGs: what a TASK's receipt is and how its writes reach the server. A group's plan
+//! (`plan.rs`), its writer (`groups.rs`) and the checks before it (`front.rs`) build on these.
 
 pub mod front;
 pub mod groups;

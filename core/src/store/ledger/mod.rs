@@ -1,5 +1,6 @@
 //! The books: the blocks scanned and transactions credited, the reward distributions and their
-//! credit lines, and the balances; the rewards run's writes and the totals below it.
+//! credit lines, and the balances. The rewards run's writes (`rewards.rs`) and the totals
+//! (`totals.rs`) build on these.
 
 pub mod rewards;
 pub mod totals;

@@ -1,5 +1,6 @@
-//! The rewards job's database side: what is already credited, who shares, and the one transaction
-//! that records a distribution (SPEC §5.1 step 5).
+//! The rewards job's database side: what is already credited, who shares, the one transaction
+//! that records a distribution (SPEC §5.1 step 5), and pruning the scanned blocks no reorg check
+//! needs.
 
 use std::collections::HashSet;
 
