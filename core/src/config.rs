@@ -244,6 +244,11 @@ pub struct NodeConfig {
     pub registry_cache: bool,
     /// The cached registry is read again in full this often, whatever the change stream says.
     pub registry_reload_seconds: u32,
+    /// Both ports read a PROXY protocol header (v1 or v2) before anything else, and take the
+    /// client's address from it: behind a load balancer that sends one, the per-client limits
+    /// and the logs see the validator rather than the balancer. A connection without a valid
+    /// header is closed.
+    pub proxy_protocol: bool,
 }
 
 impl Default for NodeConfig {
@@ -265,6 +270,7 @@ impl Default for NodeConfig {
             max_group_size: 512,
             registry_cache: true,
             registry_reload_seconds: 60,
+            proxy_protocol: false,
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod connections;
 pub mod gate;
 pub mod http;
 pub mod metrics;
+pub mod proxy_header;
 pub mod standalone;
 pub mod websocket;
 
@@ -46,6 +47,8 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// Once the servers stop accepting, open connections get this long to finish.
     pub shutdown_timeout: Duration,
+    /// Each connection starts with a PROXY protocol header naming the client.
+    pub proxy_protocol: bool,
 }
 
 impl Limits {
@@ -62,6 +65,7 @@ impl Limits {
             http_request_timeout: Duration::from_secs(node.http_request_timeout_seconds.into()),
             max_body_bytes: 64 * 1024,
             shutdown_timeout: Duration::from_secs(node.shutdown_timeout_seconds.into()),
+            proxy_protocol: node.proxy_protocol,
         }
     }
 }

@@ -44,6 +44,8 @@ pub struct Metrics {
     pub payouts_held_balances: Gauge,
     /// HTTP connections closed at once: over the connection cap or the per-client cap.
     pub refused_http_connections: Counter,
+    /// Connections closed for want of a valid PROXY protocol header (`node.proxyProtocol`).
+    pub refused_proxy_headers: Counter,
     /// The limits in force, as set at start (file descriptors after raising the soft limit).
     pub limits: Family<LimitLabels, Gauge>,
     /// Connections still open at the shutdown timeout, closed with a reason.
@@ -157,6 +159,12 @@ impl Default for Metrics {
             "http_connections_refused",
             "HTTP connections closed at once: over the connection cap or the per-client cap",
             refused_http_connections.clone(),
+        );
+        let refused_proxy_headers = Counter::default();
+        registry.register(
+            "proxy_headers_refused",
+            "Connections closed with `node.proxyProtocol` on: no valid PROXY protocol header within the idle timeout, or too many headers being read at once",
+            refused_proxy_headers.clone(),
         );
         let connections_cut = Family::<CutLabels, Counter>::default();
         registry.register(
@@ -286,6 +294,7 @@ impl Default for Metrics {
             task_groups_failed,
             registry_loads,
             refused_http_connections,
+            refused_proxy_headers,
             connections_cut,
             limits,
             payouts_in_flight,

@@ -62,35 +62,62 @@ pub async fn serve(listener: TcpListener, state: Arc<NodeState>, lifecycle: Life
         state.limits.max_connections_per_client,
     );
     let stop = lifecycle.stop.clone();
-    accept_until_stopped(listener, "websocket", stop, |stream, address| {
-        let state = state.clone();
-        match gate.admit(address.ip()) {
-            crate::gate::Admission::Admitted(pass) => {
-                let connection_lifecycle = lifecycle.clone();
-                lifecycle.spawn(async move {
-                    state.metrics.open_connections.inc();
-                    connection(stream, address, &state, &connection_lifecycle).await;
-                    state.metrics.open_connections.dec();
-                    drop(pass);
-                });
-            }
-            crate::gate::Admission::Refused(slot) => {
-                state.metrics.refused_connections.inc();
-                // Explained while few are being refused; past that, closed at once.
-                if let Some(slot) = slot {
-                    let cut = lifecycle.cut.clone();
-                    lifecycle.spawn(async move {
-                        tokio::select! {
-                            _ = refuse(stream, &state) => {}
-                            _ = cut.cancelled() => {}
-                        }
-                        drop(slot);
-                    });
-                }
-            }
+    let clients = crate::proxy_header::ClientAddresses::new(
+        "websocket",
+        state.limits.proxy_protocol,
+        state.limits.idle_timeout,
+        state.metrics.refused_proxy_headers.clone(),
+    );
+    let take = {
+        let (state, lifecycle) = (state.clone(), lifecycle.clone());
+        move |stream: TcpStream, address: SocketAddr| {
+            admit(&gate, &state, &lifecycle, stream, address)
         }
+    };
+    let take = Arc::new(take);
+    accept_until_stopped(listener, "websocket", stop, |stream, peer| {
+        let take = take.clone();
+        clients.hand_over(&lifecycle, stream, peer, move |stream, client| {
+            take(stream, client)
+        });
     })
     .await
+}
+
+/// Admits a connection under the limits, or refuses it.
+fn admit(
+    gate: &Arc<crate::gate::Gate>,
+    state: &Arc<NodeState>,
+    lifecycle: &Lifecycle,
+    stream: TcpStream,
+    address: SocketAddr,
+) {
+    let state = state.clone();
+    match gate.admit(address.ip()) {
+        crate::gate::Admission::Admitted(pass) => {
+            let connection_lifecycle = lifecycle.clone();
+            lifecycle.spawn(async move {
+                state.metrics.open_connections.inc();
+                connection(stream, address, &state, &connection_lifecycle).await;
+                state.metrics.open_connections.dec();
+                drop(pass);
+            });
+        }
+        crate::gate::Admission::Refused(slot) => {
+            state.metrics.refused_connections.inc();
+            // Explained while few are being refused; past that, closed at once.
+            if let Some(slot) = slot {
+                let cut = lifecycle.cut.clone();
+                lifecycle.spawn(async move {
+                    tokio::select! {
+                        _ = refuse(stream, &state) => {}
+                        _ = cut.cancelled() => {}
+                    }
+                    drop(slot);
+                });
+            }
+        }
+    }
 }
 
 fn websocket_config(state: &NodeState) -> WebSocketConfig {

@@ -215,6 +215,16 @@ pub struct Node {
     /// Seconds between full reads of the cached registry (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry_reload_seconds: Option<u32>,
+    /// Both ports read a PROXY protocol header (v1 or v2) first and take the client's address
+    /// from it; a connection without a valid header is closed (default false). Turn it on only
+    /// behind a load balancer that sends the header on every connection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy_protocol: Option<bool>,
+    /// The node Service's externalTrafficPolicy, for LoadBalancer and NodePort types: Local
+    /// (default: traffic keeps its client address, so the per-client limits act on the
+    /// validator) or Cluster (the client address becomes a cluster node's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub external_traffic_policy: Option<String>,
 }
 
 /// A `monitoring.coreos.com/v1` ServiceMonitor scraping every node replica through the node

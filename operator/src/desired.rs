@@ -436,16 +436,28 @@ pub fn service(mp: &MinerPool, config: &Config) -> Service {
         protocol: Some("TCP".into()),
         ..ServicePort::default()
     };
+    let type_ = mp
+        .spec
+        .node
+        .service_type
+        .clone()
+        .unwrap_or_else(|| "ClusterIP".into());
+    // Through a node port, `Cluster` forwards from any cluster node and replaces the client's
+    // address with that node's: every validator would share a few addresses and their
+    // per-client limits. `Local` keeps the address (traffic goes only to nodes with a ready
+    // node pod). A ClusterIP Service has no such policy.
+    let external_traffic_policy = (type_ == "LoadBalancer" || type_ == "NodePort").then(|| {
+        mp.spec
+            .node
+            .external_traffic_policy
+            .clone()
+            .unwrap_or_else(|| "Local".into())
+    });
     stamped(Service {
         metadata: metadata(mp, names::node(&pool), "node"),
         spec: Some(ServiceSpec {
-            type_: Some(
-                mp.spec
-                    .node
-                    .service_type
-                    .clone()
-                    .unwrap_or_else(|| "ClusterIP".into()),
-            ),
+            type_: Some(type_),
+            external_traffic_policy,
             selector: Some(node_selector_labels(&pool)),
             ports: Some(vec![
                 port("http", config.node.http_address.port()),

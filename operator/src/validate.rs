@@ -47,6 +47,7 @@ const MAX_NAME_LEN: usize = 52 - "-validators".len();
 /// or two of its deletion.
 pub const DEFAULT_SHUTDOWN_DELAY_SECONDS: u32 = 5;
 const SERVICE_TYPES: [&str; 3] = ["ClusterIP", "NodePort", "LoadBalancer"];
+const TRAFFIC_POLICIES: [&str; 2] = ["Local", "Cluster"];
 
 /// The Secrets the spec refers to, with the field that names each.
 pub fn secret_refs(spec: &MinerPoolSpec) -> Vec<(&'static str, &SecretKeyRef)> {
@@ -195,6 +196,14 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
             ),
         );
     }
+    if let Some(policy) = &node.external_traffic_policy
+        && !TRAFFIC_POLICIES.contains(&policy.as_str())
+    {
+        problem(
+            "spec.node.externalTrafficPolicy",
+            format!("{policy:?} is not one of {}", TRAFFIC_POLICIES.join(", ")),
+        );
+    }
     if let Some(resources) = &node.resources {
         for (kind, values) in resources {
             if kind != "limits" && kind != "requests" {
@@ -321,6 +330,7 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     set(&mut n.max_group_size, node.max_group_size);
     set(&mut n.registry_cache, node.registry_cache);
     set(&mut n.registry_reload_seconds, node.registry_reload_seconds);
+    set(&mut n.proxy_protocol, node.proxy_protocol);
     config.payouts.sender = sender;
     let mut amount = |field: &str, text: &Option<String>| {
         let text = text.as_ref()?;

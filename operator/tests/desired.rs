@@ -74,6 +74,25 @@ fn cron(d: &Desired, kind: JobKind) -> &CronJob {
     &d.cron_jobs.iter().find(|(k, _)| *k == kind).unwrap().1
 }
 
+/// Through a node port the default `Cluster` policy would give every validator a cluster node's
+/// address, and the per-client limits would throttle them together: `Local` keeps the address.
+#[test]
+fn a_load_balancer_or_node_port_keeps_the_client_address_by_default() {
+    for service_type in ["LoadBalancer", "NodePort"] {
+        let mut mp = fixtures::minerpool("pool", "ns");
+        mp.spec.node.service_type = Some(service_type.into());
+        let (config, d) = build(&mp, &mongodb_only());
+        let svc = d.service.spec.as_ref().unwrap();
+        assert_eq!(svc.type_.as_deref(), Some(service_type));
+        assert_eq!(
+            svc.external_traffic_policy.as_deref(),
+            Some("Local"),
+            "{service_type}"
+        );
+        assert!(!config.node.proxy_protocol, "off unless asked for");
+    }
+}
+
 #[test]
 fn defaults_give_a_complete_pool() {
     let mp = fixtures::minerpool("pool", "ns");
@@ -146,6 +165,10 @@ fn defaults_give_a_complete_pool() {
 
     let svc = d.service.spec.as_ref().unwrap();
     assert_eq!(svc.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(
+        svc.external_traffic_policy, None,
+        "a ClusterIP Service has no external traffic policy"
+    );
     assert_eq!(
         svc.ports
             .iter()
@@ -265,6 +288,8 @@ fn every_field_set() -> MinerPool {
     s.node.max_group_size = Some(64);
     s.node.registry_cache = Some(false);
     s.node.registry_reload_seconds = Some(120);
+    s.node.proxy_protocol = Some(true);
+    s.node.external_traffic_policy = Some("Cluster".into());
     mp
 }
 
@@ -335,9 +360,10 @@ fn every_spec_field_lands_where_it_should() {
             n.signed_window_seconds,
             n.max_group_size,
             n.registry_cache,
-            n.registry_reload_seconds
+            n.registry_reload_seconds,
+            n.proxy_protocol
         ),
-        (Protocol::Signed, 90, 64, false, 120)
+        (Protocol::Signed, 90, 64, false, 120, true)
     );
     assert_eq!(config.node.http_address.port(), 9001);
     assert_eq!(config.node.websocket_address.port(), 9501);
@@ -379,6 +405,11 @@ fn every_spec_field_lands_where_it_should() {
 
     let svc = d.service.spec.as_ref().unwrap();
     assert_eq!(svc.type_.as_deref(), Some("LoadBalancer"));
+    assert_eq!(
+        svc.external_traffic_policy.as_deref(),
+        Some("Cluster"),
+        "the admin's choice stands"
+    );
     assert_eq!(
         svc.ports
             .iter()
@@ -806,6 +837,15 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
     let mut mp = base.clone();
     mp.spec.node.service_type = Some("ExternalName".into());
     assert_problem(&mp, &ok, "spec.node.serviceType", "not one of");
+
+    let mut mp = base.clone();
+    mp.spec.node.external_traffic_policy = Some("local".into());
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.node.externalTrafficPolicy",
+        "\"local\" is not one of Local, Cluster",
+    );
 
     let mut mp = base.clone();
     mp.spec.node.http_port = Some(7000);

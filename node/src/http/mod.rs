@@ -51,22 +51,37 @@ pub async fn serve(
         limits.max_connections_per_client,
     );
     let stop = lifecycle.stop.clone();
-    accept_until_stopped(listener, "http", stop, |stream, address| {
-        match gate.admit(address.ip()) {
-            Admission::Admitted(pass) => {
-                let io = Guarded::new(
-                    stream,
-                    pass,
-                    limits.http_idle_timeout,
-                    limits.http_connection_lifetime,
-                );
-                lifecycle.spawn(connection(io, address, app.clone(), lifecycle.clone()));
+    let clients = crate::proxy_header::ClientAddresses::new(
+        "http",
+        limits.proxy_protocol,
+        limits.http_idle_timeout,
+        state.metrics.refused_proxy_headers.clone(),
+    );
+    let take = {
+        let lifecycle = lifecycle.clone();
+        Arc::new(move |stream: tokio::net::TcpStream, address: SocketAddr| {
+            match gate.admit(address.ip()) {
+                Admission::Admitted(pass) => {
+                    let io = Guarded::new(
+                        stream,
+                        pass,
+                        limits.http_idle_timeout,
+                        limits.http_connection_lifetime,
+                    );
+                    lifecycle.spawn(connection(io, address, app.clone(), lifecycle.clone()));
+                }
+                Admission::Refused(_) => {
+                    state.metrics.refused_http_connections.inc();
+                    drop(stream);
+                }
             }
-            Admission::Refused(_) => {
-                state.metrics.refused_http_connections.inc();
-                drop(stream);
-            }
-        }
+        })
+    };
+    accept_until_stopped(listener, "http", stop, |stream, peer| {
+        let take = take.clone();
+        clients.hand_over(&lifecycle, stream, peer, move |stream, client| {
+            take(stream, client)
+        });
     })
     .await
 }
