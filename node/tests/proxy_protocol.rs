@@ -74,13 +74,17 @@ async fn http_through(n: &TestNode, header: &[u8], request: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-async fn refused_headers(n: &TestNode) -> String {
-    common::text_of(format!("{}/metrics", n.http))
-        .await
+/// The refused-headers line of a `/metrics` text.
+fn refused_line(metrics: &str) -> String {
+    metrics
         .lines()
         .find(|l| l.starts_with("minerpool_node_proxy_headers_refused_total "))
         .unwrap_or_default()
         .to_owned()
+}
+
+async fn refused_headers(n: &TestNode) -> String {
+    refused_line(&common::text_of(format!("{}/metrics", n.http)).await)
 }
 
 #[tokio::test]
@@ -134,11 +138,7 @@ async fn refused_headers_via_header(n: &TestNode) -> String {
         "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
     )
     .await;
-    answer
-        .lines()
-        .find(|l| l.starts_with("minerpool_node_proxy_headers_refused_total "))
-        .unwrap_or_default()
-        .to_owned()
+    refused_line(&answer)
 }
 
 #[tokio::test]
