@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use kube::api::{Api, ListParams};
 use minerpool_operator::crd::{JobSpec, Jobs, MinerPool};
-use minerpool_operator::cronjob_api::CronJobVersion;
 use minerpool_operator::fixtures;
 use minerpool_operator::metrics::Metrics;
 use minerpool_operator::reconcile::{self, Context, Scope};
+use minerpool_operator::served_api::ServedApis;
 use minerpool_operator::testing;
 use minerpool_tests::wait;
 
@@ -69,6 +69,7 @@ async fn main() {
             validators: suspended.clone(),
             payouts: suspended.clone(),
             decay: suspended,
+            pod_overrides: None,
         };
         testing::create_pool(&admin, &ns, &mp).await;
     }
@@ -78,7 +79,7 @@ async fn main() {
     let (rss_before, _) = memory();
 
     let (client, counts) = testing::counting_admin_client().await;
-    let version = CronJobVersion::discover(&client).await.unwrap();
+    let version = ServedApis::discover(&client).await.unwrap();
     let ctx = Arc::new(Context::new(client, version, Metrics::default(), None));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let started = Instant::now();

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -49,6 +51,9 @@ pub struct MinerPoolSpec {
     /// What the dashboard keeps over time.
     #[serde(default)]
     pub history: History,
+    /// A NetworkPolicy for the node and the jobs.
+    #[serde(default)]
+    pub network_policy: NetworkPolicy,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -166,9 +171,26 @@ pub struct Node {
     /// grace period is the delay plus this plus 10 s for the last group write and exit.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shutdown_timeout_seconds: Option<u32>,
-    /// Resource requests and limits of the node container.
+    /// Resource requests and limits of the node container (default: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resources: Option<BTreeMap<String, BTreeMap<String, String>>>,
+    pub resources: Option<ResourceRequirements>,
+    /// A partial PodTemplateSpec (metadata and spec) merged over the node pod the operator
+    /// builds, by Kubernetes' merge rules: containers, init containers, env, volumes, volume
+    /// mounts, ports and pull secrets by name, topology spread constraints by topologyKey;
+    /// tolerations are appended; every other list, and nodeSelector, is replaced. The operator's
+    /// container is `node` in the node pod and `job` in every job's. Refused, as the operator
+    /// owns them: that container's command, args and image, the env it fills from Secrets, its
+    /// `config` mount, its `http`/`websocket` ports and its probes' httpGet,
+    /// readOnlyRootFilesystem false; the `config` volume, automountServiceAccountToken true, the
+    /// selector labels (app.kubernetes.io/*), the config-hash annotation, restartPolicy and the
+    /// node's terminationGracePeriodSeconds. A refused or unknown field makes the spec invalid,
+    /// named by its path in the Ready condition, and nothing is applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
+    /// A PodDisruptionBudget over the node pods (default: one with maxUnavailable 1 when
+    /// replicas is above 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption_budget: Option<DisruptionBudget>,
     /// Secret key with the admin bearer token (enables /api/v1 writes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub admin_token_secret_ref: Option<SecretKeyRef>,
@@ -243,9 +265,57 @@ pub struct ServiceMonitor {
     pub labels: Option<BTreeMap<String, String>>,
 }
 
+/// A partial pod template (see `spec.node.podOverrides` for how it is merged and what is refused).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(transparent)]
+pub struct PodOverrides(pub serde_json::Value);
+
+impl JsonSchema for PodOverrides {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PodOverrides".into()
+    }
+
+    /// An open object: the full PodTemplateSpec schema is about 320 kB, and six copies of it
+    /// would pass the API server's limit on a CRD's size. The operator checks the fields.
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": true,
+        })
+    }
+}
+
+/// The node's PodDisruptionBudget.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DisruptionBudget {
+    /// true: always; false: never; unset: when replicas is above 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// Node pods that may be evicted at once: a number from 1 or a percentage from 1% to 100%
+    /// (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_unavailable: Option<IntOrString>,
+}
+
+/// Who may connect to the pods. Egress is left to the cluster's own policies: the node needs
+/// MongoDB and the cluster DNS; the jobs need MongoDB, the chain's API and the DNS.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct NetworkPolicy {
+    /// Create it (default false): the node takes its WebSocket and HTTP ports from anywhere,
+    /// the jobs take no connection. Turned off, the one the operator created is deleted.
+    #[serde(default)]
+    pub enabled: bool,
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Jobs {
+    /// A partial pod template merged over every job's pod, before the job's own podOverrides,
+    /// as spec.node.podOverrides is over the node's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
     /// The rewards CronJob (default every minute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rewards: Option<JobSpec>,
@@ -281,6 +351,13 @@ pub struct JobSpec {
     /// Seconds a run may take before it is stopped.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
+    /// Resource requests and limits of the job container (default: requests cpu 50m and
+    /// memory 64Mi, limit memory 512Mi); given, it replaces the default as a whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// A partial pod template merged over this job's pod, after spec.jobs.podOverrides.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_overrides: Option<PodOverrides>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -344,6 +421,13 @@ pub struct MinerPoolStatus {
     /// The node ServiceMonitor the operator applied, so that it is deleted when turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_monitor: Option<String>,
+    /// The node PodDisruptionBudget the operator applied, so that it is deleted when no longer
+    /// wanted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption_budget: Option<String>,
+    /// The NetworkPolicies the operator applied, so that they are deleted when turned off.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub network_policies: Vec<String>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]

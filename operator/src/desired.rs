@@ -1,5 +1,6 @@
 //! The children a valid MinerPool wants, as pure functions of the MinerPool and its rendered
-//! config: a ConfigMap, the node Deployment and Service, and one CronJob per enabled job.
+//! config: a ConfigMap, the node Deployment and Service, one CronJob per enabled job, and the
+//! optional ServiceMonitor, PodDisruptionBudget and NetworkPolicies.
 //!
 //! Each child carries [`APPLIED_HASH`], a digest of what the operator applies; the reconciler
 //! skips the apply when the live object carries the same digest, so a steady state makes no writes.
@@ -11,10 +12,15 @@ use k8s_openapi::api::batch::v1::{CronJob, CronJobSpec, JobSpec as K8sJobSpec, J
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMap, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
     HTTPGetAction, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
-    SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec, Volume,
-    VolumeMount,
+    SeccompProfile, SecretKeySelector, SecurityContext, Service, ServicePort, ServiceSpec,
+    TopologySpreadConstraint, Volume, VolumeMount,
 };
+use k8s_openapi::api::networking::v1::{
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+};
+use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelectorRequirement;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{Resource, ResourceExt};
@@ -22,7 +28,8 @@ use minerpool_core::config::Config;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::crd::{JobSpec, MinerPool, MinerPoolSpec, SecretKeyRef};
+use crate::crd::{JobSpec, MinerPool, MinerPoolSpec, PodOverrides, SecretKeyRef};
+use crate::overrides;
 
 /// Annotation holding the digest of the applied object.
 pub const APPLIED_HASH: &str = "minerpool.io/applied-hash";
@@ -40,6 +47,13 @@ pub const STARTING_DEADLINE_SECONDS: i64 = 50;
 /// A run that hangs is stopped after this, so `Forbid` cannot block a job for ever.
 pub const DEFAULT_ACTIVE_DEADLINE_SECONDS: i64 = 600;
 pub const DEFAULT_HISTORY_LIMIT: i32 = 3;
+/// The container the operator builds in every job's pod (the same name in each, so that
+/// `spec.jobs.podOverrides` reaches all of them).
+pub const JOB_CONTAINER: &str = "job";
+/// The container the operator builds in the node pod.
+pub const NODE_CONTAINER: &str = "node";
+/// The node pods are spread over this topology by default.
+pub const SPREAD_TOPOLOGY_KEY: &str = "kubernetes.io/hostname";
 /// Time a node pod has, after its drain delay and its shutdown timeout, for the group writer's
 /// last write and the exit.
 pub const NODE_EXIT_SECONDS: i64 = 10;
@@ -103,6 +117,16 @@ impl JobKind {
     }
 }
 
+/// The environment variables the operator fills from the Secrets the spec names.
+pub mod env {
+    pub const MONGODB_URI: &str = "MONGODB_URI";
+    pub const ADMIN_TOKEN: &str = "MINERPOOL_ADMIN_TOKEN";
+    pub const ADMIN_RSA_KEY: &str = "MINERPOOL_ADMIN_RSA_KEY";
+    pub const WALLET_KEY: &str = "MINERPOOL_WALLET_KEY";
+    /// Every one, whether or not a given pod gets it: none may come from elsewhere.
+    pub const ALL: [&str; 4] = [MONGODB_URI, ADMIN_TOKEN, ADMIN_RSA_KEY, WALLET_KEY];
+}
+
 /// Names of the children of a MinerPool.
 pub mod names {
     use super::JobKind;
@@ -115,6 +139,10 @@ pub mod names {
     }
     pub fn cron_job(pool: &str, job: JobKind) -> String {
         format!("{pool}-{}", job.name())
+    }
+    /// The NetworkPolicy of the job pods (the node's is named like the node).
+    pub fn jobs_network_policy(pool: &str) -> String {
+        format!("{pool}-jobs")
     }
 }
 
@@ -159,6 +187,10 @@ pub struct Desired {
     pub cron_jobs: Vec<(JobKind, CronJob)>,
     /// The node ServiceMonitor, when `spec.node.serviceMonitor.enabled`.
     pub service_monitor: Option<kube::api::DynamicObject>,
+    /// The node's PodDisruptionBudget, when wanted ([`disruption_budget`]).
+    pub disruption_budget: Option<PodDisruptionBudget>,
+    /// The node's and the jobs' NetworkPolicies, when `spec.networkPolicy.enabled`.
+    pub network_policies: Option<[NetworkPolicy; 2]>,
 }
 
 /// Builds the children of a validated MinerPool. `mp` must come from the API server (it needs a
@@ -176,7 +208,95 @@ pub fn desired(mp: &MinerPool, config: &Config) -> Desired {
             .map(|kind| (kind, cron_job(mp, kind)))
             .collect(),
         service_monitor: service_monitor(mp),
+        disruption_budget: disruption_budget(mp),
+        network_policies: network_policies(mp, config),
     }
+}
+
+/// The default budget: one node pod at a time.
+pub const DEFAULT_MAX_UNAVAILABLE: i32 = 1;
+
+/// A budget over the node pods: `enabled` true or false decides; unset, there is one when the
+/// MinerPool asks for more than one replica (at one, a budget of one changes nothing; with
+/// replicas unset, whoever scales the Deployment decides and the spec says nothing).
+pub fn disruption_budget(mp: &MinerPool) -> Option<PodDisruptionBudget> {
+    let node = &mp.spec.node;
+    let budget = node.disruption_budget.clone().unwrap_or_default();
+    let wanted = budget
+        .enabled
+        .unwrap_or_else(|| node.replicas.is_some_and(|r| r > 1));
+    if !wanted {
+        return None;
+    }
+    let pool = mp.name_any();
+    Some(stamped(PodDisruptionBudget {
+        metadata: metadata(mp, names::node(&pool), "node"),
+        spec: Some(PodDisruptionBudgetSpec {
+            max_unavailable: Some(
+                budget
+                    .max_unavailable
+                    .unwrap_or(IntOrString::Int(DEFAULT_MAX_UNAVAILABLE)),
+            ),
+            selector: Some(LabelSelector {
+                match_labels: Some(node_selector_labels(&pool)),
+                ..LabelSelector::default()
+            }),
+            ..PodDisruptionBudgetSpec::default()
+        }),
+        ..PodDisruptionBudget::default()
+    }))
+}
+
+/// Ingress only: the node takes its two ports from anywhere; the job pods take nothing (they
+/// listen on no port). Egress is the cluster's own choice (README: what each must reach).
+pub fn network_policies(mp: &MinerPool, config: &Config) -> Option<[NetworkPolicy; 2]> {
+    if !mp.spec.network_policy.enabled {
+        return None;
+    }
+    let pool = mp.name_any();
+    let port = |number: u16| NetworkPolicyPort {
+        port: Some(IntOrString::Int(number.into())),
+        protocol: Some("TCP".into()),
+        ..NetworkPolicyPort::default()
+    };
+    let node = NetworkPolicy {
+        metadata: metadata(mp, names::node(&pool), "node"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(node_selector_labels(&pool)),
+                ..LabelSelector::default()
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(vec![NetworkPolicyIngressRule {
+                ports: Some(vec![
+                    port(config.node.http_address.port()),
+                    port(config.node.websocket_address.port()),
+                ]),
+                ..NetworkPolicyIngressRule::default()
+            }]),
+            ..NetworkPolicySpec::default()
+        }),
+    };
+    let jobs = NetworkPolicy {
+        metadata: metadata(mp, names::jobs_network_policy(&pool), "jobs"),
+        spec: Some(NetworkPolicySpec {
+            pod_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([
+                    ("app.kubernetes.io/name".into(), "minerpool".into()),
+                    ("app.kubernetes.io/instance".into(), pool.clone()),
+                ])),
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "app.kubernetes.io/component".into(),
+                    operator: "In".into(),
+                    values: Some(JobKind::ALL.iter().map(|k| k.name().into()).collect()),
+                }]),
+            }),
+            policy_types: Some(vec!["Ingress".into()]),
+            ingress: Some(Vec::new()),
+            ..NetworkPolicySpec::default()
+        }),
+    };
+    Some([stamped(node), stamped(jobs)])
 }
 
 /// The Prometheus Operator's ServiceMonitor API.
@@ -333,20 +453,33 @@ fn config_args(first: &str) -> Vec<String> {
     ]
 }
 
-fn resources(spec: &BTreeMap<String, BTreeMap<String, String>>) -> ResourceRequirements {
-    let pick = |kind: &str| {
-        spec.get(kind).map(|values| {
-            values
+/// A job's resources when its spec names none: a run is mostly waiting on MongoDB and the
+/// chain; the limit stops a run gone wrong before it troubles the node's neighbours.
+pub fn default_job_resources() -> ResourceRequirements {
+    let quantities = |pairs: &[(&str, &str)]| {
+        Some(
+            pairs
                 .iter()
-                .map(|(k, v)| (k.clone(), Quantity(v.clone())))
-                .collect()
-        })
+                .map(|(k, v)| ((*k).to_owned(), Quantity((*v).to_owned())))
+                .collect(),
+        )
     };
     ResourceRequirements {
-        limits: pick("limits"),
-        requests: pick("requests"),
+        requests: quantities(&[("cpu", "50m"), ("memory", "64Mi")]),
+        limits: quantities(&[("memory", "512Mi")]),
         ..ResourceRequirements::default()
     }
+}
+
+/// Merges the overrides, in order, over the pod the operator built. Each was checked by
+/// validation; one that is not a pod template (impossible after it) is left out.
+fn with_overrides(mut pod: PodTemplateSpec, all: &[&Option<PodOverrides>]) -> PodTemplateSpec {
+    for over in all.iter().copied().flatten() {
+        if let Ok(parsed) = overrides::parse("", &over.0) {
+            overrides::merge(&mut pod, parsed);
+        }
+    }
+    pod
 }
 
 fn http_probe(path: &str) -> Probe {
@@ -363,16 +496,42 @@ fn http_probe(path: &str) -> Probe {
 
 pub fn deployment(mp: &MinerPool, config: &Config, config_digest: &str) -> Deployment {
     let pool = mp.name_any();
+    let template = with_overrides(
+        node_pod(mp, config, config_digest),
+        &[&mp.spec.node.pod_overrides],
+    );
+    stamped(Deployment {
+        metadata: metadata(mp, names::node(&pool), "node"),
+        spec: Some(DeploymentSpec {
+            // Unset: whoever scales the Deployment (kubectl scale, an HPA) owns the count.
+            replicas: mp.spec.node.replicas,
+            selector: LabelSelector {
+                match_labels: Some(node_selector_labels(&pool)),
+                ..LabelSelector::default()
+            },
+            template,
+            ..DeploymentSpec::default()
+        }),
+        ..Deployment::default()
+    })
+}
+
+/// The node pod as the operator builds it, before `spec.node.podOverrides`.
+pub fn node_pod(mp: &MinerPool, config: &Config, config_digest: &str) -> PodTemplateSpec {
+    let pool = mp.name_any();
     let node = &mp.spec.node;
-    let mut env = vec![secret_env("MONGODB_URI", &mp.spec.mongodb.uri_secret_ref)];
+    let mut env = vec![secret_env(
+        env::MONGODB_URI,
+        &mp.spec.mongodb.uri_secret_ref,
+    )];
     if let Some(r) = &node.admin_token_secret_ref {
-        env.push(secret_env("MINERPOOL_ADMIN_TOKEN", r));
+        env.push(secret_env(env::ADMIN_TOKEN, r));
     }
     if let Some(r) = &node.admin_rsa_key_secret_ref {
-        env.push(secret_env("MINERPOOL_ADMIN_RSA_KEY", r));
+        env.push(secret_env(env::ADMIN_RSA_KEY, r));
     }
     let container = Container {
-        name: "node".into(),
+        name: NODE_CONTAINER.into(),
         image: Some(mp.spec.images.node.clone()),
         args: Some(config_args("serve")),
         env: Some(env),
@@ -392,39 +551,38 @@ pub fn deployment(mp: &MinerPool, config: &Config, config_digest: &str) -> Deplo
         ]),
         readiness_probe: Some(http_probe("/readyz")),
         liveness_probe: Some(http_probe("/healthz")),
-        resources: node.resources.as_ref().map(resources),
+        resources: node.resources.clone(),
         security_context: Some(container_security_context()),
         volume_mounts: Some(vec![config_mount()]),
         ..Container::default()
     };
-    stamped(Deployment {
-        metadata: metadata(mp, names::node(&pool), "node"),
-        spec: Some(DeploymentSpec {
-            // Unset: whoever scales the Deployment (kubectl scale, an HPA) owns the count.
-            replicas: node.replicas,
-            selector: LabelSelector {
-                match_labels: Some(node_selector_labels(&pool)),
-                ..LabelSelector::default()
-            },
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta {
-                    labels: Some(labels(&pool, "node")),
-                    annotations: Some(BTreeMap::from([(CONFIG_HASH.into(), config_digest.into())])),
-                    ..ObjectMeta::default()
-                }),
-                spec: Some(PodSpec {
-                    containers: vec![container],
-                    security_context: Some(pod_security_context()),
-                    automount_service_account_token: Some(false),
-                    volumes: Some(vec![config_volume(mp)]),
-                    termination_grace_period_seconds: Some(node_grace_period_seconds(&config.node)),
-                    ..PodSpec::default()
-                }),
-            },
-            ..DeploymentSpec::default()
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(&pool, "node")),
+            annotations: Some(BTreeMap::from([(CONFIG_HASH.into(), config_digest.into())])),
+            ..ObjectMeta::default()
         }),
-        ..Deployment::default()
-    })
+        spec: Some(PodSpec {
+            containers: vec![container],
+            security_context: Some(pod_security_context()),
+            automount_service_account_token: Some(false),
+            volumes: Some(vec![config_volume(mp)]),
+            termination_grace_period_seconds: Some(node_grace_period_seconds(&config.node)),
+            // Replicas on different machines, where there are several; one machine still
+            // schedules them all. A constraint on the same key in podOverrides replaces it.
+            topology_spread_constraints: Some(vec![TopologySpreadConstraint {
+                max_skew: 1,
+                topology_key: SPREAD_TOPOLOGY_KEY.into(),
+                when_unsatisfiable: "ScheduleAnyway".into(),
+                label_selector: Some(LabelSelector {
+                    match_labels: Some(node_selector_labels(&pool)),
+                    ..LabelSelector::default()
+                }),
+                ..TopologySpreadConstraint::default()
+            }]),
+            ..PodSpec::default()
+        }),
+    }
 }
 
 pub fn service(mp: &MinerPool, config: &Config) -> Service {
@@ -469,24 +627,53 @@ pub fn service(mp: &MinerPool, config: &Config) -> Service {
     })
 }
 
-pub fn cron_job(mp: &MinerPool, kind: JobKind) -> CronJob {
+/// A job's pod as the operator builds it, before the pod overrides.
+pub fn job_pod(mp: &MinerPool, kind: JobKind) -> PodTemplateSpec {
     let pool = mp.name_any();
     let job = kind.spec(&mp.spec);
-    let mut env = vec![secret_env("MONGODB_URI", &mp.spec.mongodb.uri_secret_ref)];
+    let mut env = vec![secret_env(
+        env::MONGODB_URI,
+        &mp.spec.mongodb.uri_secret_ref,
+    )];
     if kind == JobKind::Payouts
         && let Some(r) = &mp.spec.payouts.wallet_key_secret_ref
     {
-        env.push(secret_env("MINERPOOL_WALLET_KEY", r));
+        env.push(secret_env(env::WALLET_KEY, r));
     }
     let container = Container {
-        name: kind.name().into(),
+        name: JOB_CONTAINER.into(),
         image: Some(mp.spec.images.jobs.clone()),
         args: Some(config_args(kind.name())),
         env: Some(env),
+        resources: Some(job.resources.unwrap_or_else(default_job_resources)),
         security_context: Some(container_security_context()),
         volume_mounts: Some(vec![config_mount()]),
         ..Container::default()
     };
+    PodTemplateSpec {
+        metadata: Some(ObjectMeta {
+            labels: Some(labels(&pool, kind.name())),
+            ..ObjectMeta::default()
+        }),
+        spec: Some(PodSpec {
+            containers: vec![container],
+            restart_policy: Some("Never".into()),
+            security_context: Some(pod_security_context()),
+            // Neither the node nor a job talks to the Kubernetes API.
+            automount_service_account_token: Some(false),
+            volumes: Some(vec![config_volume(mp)]),
+            ..PodSpec::default()
+        }),
+    }
+}
+
+pub fn cron_job(mp: &MinerPool, kind: JobKind) -> CronJob {
+    let pool = mp.name_any();
+    let job = kind.spec(&mp.spec);
+    let template = with_overrides(
+        job_pod(mp, kind),
+        &[&mp.spec.jobs.pod_overrides, &job.pod_overrides],
+    );
     stamped(CronJob {
         metadata: metadata(mp, names::cron_job(&pool, kind), kind.name()),
         spec: Some(CronJobSpec {
@@ -518,21 +705,7 @@ pub fn cron_job(mp: &MinerPool, kind: JobKind) -> CronJob {
                         job.active_deadline_seconds
                             .unwrap_or(DEFAULT_ACTIVE_DEADLINE_SECONDS),
                     ),
-                    template: PodTemplateSpec {
-                        metadata: Some(ObjectMeta {
-                            labels: Some(labels(&pool, kind.name())),
-                            ..ObjectMeta::default()
-                        }),
-                        spec: Some(PodSpec {
-                            containers: vec![container],
-                            restart_policy: Some("Never".into()),
-                            security_context: Some(pod_security_context()),
-                            // Neither the node nor a job talks to the Kubernetes API.
-                            automount_service_account_token: Some(false),
-                            volumes: Some(vec![config_volume(mp)]),
-                            ..PodSpec::default()
-                        }),
-                    },
+                    template,
                     ..K8sJobSpec::default()
                 }),
             },

@@ -3,11 +3,12 @@
 
 pub mod crd;
 pub mod cron;
-pub mod cronjob_api;
 pub mod desired;
 pub mod leader;
 pub mod metrics;
+pub mod overrides;
 pub mod reconcile;
+pub mod served_api;
 pub mod server;
 pub mod status;
 pub mod testing;
@@ -106,6 +107,7 @@ pub mod fixtures {
             payouts: Default::default(),
             validators: Default::default(),
             history: Default::default(),
+            network_policy: Default::default(),
         }
     }
 

@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::{Api, Client, CustomResourceExt};
-use minerpool_operator::cronjob_api::CronJobVersion;
 use minerpool_operator::leader::{Elector, LeaseSettings};
 use minerpool_operator::reconcile::{self, Context, Scope};
+use minerpool_operator::served_api::{ServedApis, VersionedKind};
 use minerpool_operator::server::{self, Health};
 
 #[derive(Parser)]
@@ -94,21 +94,25 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
         .context("no Kubernetes client configuration (in-cluster or KUBECONFIG)")?;
     // An API server that is not answering yet is waited for, not a reason to exit.
     let mut retry_in = Duration::from_secs(1);
-    let cron_jobs = loop {
+    let apis = loop {
         let attempt = tokio::select! {
-            attempt = CronJobVersion::discover(&client) => attempt,
+            attempt = ServedApis::discover(&client) => attempt,
             () = shutdown_signal() => return Ok(()),
         };
         match attempt {
-            Ok(version) => break version,
+            Ok(apis) => break apis,
             Err(e) => {
-                tracing::warn!(error = %e, ?retry_in, "discovering the CronJob API failed; retrying");
+                tracing::warn!(error = %e, ?retry_in, "discovering the served API versions failed; retrying");
                 tokio::time::sleep(retry_in).await;
                 retry_in = (retry_in * 2).min(Duration::from_secs(30));
             }
         }
     };
-    tracing::info!(api_version = cron_jobs.api_version(), "CronJob API");
+    tracing::info!(
+        cron_jobs = apis.api_version(VersionedKind::CronJob),
+        disruption_budgets = apis.api_version(VersionedKind::PodDisruptionBudget),
+        "served API versions"
+    );
     let identity = args
         .pod_name
         .clone()
@@ -127,7 +131,7 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let ctx = Arc::new(Context::new(
         client.clone(),
-        cron_jobs,
+        apis,
         health.metrics.clone(),
         Some(identity.clone()),
     ));

@@ -20,9 +20,9 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::crd::{MinerPool, MinerPoolSpec};
-use crate::cronjob_api::{CronJobVersion, ObservedCronJob};
 use crate::desired::{self, FIELD_MANAGER, applied_hash, names};
 use crate::metrics::Metrics;
+use crate::served_api::{ObservedCronJob, ServedApis, VersionedKind};
 use crate::status::{self, Observation};
 use crate::validate::{self, FoundSecrets};
 
@@ -37,7 +37,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(300);
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub cron_jobs: CronJobVersion,
+    pub apis: ServedApis,
     pub recorder: Recorder,
     pub metrics: Metrics,
     /// Consecutive failures per MinerPool (namespace/name), for the backoff.
@@ -47,7 +47,7 @@ pub struct Context {
 impl Context {
     pub fn new(
         client: Client,
-        cron_jobs: CronJobVersion,
+        apis: ServedApis,
         metrics: Metrics,
         instance: Option<String>,
     ) -> Context {
@@ -60,18 +60,19 @@ impl Context {
         );
         Context {
             client,
-            cron_jobs,
+            apis,
             recorder,
             metrics,
             failures: Mutex::new(HashMap::new()),
         }
     }
 
-    fn cron_job_api(&self, namespace: &str) -> Api<DynamicObject> {
+    /// The namespace's objects of a kind, in the version the cluster serves.
+    fn versioned_api(&self, namespace: &str, kind: VersionedKind) -> Api<DynamicObject> {
         Api::namespaced_with(
             self.client.clone(),
             namespace,
-            &self.cron_jobs.api_resource(),
+            &self.apis.api_resource(kind),
         )
     }
 }
@@ -120,7 +121,7 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
 
     // Validate, build and apply; an invalid spec applies nothing.
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), &namespace);
-    let cron_job_api = ctx.cron_job_api(&namespace);
+    let cron_job_api = ctx.versioned_api(&namespace, VersionedKind::CronJob);
     let node_name = names::node(&name);
     let mut live_jobs: Vec<DynamicObject> = cron_job_api
         .list(&ListParams::default().labels(&desired::pool_selector(&name)))
@@ -128,24 +129,17 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
         .map_err(Error::kube(format!("listing the CronJobs of {name}")))?
         .items;
     let mut apply_error = None;
-    let previous_monitor = mp.status.as_ref().and_then(|s| s.service_monitor.clone());
-    let mut monitor = previous_monitor.clone();
+    let previous = Optionals::recorded(mp);
+    let mut optionals = previous.clone();
     let (deployment, problems) = match validate::validate(mp, &secrets) {
         Ok(config) => {
             let wanted = desired::desired(mp, &config);
-            let applied = apply_children(
-                ctx,
-                &namespace,
-                &uid,
-                &wanted,
-                &live_jobs,
-                previous_monitor.as_deref(),
-            )
-            .await;
+            let applied =
+                apply_children(ctx, &namespace, &uid, &wanted, &live_jobs, &previous).await;
             match applied {
-                Ok((deployment, kept, applied_monitor)) => {
+                Ok((deployment, kept, applied_optionals)) => {
                     live_jobs = kept;
-                    monitor = applied_monitor;
+                    optionals = applied_optionals;
                     (Some(deployment), Vec::new())
                 }
                 Err(error) => {
@@ -201,7 +195,9 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
             deployment: deployment.as_ref(),
             cron_jobs: &observed,
             apply_failure,
-            service_monitor: monitor.as_deref(),
+            service_monitor: optionals.service_monitor.as_deref(),
+            disruption_budget: optionals.disruption_budget.as_deref(),
+            network_policies: &optionals.network_policies,
         },
         &now,
     );
@@ -237,28 +233,47 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
     }))
 }
 
+/// The optional children that exist by the operator's hand, by name, as the status records them.
+#[derive(Debug, Clone, Default)]
+struct Optionals {
+    service_monitor: Option<String>,
+    disruption_budget: Option<String>,
+    network_policies: Vec<String>,
+}
+
+impl Optionals {
+    fn recorded(mp: &MinerPool) -> Optionals {
+        let status = mp.status.clone().unwrap_or_default();
+        Optionals {
+            service_monitor: status.service_monitor,
+            disruption_budget: status.disruption_budget,
+            network_policies: status.network_policies,
+        }
+    }
+}
+
 /// Applies every child of a valid MinerPool (those whose applied digest and fields are current
-/// are left alone), and deletes the CronJobs of jobs it no longer wants and the ServiceMonitor
-/// once turned off. Returns the Deployment and the CronJobs as they are now, and the
-/// ServiceMonitor that exists.
+/// are left alone), and deletes the CronJobs of jobs it no longer wants and the optional
+/// children no longer wanted. Returns the Deployment and the CronJobs as they are now, and the
+/// optional children that exist.
 async fn apply_children(
     ctx: &Context,
     namespace: &str,
     uid: &str,
     wanted: &desired::Desired,
     live_jobs: &[DynamicObject],
-    previous_monitor: Option<&str>,
-) -> Result<(Deployment, Vec<DynamicObject>, Option<String>), Error> {
+    previous: &Optionals,
+) -> Result<(Deployment, Vec<DynamicObject>, Optionals), Error> {
     let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
     let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
     let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let cron_job_api = ctx.cron_job_api(namespace);
+    let cron_job_api = ctx.versioned_api(namespace, VersionedKind::CronJob);
     apply_unless_current(&config_maps, &wanted.config_map, None, uid).await?;
     let deployment = apply_unless_current(&deployments, &wanted.deployment, None, uid).await?;
     apply_unless_current(&services, &wanted.service, None, uid).await?;
     let mut kept = Vec::new();
     for (_, cron_job) in &wanted.cron_jobs {
-        let object = ctx.cron_jobs.convert(cron_job);
+        let object = ctx.apis.convert(VersionedKind::CronJob, cron_job);
         // Listed by this MinerPool's labels; one of the same name without them is read by name,
         // so that a foreign CronJob is found and refused rather than taken over.
         let live = live_jobs
@@ -278,57 +293,134 @@ async fn apply_children(
             .map_err(Error::kube(format!("deleting CronJob {job}")))?;
         tracing::info!(namespace, cronjob = %job, "deleted a CronJob no longer wanted");
     }
-    let monitor = apply_service_monitor(ctx, namespace, uid, wanted, previous_monitor).await?;
-    Ok((deployment, kept, monitor))
-}
-
-/// Applies the node ServiceMonitor, or deletes the one applied before once it is turned off. A
-/// turned-off ServiceMonitor the status does not name costs no request, so a MinerPool without
-/// one never touches the Prometheus Operator's API (which may not exist).
-async fn apply_service_monitor(
-    ctx: &Context,
-    namespace: &str,
-    uid: &str,
-    wanted: &desired::Desired,
-    previous: Option<&str>,
-) -> Result<Option<String>, Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(
+    let monitors: Api<DynamicObject> = Api::namespaced_with(
         ctx.client.clone(),
         namespace,
         &desired::service_monitor_resource(),
     );
-    match (&wanted.service_monitor, previous) {
-        (Some(monitor), _) => {
-            let name = monitor.name_any();
-            apply_unless_current(&api, monitor, None, uid)
-                .await
-                .map_err(|error| match error {
-                    Error::Kube {
-                        source: source @ kube::Error::Api(_),
-                        ..
-                    } if matches!(&source, kube::Error::Api(s) if s.code == 404) => Error::Kube {
-                        action: format!(
-                            "applying ServiceMonitor {name} (spec.node.serviceMonitor needs the Prometheus Operator's monitoring.coreos.com/v1 CRDs in the cluster)"
-                        ),
-                        source,
-                    },
-                    other => other,
-                })?;
-            Ok(Some(name))
+    let service_monitor = apply_optional(
+        &monitors,
+        wanted.service_monitor.as_ref(),
+        previous.service_monitor.as_deref(),
+        uid,
+    )
+    .await
+    .map_err(|error| service_monitor_error(error, wanted))?;
+    let budget_kind = VersionedKind::PodDisruptionBudget;
+    let disruption_budget = apply_optional(
+        &ctx.versioned_api(namespace, budget_kind),
+        wanted
+            .disruption_budget
+            .as_ref()
+            .map(|b| ctx.apis.convert(budget_kind, b))
+            .as_ref(),
+        previous.disruption_budget.as_deref(),
+        uid,
+    )
+    .await?;
+    let policies: Api<DynamicObject> = Api::namespaced_with(
+        ctx.client.clone(),
+        namespace,
+        &kube::api::ApiResource::erase::<k8s_openapi::api::networking::v1::NetworkPolicy>(&()),
+    );
+    let mut network_policies = Vec::new();
+    let wanted_policies: Vec<DynamicObject> = wanted
+        .network_policies
+        .iter()
+        .flatten()
+        .map(dynamic)
+        .collect();
+    // Each wanted one, then any applied before that is no longer wanted.
+    let mut names: Vec<String> = wanted_policies.iter().map(ResourceExt::name_any).collect();
+    for name in &previous.network_policies {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    for name in &names {
+        let wanted = wanted_policies.iter().find(|p| p.name_any() == *name);
+        let before = previous
+            .network_policies
+            .contains(name)
+            .then_some(name.as_str());
+        if let Some(applied) = apply_optional(&policies, wanted, before, uid).await? {
+            network_policies.push(applied);
+        }
+    }
+    let optionals = Optionals {
+        service_monitor,
+        disruption_budget,
+        network_policies,
+    };
+    Ok((deployment, kept, optionals))
+}
+
+/// A typed object as a dynamic one, its apiVersion and kind kept.
+fn dynamic<K: Serialize>(object: &K) -> DynamicObject {
+    serde_json::from_value(serde_json::to_value(object).expect("Kubernetes objects serialise"))
+        .expect("a Kubernetes object is a dynamic object")
+}
+
+/// A ServiceMonitor refused because its kind is not served says what the cluster lacks.
+fn service_monitor_error(error: Error, wanted: &desired::Desired) -> Error {
+    let name = wanted
+        .service_monitor
+        .as_ref()
+        .map(ResourceExt::name_any)
+        .unwrap_or_default();
+    match error {
+        Error::Kube {
+            source: source @ kube::Error::Api(_),
+            action,
+        } if action.starts_with("applying")
+            && matches!(&source, kube::Error::Api(s) if s.code == 404) =>
+        {
+            Error::Kube {
+                action: format!(
+                    "applying ServiceMonitor {name} (spec.node.serviceMonitor needs the Prometheus Operator's monitoring.coreos.com/v1 CRDs in the cluster)"
+                ),
+                source,
+            }
+        }
+        other => other,
+    }
+}
+
+/// A child that exists only while the spec wants it: applied when `wanted`; once no longer
+/// wanted, the one the status names (`previous`) is deleted if this MinerPool controls it. One
+/// not wanted that the status does not name costs no request, so a MinerPool that wants no
+/// ServiceMonitor never touches the Prometheus Operator's API (which may not exist). Returns the
+/// name of the one that exists now.
+async fn apply_optional(
+    api: &Api<DynamicObject>,
+    wanted: Option<&DynamicObject>,
+    previous: Option<&str>,
+    uid: &str,
+) -> Result<Option<String>, Error> {
+    match (wanted, previous) {
+        (Some(object), _) => {
+            apply_unless_current(api, object, None, uid).await?;
+            Ok(Some(object.name_any()))
         }
         (None, Some(name)) => {
-            // Not found, or the CRD itself is gone (and every ServiceMonitor with it): None.
+            let kind = &api
+                .resource_url()
+                .rsplit('/')
+                .next()
+                .unwrap_or("object")
+                .to_owned();
+            // Not found, or its kind no longer served (every object of it gone too): None.
             let live = api
                 .get_opt(name)
                 .await
-                .map_err(Error::kube(format!("reading ServiceMonitor {name}")))?;
+                .map_err(Error::kube(format!("reading {kind} {name}")))?;
             if let Some(live) = live
                 && desired::controlled_by(&live.metadata, uid)
             {
                 api.delete(name, &DeleteParams::background())
                     .await
-                    .map_err(Error::kube(format!("deleting ServiceMonitor {name}")))?;
-                tracing::info!(namespace, servicemonitor = %name, "deleted the node ServiceMonitor, turned off");
+                    .map_err(Error::kube(format!("deleting {kind} {name}")))?;
+                tracing::info!(%kind, %name, "deleted a child no longer wanted");
             }
             Ok(None)
         }
@@ -448,8 +540,27 @@ async fn write_status(
 ) -> Result<(), Error> {
     let mut patch = serde_json::json!({ "status": new_status });
     if let Some(old) = &mp.status {
-        if old.service_monitor.is_some() && new_status.service_monitor.is_none() {
-            patch["status"]["serviceMonitor"] = serde_json::Value::Null;
+        // A merge patch leaves out what is gone: each optional child no longer there is nulled.
+        for (key, was, is) in [
+            (
+                "serviceMonitor",
+                old.service_monitor.is_some(),
+                new_status.service_monitor.is_some(),
+            ),
+            (
+                "disruptionBudget",
+                old.disruption_budget.is_some(),
+                new_status.disruption_budget.is_some(),
+            ),
+            (
+                "networkPolicies",
+                !old.network_policies.is_empty(),
+                !new_status.network_policies.is_empty(),
+            ),
+        ] {
+            if was && !is {
+                patch["status"][key] = serde_json::Value::Null;
+            }
         }
         for job in old
             .jobs
@@ -503,7 +614,7 @@ pub async fn run(
                     None => Api::all(c),
                 }
             };
-            let ar = ctx.cron_jobs.api_resource();
+            let ar = ctx.apis.api_resource(VersionedKind::CronJob);
             let cron_jobs: Api<DynamicObject> = match &namespace {
                 Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
                 None => Api::all_with(client.clone(), &ar),

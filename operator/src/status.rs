@@ -8,8 +8,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use kube::ResourceExt;
 
 use crate::crd::{Condition, JobStatus, MinerPool, MinerPoolStatus, NodeStatus};
-use crate::cronjob_api::ObservedCronJob;
 use crate::desired::{JobKind, names, node_selector};
+use crate::served_api::ObservedCronJob;
 use crate::validate::{Problem, describe};
 
 pub const READY: &str = "Ready";
@@ -28,6 +28,10 @@ pub struct Observation<'a> {
     pub apply_failure: Option<(String, String)>,
     /// The node ServiceMonitor that exists by the operator's hand.
     pub service_monitor: Option<&'a str>,
+    /// The node PodDisruptionBudget that exists by the operator's hand.
+    pub disruption_budget: Option<&'a str>,
+    /// The NetworkPolicies that exist by the operator's hand.
+    pub network_policies: &'a [String],
 }
 
 /// The status to write. `now` is RFC 3339.
@@ -104,6 +108,8 @@ pub fn compute(mp: &MinerPool, seen: &Observation<'_>, now: &str) -> MinerPoolSt
             })
             .collect::<BTreeMap<_, _>>(),
         service_monitor: seen.service_monitor.map(str::to_owned),
+        disruption_budget: seen.disruption_budget.map(str::to_owned),
+        network_policies: seen.network_policies.to_vec(),
     }
 }
 

@@ -10,8 +10,11 @@ use kube::ResourceExt;
 use minerpool_core::config::{Config, Protocol, Sender};
 use minerpool_core::money::Amount;
 
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
 use crate::crd::{MinerPool, MinerPoolSpec, SecretKeyRef};
 use crate::desired::JobKind;
+use crate::overrides;
 
 /// The keys each Secret in the namespace holds, for the Secrets the spec names; a Secret that does
 /// not exist is absent.
@@ -204,25 +207,41 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
             format!("{policy:?} is not one of {}", TRAFFIC_POLICIES.join(", ")),
         );
     }
-    if let Some(resources) = &node.resources {
-        for (kind, values) in resources {
-            if kind != "limits" && kind != "requests" {
-                problem(
-                    "spec.node.resources",
-                    format!("{kind:?} is neither limits nor requests"),
-                );
-            }
-            for (resource, quantity) in values {
-                if !is_quantity(quantity) {
+    let mut resources = vec![("spec.node.resources".to_owned(), node.resources.clone())];
+    resources.extend(JobKind::ALL.into_iter().map(|kind| {
+        (
+            format!("spec.jobs.{}.resources", kind.name()),
+            kind.spec(spec).resources,
+        )
+    }));
+    for (field, requirements) in resources {
+        let Some(requirements) = requirements else {
+            continue;
+        };
+        for (kind, values) in [
+            ("limits", &requirements.limits),
+            ("requests", &requirements.requests),
+        ] {
+            for (resource, quantity) in values.iter().flatten() {
+                if !is_quantity(&quantity.0) {
                     problem(
-                        &format!("spec.node.resources.{kind}.{resource}"),
+                        &format!("{field}.{kind}.{resource}"),
                         format!(
-                            "{quantity:?} is not a quantity (a number with an optional suffix: 500m, 256Mi, 2, 1e3)"
+                            "{:?} is not a quantity (a number with an optional suffix: 500m, 256Mi, 2, 1e3)",
+                            quantity.0
                         ),
                     );
                 }
             }
         }
+    }
+    if let Some(max) = node
+        .disruption_budget
+        .as_ref()
+        .and_then(|b| b.max_unavailable.as_ref())
+        && let Err(why) = check_max_unavailable(max)
+    {
+        problem("spec.node.disruptionBudget.maxUnavailable", why);
     }
     for kind in JobKind::ALL {
         let job = kind.spec(spec);
@@ -364,10 +383,57 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
         problems.push(config_problem(e));
     }
 
+    // The overrides are checked against the pods the operator builds, which need a valid config.
+    if problems.is_empty() {
+        problems.extend(pod_override_problems(mp, &config));
+    }
+
     if problems.is_empty() {
         Ok(config)
     } else {
         Err(problems)
+    }
+}
+
+/// Every problem of every pod override, each checked against the pod it is merged over.
+fn pod_override_problems(mp: &MinerPool, config: &Config) -> Vec<Problem> {
+    let spec = &mp.spec;
+    let mut problems = Vec::new();
+    if let Some(over) = &spec.node.pod_overrides {
+        let built = crate::desired::node_pod(mp, config, "");
+        problems.extend(overrides::check("spec.node.podOverrides", &over.0, &built));
+    }
+    // The shared override is checked against one job's pod: every job's is built alike.
+    if let Some(over) = &spec.jobs.pod_overrides {
+        let built = crate::desired::job_pod(mp, JobKind::Rewards);
+        problems.extend(overrides::check("spec.jobs.podOverrides", &over.0, &built));
+    }
+    for kind in JobKind::ALL {
+        if let Some(over) = &kind.spec(spec).pod_overrides {
+            let built = crate::desired::job_pod(mp, kind);
+            let field = format!("spec.jobs.{}.podOverrides", kind.name());
+            problems.extend(overrides::check(&field, &over.0, &built));
+        }
+    }
+    problems
+}
+
+/// A budget's maxUnavailable: a count from 1, or a percentage from 1% to 100%. Zero is refused:
+/// it would block every drain of a machine the node runs on.
+fn check_max_unavailable(value: &IntOrString) -> Result<(), String> {
+    match value {
+        IntOrString::Int(n) if *n >= 1 => Ok(()),
+        IntOrString::Int(n) => Err(format!(
+            "{n} would block every drain; at least 1, or enabled: false for no budget"
+        )),
+        IntOrString::String(text) => {
+            match text.strip_suffix('%').and_then(|n| n.parse::<u8>().ok()) {
+                Some(1..=100) if !text.starts_with('0') => Ok(()),
+                _ => Err(format!(
+                    "{text:?} is not a count from 1 or a percentage from 1% to 100%"
+                )),
+            }
+        }
     }
 }
 

@@ -12,10 +12,10 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use minerpool_operator::crd::{MinerPool, MinerPoolStatus};
-use minerpool_operator::cronjob_api::CronJobVersion;
 use minerpool_operator::fixtures;
 use minerpool_operator::metrics::Metrics;
 use minerpool_operator::reconcile::{self, Context, Scope};
+use minerpool_operator::served_api::{ServedApis, VersionedKind};
 use minerpool_operator::testing;
 use minerpool_tests::wait::{self, DEADLINE, Shown};
 use serde_json::json;
@@ -29,7 +29,7 @@ struct Operator {
 
 impl Operator {
     async fn start(client: Client, namespace: &str) -> Operator {
-        let version = CronJobVersion::discover(&client).await.unwrap();
+        let version = ServedApis::discover(&client).await.unwrap();
         let ctx = Arc::new(Context::new(client, version, Metrics::default(), None));
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(reconcile::run(
@@ -130,7 +130,11 @@ fn condition<'a>(
 }
 
 fn cron_jobs(client: &Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(client.clone(), ns, &CronJobVersion::V1Beta1.api_resource())
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ServedApis::V1BETA1.api_resource(VersionedKind::CronJob),
+    )
 }
 
 async fn cron_job_names(client: &Client, ns: &str) -> Vec<String> {
@@ -574,6 +578,141 @@ async fn the_node_service_monitor_follows_the_spec() {
     operator.stop().await;
 }
 
+/// Against the real API server: the budget in the version it serves (policy/v1beta1 on 1.20),
+/// both network policies, pod overrides in the Deployment and the CronJobs as stored, a refused
+/// override reported by path with nothing applied, and each optional child deleted once no
+/// longer wanted.
+#[tokio::test]
+async fn budget_policies_and_pod_overrides_on_the_real_api_server() {
+    let (client, ns) = setup("mp-guard").await;
+    let operator = Operator::start(client.clone(), &ns).await;
+    let mut mp = fixtures::minerpool("pool", &ns);
+    mp.spec.node.replicas = Some(3);
+    mp.spec.network_policy.enabled = true;
+    mp.spec.node.pod_overrides = Some(minerpool_operator::crd::PodOverrides(json!({"spec": {
+        "nodeSelector": {"minerpool.io/pool": "yes"},
+        "tolerations": [{"key": "minerpool.io/dedicated", "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [{"name": "node", "env": [{"name": "RUST_LOG", "value": "debug"}]}]}})));
+    mp.spec.jobs.pod_overrides = Some(minerpool_operator::crd::PodOverrides(
+        json!({"spec": {"priorityClassName": "system-cluster-critical"}}),
+    ));
+    testing::create_pool(&client, &ns, &mp).await;
+    let created = wait_status(
+        &client,
+        &ns,
+        "pool",
+        "the budget and policies applied",
+        |s| s.disruption_budget.as_deref() == Some("pool-node") && s.network_policies.len() == 2,
+    )
+    .await;
+
+    let apis = ServedApis::discover(&client).await.unwrap();
+    assert_eq!(
+        apis,
+        ServedApis::V1BETA1,
+        "Kubernetes 1.20 serves both as v1beta1"
+    );
+    let budgets: Api<DynamicObject> = Api::namespaced_with(
+        client.clone(),
+        &ns,
+        &apis.api_resource(VersionedKind::PodDisruptionBudget),
+    );
+    let budget = budgets.get("pool-node").await.unwrap();
+    assert_eq!(budget.data["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        budget.data["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"],
+        "node"
+    );
+    let owner = &budget.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(Some(&owner.uid), created.metadata.uid.as_ref());
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(client.clone(), &ns);
+    let node_policy = policies.get("pool-node").await.unwrap().spec.unwrap();
+    assert_eq!(
+        node_policy.ingress.unwrap()[0]
+            .ports
+            .as_ref()
+            .unwrap()
+            .len(),
+        2
+    );
+    let jobs_policy = policies.get("pool-jobs").await.unwrap().spec.unwrap();
+    assert!(jobs_policy.ingress.unwrap_or_default().is_empty());
+
+    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let pod = deployments
+        .get("pool-node")
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .template
+        .spec
+        .unwrap();
+    assert_eq!(pod.node_selector.unwrap()["minerpool.io/pool"], "yes");
+    assert_eq!(
+        pod.tolerations.unwrap()[0].key.as_deref(),
+        Some("minerpool.io/dedicated")
+    );
+    assert_eq!(
+        pod.topology_spread_constraints.unwrap()[0].topology_key,
+        "kubernetes.io/hostname"
+    );
+    let node = &pod.containers[0];
+    assert!(node.env.iter().flatten().any(|e| e.name == "RUST_LOG"));
+    assert!(node.env.iter().flatten().any(|e| e.name == "MONGODB_URI"));
+    for job in cron_job_names(&client, &ns).await {
+        let cron = cron_jobs(&client, &ns).get(&job).await.unwrap();
+        let pod = &cron.data["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(pod["priorityClassName"], "system-cluster-critical", "{job}");
+        assert_eq!(pod["containers"][0]["name"], "job", "{job}");
+        assert_eq!(
+            pod["containers"][0]["resources"]["limits"]["memory"], "512Mi",
+            "{job}"
+        );
+    }
+
+    // Refused: the spec is invalid, the path is named, and the Deployment stays as it was.
+    let before = deployments.get("pool-node").await.unwrap();
+    patch_pool(
+        &client,
+        &ns,
+        json!({"spec": {"node": {"podOverrides": {"spec": {"automountServiceAccountToken": true}}}}}),
+    )
+    .await;
+    let refused = wait_status(&client, &ns, "pool", "the override refused", |s| {
+        condition(s, "Ready").is_some_and(|c| c.reason == "InvalidSpec")
+    })
+    .await;
+    let ready = condition(refused.status.as_ref().unwrap(), "Ready").unwrap();
+    assert_eq!(
+        ready.message,
+        "spec.node.podOverrides.spec.automountServiceAccountToken: is set by the operator (neither the node nor a job talks to the Kubernetes API)"
+    );
+    let after = deployments.get("pool-node").await.unwrap();
+    assert_eq!(before.metadata.generation, after.metadata.generation);
+
+    // One replica, policies off, the override dropped: the budget and both policies are gone.
+    patch_pool(
+        &client,
+        &ns,
+        json!({"spec": {"node": {"replicas": 1, "podOverrides": null}, "networkPolicy": {"enabled": false}}}),
+    )
+    .await;
+    wait_status(
+        &client,
+        &ns,
+        "pool",
+        "the budget and policies forgotten",
+        |s| s.disruption_budget.is_none() && s.network_policies.is_empty(),
+    )
+    .await;
+    assert!(budgets.get_opt("pool-node").await.unwrap().is_none());
+    assert!(policies.get_opt("pool-node").await.unwrap().is_none());
+    assert!(policies.get_opt("pool-jobs").await.unwrap().is_none());
+    operator.stop().await;
+}
+
 fn helm() -> String {
     std::env::var("HELM").expect("HELM is set by scripts/with-test-servers.sh")
 }
@@ -635,6 +774,7 @@ async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
     let operator = Operator::start(as_operator.clone(), &ns).await;
     let mut mp = fixtures::minerpool("pool", &ns);
     mp.spec.node.replicas = Some(2);
+    mp.spec.network_policy.enabled = true;
     testing::create_pool(&admin, &ns, &mp).await;
     wait_status(
         &admin,
@@ -644,13 +784,24 @@ async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
         |s| {
             condition(s, "JobsScheduled").is_some_and(|c| c.status == "True")
                 && s.node.replicas == Some(2)
+                && s.disruption_budget.is_some()
+                && s.network_policies.len() == 2
         },
     )
     .await;
     patch_pool(
         &admin,
         &ns,
-        json!({"spec": {"jobs": {"validators": {"enabled": false}}}}),
+        json!({"spec": {"jobs": {"validators": {"enabled": false}},
+                        "node": {"replicas": 1}, "networkPolicy": {"enabled": false}}}),
+    )
+    .await;
+    wait_status(
+        &admin,
+        &ns,
+        "pool",
+        "the budget and policies deleted as the chart's account",
+        |s| s.disruption_budget.is_none() && s.network_policies.is_empty(),
     )
     .await;
     wait::until(

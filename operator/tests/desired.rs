@@ -5,13 +5,19 @@ use std::collections::{BTreeMap, BTreeSet};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use minerpool_core::config::{Config, Protocol, Sender};
-use minerpool_operator::crd::{JobSpec, MinerPool, SecretKeyRef};
-use minerpool_operator::cronjob_api::ObservedCronJob;
+use minerpool_operator::crd::{DisruptionBudget, JobSpec, MinerPool, PodOverrides, SecretKeyRef};
 use minerpool_operator::desired::{self, APPLIED_HASH, CONFIG_HASH, Desired, JobKind};
 use minerpool_operator::fixtures::{self, INODE_WALLET, MONGODB_SECRET, REWARD_ADDRESS};
+use minerpool_operator::served_api::ObservedCronJob;
 use minerpool_operator::status::{self, Observation};
 use minerpool_operator::validate::{FoundSecrets, Problem, validate};
+use serde_json::json;
+
+fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
+    serde_json::from_value(value).unwrap()
+}
 
 fn secrets(list: &[(&str, &[&str])]) -> FoundSecrets {
     list.iter()
@@ -240,10 +246,18 @@ fn every_field_set() -> MinerPool {
     s.node.websocket_port = Some(9501);
     s.node.service_type = Some("LoadBalancer".into());
     s.node.max_connections = Some(4000);
-    s.node.resources = Some(BTreeMap::from([(
-        "limits".to_string(),
-        BTreeMap::from([("memory".to_string(), "256Mi".to_string())]),
-    )]));
+    s.node.resources = Some(from_json(json!({"limits": {"memory": "256Mi"}})));
+    s.node.pod_overrides = Some(PodOverrides(
+        json!({"spec": {"priorityClassName": "pools"}}),
+    ));
+    s.node.disruption_budget = Some(DisruptionBudget {
+        enabled: Some(true),
+        max_unavailable: Some(IntOrString::String("50%".into())),
+    });
+    s.network_policy.enabled = true;
+    s.jobs.pod_overrides = Some(PodOverrides(
+        json!({"spec": {"nodeSelector": {"pool": "jobs"}}}),
+    ));
     s.node.admin_token_secret_ref = Some(SecretKeyRef {
         name: "admin".into(),
         key: "token".into(),
@@ -259,6 +273,10 @@ fn every_field_set() -> MinerPool {
         failed_jobs_history_limit: Some(7),
         active_deadline_seconds: Some(120),
         enabled: None,
+        resources: Some(from_json(json!({"requests": {"cpu": "1"}}))),
+        pod_overrides: Some(PodOverrides(
+            json!({"metadata": {"annotations": {"team": "pools"}}}),
+        )),
     });
     s.jobs.decay = Some(JobSpec {
         enabled: Some(false),
@@ -435,6 +453,42 @@ fn every_spec_field_lands_where_it_should() {
     );
     assert_eq!(d.cron_jobs.len(), 3);
     assert!(d.cron_jobs.iter().all(|(k, _)| *k != JobKind::Decay));
+    let rewards_template = &rewards.job_template.spec.as_ref().unwrap().template;
+    assert_eq!(
+        rewards_template
+            .metadata
+            .as_ref()
+            .unwrap()
+            .annotations
+            .as_ref()
+            .unwrap()["team"],
+        "pools"
+    );
+    let rewards_container = &job_pod(cron(&d, JobKind::Rewards)).containers[0];
+    assert_eq!(
+        serde_json::to_value(&rewards_container.resources).unwrap(),
+        json!({"requests": {"cpu": "1"}}),
+        "a job's resources replace the default whole"
+    );
+    for (kind, cron_job) in &d.cron_jobs {
+        assert_eq!(
+            job_pod(cron_job).node_selector.as_ref().unwrap()["pool"],
+            "jobs",
+            "{kind:?}: spec.jobs.podOverrides reaches every job"
+        );
+    }
+    assert_eq!(
+        pod(&d.deployment.spec.as_ref().unwrap().template.spec)
+            .priority_class_name
+            .as_deref(),
+        Some("pools")
+    );
+    let budget = d.disruption_budget.as_ref().unwrap().spec.as_ref().unwrap();
+    assert_eq!(
+        budget.max_unavailable,
+        Some(IntOrString::String("50%".into()))
+    );
+    assert!(d.network_policies.is_some());
     let payouts = &job_pod(cron(&d, JobKind::Payouts)).containers[0];
     assert_eq!(payouts.image.as_deref(), Some("registry.example/jobs:2"));
     assert_eq!(
@@ -796,15 +850,23 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
     let mp = fixtures::minerpool("pool.v2", "ns");
     assert_problem(&mp, &ok, "metadata.name", "DNS-1035");
     let mut mp = base.clone();
-    mp.spec.node.resources = Some(BTreeMap::from([(
-        "limits".to_string(),
-        BTreeMap::from([("memory".to_string(), "lots".to_string())]),
-    )]));
+    mp.spec.node.resources = Some(from_json(json!({"limits": {"memory": "lots"}})));
     assert_problem(
         &mp,
         &ok,
         "spec.node.resources.limits.memory",
         "\"lots\" is not a quantity",
+    );
+    let mut mp = base.clone();
+    mp.spec.jobs.payouts = Some(JobSpec {
+        resources: Some(from_json(json!({"requests": {"cpu": "1 core"}}))),
+        ..JobSpec::default()
+    });
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.jobs.payouts.resources.requests.cpu",
+        "\"1 core\" is not a quantity",
     );
 
     let mut mp = base.clone();
@@ -944,6 +1006,8 @@ fn status_reports_conditions_replicas_and_jobs() {
             cron_jobs: &all_jobs,
             apply_failure: None,
             service_monitor: None,
+            disruption_budget: None,
+            network_policies: &[],
         },
         "T1",
     );
@@ -978,6 +1042,8 @@ fn status_reports_conditions_replicas_and_jobs() {
             cron_jobs: &all_jobs,
             apply_failure: None,
             service_monitor: None,
+            disruption_budget: None,
+            network_policies: &[],
         },
         "T2",
     );
@@ -994,6 +1060,8 @@ fn status_reports_conditions_replicas_and_jobs() {
             cron_jobs: &all_jobs,
             apply_failure: None,
             service_monitor: None,
+            disruption_budget: None,
+            network_policies: &[],
         },
         "T3",
     );
@@ -1035,6 +1103,8 @@ fn status_of_an_invalid_spec_or_missing_children() {
             cron_jobs: &[cron_seen("pool-rewards", None)],
             apply_failure: None,
             service_monitor: None,
+            disruption_budget: None,
+            network_policies: &[],
         },
         "T1",
     );

@@ -9,12 +9,12 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use kube::client::Body;
 use kube::{Client, Resource};
-use minerpool_operator::crd::{JobSpec, MinerPool};
-use minerpool_operator::cronjob_api::{CronJobVersion, ObservedCronJob};
+use minerpool_operator::crd::{JobSpec, MinerPool, PodOverrides};
 use minerpool_operator::desired;
 use minerpool_operator::fixtures::{self, MONGODB_SECRET};
 use minerpool_operator::metrics::Metrics;
 use minerpool_operator::reconcile::{self, Context};
+use minerpool_operator::served_api::{ObservedCronJob, ServedApis, VersionedKind};
 use minerpool_operator::status::{self, Observation};
 use minerpool_operator::validate;
 use serde_json::{Value, json};
@@ -133,7 +133,7 @@ async fn reconcile_against(world: World, mp: &MinerPool) -> (Result<(), String>,
     let client = Client::new(service, NS);
     let ctx = Arc::new(Context::new(
         client,
-        CronJobVersion::V1Beta1,
+        ServedApis::V1BETA1,
         Metrics::default(),
         None,
     ));
@@ -197,7 +197,7 @@ fn settled_world(applied: &MinerPool) -> (World, MinerPool) {
     );
     let mut observed = Vec::new();
     for (kind, cron_job) in &d.cron_jobs {
-        let object = CronJobVersion::V1Beta1.convert(cron_job);
+        let object = ServedApis::V1BETA1.convert(VersionedKind::CronJob, cron_job);
         observed.push(ObservedCronJob::from_dynamic(&object));
         world.put(
             path_of(
@@ -208,6 +208,24 @@ fn settled_world(applied: &MinerPool) -> (World, MinerPool) {
             serde_json::to_value(&object).unwrap(),
         );
     }
+    if let Some(budget) = &d.disruption_budget {
+        world.put(
+            BUDGET.into(),
+            serde_json::to_value(
+                ServedApis::V1BETA1.convert(VersionedKind::PodDisruptionBudget, budget),
+            )
+            .unwrap(),
+        );
+    }
+    let mut policy_names = Vec::new();
+    for policy in d.network_policies.iter().flatten() {
+        let name = policy.metadata.name.clone().unwrap();
+        world.put(
+            path_of("networking.k8s.io/v1", "networkpolicies", &name),
+            serde_json::to_value(policy).unwrap(),
+        );
+        policy_names.push(name);
+    }
     let mut settled = applied.clone();
     settled.status = Some(status::compute(
         applied,
@@ -217,6 +235,8 @@ fn settled_world(applied: &MinerPool) -> (World, MinerPool) {
             cron_jobs: &observed,
             apply_failure: None,
             service_monitor: d.service_monitor.as_ref().map(|_| "pool-node"),
+            disruption_budget: d.disruption_budget.as_ref().map(|_| "pool-node"),
+            network_policies: &policy_names,
         },
         "2026-11-29T00:00:00Z",
     ));
@@ -243,6 +263,9 @@ const STATUS: &str = "PATCH /apis/minerpool.io/v1alpha1/namespaces/pools/minerpo
 const EVENT: &str = "POST /apis/events.k8s.io/v1/namespaces/pools/events";
 const SERVICE_MONITOR: &str =
     "/apis/monitoring.coreos.com/v1/namespaces/pools/servicemonitors/pool-node";
+const BUDGET: &str = "/apis/policy/v1beta1/namespaces/pools/poddisruptionbudgets/pool-node";
+const NODE_POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/pools/networkpolicies/pool-node";
+const JOBS_POLICY: &str = "/apis/networking.k8s.io/v1/namespaces/pools/networkpolicies/pool-jobs";
 
 /// The reads of a reconcile whose ConfigMap, Deployment and Service are current.
 fn reads_of_current_children() -> Vec<String> {
@@ -350,7 +373,7 @@ async fn a_spec_change_applies_only_the_children_it_changes() {
     let (world, settled) = settled_world(&fixtures::minerpool("pool", NS));
     let mut changed = settled.clone();
     changed.metadata.generation = Some(2);
-    changed.spec.node.replicas = Some(3);
+    changed.spec.node.replicas = Some(2);
     changed.spec.jobs.rewards = Some(JobSpec {
         schedule: Some("*/2 * * * *".into()),
         ..JobSpec::default()
@@ -367,12 +390,16 @@ async fn a_spec_change_applies_only_the_children_it_changes() {
             format!("PATCH {DEPLOYMENT}"),
             format!("GET {SERVICE}"),
             format!("PATCH {}", cron_job_path("rewards")),
+            // Two replicas: one may be evicted at a time.
+            format!("GET {BUDGET}"),
+            format!("PATCH {BUDGET}"),
             STATUS.into(),
         ]
     );
-    assert_eq!(seen[4].body["spec"]["replicas"], 3);
+    assert_eq!(seen[4].body["spec"]["replicas"], 2);
     assert_eq!(seen[6].body["spec"]["schedule"], "*/2 * * * *");
-    assert_eq!(seen[7].body["status"]["observedGeneration"], 2);
+    assert_eq!(seen[8].body["spec"]["maxUnavailable"], 1);
+    assert_eq!(seen[9].body["status"]["observedGeneration"], 2);
 }
 
 fn with_service_monitor(mut mp: MinerPool, enabled: bool) -> MinerPool {
@@ -477,6 +504,144 @@ async fn a_service_monitor_without_its_crd_sets_ready_false_saying_so() {
     );
 }
 
+fn guarded(mut mp: MinerPool, replicas: i32, policies: bool) -> MinerPool {
+    mp.spec.node.replicas = Some(replicas);
+    mp.spec.network_policy.enabled = policies;
+    mp
+}
+
+/// Scaled above one replica with network policies on, the budget (in the version the cluster
+/// serves) and both policies are applied and recorded; scaled back to one with the policies
+/// off, each is deleted and the status forgets it; settled, nothing is written.
+#[tokio::test]
+async fn a_budget_and_network_policies_follow_the_spec_and_are_deleted_when_no_longer_wanted() {
+    let (world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    let mut on = guarded(settled.clone(), 3, true);
+    on.metadata.generation = Some(2);
+    let (outcome, seen) = reconcile_against(world, &on).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            vec![
+                SECRET.to_string(),
+                LIST_CRONJOBS.into(),
+                format!("GET {CONFIG_MAP}"),
+                format!("GET {DEPLOYMENT}"),
+                // Replicas changed.
+                format!("PATCH {DEPLOYMENT}"),
+                format!("GET {SERVICE}"),
+            ],
+            vec![
+                format!("GET {BUDGET}"),
+                format!("PATCH {BUDGET}"),
+                format!("GET {NODE_POLICY}"),
+                format!("PATCH {NODE_POLICY}"),
+                format!("GET {JOBS_POLICY}"),
+                format!("PATCH {JOBS_POLICY}"),
+                STATUS.into(),
+            ],
+        ]
+        .concat()
+    );
+    let budget = &seen[7].body;
+    assert_eq!(budget["apiVersion"], "policy/v1beta1");
+    assert_eq!(budget["kind"], "PodDisruptionBudget");
+    assert_eq!(budget["spec"]["maxUnavailable"], 1);
+    assert_eq!(
+        budget["spec"]["selector"]["matchLabels"],
+        serde_json::to_value(desired::node_selector_labels("pool")).unwrap()
+    );
+    assert_eq!(
+        budget["metadata"]["ownerReferences"][0]["uid"],
+        "uid-of-pool"
+    );
+    assert_eq!(seen[9].body["kind"], "NetworkPolicy");
+    assert_eq!(seen[11].body["spec"]["ingress"], json!([]));
+    let status = &seen[12].body["status"];
+    assert_eq!(status["disruptionBudget"], "pool-node");
+    assert_eq!(status["networkPolicies"], json!(["pool-node", "pool-jobs"]));
+
+    // Settled with both: reads only.
+    let (world, settled_on) = settled_world(&guarded(fixtures::minerpool("pool", NS), 3, true));
+    let (outcome, seen) = reconcile_against(world, &settled_on).await;
+    outcome.unwrap();
+    assert!(seen.iter().all(|s| s.method == "GET"), "{:?}", lines(&seen));
+
+    // One replica, policies off: each one the status names is read, then deleted.
+    let (world, _) = settled_world(&settled_on);
+    let mut off = guarded(settled_on.clone(), 1, false);
+    off.metadata.generation = Some(3);
+    let (outcome, seen) = reconcile_against(world, &off).await;
+    outcome.unwrap();
+    let mut tail = lines(&seen);
+    let first_budget = tail.iter().position(|l| l.ends_with(BUDGET)).unwrap();
+    let tail = tail.split_off(first_budget);
+    assert_eq!(
+        tail,
+        [
+            format!("GET {BUDGET}"),
+            format!("DELETE {BUDGET}"),
+            format!("GET {NODE_POLICY}"),
+            format!("DELETE {NODE_POLICY}"),
+            format!("GET {JOBS_POLICY}"),
+            format!("DELETE {JOBS_POLICY}"),
+            STATUS.into(),
+        ]
+    );
+    let status = &seen.last().unwrap().body["status"];
+    assert_eq!(status["disruptionBudget"], Value::Null);
+    assert_eq!(status["networkPolicies"], Value::Null);
+}
+
+/// A pod override of a field the operator owns is an invalid spec: nothing is applied and the
+/// Ready condition names the field's path.
+#[tokio::test]
+async fn a_refused_pod_override_applies_nothing_and_names_its_path() {
+    let (world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    let mut refused = settled.clone();
+    refused.metadata.generation = Some(2);
+    refused.spec.node.pod_overrides = Some(PodOverrides(json!({"spec": {"containers": [
+        {"name": "node", "args": ["serve", "--config", "/tmp/mine.yaml"]}]}})));
+    let (outcome, seen) = reconcile_against(world, &refused).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            SECRET.to_string(),
+            LIST_CRONJOBS.into(),
+            format!("GET {DEPLOYMENT}"),
+            STATUS.into(),
+            EVENT.into(),
+        ]
+    );
+    let ready = &seen[3].body["status"]["conditions"][0];
+    assert_eq!(ready["reason"], "InvalidSpec");
+    assert_eq!(
+        ready["message"],
+        "spec.node.podOverrides.spec.containers[0].args: is set by the operator (the subcommand and the config file)"
+    );
+
+    // An accepted one rolls the node with it and touches nothing else.
+    let (world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    let mut placed = settled.clone();
+    placed.metadata.generation = Some(2);
+    placed.spec.node.pod_overrides = Some(PodOverrides(json!({"spec": {
+        "nodeSelector": {"minerpool.io/pool": "yes"},
+        "tolerations": [{"key": "minerpool.io/dedicated", "operator": "Exists", "effect": "NoSchedule"}]}})));
+    let (outcome, seen) = reconcile_against(world, &placed).await;
+    outcome.unwrap();
+    let writes: Vec<String> = seen
+        .iter()
+        .filter(|s| s.method != "GET")
+        .map(Seen::line)
+        .collect();
+    assert_eq!(writes, [format!("PATCH {DEPLOYMENT}"), STATUS.into()]);
+    let pod = &seen.iter().find(|s| s.method == "PATCH").unwrap().body["spec"]["template"]["spec"];
+    assert_eq!(pod["nodeSelector"]["minerpool.io/pool"], "yes");
+    assert_eq!(pod["tolerations"][0]["key"], "minerpool.io/dedicated");
+}
+
 #[tokio::test]
 async fn a_disabled_job_has_its_cronjob_deleted() {
     let (world, settled) = settled_world(&fixtures::minerpool("pool", NS));
@@ -574,7 +739,7 @@ async fn an_api_failure_is_an_error_with_a_backoff_per_object() {
     });
     let ctx = Arc::new(Context::new(
         Client::new(service, NS),
-        CronJobVersion::V1,
+        ServedApis::V1,
         Metrics::default(),
         None,
     ));
