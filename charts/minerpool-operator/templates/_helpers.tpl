@@ -70,9 +70,10 @@ served as batch/v1 or batch/v1beta1.
 */}}
 {{- define "minerpool-operator.rules" -}}
 # Exactly what the operator calls: it watches MinerPools and its children, server-side applies
-# children (patch; create when absent), deletes CronJobs of disabled jobs and node
-# ServiceMonitors turned off, patches status, reads the Secrets a spec names by name, and records
-# Events.
+# children (patch; create when absent), deletes CronJobs of disabled jobs and the optional
+# children no longer wanted (ServiceMonitor, PodDisruptionBudget, NetworkPolicies; those are
+# read by name, not watched), patches status, reads the Secrets a spec names by name, and
+# records Events.
 - apiGroups: ["minerpool.io"]
   resources: ["minerpools"]
   verbs: ["get", "list", "watch"]
@@ -90,6 +91,12 @@ served as batch/v1 or batch/v1beta1.
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["monitoring.coreos.com"]
   resources: ["servicemonitors"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
   verbs: ["get", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["secrets"]
