@@ -321,6 +321,50 @@ json "assert d['job'] == 'audit' and d['outcome'] == 'succeeded', d" <"$OUT" ||
 ok "a failed run shows as a failed Job with its reason; the next succeeded; the books balance"
 
 # ---------------------------------------------------------------------------------------------
+# Placement by pod overrides, and the disruption budget
+
+step "kubectl get pdb local-node"
+grep -Eq '^local-node +N/A +1 ' "$OUT" || fail "the node's budget is not maxUnavailable 1: $(cat "$OUT")"
+step "kubectl patch mp/local --type merge -p '{\"spec\":{\"node\":{\"podOverrides\""
+wait_until "the roll's new node pod waits for a machine with the label" 90 sh -c \
+    "kubectl get pods -l app.kubernetes.io/instance=local,app.kubernetes.io/component=node -o jsonpath='{range .items[*]}{.status.conditions[?(@.type==\"PodScheduled\")].reason}{\"\\n\"}{end}' | grep -qx Unschedulable"
+step "kubectl get pods -l app.kubernetes.io/instance=local,app.kubernetes.io/component=node --field-selector=status.phase=Pending"
+grep -q Pending "$OUT" || fail "no node pod is Pending for its nodeSelector"
+[ "$(ready_node_pods)" = 3 ] || fail "the pods of the old spec did not keep serving: $(ready_node_pods) Ready"
+ok "a new node pod waits for a machine labelled minerpool.io/pool=yes; the old three serve"
+step "MACHINE=\$(kubectl get nodes"
+step "kubectl label node"
+step "kubectl rollout status deployment/local-node"
+placed=$(node_pods -o json | json "
+pods = [p for p in d['items'] if not p['metadata'].get('deletionTimestamp')]
+ok = [p for p in pods if p['spec'].get('nodeSelector', {}).get('minerpool.io/pool') == 'yes'
+      and any(t.get('key') == 'minerpool.io/dedicated' for t in p['spec'].get('tolerations', []))
+      and p['spec'].get('nodeName')]
+print(len(ok))")
+[ "$placed" = 3 ] || fail "$placed node pods carry the selector and the toleration and are placed, not 3"
+ok "three node pods placed by the nodeSelector, each with the toleration"
+step "kubectl taint node"
+step "kubectl run untolerated"
+wait_until "the pod without the toleration is refused a place" 60 sh -c \
+    "kubectl get pod untolerated -o jsonpath='{.status.conditions[0].reason}' | grep -qx Unschedulable"
+step "kubectl get pod untolerated"
+grep -qx Unschedulable "$OUT" || fail "a pod without the toleration was placed: $(cat "$OUT")"
+[ "$(ready_node_pods)" = 3 ] || fail "the node pods did not stay on the tainted machine"
+ok "the taint keeps out a pod without the toleration; the node's pods stay"
+wait_until "the budget allows one disruption" 90 sh -c \
+    "[ \"\$(kubectl get pdb local-node -o jsonpath='{.status.disruptionsAllowed}')\" = 1 ]"
+step "EVICT=\$(kubectl get pods"
+step "for P in \$EVICT; do kubectl create --raw"
+[ "$(grep -c '^evicted: ' "$OUT")" = 1 ] && [ "$(grep -c '^refused: ' "$OUT")" = 1 ] ||
+    fail "the budget did not let exactly one of two evictions through"
+grep -q 'disruption budget' "$OUT" || fail "the refused eviction does not name the budget"
+ok "of two node pods evicted at once, the budget let one go and refused the other"
+step "kubectl taint node"
+step "kubectl delete pod untolerated"
+step "kubectl rollout status deployment/local-node"
+wait_until "three node pods are Ready after the eviction" 120 sh -c "[ \"\$(kubectl get deployment local-node -o jsonpath='{.status.readyReplicas}')\" = 3 ]"
+
+# ---------------------------------------------------------------------------------------------
 # Upgrades
 
 step "docker tag minerpool/minerpool-operator:dev minerpool/minerpool-operator:dev-2"
@@ -340,7 +384,8 @@ step "kubectl patch mp/local"
 step "kubectl rollout status deployment/local-node"
 for pod in $old_pods; do
     if node_pods -o name | grep -qx "pod/$pod"; then
-        wait_until "old node pod $pod is gone" 60 sh -c "! kubectl get pod $pod"
+        # Its grace period (35 s) plus the kubelet's own time on a busy machine.
+        wait_until "old node pod $pod is gone" 120 sh -c "! kubectl get pod $pod"
     fi
 done
 ok "the node pods were replaced"
