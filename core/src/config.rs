@@ -210,6 +210,9 @@ impl Default for ValidatorsConfig {
 pub struct NodeConfig {
     pub http_address: SocketAddr,
     pub websocket_address: SocketAddr,
+    /// Where `/metrics` is served on its own, so that a network policy can open it to fewer
+    /// clients than the API; unset, it is served on the HTTP address.
+    pub metrics_address: Option<SocketAddr>,
     /// Open WebSocket connections per replica.
     pub max_connections: u32,
     /// After SIGTERM: seconds `/readyz` fails while both servers still accept, before they
@@ -256,6 +259,7 @@ impl Default for NodeConfig {
         NodeConfig {
             http_address: SocketAddr::from(([0, 0, 0, 0], 8001)),
             websocket_address: SocketAddr::from(([0, 0, 0, 0], 5501)),
+            metrics_address: None,
             max_connections: 1500,
             shutdown_delay_seconds: 0,
             shutdown_timeout_seconds: 20,
@@ -468,19 +472,30 @@ impl Config {
         if self.node.max_connections == 0 {
             return Err(invalid("node.maxConnections", "must be at least 1"));
         }
-        let (http, websocket) = (self.node.http_address, self.node.websocket_address);
-        let ips_overlap = http.ip() == websocket.ip()
-            || http.ip().is_unspecified()
-            || websocket.ip().is_unspecified();
-        // Port 0 asks the system for a free port, a different one for each server.
-        if http.port() == websocket.port() && http.port() != 0 && ips_overlap {
-            return Err(invalid(
-                "node.websocketAddress",
-                format!(
-                    "port {} is the HTTP port too: the WebSocket and HTTP servers need a port each",
-                    websocket.port()
-                ),
-            ));
+        let node = &self.node;
+        let mut servers = vec![
+            ("node.httpAddress", "HTTP", node.http_address),
+            ("node.websocketAddress", "WebSocket", node.websocket_address),
+        ];
+        if let Some(metrics) = node.metrics_address {
+            servers.push(("node.metricsAddress", "metrics", metrics));
+        }
+        for (i, (key, server, address)) in servers.iter().enumerate() {
+            for (_, other, earlier) in &servers[..i] {
+                let ips_overlap = address.ip() == earlier.ip()
+                    || address.ip().is_unspecified()
+                    || earlier.ip().is_unspecified();
+                // Port 0 asks the system for a free port, a different one for each server.
+                if address.port() == earlier.port() && address.port() != 0 && ips_overlap {
+                    return Err(invalid(
+                        key,
+                        format!(
+                            "port {} is the {other} port too: the {server} and {other} servers need a port each",
+                            address.port()
+                        ),
+                    ));
+                }
+            }
         }
         for (key, value) in [
             ("node.maxHttpConnections", self.node.max_http_connections),

@@ -117,6 +117,8 @@ impl NodeState {
 pub struct RunningNode {
     pub http_address: SocketAddr,
     pub websocket_address: SocketAddr,
+    /// Where `/metrics` is served when `node.metricsAddress` gives it a port of its own.
+    pub metrics_address: Option<SocketAddr>,
     state: Arc<NodeState>,
     lifecycle: Lifecycle,
     /// The two accept loops; each returns how many queued connections it took after the stop.
@@ -209,8 +211,15 @@ pub async fn start(
     };
     let http_listener = bind(http_address).await?;
     let websocket_listener = bind(websocket_address).await?;
+    let metrics_listener = match state.config.node.metrics_address {
+        Some(address) => Some(bind(address).await?),
+        None => None,
+    };
     let http_address = http_listener.local_addr().expect("bound");
     let websocket_address = websocket_listener.local_addr().expect("bound");
+    let metrics_address = metrics_listener
+        .as_ref()
+        .map(|l| l.local_addr().expect("bound"));
     let state = Arc::new(state);
     let limits = state.limits;
     for (limit, value) in [
@@ -232,10 +241,18 @@ pub async fn start(
             lifecycle.clone(),
         )),
     ];
-    tracing::info!(%http_address, %websocket_address, "node serving");
+    if let Some(listener) = metrics_listener {
+        tokio::spawn(http::serve_metrics(
+            listener,
+            state.clone(),
+            lifecycle.clone(),
+        ));
+    }
+    tracing::info!(%http_address, %websocket_address, ?metrics_address, "node serving");
     Ok(RunningNode {
         http_address,
         websocket_address,
+        metrics_address,
         state,
         lifecycle,
         servers,

@@ -459,6 +459,39 @@ async fn api_amounts_are_decimal_strings_and_stats_agree() {
     assert!(openapi["paths"]["/balances/{address}"]["get"].is_object());
 }
 
+/// With `node.metricsAddress`, `/metrics` is served there and nowhere else, so that a network
+/// policy can open it to the scrapers alone; the probes stay on the HTTP port.
+#[tokio::test]
+async fn metrics_on_a_port_of_their_own_leave_the_http_port() {
+    let n = node_with(
+        "http_metrics_port",
+        Options {
+            metrics_port: true,
+            ..Options::default()
+        },
+    )
+    .await;
+    let metrics_address = n.node.metrics_address.expect("a metrics port");
+    assert_ne!(metrics_address.port(), 0);
+    assert_eq!(status_of(format!("{}/healthz", n.http)).await, 200);
+    assert_eq!(status_of(format!("{}/metrics", n.http)).await, 404);
+    let metrics = format!("http://{metrics_address}/metrics");
+    wait::metric(
+        &metrics,
+        "minerpool_node_http_requests_total{route=\"/healthz\",status=\"200\"}",
+        |n| n == 1.0,
+    )
+    .await;
+    assert_eq!(
+        status_of(format!("http://{metrics_address}/healthz")).await,
+        404
+    );
+    // Without it, the HTTP port serves them (the standalone mode and the demo).
+    let plain = node("http_metrics_default").await;
+    assert!(plain.node.metrics_address.is_none());
+    assert_eq!(status_of(format!("{}/metrics", plain.http)).await, 200);
+}
+
 #[tokio::test]
 async fn health_readiness_and_metrics() {
     let n = node("http_ops").await;

@@ -26,7 +26,7 @@ pub use api::openapi;
 pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
         .merge(legacy::router())
-        .merge(ops::router())
+        .merge(ops::router(state.config.node.metrics_address.is_none()))
         .merge(pages::router())
         .nest("/api/v1", api::router())
         .layer(middleware::from_fn_with_state(state.clone(), observe))
@@ -34,6 +34,23 @@ pub fn router(state: Arc<NodeState>) -> Router {
             state.limits.max_body_bytes,
         ))
         .with_state(state)
+}
+
+/// Serves `/metrics` on its own port until the lifecycle's stop. Only scrapers reach it, so it
+/// has no connection gate of its own.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    state: Arc<NodeState>,
+    lifecycle: Lifecycle,
+) {
+    let app = ops::metrics_router().with_state(state);
+    let stop = lifecycle.stop.clone();
+    if let Err(error) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    {
+        tracing::error!(%error, "the metrics server stopped");
+    }
 }
 
 /// Serves HTTP/1.1 until the lifecycle's stop, then takes the queued connections (see

@@ -10,11 +10,21 @@ use axum::routing::get;
 
 use crate::NodeState;
 
-pub fn router() -> Router<Arc<NodeState>> {
-    Router::new()
+/// The probes, and `/metrics` unless it has a port of its own ([`metrics_router`]).
+pub fn router(with_metrics: bool) -> Router<Arc<NodeState>> {
+    let probes = Router::new()
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        .route("/readyz", get(readyz));
+    if with_metrics {
+        probes.merge(metrics_router())
+    } else {
+        probes
+    }
+}
+
+/// `/metrics` alone, for `node.metricsAddress`.
+pub fn metrics_router() -> Router<Arc<NodeState>> {
+    Router::new().route("/metrics", get(metrics))
 }
 
 /// Ready when the database answers. The answer is the same whatever went wrong: the reason

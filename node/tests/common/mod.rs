@@ -48,6 +48,8 @@ pub struct Options {
     pub intake: IntakeOptions,
     /// `node.protocol`.
     pub protocol: minerpool_core::config::Protocol,
+    /// `node.metricsAddress`: a port of its own for `/metrics`.
+    pub metrics_port: bool,
 }
 
 impl Default for Options {
@@ -63,6 +65,7 @@ impl Default for Options {
             admin_requests_per_minute: (u32::MAX, u32::MAX),
             intake: IntakeOptions::from_config(&Config::with_wallets(INODE, REWARD).node),
             protocol: minerpool_core::config::Protocol::default(),
+            metrics_port: false,
         }
     }
 }
@@ -96,6 +99,9 @@ pub async fn node_with(label: &str, options: Options) -> TestNode {
     let mut config = Config::with_wallets(INODE, REWARD);
     config.mongodb.database = store.database().name().to_owned();
     config.node.protocol = options.protocol;
+    if options.metrics_port {
+        config.node.metrics_address = Some("127.0.0.1:0".parse().unwrap());
+    }
     let secrets = Secrets {
         mongodb_uri: mongodb_uri(),
         wallet_key: None,
