@@ -156,6 +156,10 @@ pub struct Node {
     /// WebSocket port (default 5501).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub websocket_port: Option<u16>,
+    /// Port of the node's /metrics, apart from the API so that the network policy can open it
+    /// to the scrapers alone (default 9090).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_port: Option<u16>,
     /// Service type of the node (default ClusterIP).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_type: Option<String>,
@@ -303,10 +307,16 @@ pub struct DisruptionBudget {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct NetworkPolicy {
-    /// Create it (default false): the node takes its WebSocket and HTTP ports from anywhere,
-    /// the jobs take no connection. Turned off, the one the operator created is deleted.
+    /// Create it (default false): the node takes its WebSocket and HTTP ports from anywhere
+    /// and its metrics port from the namespaces below; the jobs take no connection. Turned
+    /// off, the ones the operator created are deleted.
     #[serde(default)]
     pub enabled: bool,
+    /// Namespaces whose pods may scrape the node's metrics port, matched by the
+    /// kubernetes.io/metadata.name label (set by Kubernetes 1.21 and later; label the namespace
+    /// yourself before that). Unset: the MinerPool's own namespace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics_from_namespaces: Option<Vec<String>>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]

@@ -16,7 +16,8 @@ use k8s_openapi::api::core::v1::{
     TopologySpreadConstraint, Volume, VolumeMount,
 };
 use k8s_openapi::api::networking::v1::{
-    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPort, NetworkPolicySpec,
+    NetworkPolicy, NetworkPolicyIngressRule, NetworkPolicyPeer, NetworkPolicyPort,
+    NetworkPolicySpec,
 };
 use k8s_openapi::api::policy::v1::{PodDisruptionBudget, PodDisruptionBudgetSpec};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -247,8 +248,39 @@ pub fn disruption_budget(mp: &MinerPool) -> Option<PodDisruptionBudget> {
     }))
 }
 
-/// Ingress only: the node takes its two ports from anywhere; the job pods take nothing (they
-/// listen on no port). Egress is the cluster's own choice (README: what each must reach).
+/// The node's metrics port: validation always sets one for a cluster.
+fn metrics_port(config: &Config) -> u16 {
+    config
+        .node
+        .metrics_address
+        .map_or(crate::validate::DEFAULT_METRICS_PORT, |a| a.port())
+}
+
+/// Ingress only: the node takes its API ports from anywhere and its metrics port from the
+/// namespaces given (its own by default); the job pods take nothing (they listen on no port).
+/// Egress is the cluster's own choice (README: what each must reach).
+/// Who may scrape the node's metrics: pods of the namespaces given, or of the MinerPool's own.
+fn metrics_scrapers(mp: &MinerPool) -> NetworkPolicyPeer {
+    match &mp.spec.network_policy.metrics_from_namespaces {
+        Some(namespaces) => NetworkPolicyPeer {
+            namespace_selector: Some(LabelSelector {
+                match_expressions: Some(vec![LabelSelectorRequirement {
+                    key: "kubernetes.io/metadata.name".into(),
+                    operator: "In".into(),
+                    values: Some(namespaces.clone()),
+                }]),
+                ..LabelSelector::default()
+            }),
+            ..NetworkPolicyPeer::default()
+        },
+        // A pod selector alone selects pods of the policy's own namespace.
+        None => NetworkPolicyPeer {
+            pod_selector: Some(LabelSelector::default()),
+            ..NetworkPolicyPeer::default()
+        },
+    }
+}
+
 pub fn network_policies(mp: &MinerPool, config: &Config) -> Option<[NetworkPolicy; 2]> {
     if !mp.spec.network_policy.enabled {
         return None;
@@ -267,13 +299,19 @@ pub fn network_policies(mp: &MinerPool, config: &Config) -> Option<[NetworkPolic
                 ..LabelSelector::default()
             }),
             policy_types: Some(vec!["Ingress".into()]),
-            ingress: Some(vec![NetworkPolicyIngressRule {
-                ports: Some(vec![
-                    port(config.node.http_address.port()),
-                    port(config.node.websocket_address.port()),
-                ]),
-                ..NetworkPolicyIngressRule::default()
-            }]),
+            ingress: Some(vec![
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![
+                        port(config.node.http_address.port()),
+                        port(config.node.websocket_address.port()),
+                    ]),
+                    ..NetworkPolicyIngressRule::default()
+                },
+                NetworkPolicyIngressRule {
+                    ports: Some(vec![port(metrics_port(config))]),
+                    from: Some(vec![metrics_scrapers(mp)]),
+                },
+            ]),
             ..NetworkPolicySpec::default()
         }),
     };
@@ -311,7 +349,7 @@ pub fn service_monitor_resource() -> kube::api::ApiResource {
 }
 
 /// A ServiceMonitor selecting the node Service by its labels and scraping `/metrics` on its
-/// `http` port, so that Prometheus keeps one target per node pod.
+/// `metrics` port, so that Prometheus keeps one target per node pod.
 pub fn service_monitor(mp: &MinerPool) -> Option<kube::api::DynamicObject> {
     let wanted = mp
         .spec
@@ -326,7 +364,7 @@ pub fn service_monitor(mp: &MinerPool) -> Option<kube::api::DynamicObject> {
             labels.entry(key.clone()).or_insert_with(|| value.clone());
         }
     }
-    let mut endpoint = serde_json::json!({ "port": "http", "path": "/metrics" });
+    let mut endpoint = serde_json::json!({ "port": "metrics", "path": "/metrics" });
     if let Some(interval) = &wanted.interval {
         endpoint["interval"] = interval.clone().into();
     }
@@ -548,6 +586,12 @@ pub fn node_pod(mp: &MinerPool, config: &Config, config_digest: &str) -> PodTemp
                 protocol: Some("TCP".into()),
                 ..ContainerPort::default()
             },
+            ContainerPort {
+                name: Some("metrics".into()),
+                container_port: metrics_port(config).into(),
+                protocol: Some("TCP".into()),
+                ..ContainerPort::default()
+            },
         ]),
         readiness_probe: Some(http_probe("/readyz")),
         liveness_probe: Some(http_probe("/healthz")),
@@ -620,6 +664,7 @@ pub fn service(mp: &MinerPool, config: &Config) -> Service {
             ports: Some(vec![
                 port("http", config.node.http_address.port()),
                 port("websocket", config.node.websocket_address.port()),
+                port("metrics", metrics_port(config)),
             ]),
             ..ServiceSpec::default()
         }),

@@ -49,6 +49,9 @@ const MAX_NAME_LEN: usize = 52 - "-validators".len();
 /// A node pod's drain when the spec names none: kube-proxy drops a deleted pod within a second
 /// or two of its deletion.
 pub const DEFAULT_SHUTDOWN_DELAY_SECONDS: u32 = 5;
+/// The node's metrics port when the spec names none: a cluster always serves them apart from the
+/// API.
+pub const DEFAULT_METRICS_PORT: u16 = 9090;
 const SERVICE_TYPES: [&str; 3] = ["ClusterIP", "NodePort", "LoadBalancer"];
 const TRAFFIC_POLICIES: [&str; 2] = ["Local", "Cluster"];
 
@@ -183,29 +186,32 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
     for (field, port) in [
         ("spec.node.httpPort", node.http_port),
         ("spec.node.websocketPort", node.websocket_port),
+        ("spec.node.metricsPort", node.metrics_port),
     ] {
         if port == Some(0) {
             problem(field, "0 is not a port".into());
         }
     }
-    if let Some(service_type) = &node.service_type
-        && !SERVICE_TYPES.contains(&service_type.as_str())
-    {
-        problem(
+    for (field, value, allowed) in [
+        (
             "spec.node.serviceType",
-            format!(
-                "{service_type:?} is not one of {}",
-                SERVICE_TYPES.join(", ")
-            ),
-        );
-    }
-    if let Some(policy) = &node.external_traffic_policy
-        && !TRAFFIC_POLICIES.contains(&policy.as_str())
-    {
-        problem(
+            &node.service_type,
+            &SERVICE_TYPES[..],
+        ),
+        (
             "spec.node.externalTrafficPolicy",
-            format!("{policy:?} is not one of {}", TRAFFIC_POLICIES.join(", ")),
-        );
+            &node.external_traffic_policy,
+            &TRAFFIC_POLICIES[..],
+        ),
+    ] {
+        if let Some(value) = value
+            && !allowed.contains(&value.as_str())
+        {
+            problem(
+                field,
+                format!("{value:?} is not one of {}", allowed.join(", ")),
+            );
+        }
     }
     let mut resources = vec![("spec.node.resources".to_owned(), node.resources.clone())];
     resources.extend(JobKind::ALL.into_iter().map(|kind| {
@@ -233,6 +239,14 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
                     );
                 }
             }
+        }
+    }
+    for name in spec.network_policy.metrics_from_namespaces.iter().flatten() {
+        if !is_namespace_name(name) {
+            problem(
+                "spec.networkPolicy.metricsFromNamespaces",
+                format!("{name:?} is not a namespace name"),
+            );
         }
     }
     if let Some(max) = node
@@ -315,6 +329,10 @@ pub fn validate(mp: &MinerPool, secrets: &FoundSecrets) -> Result<Config, Vec<Pr
         node.websocket_port
             .map(|port| SocketAddr::from(([0, 0, 0, 0], port))),
     );
+    n.metrics_address = Some(SocketAddr::from((
+        [0, 0, 0, 0],
+        node.metrics_port.unwrap_or(DEFAULT_METRICS_PORT),
+    )));
     set(&mut n.max_connections, node.max_connections);
     n.shutdown_delay_seconds = node
         .shutdown_delay_seconds
@@ -456,6 +474,16 @@ fn is_dns_label(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
 }
 
+/// A namespace name, a DNS-1123 label: `[a-z0-9]([-a-z0-9]*[a-z0-9])?`, at most 63 characters.
+fn is_namespace_name(name: &str) -> bool {
+    let alphanumeric = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let bytes = name.as_bytes();
+    bytes.len() <= 63
+        && bytes.first().is_some_and(alphanumeric)
+        && bytes.last().is_some_and(alphanumeric)
+        && bytes.iter().all(|b| alphanumeric(b) || *b == b'-')
+}
+
 /// A Kubernetes resource quantity: a decimal number (optional sign), then nothing, a binary
 /// (Ki..Ei) or decimal (n, u, m, k, M..E) suffix, or a decimal exponent (e3, E-2).
 pub fn is_quantity(text: &str) -> bool {
@@ -557,6 +585,7 @@ fn spec_key(config_key: &str) -> String {
         "rewards.startHeight" => "chain.startHeight".into(),
         "node.httpAddress" => "node.httpPort".into(),
         "node.websocketAddress" => "node.websocketPort".into(),
+        "node.metricsAddress" => "node.metricsPort".into(),
         other => other.into(),
     }
 }

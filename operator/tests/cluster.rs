@@ -554,7 +554,7 @@ async fn the_node_service_monitor_follows_the_spec() {
     );
     assert_eq!(
         monitor.data["spec"]["endpoints"],
-        json!([{ "port": "http", "path": "/metrics", "interval": "30s" }])
+        json!([{ "port": "metrics", "path": "/metrics", "interval": "30s" }])
     );
     assert_eq!(
         monitor.labels().get("release").map(String::as_str),

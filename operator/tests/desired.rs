@@ -104,9 +104,14 @@ fn defaults_give_a_complete_pool() {
     let mp = fixtures::minerpool("pool", "ns");
     let (config, d) = build(&mp, &mongodb_only());
     let mut expected = Config::with_wallets(INODE_WALLET, REWARD_ADDRESS);
-    // The one default that differs in a cluster: a node pod drains before it stops.
+    // The defaults that differ in a cluster: a node pod drains before it stops, and serves its
+    // metrics apart from the API (so that a network policy can tell them apart).
     expected.node.shutdown_delay_seconds =
         minerpool_operator::validate::DEFAULT_SHUTDOWN_DELAY_SECONDS;
+    expected.node.metrics_address = Some(std::net::SocketAddr::from((
+        [0, 0, 0, 0],
+        minerpool_operator::validate::DEFAULT_METRICS_PORT,
+    )));
     assert_eq!(config, expected);
 
     let cm = &d.config_map;
@@ -139,7 +144,14 @@ fn defaults_give_a_complete_pool() {
         .flatten()
         .map(|p| (p.name.as_deref(), p.container_port))
         .collect();
-    assert_eq!(ports, [(Some("http"), 8001), (Some("websocket"), 5501)]);
+    assert_eq!(
+        ports,
+        [
+            (Some("http"), 8001),
+            (Some("websocket"), 5501),
+            (Some("metrics"), 9090)
+        ]
+    );
     assert_eq!(
         secret_of(env(c, "MONGODB_URI").unwrap()),
         (MONGODB_SECRET.into(), "uri".into())
@@ -181,7 +193,7 @@ fn defaults_give_a_complete_pool() {
             .flatten()
             .map(|p| p.port)
             .collect::<Vec<_>>(),
-        [8001, 5501]
+        [8001, 5501, 9090]
     );
     assert_eq!(svc.selector, spec.selector.match_labels);
 
@@ -244,6 +256,7 @@ fn every_field_set() -> MinerPool {
     s.node.shutdown_timeout_seconds = Some(25);
     s.node.http_port = Some(9001);
     s.node.websocket_port = Some(9501);
+    s.node.metrics_port = Some(9091);
     s.node.service_type = Some("LoadBalancer".into());
     s.node.max_connections = Some(4000);
     s.node.resources = Some(from_json(json!({"limits": {"memory": "256Mi"}})));
@@ -255,6 +268,7 @@ fn every_field_set() -> MinerPool {
         max_unavailable: Some(IntOrString::String("50%".into())),
     });
     s.network_policy.enabled = true;
+    s.network_policy.metrics_from_namespaces = Some(vec!["monitoring".into()]);
     s.jobs.pod_overrides = Some(PodOverrides(
         json!({"spec": {"nodeSelector": {"pool": "jobs"}}}),
     ));
@@ -402,7 +416,7 @@ fn every_spec_field_lands_where_it_should() {
             .flatten()
             .map(|p| p.container_port)
             .collect::<Vec<_>>(),
-        [9001, 9501]
+        [9001, 9501, 9091]
     );
     assert_eq!(
         c.resources.as_ref().unwrap().limits.as_ref().unwrap()["memory"].0,
@@ -434,7 +448,7 @@ fn every_spec_field_lands_where_it_should() {
             .flatten()
             .map(|p| p.port)
             .collect::<Vec<_>>(),
-        [9001, 9501]
+        [9001, 9501, 9091]
     );
 
     let rewards = cron(&d, JobKind::Rewards).spec.as_ref().unwrap();
@@ -488,7 +502,15 @@ fn every_spec_field_lands_where_it_should() {
         budget.max_unavailable,
         Some(IntOrString::String("50%".into()))
     );
-    assert!(d.network_policies.is_some());
+    let [node_policy, _] = d.network_policies.clone().unwrap();
+    let metrics_rule = &node_policy.spec.unwrap().ingress.unwrap()[1];
+    assert_eq!(
+        serde_json::to_value(metrics_rule).unwrap(),
+        json!({"ports": [{"port": 9091, "protocol": "TCP"}], "from": [{"namespaceSelector": {
+            "matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "In",
+                                  "values": ["monitoring"]}]}}]})
+    );
+    assert_eq!(config.node.metrics_address.unwrap().port(), 9091);
     let payouts = &job_pod(cron(&d, JobKind::Payouts)).containers[0];
     assert_eq!(payouts.image.as_deref(), Some("registry.example/jobs:2"));
     assert_eq!(
@@ -755,7 +777,7 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
         serde_json::to_value(wanted.service.metadata.labels.unwrap()).unwrap(),
         "selects the node Service"
     );
-    assert_eq!(object["spec"]["endpoints"][0]["port"], "http");
+    assert_eq!(object["spec"]["endpoints"][0]["port"], "metrics");
     let mut off = valid.clone();
     off.spec.node.service_monitor.as_mut().unwrap().enabled = false;
     assert!(desired::desired(&off, &config).service_monitor.is_none());
@@ -856,6 +878,23 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
         &ok,
         "spec.node.resources.limits.memory",
         "\"lots\" is not a quantity",
+    );
+    let mut mp = base.clone();
+    mp.spec.node.metrics_port = Some(8001);
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.node.metricsPort",
+        "port 8001 is the HTTP port too",
+    );
+    let mut mp = base.clone();
+    mp.spec.network_policy.metrics_from_namespaces =
+        Some(vec!["monitoring".into(), "Bad_Name".into()]);
+    assert_problem(
+        &mp,
+        &ok,
+        "spec.networkPolicy.metricsFromNamespaces",
+        "\"Bad_Name\" is not a namespace name",
     );
     let mut mp = base.clone();
     mp.spec.jobs.payouts = Some(JobSpec {

@@ -439,7 +439,7 @@ async fn a_service_monitor_is_applied_when_turned_on_and_deleted_once_turned_off
     );
     assert_eq!(
         monitor["spec"]["endpoints"],
-        json!([{ "port": "http", "path": "/metrics", "interval": "30s" }])
+        json!([{ "port": "metrics", "path": "/metrics", "interval": "30s" }])
     );
     assert_eq!(monitor["metadata"]["labels"]["release"], "prometheus");
     assert_eq!(

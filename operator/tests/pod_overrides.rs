@@ -515,8 +515,13 @@ fn network_policies_open_the_node_ports_and_close_the_jobs_only_when_enabled() {
     let node_spec = node.spec.unwrap();
     assert_eq!(node_spec.policy_types, Some(vec!["Ingress".to_string()]));
     let rules = node_spec.ingress.unwrap();
-    assert_eq!(rules.len(), 1);
+    assert_eq!(rules.len(), 2);
     assert!(rules[0].from.is_none(), "from anywhere");
+    // The metrics port: by default from the MinerPool's own namespace only.
+    assert_eq!(
+        serde_json::to_value(&rules[1]).unwrap(),
+        json!({"ports": [{"port": 9090, "protocol": "TCP"}], "from": [{"podSelector": {}}]})
+    );
     let ports: Vec<IntOrString> = rules[0]
         .ports
         .iter()
