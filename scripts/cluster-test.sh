@@ -193,6 +193,11 @@ ok "the node Deployment, Service, ConfigMap and four CronJobs exist"
 step "NODE=\$(kubectl get service local-node"
 step "curl -fsS \"http://\$NODE:8001/readyz\""
 grep -qx ready "$OUT" || fail "/readyz through the Service answered '$(cat "$OUT")'"
+step "curl -fsS \"http://\$NODE:9090/metrics\""
+grep -q '^minerpool_node_limit' "$OUT" || fail "the node's metrics port did not serve its metrics"
+[ "$(curl -s -o /dev/null -w '%{http_code}' "http://$NODE:8001/metrics")" = 404 ] ||
+    fail "the node's HTTP port still serves /metrics"
+ok "the node's metrics are on their own port, not the API's"
 
 # Readiness reflects the database: with the server frozen, the pod leaves the Service.
 mongo_pid=$(cat "$CLUSTER/mongo/pid")
@@ -351,6 +356,9 @@ step "kubectl get pod untolerated"
 grep -qx Unschedulable "$OUT" || fail "a pod without the toleration was placed: $(cat "$OUT")"
 [ "$(ready_node_pods)" = 3 ] || fail "the node pods did not stay on the tainted machine"
 ok "the taint keeps out a pod without the toleration; the node's pods stay"
+# A stopping pod would be let go without the budget being asked: only the three current pods.
+wait_until "the node pods of the earlier spec are gone" 120 sh -c \
+    "[ \"\$(kubectl get pods -l app.kubernetes.io/instance=local,app.kubernetes.io/component=node -o name | wc -l)\" = 3 ]"
 wait_until "the budget allows one disruption" 90 sh -c \
     "[ \"\$(kubectl get pdb local-node -o jsonpath='{.status.disruptionsAllowed}')\" = 1 ]"
 step "EVICT=\$(kubectl get pods"
