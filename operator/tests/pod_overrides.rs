@@ -416,7 +416,20 @@ fn what_may_be_changed_in_the_operators_container_is_accepted() {
     }})));
     let d = build(&mp);
     let node = container(node_template(&d), "node");
-    assert_eq!(node.ports.as_ref().unwrap().len(), 3);
+    let plain = build(&pool());
+    let plain_ports = container(node_template(&plain), "node")
+        .ports
+        .clone()
+        .unwrap();
+    let ports = node.ports.as_ref().unwrap();
+    assert_eq!(ports.len(), plain_ports.len() + 1, "{ports:?}");
+    assert!(
+        ports
+            .iter()
+            .any(|p| p.name.as_deref() == Some("debug") && p.container_port == 6060),
+        "{ports:?}"
+    );
+    assert!(plain_ports.iter().all(|p| ports.contains(p)), "{ports:?}");
     assert_eq!(
         node.liveness_probe.as_ref().unwrap().failure_threshold,
         Some(5)
