@@ -243,6 +243,14 @@ struct ChainState {
     rate_limited: u64,
     /// Bodies the next `get_transaction` requests get instead of the real answer.
     transaction_answers: VecDeque<Value>,
+    /// Until then the chain is down: see [`ChainSim::go_down`].
+    down_until: Option<Instant>,
+}
+
+impl ChainState {
+    fn is_down(&self) -> bool {
+        self.down_until.is_some_and(|until| Instant::now() < until)
+    }
 }
 
 /// A rate limit of the node: so many requests per window (fixed windows, as the node's
@@ -380,6 +388,13 @@ impl ChainSim {
         self.lock().rate_limited
     }
 
+    /// The chain is down for `window`: every endpoint answers HTTP 500, and a push is taken
+    /// (it is mined in a later block) but answered 500 all the same, the unkindest outage for a
+    /// payer: the answer says nothing about whether the money moved. Blocks are still made.
+    pub fn go_down(&self, window: Duration) {
+        self.lock().down_until = Some(Instant::now() + window);
+    }
+
     /// How the next pushes are answered.
     pub fn set_push_mode(&self, mode: PushMode) {
         self.lock().push_mode = Some(mode);
@@ -508,12 +523,29 @@ impl ChainSim {
 type Shared = Arc<Mutex<ChainState>>;
 
 fn router(state: Shared) -> Router {
-    Router::new()
+    let chain = Router::new()
         .merge(blocks_routes())
         .merge(validators_routes())
         .merge(payer_routes())
-        .merge(control_routes())
-        .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            unless_down,
+        ));
+    chain.merge(control_routes()).with_state(state)
+}
+
+/// While the chain is down every endpoint but `push_tx` answers 500 (a push is taken first:
+/// see [`push_tx`]).
+async fn unless_down(
+    State(state): State<Shared>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let down = state.lock().unwrap_or_else(|e| e.into_inner()).is_down();
+    if down && request.uri().path() != "/push_tx" {
+        return server_error("Exception: the node is down");
+    }
+    next.run(request).await
 }
 
 fn blocks_routes() -> Router<Shared> {
@@ -551,6 +583,26 @@ fn control_routes() -> Router<Shared> {
         .route("/sim/skip", post(control_skip))
         .route("/sim/rate-limits", put(control_rate_limits))
         .route("/sim/validators", put(control_set_validators))
+        .route("/sim/down", post(control_down).delete(control_up))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DownRequest {
+    seconds: u64,
+}
+
+/// `POST /sim/down {"seconds": N}`: see [`ChainSim::go_down`].
+async fn control_down(State(state): State<Shared>, Json(body): Json<DownRequest>) -> StatusCode {
+    state.lock().unwrap_or_else(|e| e.into_inner()).down_until =
+        Some(Instant::now() + Duration::from_secs(body.seconds));
+    StatusCode::NO_CONTENT
+}
+
+/// `DELETE /sim/down`: the chain is up again.
+async fn control_up(State(state): State<Shared>) -> StatusCode {
+    state.lock().unwrap_or_else(|e| e.into_inner()).down_until = None;
+    StatusCode::NO_CONTENT
 }
 
 /// Takes the next planned failure, counting the request.
@@ -1265,11 +1317,14 @@ impl Refused {
 /// `push_tx` (§8.1): the push mode first, then the node's judgement, then the answer the mode
 /// gives for an accepted transaction.
 async fn push_tx(shared: Shared, tx_hex: &str) -> Response {
-    let mode = shared
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push_mode
-        .unwrap_or(PushMode::Normal);
+    let mode = {
+        let state = shared.lock().unwrap_or_else(|e| e.into_inner());
+        if state.is_down() {
+            PushMode::AcceptThenServerError
+        } else {
+            state.push_mode.unwrap_or(PushMode::Normal)
+        }
+    };
     match mode {
         PushMode::ServerError => return server_error("Exception: "),
         PushMode::Reject => return not_added(),

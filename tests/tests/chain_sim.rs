@@ -312,6 +312,66 @@ async fn push_modes_answer_as_failing_nodes_do() {
     }
 }
 
+/// HTTP status and body of a GET.
+async fn status_of(sim: &ChainSim, path: &str) -> (u16, Value) {
+    let response = reqwest::get(format!("{}{path}", sim.url)).await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_chain_down_answers_500_everywhere_yet_takes_a_push_and_comes_back() {
+    let sim = sim_with(&["1"]).await;
+    let wallet = address(WALLET_KEY);
+    let reads = [
+        "/get_blocks_details?offset=0&limit=10".to_owned(),
+        "/get_validators_info".to_owned(),
+        format!("/get_address_info?address={wallet}&show_pending=true"),
+        format!("/get_transaction?tx_hash={}", coin_hash(1)),
+    ];
+    sim.go_down(Duration::from_secs(3600));
+    for path in &reads {
+        assert_eq!(
+            status_of(&sim, path).await,
+            refused(500, "Exception: the node is down"),
+            "{path}"
+        );
+    }
+    let tx = pay_coin(1, "1");
+    assert_eq!(
+        push(&sim, &tx.to_hex()).await,
+        refused(500, "Exception: "),
+        "a push while down"
+    );
+    assert_eq!(
+        sim.tx_state(&tx.hash()),
+        TxState::Pending,
+        "the push was taken all the same"
+    );
+    // The control endpoints stay up; bringing the chain back serves the truth again.
+    let up = reqwest::Client::new()
+        .delete(format!("{}/sim/down", sim.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(up.status().as_u16(), 204);
+    for path in &reads {
+        assert_ne!(status_of(&sim, path).await.0, 500, "{path} once up");
+    }
+    let block = sim.mine();
+    assert_eq!(sim.tx_state(&tx.hash()), TxState::Mined { block });
+    // A window ends by itself.
+    let window = reqwest::Client::new()
+        .post(format!("{}/sim/down", sim.url))
+        .json(&json!({"seconds": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(window.status().as_u16(), 204);
+    assert_eq!(status_of(&sim, &reads[0]).await.0, 500);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(status_of(&sim, &reads[0]).await.0, 200);
+}
+
 #[tokio::test]
 async fn a_lagging_node_answers_not_found_then_pending_then_mined() {
     let sim = sim_with(&["4", "6"]).await;
