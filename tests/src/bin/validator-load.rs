@@ -27,8 +27,9 @@ struct Cli {
     /// A node's WebSocket URL (repeat for several)
     #[arg(long = "url", required = true)]
     urls: Vec<String>,
-    #[arg(long)]
-    pool: String,
+    /// A pool the TASKs are for (repeat for several: TASK i goes to pool i mod n)
+    #[arg(long = "pool", required = true)]
+    pools: Vec<String>,
     #[arg(long)]
     validator: String,
     /// Prefix of the `val_id`s (each TASK gets PREFIX-i)
@@ -63,6 +64,8 @@ struct Counters {
     first_failure: std::sync::Mutex<Option<String>>,
     /// SUCCESS replies by URL.
     by_url: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// SUCCESS replies, and TASKs never answered SUCCESS, by pool.
+    by_pool: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
 }
 
 #[tokio::main]
@@ -76,6 +79,7 @@ async fn main() -> anyhow::Result<()> {
         turn: AtomicUsize::new(0),
         first_failure: std::sync::Mutex::new(None),
         by_url: Default::default(),
+        by_pool: Default::default(),
     });
     let started = Instant::now();
     let workers = (0..cli.concurrency.max(1))
@@ -94,6 +98,15 @@ async fn main() -> anyhow::Result<()> {
         "seconds": started.elapsed().as_secs_f64(),
         "firstFailure": counters.first_failure.lock().unwrap().clone(),
         "succeededByUrl": counters.by_url.lock().unwrap().clone(),
+        "byPool": counters
+            .by_pool
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(pool, (succeeded, failed))| {
+                (pool.clone(), serde_json::json!({"succeeded": succeeded, "failed": failed}))
+            })
+            .collect::<serde_json::Map<_, _>>(),
     });
     println!("{summary}");
     if failed > 0 {
@@ -117,8 +130,9 @@ async fn worker(cli: Arc<Cli>, counters: Arc<Counters>, started: Instant) {
             tokio::time::sleep_until((started + Duration::from_secs_f64(i as f64 / rate)).into())
                 .await;
         }
+        let pool = &cli.pools[(i % cli.pools.len() as u64) as usize];
         let message = serde_json::json!({
-            "type": "TASK", "pool_wallet": cli.pool, "validator_wallet": cli.validator,
+            "type": "TASK", "pool_wallet": pool, "validator_wallet": cli.validator,
             "val_id": format!("{}-{i}", cli.prefix), "ip": "203.0.113.7", "port": 5502,
         })
         .to_string();
@@ -128,6 +142,13 @@ async fn worker(cli: Arc<Cli>, counters: Arc<Counters>, started: Instant) {
             match send(url, &message).await {
                 Ok(reply) if reply.starts_with("SUCCESS") => {
                     counters.succeeded.fetch_add(1, Ordering::SeqCst);
+                    counters
+                        .by_pool
+                        .lock()
+                        .unwrap()
+                        .entry(pool.clone())
+                        .or_default()
+                        .0 += 1;
                     *counters
                         .by_url
                         .lock()
@@ -147,6 +168,13 @@ async fn worker(cli: Arc<Cli>, counters: Arc<Counters>, started: Instant) {
                         continue;
                     }
                     counters.failed.fetch_add(1, Ordering::SeqCst);
+                    counters
+                        .by_pool
+                        .lock()
+                        .unwrap()
+                        .entry(pool.clone())
+                        .or_default()
+                        .1 += 1;
                     counters.first_failure.lock().unwrap().get_or_insert(why);
                     break;
                 }
