@@ -373,6 +373,17 @@ step "kubectl rollout status deployment/local-node"
 wait_until "three node pods are Ready after the eviction" 120 sh -c "[ \"\$(kubectl get deployment local-node -o jsonpath='{.status.readyReplicas}')\" = 3 ]"
 
 # ---------------------------------------------------------------------------------------------
+# Chaos: kills, a frozen database, a chain down, evictions; then the books
+
+chaos_started=$SECONDS
+step "scripts/chaos.py --node"
+for row in "kills: node-pod" "kills: job-pod" "kills: operator-pod" "kills: db-freeze" \
+    "kills: chain-down" "kills: evict-two" "TASKs sent / succeeded / retried" "units paid = on chain"; do
+    grep -Eq "^$row +\| [1-9]" "$OUT" || fail "the chaos table has no '$row' with a count"
+done
+ok "chaos: nothing lost, nothing counted twice, the books match the chain ($((SECONDS - chaos_started)) s)"
+
+# ---------------------------------------------------------------------------------------------
 # Upgrades
 
 step "docker tag minerpool/minerpool-operator:dev minerpool/minerpool-operator:dev-2"
