@@ -212,7 +212,7 @@ class Chaos:
         while time.time() < deadline:
             pods = running()
             if pods:
-                name = pods[0]
+                name = self.rng.choice(pods)
                 kubectl("delete", "pod", name, "--grace-period=0", "--force", "--wait=false")
                 log(f"  killed {name}")
                 return
