@@ -8,9 +8,9 @@ $CLUSTER/servers.env). For --minutes, three validators send TASKs through the no
 (each retried until answered SUCCESS, as validators do), the jobs run on their every-minute
 schedules, and at random moments one of these happens, each at least once:
 
-  node-pod       a node pod deleted with no grace period
-  job-pod        a running rewards or payouts Job's pod deleted with no grace period, mid-run
-  operator-pod   the operator's pod deleted with no grace period
+  node-pod       a node pod killed: SIGKILL to its containers, the pod deleted with no grace period
+  job-pod        a running rewards or payouts Job's pod killed so, mid-run
+  operator-pod   the operator's pod killed so
   db-freeze      the MongoDB-compatible server stopped (SIGSTOP) for 3-6 s, then continued
   chain-down     the chain down for 20 s from 3 s before a minute (when the jobs start): 500 to
                  everything, a pushed payout taken but answered 500
@@ -193,10 +193,23 @@ class Chaos:
         getattr(self, kind.replace("-", "_"))()
         self.counts[kind] += 1
 
+    def kill(self, namespace, pod):
+        """SIGKILL to the pod's containers (a crash: nothing runs its shutdown), then the pod
+        deleted with no grace period. A deletion alone would still let the kubelet stop the
+        containers with SIGTERM and their own grace."""
+        containers = run(
+            "docker", "ps", "-q", "--filter", f"label=io.kubernetes.pod.name={pod}",
+            "--filter", f"label=io.kubernetes.pod.namespace={namespace}",
+        ).stdout.split()
+        if containers:
+            run("docker", "kill", "--signal", "KILL", *containers, check_status=False)
+        kubectl("-n", namespace, "delete", "pod", pod, "--grace-period=0", "--force", "--wait=false")
+        log(f"  killed {namespace}/{pod} ({len(containers)} containers)")
+
     def node_pod(self):
         pods = self.cluster.node_pods(ready_only=False)
-        check(pods, "no node pod to delete")
-        kubectl("delete", "pod", self.rng.choice(pods), "--grace-period=0", "--force", "--wait=false")
+        check(pods, "no node pod to kill")
+        self.kill("default", self.rng.choice(pods))
 
     def job_pod(self):
         # Jobs start on the minute: watch for a running rewards or payouts pod.
@@ -212,18 +225,17 @@ class Chaos:
         while time.time() < deadline:
             pods = running()
             if pods:
-                name = self.rng.choice(pods)
-                kubectl("delete", "pod", name, "--grace-period=0", "--force", "--wait=false")
-                log(f"  killed {name}")
+                self.kill("default", self.rng.choice(pods))
                 return
             time.sleep(0.3)
         raise Failed("no rewards or payouts pod was seen running within 90 s")
 
     def operator_pod(self):
-        kubectl(
-            "-n", "minerpool", "delete", "pod", "-l", "app.kubernetes.io/name=minerpool-operator",
-            "--grace-period=0", "--force", "--wait=false",
-        )
+        pods = kubectl_json("-n", "minerpool", "get", "pods", "-l", "app.kubernetes.io/name=minerpool-operator")
+        running = [p["metadata"]["name"] for p in pods["items"] if not p["metadata"].get("deletionTimestamp")]
+        check(running, "no operator pod to kill")
+        for pod in running:
+            self.kill("minerpool", pod)
 
     def db_freeze(self):
         with open(os.path.join(self.cluster.cluster_dir, "mongo", "pid")) as f:
