@@ -212,23 +212,21 @@ class Chaos:
         self.kill("default", self.rng.choice(pods))
 
     def job_pod(self):
-        # Jobs start on the minute: watch for a running rewards or payouts pod.
-        def running():
-            pods = kubectl_json(
-                "get", "pods", "-l",
-                f"{POOL_LABELS},app.kubernetes.io/component in (rewards,payouts)",
-                "--field-selector=status.phase=Running",
-            )["items"]
-            return [p["metadata"]["name"] for p in pods if not p["metadata"].get("deletionTimestamp")]
-
-        deadline = time.time() + 90
+        # A run lasts a couple of seconds from the minute on: watch the runtime itself (quicker
+        # to ask than the API server) for a rewards or payouts container.
+        deadline = time.time() + 150
         while time.time() < deadline:
-            pods = running()
+            running = run(
+                "docker", "ps", "--filter", "label=io.kubernetes.container.name=job",
+                "--filter", "label=io.kubernetes.pod.namespace=default",
+                "--format", '{{.Label "io.kubernetes.pod.name"}}',
+            ).stdout.split()
+            pods = [p for p in running if p.startswith(("local-rewards-", "local-payouts-"))]
             if pods:
                 self.kill("default", self.rng.choice(pods))
                 return
-            time.sleep(0.3)
-        raise Failed("no rewards or payouts pod was seen running within 90 s")
+            time.sleep(0.1)
+        raise Failed("no rewards or payouts container was seen running within 150 s")
 
     def operator_pod(self):
         pods = kubectl_json("-n", "minerpool", "get", "pods", "-l", "app.kubernetes.io/name=minerpool-operator")
