@@ -251,6 +251,11 @@ impl ChainState {
     fn is_down(&self) -> bool {
         self.down_until.is_some_and(|until| Instant::now() < until)
     }
+
+    /// Down for `window` from now; `None`: up again.
+    fn set_down(&mut self, window: Option<Duration>) {
+        self.down_until = window.map(|w| Instant::now() + w);
+    }
 }
 
 /// A rate limit of the node: so many requests per window (fixed windows, as the node's
@@ -392,7 +397,7 @@ impl ChainSim {
     /// (it is mined in a later block) but answered 500 all the same, the unkindest outage for a
     /// payer: the answer says nothing about whether the money moved. Blocks are still made.
     pub fn go_down(&self, window: Duration) {
-        self.lock().down_until = Some(Instant::now() + window);
+        self.lock().set_down(Some(window));
     }
 
     /// How the next pushes are answered.
@@ -594,14 +599,19 @@ struct DownRequest {
 
 /// `POST /sim/down {"seconds": N}`: see [`ChainSim::go_down`].
 async fn control_down(State(state): State<Shared>, Json(body): Json<DownRequest>) -> StatusCode {
-    state.lock().unwrap_or_else(|e| e.into_inner()).down_until =
-        Some(Instant::now() + Duration::from_secs(body.seconds));
+    state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set_down(Some(Duration::from_secs(body.seconds)));
     StatusCode::NO_CONTENT
 }
 
 /// `DELETE /sim/down`: the chain is up again.
 async fn control_up(State(state): State<Shared>) -> StatusCode {
-    state.lock().unwrap_or_else(|e| e.into_inner()).down_until = None;
+    state
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .set_down(None);
     StatusCode::NO_CONTENT
 }
 

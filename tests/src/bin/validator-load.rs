@@ -68,6 +68,15 @@ struct Counters {
     by_pool: std::sync::Mutex<std::collections::BTreeMap<String, (u64, u64)>>,
 }
 
+impl Counters {
+    /// One TASK for `pool`, answered SUCCESS or given up on.
+    fn count_for_pool(&self, pool: &str, succeeded: bool) {
+        let mut by_pool = self.by_pool.lock().unwrap();
+        let (ok, failed) = by_pool.entry(pool.to_owned()).or_default();
+        *if succeeded { ok } else { failed } += 1;
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Arc::new(Cli::parse());
@@ -142,13 +151,7 @@ async fn worker(cli: Arc<Cli>, counters: Arc<Counters>, started: Instant) {
             match send(url, &message).await {
                 Ok(reply) if reply.starts_with("SUCCESS") => {
                     counters.succeeded.fetch_add(1, Ordering::SeqCst);
-                    counters
-                        .by_pool
-                        .lock()
-                        .unwrap()
-                        .entry(pool.clone())
-                        .or_default()
-                        .0 += 1;
+                    counters.count_for_pool(pool, true);
                     *counters
                         .by_url
                         .lock()
@@ -168,13 +171,7 @@ async fn worker(cli: Arc<Cli>, counters: Arc<Counters>, started: Instant) {
                         continue;
                     }
                     counters.failed.fetch_add(1, Ordering::SeqCst);
-                    counters
-                        .by_pool
-                        .lock()
-                        .unwrap()
-                        .entry(pool.clone())
-                        .or_default()
-                        .1 += 1;
+                    counters.count_for_pool(pool, false);
                     counters.first_failure.lock().unwrap().get_or_insert(why);
                     break;
                 }
