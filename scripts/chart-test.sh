@@ -421,9 +421,11 @@ for allowed in \
     "patch cronjobs.batch" "delete cronjobs.batch" \
     "get servicemonitors.monitoring.coreos.com" "create servicemonitors.monitoring.coreos.com" \
     "patch servicemonitors.monitoring.coreos.com" "delete servicemonitors.monitoring.coreos.com" \
-    "get poddisruptionbudgets.policy" "create poddisruptionbudgets.policy" \
+    "get poddisruptionbudgets.policy" "list poddisruptionbudgets.policy" \
+    "watch poddisruptionbudgets.policy" "create poddisruptionbudgets.policy" \
     "patch poddisruptionbudgets.policy" "delete poddisruptionbudgets.policy" \
-    "get networkpolicies.networking.k8s.io" "create networkpolicies.networking.k8s.io" \
+    "get networkpolicies.networking.k8s.io" "list networkpolicies.networking.k8s.io" \
+    "watch networkpolicies.networking.k8s.io" "create networkpolicies.networking.k8s.io" \
     "patch networkpolicies.networking.k8s.io" "delete networkpolicies.networking.k8s.io" \
     "get secrets" "create events.events.k8s.io" "patch events.events.k8s.io"; do
     # shellcheck disable=SC2086
@@ -435,8 +437,7 @@ for denied in \
     "update deployments.apps" "delete deployments.apps" "update cronjobs.batch" \
     "create pods" "get pods" "create jobs.batch" "delete jobs.batch" "create events" \
     "list servicemonitors.monitoring.coreos.com" "update servicemonitors.monitoring.coreos.com" \
-    "list poddisruptionbudgets.policy" "update poddisruptionbudgets.policy" \
-    "list networkpolicies.networking.k8s.io" "update networkpolicies.networking.k8s.io" \
+    "update poddisruptionbudgets.policy" "update networkpolicies.networking.k8s.io" \
     "create pods/eviction" \
     "create roles.rbac.authorization.k8s.io" "create rolebindings.rbac.authorization.k8s.io"; do
     # shellcheck disable=SC2086

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
@@ -614,11 +615,19 @@ pub async fn run(
                     None => Api::all(c),
                 }
             };
-            let ar = ctx.apis.api_resource(VersionedKind::CronJob);
-            let cron_jobs: Api<DynamicObject> = match &namespace {
-                Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
-                None => Api::all_with(client.clone(), &ar),
+            let versioned = |kind| {
+                let ar = ctx.apis.api_resource(kind);
+                let api: Api<DynamicObject> = match &namespace {
+                    Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+                    None => Api::all_with(client.clone(), &ar),
+                };
+                (api, ar)
             };
+            let (cron_jobs, cron_job_resource) = versioned(VersionedKind::CronJob);
+            let (budgets, budget_resource) = versioned(VersionedKind::PodDisruptionBudget);
+            // The budget and the policies are watched like the other children: one deleted or
+            // changed by hand is put back at once rather than at the next resync. The
+            // ServiceMonitor is not: its CRD may be missing, and a watch on it would fail.
             let children = watcher::Config::default()
                 .labels(&format!("app.kubernetes.io/managed-by={FIELD_MANAGER}"));
             Controller::new(api(client.clone()), watcher::Config::default())
@@ -631,7 +640,12 @@ pub async fn run(
                     child_api::<ConfigMap>(&client, &namespace),
                     children.clone(),
                 )
-                .owns_with(cron_jobs, ar, children)
+                .owns(
+                    child_api::<NetworkPolicy>(&client, &namespace),
+                    children.clone(),
+                )
+                .owns_with(budgets, budget_resource, children.clone())
+                .owns_with(cron_jobs, cron_job_resource, children)
                 .graceful_shutdown_on(shutdown)
                 .run(reconcile, error_policy, ctx)
                 .for_each(|result| async move {

@@ -729,6 +729,91 @@ fn token_kubeconfig(dir: &std::path::Path, token: &str) -> std::path::PathBuf {
     path
 }
 
+/// Against the real API server: the budget and a policy deleted by hand are put back within
+/// the wait's deadline (60 s), far inside the 10-minute resync, because the controller watches
+/// them. The pool has no jobs, so that no CronJob's status wakes the controller by chance, and
+/// they are deleted once the controller has been idle for 3 s, so that no reconcile already on
+/// its way puts them back.
+#[tokio::test]
+async fn a_budget_or_policy_deleted_by_hand_is_put_back_at_once() {
+    let (admin, ns) = setup("mp-watch").await;
+    let ns = ns.as_str();
+    let operator = Operator::start(admin.clone(), ns).await;
+    let mut mp = fixtures::minerpool("pool", ns);
+    mp.spec.node.replicas = Some(2);
+    mp.spec.network_policy.enabled = true;
+    let disabled = Some(minerpool_operator::crd::JobSpec {
+        enabled: Some(false),
+        ..Default::default()
+    });
+    let jobs = &mut mp.spec.jobs;
+    for job in [
+        &mut jobs.rewards,
+        &mut jobs.validators,
+        &mut jobs.payouts,
+        &mut jobs.decay,
+    ] {
+        *job = disabled.clone();
+    }
+    testing::create_pool(&admin, ns, &mp).await;
+    wait_status(&admin, ns, "pool", "the budget and policies applied", |s| {
+        s.disruption_budget.is_some() && s.network_policies.len() == 2
+    })
+    .await;
+    assert!(cron_job_names(&admin, ns).await.is_empty());
+
+    let reconciles = || operator.ctx.metrics.reconciles.get();
+    let give_up = std::time::Instant::now() + DEADLINE;
+    loop {
+        let before = reconciles();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        if reconciles() == before {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < give_up,
+            "the controller was never idle for 3 s"
+        );
+    }
+    let apis = ServedApis::discover(&admin).await.unwrap();
+    let budgets: Api<DynamicObject> = Api::namespaced_with(
+        admin.clone(),
+        ns,
+        &apis.api_resource(VersionedKind::PodDisruptionBudget),
+    );
+    let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
+        Api::namespaced(admin.clone(), ns);
+    let budget_uid = budgets.get("pool-node").await.unwrap().uid();
+    let policy_uid = policies.get("pool-jobs").await.unwrap().uid();
+    budgets
+        .delete("pool-node", &DeleteParams::default())
+        .await
+        .unwrap();
+    policies
+        .delete("pool-jobs", &DeleteParams::default())
+        .await
+        .unwrap();
+    wait::until(
+        "the budget and the jobs' policy deleted by hand applied again",
+        DEADLINE,
+        || async {
+            let budget = budgets.get_opt("pool-node").await.unwrap().map(|b| b.uid());
+            let policy = policies
+                .get_opt("pool-jobs")
+                .await
+                .unwrap()
+                .map(|p| p.uid());
+            (budget, policy)
+        },
+        |(budget, policy)| {
+            budget.as_ref().is_some_and(|uid| *uid != budget_uid)
+                && policy.as_ref().is_some_and(|uid| *uid != policy_uid)
+        },
+    )
+    .await;
+    operator.stop().await;
+}
+
 #[tokio::test]
 async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
     let (admin, ns) = setup("mp-chart").await;
