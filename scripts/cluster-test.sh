@@ -191,7 +191,7 @@ done
 ok "the node Deployment, Service, ConfigMap and four CronJobs exist"
 
 step "NODE=\$(kubectl get service local-node"
-step "curl -fsS \"http://\$NODE:8001/readyz\""
+step "curl -fsS --retry 10 --retry-connrefused --retry-delay 1 \"http://\$NODE:8001/readyz\""
 grep -qx ready "$OUT" || fail "/readyz through the Service answered '$(cat "$OUT")'"
 step "curl -fsS \"http://\$NODE:9090/metrics\""
 grep -q '^minerpool_node_limit' "$OUT" || fail "the node's metrics port did not serve its metrics"
