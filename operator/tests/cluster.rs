@@ -129,6 +129,16 @@ fn condition<'a>(
     status.conditions.iter().find(|c| c.type_ == type_)
 }
 
+/// The test server is Kubernetes 1.20: PodDisruptionBudgets are `policy/v1beta1` (checked by
+/// `budget_policies_and_pod_overrides_on_the_real_api_server`).
+fn budgets(client: &Client, ns: &str) -> Api<DynamicObject> {
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ServedApis::V1BETA1.api_resource(VersionedKind::PodDisruptionBudget),
+    )
+}
+
 fn cron_jobs(client: &Client, ns: &str) -> Api<DynamicObject> {
     Api::namespaced_with(
         client.clone(),
@@ -612,11 +622,7 @@ async fn budget_policies_and_pod_overrides_on_the_real_api_server() {
         ServedApis::V1BETA1,
         "Kubernetes 1.20 serves both as v1beta1"
     );
-    let budgets: Api<DynamicObject> = Api::namespaced_with(
-        client.clone(),
-        &ns,
-        &apis.api_resource(VersionedKind::PodDisruptionBudget),
-    );
+    let budgets = budgets(&client, &ns);
     let budget = budgets.get("pool-node").await.unwrap();
     assert_eq!(budget.data["spec"]["maxUnavailable"], 1);
     assert_eq!(
@@ -775,12 +781,7 @@ async fn a_budget_or_policy_deleted_by_hand_is_put_back_at_once() {
             "the controller was never idle for 3 s"
         );
     }
-    let apis = ServedApis::discover(&admin).await.unwrap();
-    let budgets: Api<DynamicObject> = Api::namespaced_with(
-        admin.clone(),
-        ns,
-        &apis.api_resource(VersionedKind::PodDisruptionBudget),
-    );
+    let budgets = budgets(&admin, ns);
     let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
         Api::namespaced(admin.clone(), ns);
     let budget_uid = budgets.get("pool-node").await.unwrap().uid();
