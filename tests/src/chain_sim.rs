@@ -14,12 +14,17 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::rejection::JsonRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use minerpool_core::money::{Amount, UNITS_PER_COIN};
+use minerpool_core::upow::{
+    Input, MAX_INPUTS, Output, Transaction, address_of, decode_address, parse_private_key,
+};
+use p256::ecdsa::SigningKey;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -405,8 +410,8 @@ impl ChainSim {
         self.lock().push_mode = Some(mode);
     }
 
-    /// Puts every pending transaction into a new block after the tip, served by
-    /// `get_blocks_details`; returns its id.
+    /// Puts every pending transaction not held ([`ChainSim::hold_pending`]) into a new block
+    /// after the tip, served by `get_blocks_details`; returns its id.
     pub fn mine(&self) -> u64 {
         mine(&mut self.lock())
     }
@@ -434,6 +439,41 @@ impl ChainSim {
         state.pending.retain(|p| p.hash != hash);
         state.lagging.remove(hash);
         state.pending.len() < before
+    }
+
+    /// Pays `outputs` (address, coins) from the confirmed coins of `key`'s address, as another
+    /// holder of the key would (a thief, a second installation paying from the same key), so
+    /// tests can check that minerpool notices payments it did not make. The largest coins not
+    /// spent by a pending transaction are taken first, the change goes back to the owner, and
+    /// the transaction goes through the node's judgement like a push (push modes and outages
+    /// aside: it was pushed elsewhere), so it is pending and the next block mines it. Returns
+    /// its hash, or why not (not enough coins, refused by the node).
+    pub fn spend_as_holder(
+        &self,
+        key: &SigningKey,
+        outputs: Vec<(String, Amount)>,
+    ) -> Result<String, String> {
+        spend_as_holder(&mut self.lock(), key, Spend::Pay(outputs))
+    }
+
+    /// Sends every coin of `key`'s address not spent by a pending transaction (the largest
+    /// 255, the most one transaction spends) to `to`, without change: a thief sweeping the
+    /// wallet. See [`ChainSim::spend_as_holder`].
+    pub fn sweep_as_holder(&self, key: &SigningKey, to: &str) -> Result<String, String> {
+        spend_as_holder(&mut self.lock(), key, Spend::Sweep(to.to_owned()))
+    }
+
+    /// Keeps the pending transaction `hash` out of the blocks mined from now on (a transaction
+    /// that lingers in the mempool), until [`ChainSim::release_pending`]; meanwhile it is
+    /// pending to every lookup and [`ChainSim::drop_pending`] still forgets it. False if it is
+    /// not pending.
+    pub fn hold_pending(&self, hash: &str) -> bool {
+        set_held(&mut self.lock(), hash, true)
+    }
+
+    /// The held transaction `hash` goes into the next block again. False if it was not held.
+    pub fn release_pending(&self, hash: &str) -> bool {
+        set_held(&mut self.lock(), hash, false)
     }
 
     /// A node restart: its in-memory list of the last accepted hashes is empty again (pending
@@ -589,6 +629,80 @@ fn control_routes() -> Router<Shared> {
         .route("/sim/rate-limits", put(control_rate_limits))
         .route("/sim/validators", put(control_set_validators))
         .route("/sim/down", post(control_down).delete(control_up))
+        .route("/sim/spend", post(control_spend))
+        .route("/sim/release", post(control_release))
+}
+
+/// A control body that does not parse (an unknown field, a missing one): HTTP 400 with the
+/// reason, for the script that sent it.
+fn bad_body(rejection: JsonRejection) -> Response {
+    (StatusCode::BAD_REQUEST, rejection.body_text()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SpendRequest {
+    /// The private key, hex, as the iNode reads it.
+    key: String,
+    to: String,
+    /// Coins, decimal text; `None` (null or absent): every spendable coin.
+    #[serde(default)]
+    amount: Option<Amount>,
+    /// Keep the transaction out of blocks until `POST /sim/release`.
+    #[serde(default)]
+    hold: bool,
+}
+
+/// `POST /sim/spend`: [`ChainSim::spend_as_holder`] (or a sweep without `amount`), optionally
+/// held; `{"tx_hash": …}`, or HTTP 400 with the reason.
+async fn control_spend(
+    State(state): State<Shared>,
+    body: Result<Json<SpendRequest>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => return bad_body(rejection),
+    };
+    let key = match parse_private_key(&body.key) {
+        Ok(key) => key,
+        Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+    };
+    let spend = match body.amount {
+        Some(amount) => Spend::Pay(vec![(body.to, amount)]),
+        None => Spend::Sweep(body.to),
+    };
+    // One lock: a generated block cannot mine the transaction before it is held.
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    match spend_as_holder(&mut state, &key, spend) {
+        Ok(hash) => {
+            set_held(&mut state, &hash, body.hold);
+            Json(json!({ "tx_hash": hash })).into_response()
+        }
+        Err(e) => (StatusCode::BAD_REQUEST, e).into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReleaseRequest {
+    hash: String,
+}
+
+/// `POST /sim/release {"hash": …}`: [`ChainSim::release_pending`]; 404 if it was not held.
+async fn control_release(
+    State(state): State<Shared>,
+    body: Result<Json<ReleaseRequest>, JsonRejection>,
+) -> Response {
+    let body = match body {
+        Ok(Json(body)) => body,
+        Err(rejection) => return bad_body(rejection),
+    };
+    let mut state = state.lock().unwrap_or_else(|e| e.into_inner());
+    if set_held(&mut state, &body.hash, false) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        (StatusCode::NOT_FOUND, "not a held pending transaction").into_response()
+    }
 }
 
 #[derive(Deserialize)]
@@ -941,7 +1055,7 @@ fn render_transaction(tx: &SimTransaction, block_id: u64, block_hash: &str) -> V
 
 /// Emits a block paying `wallet` every `every`, from `start` on: a coinbase to a miner, a
 /// REGULAR transaction whose amount comes from a seeded sequence (so runs repeat exactly), and
-/// every pending transaction (a miner confirms what is pending).
+/// every pending transaction not held (a miner confirms what is pending).
 pub fn generate_blocks(sim: &ChainSim, wallet: String, every: Duration, start: u64, seed: u64) {
     let sim = sim.clone();
     tokio::spawn(async move {
@@ -989,15 +1103,15 @@ fn coinbase(block: u64) -> SimTransaction {
     }
 }
 
-/// Adds block `id`: a coinbase, `transactions`, then every pending transaction.
+/// Adds block `id`: a coinbase, `transactions`, then every pending transaction not held.
 fn add_block_mining_pending(state: &mut ChainState, id: u64, transactions: Vec<SimTransaction>) {
     let mut all = vec![coinbase(id)];
     all.extend(transactions);
-    all.extend(state.pending.iter().map(Pushed::to_sim));
+    all.extend(state.pending.iter().filter(|p| !p.held).map(Pushed::to_sim));
     add_block(state, SimBlock::new(id, all));
 }
 
-/// A new block after the tip holding every pending transaction; returns its id.
+/// A new block after the tip holding every pending transaction not held; returns its id.
 fn mine(state: &mut ChainState) -> u64 {
     let id = state.blocks.keys().next_back().map_or(1, |tip| tip + 1);
     add_block_mining_pending(state, id, Vec::new());
@@ -1076,6 +1190,15 @@ fn confirm_block(state: &mut ChainState, id: u64) {
         .collect();
 }
 
+/// Whether a pending transaction spends output `index` of `tx_hash`.
+fn spent_by_pending(state: &ChainState, tx_hash: &str, index: u8) -> bool {
+    state
+        .pending
+        .iter()
+        .flat_map(|p| &p.spent)
+        .any(|s| s.tx_hash == tx_hash && s.index == index)
+}
+
 fn find_utxo<'a>(utxos: &'a [SimUtxo], tx_hash: &str, index: u8) -> Option<&'a SimUtxo> {
     utxos
         .iter()
@@ -1084,13 +1207,12 @@ fn find_utxo<'a>(utxos: &'a [SimUtxo], tx_hash: &str, index: u8) -> Option<&'a S
 
 /// Whether two address strings name the same key (either form, as the node looks them up).
 fn same_address(a: &str, b: &str) -> bool {
-    use minerpool_core::upow::decode_address;
     a == b || matches!((decode_address(a), decode_address(b)), (Ok(x), Ok(y)) if x == y)
 }
 
 /// Units paid to `address` by `transactions`, and how many of them paid it.
 fn paid_by<'a>(transactions: impl Iterator<Item = &'a Pushed>, address: &str) -> (u64, usize) {
-    let Ok(bytes) = minerpool_core::upow::decode_address(address) else {
+    let Ok(bytes) = decode_address(address) else {
         return (0, 0);
     };
     let mut total = 0;
@@ -1118,10 +1240,12 @@ const RECENT_ACCEPTED: usize = 100;
 #[derive(Debug, Clone)]
 struct Pushed {
     hash: String,
-    tx: minerpool_core::upow::Transaction,
+    tx: Transaction,
     /// Owner of each input's spent output.
     owners: Vec<String>,
     spent: Vec<SimSpent>,
+    /// Kept out of mined blocks until released: see [`ChainSim::hold_pending`].
+    held: bool,
 }
 
 impl Pushed {
@@ -1222,7 +1346,7 @@ async fn address_info(State(state): State<Shared>, Query(q): Query<AddressQuery>
     {
         return response;
     }
-    if minerpool_core::upow::decode_address(&q.address).is_err() {
+    if decode_address(&q.address).is_err() {
         return server_error("Uncaught ValueError exception");
     }
     let show_pending = matches!(q.show_pending.as_deref(), Some("true" | "True" | "1"));
@@ -1295,8 +1419,10 @@ fn refusal(status: StatusCode, error: &str) -> Response {
     (status, Json(json!({ "ok": false, "error": error }))).into_response()
 }
 
+const NOT_ADDED: &str = "Transaction has not been added";
+
 fn not_added() -> Response {
-    refusal(StatusCode::OK, "Transaction has not been added")
+    refusal(StatusCode::OK, NOT_ADDED)
 }
 
 fn server_error(error: &str) -> Response {
@@ -1315,12 +1441,21 @@ enum Refused {
 }
 
 impl Refused {
-    fn response(self) -> Response {
+    /// The node's error text.
+    fn text(self) -> &'static str {
         match self {
-            Refused::Raised(error) => server_error(error),
-            Refused::JustAdded => refusal(StatusCode::OK, "Transaction just added"),
-            Refused::NotAdded => not_added(),
+            Refused::Raised(error) => error,
+            Refused::JustAdded => "Transaction just added",
+            Refused::NotAdded => NOT_ADDED,
         }
+    }
+
+    fn response(self) -> Response {
+        let status = match self {
+            Refused::Raised(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Refused::JustAdded | Refused::NotAdded => StatusCode::OK,
+        };
+        refusal(status, self.text())
     }
 }
 
@@ -1384,6 +1519,141 @@ fn accept(state: &mut ChainState, pushed: Pushed) -> String {
     hash
 }
 
+/// Outputs to pay: address, coins.
+type Payments = Vec<(String, Amount)>;
+
+/// What another holder of a wallet key spends.
+enum Spend {
+    /// These outputs, with change back to the owner.
+    Pay(Payments),
+    /// Every spendable coin to this address.
+    Sweep(String),
+}
+
+/// Builds and signs `spend` from the confirmed coins of `key`'s address not spent by a pending
+/// transaction, largest first, then judges and accepts it as a push: see
+/// [`ChainSim::spend_as_holder`].
+fn spend_as_holder(
+    state: &mut ChainState,
+    key: &SigningKey,
+    spend: Spend,
+) -> Result<String, String> {
+    let owner = address_of(key.verifying_key());
+    let mut coins: Vec<&SimUtxo> = state
+        .utxos
+        .iter()
+        .filter(|u| same_address(&u.owner, &owner) && !spent_by_pending(state, &u.tx_hash, u.index))
+        .collect();
+    coins.sort_by_key(|u| std::cmp::Reverse(u.amount));
+    let (coins, outputs) = match spend {
+        Spend::Pay(pay) => pay_from(coins, pay, &owner)?,
+        Spend::Sweep(_) if coins.is_empty() => {
+            return Err(format!("not enough coins: {owner} has none spendable"));
+        }
+        Spend::Sweep(to) => {
+            coins.truncate(MAX_INPUTS);
+            let all = coins.iter().map(|u| units(u.amount)).sum();
+            (coins, vec![(to, coins_of(all))])
+        }
+    };
+    let tx = signed_spend(key, &coins, outputs)?;
+    let pushed = judge(state, &tx.to_hex())
+        .map_err(|refused| format!("refused by the node: {}", refused.text()))?;
+    Ok(accept(state, pushed))
+}
+
+/// The coins (from `coins`, in order) that cover `pay`, and the outputs: `pay` and the change
+/// to `owner`.
+fn pay_from<'a>(
+    coins: Vec<&'a SimUtxo>,
+    mut pay: Payments,
+    owner: &str,
+) -> Result<(Vec<&'a SimUtxo>, Payments), String> {
+    if pay.is_empty() {
+        return Err("no outputs to pay".into());
+    }
+    if let Some((to, _)) = pay.iter().find(|(_, amount)| *amount == Amount::ZERO) {
+        return Err(format!("the output to {to} pays nothing"));
+    }
+    let wanted: u64 = pay.iter().map(|(_, amount)| units(*amount)).sum();
+    let available: u64 = coins.iter().map(|u| units(u.amount)).sum();
+    if wanted > available {
+        return Err(format!(
+            "not enough coins: {owner} has {} spendable, {} asked",
+            coins_of(available),
+            coins_of(wanted)
+        ));
+    }
+    let mut taken = Vec::new();
+    let mut gathered = 0;
+    for coin in coins {
+        if gathered >= wanted {
+            break;
+        }
+        gathered += units(coin.amount);
+        taken.push(coin);
+    }
+    if gathered > wanted {
+        pay.push((owner.to_owned(), coins_of(gathered - wanted)));
+    }
+    Ok((taken, pay))
+}
+
+/// A version-3 transaction spending `coins` to `outputs`, signed by `key` for every input (as
+/// minerpool's payer signs).
+fn signed_spend(
+    key: &SigningKey,
+    coins: &[&SimUtxo],
+    outputs: Payments,
+) -> Result<Transaction, String> {
+    let inputs = coins
+        .iter()
+        .map(|u| {
+            let tx_hash = hex::decode(&u.tx_hash)
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .ok_or_else(|| format!("coin {:?} has no 32-byte hash", u.tx_hash))?;
+            Ok(Input {
+                tx_hash,
+                index: u.index,
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let outputs = outputs
+        .into_iter()
+        .map(|(to, amount)| {
+            let address = decode_address(&to).map_err(|e| e.to_string())?;
+            Ok(Output {
+                address: address.to_vec(),
+                units: units(amount),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let mut tx = Transaction::new(inputs, outputs, None).map_err(|e| e.to_string())?;
+    tx.sign(&vec![key; tx.inputs.len()])
+        .map_err(|e| e.to_string())?;
+    Ok(tx)
+}
+
+fn units(amount: Amount) -> u64 {
+    amount.units() as u64
+}
+
+/// `units` as an amount (sums of amounts stay within the supply).
+fn coins_of(units: u64) -> Amount {
+    Amount::from_units(units as i64).expect("a sum of amounts")
+}
+
+/// Holds or releases the pending transaction `hash`: see [`ChainSim::hold_pending`]. Whether
+/// it was pending, and, to release, held.
+fn set_held(state: &mut ChainState, hash: &str, held: bool) -> bool {
+    state
+        .pending
+        .iter_mut()
+        .find(|p| p.hash == hash)
+        .is_some_and(|p| std::mem::replace(&mut p.held, held) || held)
+}
+
 /// The HTTP 500 text the node's parser raises for bytes our wire parser refuses.
 fn parse_error_text(bytes: &[u8], error: &minerpool_core::upow::UpowError) -> &'static str {
     if bytes.first().is_some_and(|version| *version > 3) {
@@ -1400,7 +1670,6 @@ fn parse_error_text(bytes: &[u8], error: &minerpool_core::upow::UpowError) -> &'
 /// Whether an output's address bytes are a point of the curve, whatever its prefix byte (the
 /// node's parser reads any prefix other than 43 as "y even").
 fn is_point(address: &[u8]) -> bool {
-    use minerpool_core::upow::decode_address;
     match address.len() {
         33 => {
             let mut even = address.to_vec();
@@ -1454,7 +1723,6 @@ fn known_output(state: &ChainState, tx_hash: &str, index: u8) -> Known {
 /// Judges a pushed transaction in the node's order (TRANSACTIONS.md §9): parse, the recent
 /// cache, the first input's owner, verification, pending spends.
 fn judge(state: &ChainState, tx_hex: &str) -> Result<Pushed, Refused> {
-    use minerpool_core::upow::{Transaction, decode_address};
     let bytes =
         hex::decode(tx_hex).map_err(|_| Refused::Raised("Uncaught ValueError exception"))?;
     let mut tx = Transaction::parse_wire(&bytes)
@@ -1516,12 +1784,10 @@ fn judge(state: &ChainState, tx_hex: &str) -> Result<Pushed, Refused> {
     if !outputs_ok || outputs_total.is_none_or(|total| total > inputs_total) {
         return Err(Refused::NotAdded);
     }
-    let pending_spent = state.pending.iter().flat_map(|p| p.spent.iter()).any(|p| {
-        spent
-            .iter()
-            .any(|s| s.tx_hash == p.tx_hash && s.index == p.index)
-    });
-    if pending_spent {
+    if spent
+        .iter()
+        .any(|s| spent_by_pending(state, &s.tx_hash, s.index))
+    {
         return Err(Refused::NotAdded);
     }
     Ok(Pushed {
@@ -1529,6 +1795,7 @@ fn judge(state: &ChainState, tx_hex: &str) -> Result<Pushed, Refused> {
         tx,
         owners,
         spent,
+        held: false,
     })
 }
 

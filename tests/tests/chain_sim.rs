@@ -11,7 +11,7 @@ use minerpool_tests::chain_sim::{
     ChainSim, Lag, PushMode, Scenario, SimBlock, SimOutput, SimSpent, SimTransaction, SimUtxo,
     Stale, TxState,
 };
-use minerpool_tests::fixtures::PAYER;
+use minerpool_tests::fixtures::{OFF_CURVE, PAYER};
 use serde_json::{Value, json};
 
 /// The paying wallet's key, and a second key owning coins of its own.
@@ -663,4 +663,253 @@ async fn planned_failures_end_when_cleared() {
         .unwrap();
     assert_eq!(status(cleared), 204);
     assert_eq!(status(http.get(&blocks).send().await.unwrap()), 200);
+}
+
+/// The wallet key as another holder has it (a thief, a second installation).
+fn holder() -> p256::ecdsa::SigningKey {
+    parse_private_key(WALLET_KEY).unwrap()
+}
+
+/// Transaction `hash` as `get_blocks_details` serves it in block `block`, if it is there.
+async fn in_block(sim: &ChainSim, block: u64, hash: &str) -> Option<Value> {
+    let served = get(sim, &format!("/get_blocks_details?offset={block}&limit=1")).await;
+    served["result"][0]["transactions"]
+        .as_array()?
+        .iter()
+        .find(|t| t["hash"] == hash)
+        .cloned()
+}
+
+#[tokio::test]
+async fn a_sweep_by_another_holder_is_pending_then_mined_and_empties_the_wallet() {
+    let sim = sim_with(&["4", "6"]).await;
+    let (wallet, thief) = (address(WALLET_KEY), address("0x7"));
+    let hash = sim.sweep_as_holder(&holder(), &thief).unwrap();
+    assert_eq!(sim.tx_state(&hash), TxState::Pending);
+    assert_eq!(lookup(&sim, &hash).await["result"]["is_confirm"], false);
+    // Largest coin first, both spent by the pending sweep.
+    let info = address_info(&sim, &wallet).await;
+    assert_eq!(
+        info["pending_spent_outputs"],
+        json!([
+            { "tx_hash": coin_hash(2), "index": 0 },
+            { "tx_hash": coin_hash(1), "index": 0 },
+        ])
+    );
+    assert_eq!(info["pending_transactions"][0]["hash"], hash);
+
+    let block = sim.mine();
+    assert_eq!(sim.tx_state(&hash), TxState::Mined { block });
+    let info = address_info(&sim, &wallet).await;
+    assert_eq!(
+        (&info["balance"], &info["spendable_outputs"]),
+        (&json!("0"), &json!([]))
+    );
+    assert_eq!(
+        address_info(&sim, &thief).await["spendable_outputs"],
+        json!([{ "amount": "10", "tx_hash": hash, "index": 0 }])
+    );
+    let t = in_block(&sim, block, &hash)
+        .await
+        .expect("the sweep is mined");
+    assert_eq!(
+        (&t["inputs"], &t["outputs"], &t["fees"]),
+        (
+            &json!([
+                { "index": 0, "tx_hash": coin_hash(2), "address": wallet, "amount": 6 },
+                { "index": 0, "tx_hash": coin_hash(1), "address": wallet, "amount": 4 },
+            ]),
+            &json!([{ "address": thief, "amount": 10, "type": "REGULAR" }]),
+            &json!(0),
+        ),
+        "{t}"
+    );
+    assert_eq!(
+        sim.sweep_as_holder(&holder(), &thief),
+        Err(format!("not enough coins: {wallet} has none spendable"))
+    );
+}
+
+#[tokio::test]
+async fn a_held_spend_stays_pending_through_mining_until_released() {
+    let sim = sim_with(&["4", "6"]).await;
+    let (wallet, to) = (address(WALLET_KEY), recipient());
+    let five = Amount::parse("5").unwrap();
+    let held = sim
+        .spend_as_holder(&holder(), vec![(to.clone(), five)])
+        .unwrap();
+    assert!(sim.hold_pending(&held));
+    assert!(!sim.hold_pending(&"ab".repeat(32)), "not pending");
+    let block = sim.mine();
+    assert_eq!(sim.tx_state(&held), TxState::Pending);
+    assert_eq!(in_block(&sim, block, &held).await, None);
+    let info = address_info(&sim, &wallet).await;
+    assert_eq!(
+        info["pending_spent_outputs"],
+        json!([{ "tx_hash": coin_hash(2), "index": 0 }])
+    );
+    let pending = &info["pending_transactions"][0];
+    assert_eq!(
+        (
+            &pending["hash"],
+            &pending["is_confirm"],
+            &pending["inputs"],
+            &pending["outputs"]
+        ),
+        (
+            &json!(held),
+            &json!(false),
+            &json!([{ "index": 0, "tx_hash": coin_hash(2), "address": wallet, "amount": 6 }]),
+            &json!([
+                { "address": to, "amount": 5, "type": "REGULAR" },
+                { "address": wallet, "amount": 1, "type": "REGULAR" },
+            ]),
+        ),
+        "{pending}"
+    );
+    assert_eq!(lookup(&sim, &held).await["result"]["is_confirm"], false);
+
+    // Another spend leaves the held one's coin alone, and is mined past it.
+    let four = Amount::parse("4").unwrap();
+    let other = sim
+        .spend_as_holder(&holder(), vec![(to.clone(), four)])
+        .unwrap();
+    let block = sim.mine();
+    assert_eq!(sim.tx_state(&other), TxState::Mined { block });
+    assert_eq!(sim.tx_state(&held), TxState::Pending);
+
+    assert!(sim.release_pending(&held));
+    assert!(!sim.release_pending(&held), "no longer held");
+    let block = sim.mine();
+    assert_eq!(sim.tx_state(&held), TxState::Mined { block });
+    assert!(in_block(&sim, block, &held).await.is_some());
+    assert_eq!(sim.confirmed_spendable(&wallet), units("1"));
+}
+
+#[tokio::test]
+async fn a_held_transaction_can_still_be_dropped() {
+    let sim = sim_with(&["1"]).await;
+    let hash = sim.sweep_as_holder(&holder(), &recipient()).unwrap();
+    assert!(sim.hold_pending(&hash));
+    assert!(sim.drop_pending(&hash));
+    assert!(!sim.release_pending(&hash));
+    sim.mine();
+    assert_eq!(sim.tx_state(&hash), TxState::Unknown);
+    assert_eq!(sim.confirmed_spendable(&address(WALLET_KEY)), units("1"));
+}
+
+#[tokio::test]
+async fn a_spend_the_wallet_cannot_cover_is_refused_with_the_reason() {
+    let sim = sim_with(&["4", "6"]).await;
+    let wallet = address(WALLET_KEY);
+    let coins = |text: &str| Amount::parse(text).unwrap();
+    // Coin 2 is spent by a pending push: only coin 1 is left to spend.
+    let pushed = pay_coin(2, "6");
+    assert_eq!(push(&sim, &pushed.to_hex()).await, accepted(&pushed.hash()));
+    assert_eq!(
+        sim.spend_as_holder(&holder(), vec![(recipient(), coins("4.00000001"))]),
+        Err(format!(
+            "not enough coins: {wallet} has 4.00000000 spendable, 4.00000001 asked"
+        ))
+    );
+    assert_eq!(
+        sim.spend_as_holder(&holder(), vec![]),
+        Err("no outputs to pay".into())
+    );
+    let off_curve = sim
+        .spend_as_holder(&holder(), vec![(OFF_CURVE.into(), coins("1"))])
+        .unwrap_err();
+    assert!(off_curve.contains(OFF_CURVE), "{off_curve}");
+    let nothing = sim
+        .spend_as_holder(&holder(), vec![(recipient(), coins("0"))])
+        .unwrap_err();
+    assert!(nothing.contains("pays nothing"), "{nothing}");
+    assert_eq!(
+        sim.sweep_as_holder(&parse_private_key(OTHER_KEY).unwrap(), &wallet),
+        Err(format!(
+            "not enough coins: {} has none spendable",
+            address(OTHER_KEY)
+        ))
+    );
+    assert_eq!(sim.accepted(), 1, "only the push");
+}
+
+/// POST `body` to the control endpoint `path`: HTTP status and body text.
+async fn control(sim: &ChainSim, path: &str, body: Value) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(format!("{}{path}", sim.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_spend_and_release_controls_work_over_http() {
+    let sim = sim_with(&["4", "6"]).await;
+    let (wallet, to) = (address(WALLET_KEY), recipient());
+    let (status, body) = control(
+        &sim,
+        "/sim/spend",
+        json!({ "key": WALLET_KEY, "to": to, "amount": "1.5", "hold": true }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let held = serde_json::from_str::<Value>(&body).unwrap()["tx_hash"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sim.mine();
+    assert_eq!(sim.tx_state(&held), TxState::Pending);
+    assert_eq!(sim.pending_paid_to(&to), (units("1.5"), 1));
+    assert_eq!(
+        control(&sim, "/sim/release", json!({ "hash": held })).await,
+        (204, String::new())
+    );
+    assert_eq!(
+        control(&sim, "/sim/release", json!({ "hash": held })).await,
+        (404, "not a held pending transaction".into())
+    );
+    let block = sim.mine();
+    assert_eq!(sim.tx_state(&held), TxState::Mined { block });
+
+    // No amount: a sweep of what is left (coin 1 and the change), not held.
+    let (status, body) = control(
+        &sim,
+        "/sim/spend",
+        json!({ "key": WALLET_KEY, "to": to, "amount": null }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let swept: Value = serde_json::from_str(&body).unwrap();
+    let block = sim.mine();
+    assert_eq!(
+        sim.tx_state(swept["tx_hash"].as_str().unwrap()),
+        TxState::Mined { block }
+    );
+    assert_eq!(sim.confirmed_spendable(&wallet), 0);
+    assert_eq!(sim.confirmed_spendable(&to), units("10"));
+
+    let refusals = [
+        (
+            json!({ "key": "not hex", "to": to, "amount": "1" }),
+            "wallet key",
+        ),
+        (
+            json!({ "key": WALLET_KEY, "to": to, "amount": "1", "fee": "0" }),
+            "unknown field `fee`",
+        ),
+        (
+            json!({ "key": WALLET_KEY, "to": to, "amount": "1" }),
+            "not enough coins",
+        ),
+    ];
+    for (request, reason) in refusals {
+        let (status, body) = control(&sim, "/sim/spend", request.clone()).await;
+        assert_eq!(status, 400, "{request}: {body}");
+        assert!(body.contains(reason), "{request}: {body}");
+    }
+    let (status, body) = control(&sim, "/sim/release", json!({ "tx_hash": held })).await;
+    assert_eq!(status, 400, "{body}");
 }
