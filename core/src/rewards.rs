@@ -57,27 +57,48 @@ pub const REGULAR: &str = "REGULAR";
 
 /// Units `tx` pays to `wallet`: the REGULAR outputs to the wallet of a REGULAR (or untyped, like a
 /// coinbase) transaction, leaving out outputs to an address that is also among the inputs (change
-/// of a self-send is not income).
-pub fn income_of(tx: &ChainTransaction, wallet: &str) -> Option<Amount> {
+/// of a self-send is not income). An output that could not be read and may be the wallet's (it
+/// names the wallet, or no address) makes the income unknown: an error naming it, since
+/// crediting without it could lose income for good. Overflow is an error too.
+pub fn income_of(tx: &ChainTransaction, wallet: &str) -> Result<Amount, String> {
     if tx
         .transaction_type
         .as_deref()
         .is_some_and(|kind| kind != REGULAR)
     {
-        return Some(Amount::ZERO);
+        return Ok(Amount::ZERO);
     }
     let is_input = |address: &str| {
         tx.inputs
             .iter()
             .any(|i| i.address.as_deref() == Some(address))
     };
+    if is_input(wallet) {
+        return Ok(Amount::ZERO);
+    }
+    if let Some(unread) = tx
+        .unreadable_outputs
+        .iter()
+        .find(|o| o.address.as_deref().is_none_or(|a| a == wallet))
+    {
+        return Err(format!(
+            "transaction {} has an output (#{}) to {} that cannot be read: {}",
+            tx.hash,
+            unread.index,
+            unread
+                .address
+                .as_deref()
+                .unwrap_or("an address that cannot be read"),
+            unread.error
+        ));
+    }
     Amount::checked_sum(
         tx.outputs
             .iter()
             .filter(|o| o.address == wallet && o.output_type.as_deref() == Some(REGULAR))
-            .filter(|o| !is_input(&o.address))
             .map(|o| o.amount),
     )
+    .ok_or_else(|| format!("transaction {} pays an amount that overflows", tx.hash))
 }
 
 /// How the whole is cut, in percent; the three sum to 100.
@@ -419,7 +440,35 @@ mod tests {
                 })
                 .collect(),
             outputs,
+            unreadable_outputs: vec![],
         }
+    }
+
+    #[test]
+    fn an_unreadable_output_that_may_be_the_wallets_makes_income_unknown() {
+        let mut t = tx(
+            Some("REGULAR"),
+            &["payer"],
+            vec![output("inode", 100, Some("REGULAR"))],
+        );
+        t.unreadable_outputs.push(crate::chain::UnreadableOutput {
+            index: 1,
+            address: Some("elsewhere".into()),
+            error: "bad amount".into(),
+        });
+        assert_eq!(income_of(&t, "inode"), Ok(units(100)), "not the wallet's");
+        for address in [Some("inode"), None] {
+            t.unreadable_outputs[0].address = address.map(str::to_owned);
+            let error = income_of(&t, "inode").unwrap_err();
+            assert!(
+                error.contains("output (#1)") && error.contains("bad amount"),
+                "{error}"
+            );
+        }
+        // A spend of the wallet pays it only change: not income, whatever its outputs.
+        let mut spend = tx(Some("REGULAR"), &["inode"], vec![]);
+        spend.unreadable_outputs = t.unreadable_outputs.clone();
+        assert_eq!(income_of(&spend, "inode"), Ok(Amount::ZERO));
     }
 
     #[test]
@@ -434,19 +483,19 @@ mod tests {
                 output("inode", 3, Some("REGULAR")),
             ],
         );
-        assert_eq!(income_of(&t, "inode"), Some(units(103)));
+        assert_eq!(income_of(&t, "inode"), Ok(units(103)));
     }
 
     #[test]
     fn untyped_transactions_count_and_other_types_do_not() {
         let coinbase = tx(None, &[], vec![output("inode", 50, Some("REGULAR"))]);
-        assert_eq!(income_of(&coinbase, "inode"), Some(units(50)));
+        assert_eq!(income_of(&coinbase, "inode"), Ok(units(50)));
         let stake = tx(
             Some("STAKE"),
             &["x"],
             vec![output("inode", 50, Some("REGULAR"))],
         );
-        assert_eq!(income_of(&stake, "inode"), Some(Amount::ZERO));
+        assert_eq!(income_of(&stake, "inode"), Ok(Amount::ZERO));
     }
 
     #[test]
@@ -459,7 +508,7 @@ mod tests {
                 output("pool", 10, Some("REGULAR")),
             ],
         );
-        assert_eq!(income_of(&t, "inode"), Some(Amount::ZERO));
+        assert_eq!(income_of(&t, "inode"), Ok(Amount::ZERO));
     }
 
     fn pool(address: &str, score: i64) -> PoolWeight {

@@ -30,6 +30,10 @@ pub struct AddressInfo {
     /// Outputs already spent by pending transactions (listed only with `show_pending=true`).
     #[serde(default)]
     pub pending_spent_outputs: Option<Vec<OutputRef>>,
+    /// Pending transactions that spend or pay the address (listed only with
+    /// `show_pending=true`).
+    #[serde(default)]
+    pub pending_transactions: Option<Vec<super::ChainTransaction>>,
 }
 
 /// An output by the transaction that made it and its index there.

@@ -51,8 +51,13 @@ fn block_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<i64>, D::
     .filter(|seconds| *seconds >= 0))
 }
 
-/// A transaction as the chain API shows it ("nice transaction").
+/// A transaction as the chain API shows it ("nice transaction"). An output that cannot be read
+/// (no address, an amount that is not a decimal of at most 8 places) does not make the whole
+/// answer unreadable: it is kept aside in `unreadable_outputs`, so one odd transaction cannot
+/// stop the income of a block from being credited, and whoever reads the transaction decides
+/// what an unreadable output means for it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "RawTransaction")]
 pub struct ChainTransaction {
     pub hash: String,
     #[serde(default)]
@@ -64,6 +69,68 @@ pub struct ChainTransaction {
     pub inputs: Vec<TransactionInput>,
     #[serde(default)]
     pub outputs: Vec<TransactionOutput>,
+    /// The outputs that could not be read, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreadable_outputs: Vec<UnreadableOutput>,
+}
+
+/// An output of a chain transaction that could not be read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnreadableOutput {
+    /// Its position among the transaction's outputs.
+    pub index: usize,
+    /// Its address, when that much could be read.
+    pub address: Option<String>,
+    /// What was wrong.
+    pub error: String,
+}
+
+/// [`ChainTransaction`] as it arrives, its outputs still unread.
+#[derive(Deserialize)]
+struct RawTransaction {
+    hash: String,
+    #[serde(default)]
+    is_coinbase: bool,
+    #[serde(default)]
+    transaction_type: Option<String>,
+    #[serde(default)]
+    inputs: Vec<TransactionInput>,
+    /// Kept as their literal text: amounts are read exactly from it.
+    #[serde(default)]
+    outputs: Vec<Box<serde_json::value::RawValue>>,
+}
+
+/// As much of an output as names where it goes.
+#[derive(Deserialize)]
+struct OutputAddress {
+    address: Option<String>,
+}
+
+impl From<RawTransaction> for ChainTransaction {
+    fn from(raw: RawTransaction) -> ChainTransaction {
+        let mut outputs = Vec::with_capacity(raw.outputs.len());
+        let mut unreadable_outputs = Vec::new();
+        for (index, text) in raw.outputs.iter().enumerate() {
+            match serde_json::from_str::<TransactionOutput>(text.get()) {
+                Ok(output) => outputs.push(output),
+                Err(e) => unreadable_outputs.push(UnreadableOutput {
+                    index,
+                    address: serde_json::from_str::<OutputAddress>(text.get())
+                        .ok()
+                        .and_then(|o| o.address),
+                    error: e.to_string(),
+                }),
+            }
+        }
+        ChainTransaction {
+            hash: raw.hash,
+            is_coinbase: raw.is_coinbase,
+            transaction_type: raw.transaction_type,
+            inputs: raw.inputs,
+            outputs,
+            unreadable_outputs,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -114,6 +181,33 @@ mod tests {
             r#"{{"id": 7, "hash": "ab", "timestamp": {timestamp}}}"#
         ))
         .unwrap()
+    }
+
+    #[test]
+    fn an_unreadable_output_is_kept_aside_and_the_rest_are_read_exactly() {
+        let tx: ChainTransaction = serde_json::from_str(
+            r#"{"hash": "h", "inputs": [{"address": "w", "tx_hash": "t", "index": 0}],
+                "outputs": [
+                    {"address": "a", "amount": 2.64, "type": "REGULAR"},
+                    {"address": "b", "amount": "lots", "type": "REGULAR"},
+                    {"amount": 1},
+                    {"address": "c", "amount": 0.123456789}
+                ]}"#,
+        )
+        .unwrap();
+        assert_eq!(tx.outputs.len(), 1);
+        assert_eq!(tx.outputs[0].amount.units(), 264_000_000);
+        let unread: Vec<(usize, Option<&str>)> = tx
+            .unreadable_outputs
+            .iter()
+            .map(|o| (o.index, o.address.as_deref()))
+            .collect();
+        assert_eq!(unread, vec![(1, Some("b")), (2, None), (3, Some("c"))]);
+        assert!(
+            tx.unreadable_outputs[2].error.contains("8"),
+            "{:?}",
+            tx.unreadable_outputs
+        );
     }
 
     #[test]
