@@ -12,6 +12,7 @@ pub mod payouts;
 pub mod rewards;
 pub mod scoring;
 pub mod signed;
+pub mod spends;
 pub mod store;
 #[doc(hidden)]
 pub mod testing;

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod decay;
 pub mod payouts;
 pub mod rewards;
+pub mod spends;
 pub mod validators;
 
 use std::fmt;

@@ -43,8 +43,44 @@ enum JobCommand {
     Payouts(PayoutsArgs),
     /// Decay pool scores and reset validator scores
     Decay(Args),
-    /// Check that received = credited = pending + in flight + paid, per address and in total
+    /// Check that received = credited = pending + in flight + paid, per address and in total,
+    /// and that what the chain's blocks show the wallet paid is what the ledger says it paid
     Audit(Args),
+    /// List the spends of the iNode wallet the chain shows, and adopt or acknowledge a foreign
+    /// one (a spend minerpool did not make holds the payouts until it is resolved)
+    #[command(subcommand)]
+    Spends(SpendsCommand),
+}
+
+#[derive(Subcommand)]
+enum SpendsCommand {
+    /// The foreign spends (with --all, every spend read), newest first, as JSON
+    List {
+        #[command(flatten)]
+        args: Args,
+        /// Every spend read, our own batches' included
+        #[arg(long)]
+        all: bool,
+        /// At most this many
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=1000))]
+        limit: i64,
+    },
+    /// Record a foreign spend's outputs to known payees as paid (it must be in a block the
+    /// rewards job has credited; never more than the chain paid each)
+    Adopt(ResolveArgs),
+    /// Record that the operator moved those coins: balances unchanged
+    Acknowledge(ResolveArgs),
+}
+
+#[derive(clap::Args)]
+struct ResolveArgs {
+    #[command(flatten)]
+    args: Args,
+    /// The spend's transaction hash (see `spends list`)
+    hash: String,
+    /// Why: recorded with the decision
+    #[arg(long)]
+    reason: String,
 }
 
 #[derive(clap::Args)]
@@ -70,6 +106,7 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut request = PayoutsRequest::default();
     let (job, args) = match cli.job {
+        JobCommand::Spends(command) => return spends(command).await,
         JobCommand::Rewards(a) => (Job::Rewards, a),
         JobCommand::Validators(a) => (Job::Validators, a),
         JobCommand::Payouts(p) => {
@@ -127,6 +164,45 @@ async fn main() -> ExitCode {
                 );
                 ExitCode::FAILURE
             }
+        }
+    }
+}
+
+/// `minerpool-job spends …`: prints the answer as one JSON line, or the refusal on stderr
+/// (exit 1).
+async fn spends(command: SpendsCommand) -> ExitCode {
+    use minerpool_jobs::spends::{Resolve, list, resolve};
+    let result = async {
+        let args = match &command {
+            SpendsCommand::List { args, .. } => args,
+            SpendsCommand::Adopt(r) | SpendsCommand::Acknowledge(r) => &r.args,
+        };
+        let config = Config::load(&args.config)?;
+        let secrets = Secrets::from_env()?;
+        let store = Store::connect(&secrets.mongodb_uri, &config.mongodb.database).await?;
+        store
+            .require_replica_set()
+            .await
+            .context("checking the MongoDB server")?;
+        store.ensure_indexes().await?;
+        let answer = match &command {
+            SpendsCommand::List { all, limit, .. } => list(&store, *all, *limit).await?,
+            SpendsCommand::Adopt(r) => resolve(&store, Resolve::Adopt, &r.hash, &r.reason).await?,
+            SpendsCommand::Acknowledge(r) => {
+                resolve(&store, Resolve::Acknowledge, &r.hash, &r.reason).await?
+            }
+        };
+        anyhow::Ok(answer)
+    }
+    .await;
+    match result {
+        Ok(answer) => {
+            println!("{answer}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("minerpool-job spends: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }

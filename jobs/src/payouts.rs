@@ -24,6 +24,10 @@ use minerpool_core::money::coins_text;
 use minerpool_core::payouts::{
     Coin, PaymentPlan, hold_aside_undecodable, plan_payment, select_coins, take_fee,
 };
+use minerpool_core::rewards::{plan_scan, scan_request};
+use minerpool_core::spends::{
+    Spend, SpendsView, SpentOutput, Wallet, payouts_hold, spend_of, spends_in_blocks,
+};
 use minerpool_core::store::payouts::{
     Abandonment, BatchKind, BatchState, NewBatch, PayoutBatch, SpentInput,
 };
@@ -48,6 +52,11 @@ pub async fn run(
     fence: &Fence,
     request: &PayoutsRequest,
 ) -> Result<Pass, JobError> {
+    if context.config.payouts.sender == Sender::Upow
+        && let Some(held) = spends_hold(context).await?
+    {
+        return Ok(held);
+    }
     let imported = context.store.import_temp_withdrawals(fence).await?;
     if imported.credited > 0 || !imported.held.is_empty() {
         tracing::info!(
@@ -211,6 +220,114 @@ async fn plan_and_pay(payer: &Payer<'_>, request: &PayoutsRequest) -> Result<Pas
     summary["created"] = created;
     summary["created"]["now"] = json!(now);
     Ok(Pass::done(summary))
+}
+
+/// The wallet's spends, read to the chain's tip before anything moves (SPEC §5.3 point 5): the
+/// blocks from the last one credited (one `get_blocks_details` call, the rewards pass's window)
+/// and the node's pending transactions. A blocked pass, which changes nothing, while a foreign
+/// spend is unresolved or while the blocks past the last one credited are more than that one
+/// read reaches (a store restored from a backup); `None` when payouts may go on.
+async fn spends_hold(context: &Context) -> Result<Option<Pass>, JobError> {
+    let (config, store, chain) = (&context.config, &context.store, &context.chain);
+    let wallet = Wallet::new(&config.chain.inode_wallet);
+    let last = store.last_scanned().await?;
+    let rewards = &config.rewards;
+    let (offset, limit) = scan_request(
+        last.as_ref(),
+        rewards.start_height,
+        rewards.blocks_per_run,
+        rewards.confirmations,
+    );
+    let answer = chain.blocks_details(offset, limit).await?;
+    let view = match plan_scan(
+        last.as_ref(),
+        offset,
+        &answer,
+        rewards.blocks_per_run,
+        rewards.confirmations,
+    ) {
+        Err(problem) => SpendsView::Unreadable(problem.to_string()),
+        Ok(_) => {
+            if let Some(spends) = spends_in_blocks(&answer, &wallet) {
+                store.record_block_spends(&spends).await?;
+            }
+            match answer.last() {
+                Some(tip) if answer.len() >= limit as usize => SpendsView::Behind {
+                    credited_to: last.as_ref().map_or(offset as i64 - 1, |l| l.height as i64),
+                    read_to: tip.block.id as i64,
+                },
+                _ => SpendsView::Complete,
+            }
+        }
+    };
+    let info = chain.address_info(&config.chain.inode_wallet).await?;
+    store
+        .record_pending_spends(&pending_spends(store, &info, &wallet).await?)
+        .await?;
+    let unresolved = store.unresolved_foreign_spends().await?;
+    let foreign: Vec<_> = unresolved.iter().map(|s| s.as_foreign()).collect();
+    let Some(reason) = payouts_hold(&view, &foreign) else {
+        return Ok(None);
+    };
+    let details = json!({
+        "sender": "upow",
+        "foreignSpends": unresolved.iter().map(|s| json!({
+            "txHash": s.hash,
+            "where": s.whereabouts().to_string(),
+            "paid": coins_text(s.units()),
+            "outputs": s.outputs.iter().map(|r| json!({ "address": r.address, "amount": coins_text(r.units) })).collect::<Vec<_>>(),
+            "unreadable": s.unreadable,
+        })).collect::<Vec<_>>(),
+        "spendsView": match &view {
+            SpendsView::Complete => json!("complete"),
+            SpendsView::Behind { credited_to, read_to } => json!({ "creditedTo": credited_to, "readTo": read_to }),
+            SpendsView::Unreadable(why) => json!({ "unreadable": why }),
+        },
+    });
+    tracing::warn!(%reason, "payouts held");
+    Ok(Some(Pass::blocked(details, reason)))
+}
+
+/// The wallet's pending spends as the node lists them: its pending transactions with an input
+/// of the wallet, and, for an output the node says a pending transaction spends that none of
+/// those (nor a batch of ours) does, a spend known only by that output.
+async fn pending_spends(
+    store: &minerpool_core::store::Store,
+    info: &AddressInfo,
+    wallet: &Wallet,
+) -> Result<Vec<Spend>, JobError> {
+    let mut spends: Vec<Spend> = info
+        .pending_transactions
+        .iter()
+        .flatten()
+        .filter_map(|tx| spend_of(tx, wallet))
+        .collect();
+    let covered: std::collections::HashSet<OutputKey> = spends
+        .iter()
+        .flat_map(|s| s.inputs.iter())
+        .filter_map(|i| Some((i.tx_hash.clone()?, u8::try_from(i.index?).ok()?)))
+        .collect();
+    let uncovered: Vec<OutputKey> = info
+        .pending_spent()
+        .into_iter()
+        .filter(|key| !covered.contains(key))
+        .collect();
+    let ours = store.inputs_used_by_batches(&uncovered).await?;
+    spends.extend(uncovered.into_iter().filter(|key| !ours.contains(key)).map(
+        |(tx_hash, index)| Spend {
+            hash: format!("pending-spend-of:{tx_hash}:{index}"),
+            inputs: vec![SpentOutput {
+                tx_hash: Some(tx_hash),
+                index: Some(u32::from(index)),
+            }],
+            outputs: Default::default(),
+            change: 0,
+            unreadable: Some(
+                "the node lists this output of the wallet as spent by a pending transaction it does not show".into(),
+            ),
+        },
+    ));
+    Ok(spends)
 }
 
 fn wallet_key(context: &Context) -> Result<SigningKey, JobError> {

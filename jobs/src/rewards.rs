@@ -12,6 +12,8 @@ use minerpool_core::money::Amount;
 use minerpool_core::rewards::{
     Percentages, distribute, income_by_block, income_of, plan_scan, scan_request,
 };
+use minerpool_core::spends::{Wallet, spends_in_blocks};
+use minerpool_core::store::Store;
 use minerpool_core::store::ledger::rewards::RewardsRecord;
 use serde_json::json;
 
@@ -42,7 +44,13 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
         config.rewards.confirmations,
     )?;
     let blocks = &answer[plan.credit.clone()];
+    // Every spend of the wallet in the blocks read, settled or not (money that left is gone
+    // whether or not its block is final), recorded with the pass.
+    let spends = spends_in_blocks(&answer, &Wallet::new(&config.chain.inode_wallet));
     let (Some(first), Some(last)) = (blocks.first(), blocks.last()) else {
+        if let Some(spends) = &spends {
+            store.record_block_spends(spends).await?;
+        }
         return Ok(nothing_to_credit(
             previous_height,
             offset,
@@ -61,12 +69,7 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
             if !seen.insert(tx.hash.clone()) {
                 continue;
             }
-            let income = income_of(tx, wallet).ok_or_else(|| {
-                JobError::Invalid(format!(
-                    "transaction {} pays an amount that overflows",
-                    tx.hash
-                ))
-            })?;
+            let income = income_of(tx, wallet).map_err(JobError::Invalid)?;
             if income > Amount::ZERO {
                 incoming.push((tx.hash.clone(), block.block.id as i64, income));
             }
@@ -108,8 +111,9 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
         |block| times.get(&block).copied(),
     )
     .unwrap_or_default();
+    let spends_found = spends.as_ref().map_or(0, |s| s.found.len());
     store
-        .record_rewards_by_block(
+        .record_rewards_with(
             fence,
             &RewardsRecord {
                 previous_height,
@@ -127,6 +131,7 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
                 lines,
             },
             &by_block,
+            spends.map(Store::block_spends_writer),
         )
         .await?;
     let pruned = match store.prune_scanned_blocks(last_block).await {
@@ -145,6 +150,7 @@ pub async fn run(context: &Context, fence: &Fence) -> Result<Pass, JobError> {
         "transactionsAlreadyCredited": already.len(),
         "received": received.to_string(),
         "ledgerLines": credited_addresses,
+        "walletSpendsSeen": spends_found,
     });
     if pruned > 0 {
         summary["scannedBlocksPruned"] = json!(pruned);

@@ -3,17 +3,19 @@
 //! comes from one snapshot (a read-only transaction with snapshot read concern), so a job that
 //! commits while the audit reads cannot make the books look wrong.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use bson::{Bson, Document, doc};
 use futures::TryStreamExt;
 use mongodb::ClientSession;
 use mongodb::options::ReadConcern;
 
+use crate::spends::paid_differences;
 use crate::store::db::{Result, Store, StoreError};
 use crate::store::imports::HeldEntry;
 use crate::store::names;
 use crate::store::payouts::{BatchState, IN_FLIGHT, PayoutBatch, state_bson};
+use crate::store::spends::{SPENDS_READ_ID, SpendsRead, WalletSpend};
 
 /// Documents per batch of the audit's streamed reads: a batch is what the driver holds at once
 /// (by default up to 16 MiB), so this keeps the audit's memory flat as the chain grows, at one
@@ -157,6 +159,122 @@ impl Store {
         // Read-only: nothing to commit.
         let _ = session.abort_transaction().await;
         report
+    }
+
+    /// What the chain's blocks show the wallet paid, per recipient, against the ledger's `paid`
+    /// (SPEC §5.3 point 5), and every foreign spend still unresolved. A confirmed batch is
+    /// proven by its spend among those read, and counts what that spend paid its recipients;
+    /// one proven below the first block read (a store older than the reading) counts as
+    /// recorded; one proven above the last block read is left out of both sides until it is
+    /// read.
+    async fn audit_wallet_spends(
+        &self,
+        session: &mut ClientSession,
+        ledger_paid: &BTreeMap<String, i64>,
+        discrepancies: &mut Vec<Discrepancy>,
+    ) -> Result<()> {
+        let read: Option<SpendsRead> = self
+            .collection::<SpendsRead>(names::BLOCK_HEIGHT)
+            .find_one(doc! { "_id": SPENDS_READ_ID })
+            .session(&mut *session)
+            .await
+            .map_err(StoreError::mongo(
+                "audit how far the wallet's spends were read",
+            ))?;
+        let spends: Vec<WalletSpend> = self
+            .wallet_spends()
+            .find(doc! { "$or": [ { "block": { "$ne": null } }, { "origin": "foreign" } ] })
+            .session(&mut *session)
+            .await
+            .map_err(StoreError::mongo("audit walletSpends"))?
+            .stream(&mut *session)
+            .try_collect()
+            .await
+            .map_err(StoreError::mongo("audit walletSpends"))?;
+        for spend in spends.iter().filter(|s| s.is_unresolved()) {
+            discrepancies.push(Discrepancy {
+                subject: format!("spend {}", spend.hash),
+                what: format!(
+                    "a foreign spend of the wallet ({}), neither adopted nor acknowledged: units it paid away that the books hold no record of",
+                    spend.whereabouts()
+                ),
+                measure: Measure::Units,
+                expected: 0,
+                found: spend.units(),
+            });
+        }
+        let in_blocks: HashMap<&str, &WalletSpend> = spends
+            .iter()
+            .filter(|s| s.block.is_some())
+            .map(|s| (s.hash.as_str(), s))
+            .collect();
+        let mut chain_paid: BTreeMap<String, i64> = BTreeMap::new();
+        let mut ledger = ledger_paid.clone();
+        for batch in batches(
+            self,
+            session,
+            doc! { "state": state_bson(BatchState::Confirmed) },
+        )
+        .await?
+        {
+            let proof = batch.proof_block;
+            let recorded_before_reading = match (&read, proof) {
+                (None, _) | (_, None) => true,
+                (Some(read), Some(block)) => block < read.from_height,
+            };
+            if recorded_before_reading {
+                for r in &batch.recipients {
+                    *chain_paid.entry(r.address.clone()).or_insert(0) += r.units;
+                }
+                continue;
+            }
+            let (read, block) = (read.as_ref().expect("checked"), proof.expect("checked"));
+            if block > read.block_height {
+                for r in &batch.recipients {
+                    *ledger.entry(r.address.clone()).or_insert(0) -= r.units;
+                }
+                continue;
+            }
+            let spend = batch
+                .tx_hash
+                .as_deref()
+                .and_then(|hash| in_blocks.get(hash));
+            let Some(spend) = spend else {
+                discrepancies.push(Discrepancy {
+                    subject: format!("batch {}", batch.id),
+                    what: format!(
+                        "is confirmed in block {block}, but the wallet's spends read from the chain's blocks {} to {} hold no transaction {}; units it counts as paid",
+                        read.from_height,
+                        read.block_height,
+                        batch.tx_hash.as_deref().unwrap_or("(none)")
+                    ),
+                    measure: Measure::Units,
+                    expected: 0,
+                    found: batch.total,
+                });
+                continue;
+            };
+            for r in &batch.recipients {
+                let on_chain = spend
+                    .outputs
+                    .iter()
+                    .filter(|o| o.address == r.address)
+                    .map(|o| o.units)
+                    .sum::<i64>();
+                *chain_paid.entry(r.address.clone()).or_insert(0) += on_chain;
+            }
+        }
+        ledger.retain(|_, units| *units != 0);
+        for difference in paid_differences(&chain_paid, &ledger) {
+            discrepancies.push(Discrepancy {
+                subject: difference.address,
+                what: "paid (what the chain's blocks show the wallet paid it)".into(),
+                measure: Measure::Units,
+                expected: difference.chain,
+                found: difference.ledger,
+            });
+        }
+        Ok(())
     }
 
     /// Every credited transaction hash belongs to exactly one distribution, and each
@@ -437,6 +555,8 @@ impl Store {
                 found: credited_total,
             });
         }
+        self.audit_wallet_spends(session, &paid, &mut discrepancies)
+            .await?;
         let fees_in_flight = open_batches.iter().map(|b| b.fee).sum();
         Ok(AuditReport {
             received,

@@ -139,6 +139,26 @@ fn index_specs() -> Vec<(&'static str, Document, IndexOptions)> {
             doc! { "abandon.inputs.tx_hash": 1 },
             plain(),
         ),
+        // Matching a spend of the wallet to the batch whose transaction it is.
+        (names::PAYOUT_BATCHES, doc! { "tx_hash": 1 }, plain()),
+        (
+            names::PAYOUT_BATCHES,
+            doc! { "abandon.tx_hash": 1 },
+            plain(),
+        ),
+        // The spends a block range holds (replaced when it is read again), and the unresolved
+        // foreign ones that hold payouts.
+        (names::WALLET_SPENDS, doc! { "block": 1 }, plain()),
+        (
+            names::WALLET_SPENDS,
+            doc! { "origin": 1, "resolution": 1, "first_seen_at": 1 },
+            plain(),
+        ),
+        (
+            names::WALLET_SPENDS,
+            doc! { "first_seen_at": -1, "_id": -1 },
+            plain(),
+        ),
     ]
 }
 

@@ -22,10 +22,11 @@
 //!     longer need.
 //! 16. `payouts`: payout batches and their states; what leaves the balances.
 //! 17. `ledger::totals`: the money totals of `/api/v1/stats`, which count the batches in flight.
-//! 18. `history`: the charts' hours.
-//! 19. `imports`: the one-time import of the original's unpaid payouts.
-//! 20. `audit`: the books recomputed from one snapshot.
-//! 21. `indexes`: every index, and every public read they must serve.
+//! 18. `spends`: every spend of the wallet the chain shows, foreign ones and their resolution.
+//! 19. `history`: the charts' hours.
+//! 20. `imports`: the one-time import of the original's unpaid payouts.
+//! 21. `audit`: the books recomputed from one snapshot.
+//! 22. `indexes`: every index, and every public read they must serve.
 
 pub mod audit;
 pub mod db;
@@ -40,6 +41,7 @@ pub mod paging;
 pub mod payouts;
 pub mod registry;
 pub mod runs;
+pub mod spends;
 
 pub use db::{CommandCounter, Result, Store, StoreError, TASK_GIVE_UP_AFTER, is_duplicate_key};
 pub use indexes::SUPERSEDED_INDEXES;

@@ -22,3 +22,5 @@ pub const IMPORTS: &str = "imports";
 pub const STATS: &str = "stats";
 /// Each pool's and validator's highest score per hour, one document per address and day.
 pub const SCORE_HISTORY: &str = "scoreHistory";
+/// Every transaction the chain shows spending the iNode wallet.
+pub const WALLET_SPENDS: &str = "walletSpends";

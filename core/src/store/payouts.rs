@@ -131,6 +131,19 @@ pub struct PayoutBatch {
     /// finds it held). Informational: the abandon timer runs from `signed_at` regardless.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub not_held_since: Option<DateTime>,
+    /// Set on a batch an adoption recorded: a foreign spend of the wallet (one this store did
+    /// not make, found in a block) whose outputs to known payees were taken as paid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<Recovered>,
+}
+
+/// Why a confirmed batch was recorded from a foreign spend rather than paid by a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Recovered {
+    /// The foreign spend's transaction hash (also the batch's `tx_hash`).
+    pub spend: String,
+    pub reason: String,
+    pub at: DateTime,
 }
 
 /// What a new batch pays, decided before it is created.
@@ -173,6 +186,7 @@ impl PayoutBatch {
             generation,
             last_held_check: None,
             not_held_since: None,
+            recovered: None,
         }
     }
 

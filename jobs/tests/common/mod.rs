@@ -192,3 +192,68 @@ pub fn signal(child: &tokio::process::Child, signal: &str) {
         .expect("kill");
     assert!(status.success(), "kill {signal} {pid}");
 }
+
+impl Harness {
+    /// A copy of every collection of this harness's database, as a nightly backup takes it;
+    /// returns the copy's database name.
+    pub async fn backup(&self) -> String {
+        let copy = format!("{}-backup", self.store.database().name());
+        copy_database(&self.store, self.store.database().name(), &copy).await;
+        copy
+    }
+
+    /// Puts the database back as `backup` holds it, as an operator does after losing a disk:
+    /// every collection dropped, then copied back (indexes made again, as a start-up does).
+    pub async fn restore(&self, backup: &str) {
+        self.store
+            .database()
+            .drop()
+            .await
+            .expect("drop the database");
+        copy_database(&self.store, backup, self.store.database().name()).await;
+        self.store.ensure_indexes().await.expect("create indexes");
+    }
+
+    /// Another installation on the same chain with the same wallet key: its own database, the
+    /// same configuration otherwise.
+    pub async fn sharing_chain(&self, label: &str) -> Harness {
+        let store = fresh_store(label).await;
+        let mut config = self.config.clone();
+        config.mongodb.database = store.database().name().to_owned();
+        let config_path = std::env::temp_dir().join(format!("{}.yaml", config.mongodb.database));
+        std::fs::write(&config_path, config.to_yaml()).expect("write the config file");
+        Harness {
+            store,
+            sim: self.sim.clone(),
+            config,
+            config_path,
+        }
+    }
+}
+
+/// Copies every document of every collection of database `from` into database `to`.
+async fn copy_database(store: &Store, from: &str, to: &str) {
+    let client = store.client();
+    let (source, target) = (client.database(from), client.database(to));
+    for name in source
+        .list_collection_names()
+        .await
+        .expect("list collections")
+    {
+        let documents: Vec<bson::Document> = source
+            .collection::<bson::Document>(&name)
+            .find(doc! {})
+            .await
+            .expect("read a collection")
+            .try_collect()
+            .await
+            .expect("read a collection");
+        if !documents.is_empty() {
+            target
+                .collection::<bson::Document>(&name)
+                .insert_many(documents)
+                .await
+                .expect("copy a collection");
+        }
+    }
+}

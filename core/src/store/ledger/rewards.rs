@@ -36,6 +36,13 @@ pub struct RewardsRecord {
     pub lines: Vec<LedgerLine>,
 }
 
+/// More writes for a rewards record's transaction, made by a later subject of the store.
+pub type AlsoInTransaction = std::sync::Arc<
+    dyn for<'s> Fn(&'s Store, &'s mut ClientSession) -> futures::future::BoxFuture<'s, Result<()>>
+        + Send
+        + Sync,
+>;
+
 /// Scanned blocks kept at and below the last scanned one. A pass checks only the last one's hash
 /// (block hashes chain, so any deeper reorganisation changes it too); the older ones are for an
 /// operator finding the fork height (README, "When the chain reorganises"). 10,000 is about a
@@ -190,15 +197,37 @@ impl Store {
         record: &RewardsRecord,
         blocks: &[BlockIncome],
     ) -> Result<()> {
+        self.record_rewards_with(fence, record, blocks, None).await
+    }
+
+    /// [`Store::record_rewards_by_block`], with `also` written in the same transaction (what a
+    /// later subject records of the same blocks, such as the wallet's spends), so the height
+    /// never moves past blocks whose other records are missing.
+    pub async fn record_rewards_with(
+        &self,
+        fence: &Fence,
+        record: &RewardsRecord,
+        blocks: &[BlockIncome],
+        also: Option<AlsoInTransaction>,
+    ) -> Result<()> {
         check_blocks(record, blocks)?;
         let (store, fence, record, blocks) =
             (self.clone(), fence.clone(), record.clone(), blocks.to_vec());
         self.with_transaction(move |session| {
-            let (store, fence, record, blocks) =
-                (store.clone(), fence.clone(), record.clone(), blocks.clone());
+            let (store, fence, record, blocks, also) = (
+                store.clone(),
+                fence.clone(),
+                record.clone(),
+                blocks.clone(),
+                also.clone(),
+            );
             Box::pin(async move {
                 store.check_fence(session, &fence).await?;
-                store.record_rewards_in(session, &record, blocks).await
+                store.record_rewards_in(session, &record, blocks).await?;
+                match also {
+                    Some(also) => also(&store, session).await,
+                    None => Ok(()),
+                }
             })
         })
         .await?;
