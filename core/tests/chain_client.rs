@@ -244,16 +244,6 @@ async fn malformed_answers_are_clear_errors() {
             "missing field `transactions`",
         ),
         (
-            r#"{"ok": true, "result": [{"block": {"id": 5, "hash": "h"}, "transactions": [
-                {"hash": "t", "outputs": [{"address": "a", "amount": 0.123456789}]}]}]}"#,
-            "more than 8 decimals",
-        ),
-        (
-            r#"{"ok": true, "result": [{"block": {"id": 5, "hash": "h"}, "transactions": [
-                {"hash": "t", "outputs": [{"address": "a", "amount": -1}]}]}]}"#,
-            "negative",
-        ),
-        (
             r#"{"ok": true, "result": [{"block": {"id": 2, "hash": "h"}, "transactions": [{"hash": "t"}]}]}"#,
             "out of order",
         ),
@@ -268,6 +258,34 @@ async fn malformed_answers_are_clear_errors() {
         let message = err.to_string();
         assert!(message.contains(expected), "{body}: {message}");
         assert!(message.contains("get_blocks_details"), "{body}: {message}");
+    }
+}
+
+/// An output whose amount cannot be read does not refuse the whole answer (one odd transaction
+/// must not stop a block's income): it is listed with what was wrong, and whoever reads the
+/// transaction decides what that means (income unknown, a spend that cannot be adopted).
+#[tokio::test]
+async fn an_output_that_cannot_be_read_is_named_not_refused() {
+    for (amount, expected) in [("0.123456789", "more than 8 decimals"), ("-1", "negative")] {
+        let body: &'static str = Box::leak(
+            format!(
+                r#"{{"ok": true, "result": [{{"block": {{"id": 5, "hash": "h"}}, "transactions": [
+                {{"hash": "t", "outputs": [{{"address": "a", "amount": {amount}}}, {{"address": "b", "amount": 1}}]}}]}}]}}"#
+            )
+            .into_boxed_str(),
+        );
+        let url = serve(Router::new().route(
+            "/get_blocks_details",
+            get(move || async move { ([("content-type", "application/json")], body) }),
+        ))
+        .await;
+        let blocks = client(&url, 5).blocks_details(5, 10).await.unwrap();
+        let tx = &blocks[0].transactions[0];
+        assert_eq!(tx.outputs.len(), 1, "the readable output is read");
+        assert_eq!(tx.unreadable_outputs.len(), 1);
+        let unread = &tx.unreadable_outputs[0];
+        assert_eq!((unread.index, unread.address.as_deref()), (0, Some("a")));
+        assert!(unread.error.contains(expected), "{amount}: {}", unread.error);
     }
 }
 

@@ -894,14 +894,15 @@ async fn bad_input_is_a_clear_error_and_changes_nothing() {
         0
     );
 
-    // A malformed or failing chain answer.
-    // (A read is tried three times on a 5xx, once on a malformed answer.)
+    // A malformed or failing chain answer: the first read (the wallet's spends in the blocks)
+    // fails, and nothing moves. (A read is tried three times on a 5xx, once on a malformed
+    // answer.)
     for (failure, times) in [(Failure::Malformed, 1), (Failure::ServerError, 3)] {
         h.sim.fail_next(failure, times);
         let output = run(&h, None).await;
         assert!(!output.status.success(), "{failure:?}");
         assert!(
-            stderr(&output).contains("get_address_info"),
+            stderr(&output).contains("get_blocks_details"),
             "{failure:?}: {}",
             stderr(&output)
         );

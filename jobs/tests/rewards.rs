@@ -364,6 +364,18 @@ async fn a_scripted_chain_is_credited_exactly_as_computed_by_hand() {
         .unwrap();
     assert_eq!(credited, 5);
     assert_eq!(h.store.last_scanned_height().await.unwrap(), Some(111));
+    // The scripted self-send pays POOL_A 1 coin from the wallet: a spend this store did not
+    // make, so the audit names it until an operator says what it was.
+    let foreign = h.store.unresolved_foreign_spends().await.unwrap();
+    let found: Vec<(&str, Option<i64>, i64)> = foreign
+        .iter()
+        .map(|s| (s.hash.as_str(), s.block, s.units()))
+        .collect();
+    assert_eq!(found, vec![("t3-self-send", Some(103), 100_000_000)]);
+    h.store
+        .acknowledge_spend("t3-self-send", "a scripted transfer by the operator")
+        .await
+        .unwrap();
     let audit = h.run_ok("audit").await;
     // 15.60000001 + 0.3, as decimal coin strings like every amount in every summary.
     assert_eq!(SCRIPTED_TOTAL, 1_590_000_001);

@@ -33,7 +33,7 @@ pub struct AddressInfo {
     /// Pending transactions that spend or pay the address (listed only with
     /// `show_pending=true`).
     #[serde(default)]
-    pub pending_transactions: Option<Vec<super::ChainTransaction>>,
+    pub pending_transactions: Option<Vec<super::types::ChainTransaction>>,
 }
 
 /// An output by the transaction that made it and its index there.
