@@ -327,10 +327,8 @@ pub fn adoption(
     pending: &BTreeMap<String, i64>,
     settled: i64,
 ) -> Result<Adoption, AdoptionError> {
-    let settled_block = match spend.whereabouts {
-        Whereabouts::InBlock(block) if block <= settled => true,
-        _ => false,
-    };
+    let settled_block =
+        matches!(spend.whereabouts, Whereabouts::InBlock(block) if block <= settled);
     if !settled_block {
         return Err(AdoptionError::NotSettled {
             hash: spend.hash.clone(),

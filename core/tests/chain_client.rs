@@ -285,7 +285,11 @@ async fn an_output_that_cannot_be_read_is_named_not_refused() {
         assert_eq!(tx.unreadable_outputs.len(), 1);
         let unread = &tx.unreadable_outputs[0];
         assert_eq!((unread.index, unread.address.as_deref()), (0, Some("a")));
-        assert!(unread.error.contains(expected), "{amount}: {}", unread.error);
+        assert!(
+            unread.error.contains(expected),
+            "{amount}: {}",
+            unread.error
+        );
     }
 }
 

@@ -219,7 +219,7 @@ impl Store {
     /// Recovered batches (an adoption's record of a foreign spend) are not ours.
     async fn origins_of(
         &self,
-        mut session: Option<&mut ClientSession>,
+        session: Option<&mut ClientSession>,
         hashes: &[String],
     ) -> Result<HashMap<String, (SpendOrigin, String)>> {
         if hashes.is_empty() {
@@ -231,7 +231,7 @@ impl Store {
         };
         let collection = self.payout_batches();
         let find = collection.find(filter);
-        let batches: Vec<PayoutBatch> = match session.as_deref_mut() {
+        let batches: Vec<PayoutBatch> = match session {
             Some(session) => {
                 find.session(&mut *session)
                     .await
