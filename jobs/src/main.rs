@@ -177,14 +177,7 @@ async fn spends(command: SpendsCommand) -> ExitCode {
             SpendsCommand::List { args, .. } => args,
             SpendsCommand::Adopt(r) | SpendsCommand::Acknowledge(r) => &r.args,
         };
-        let config = Config::load(&args.config)?;
-        let secrets = Secrets::from_env()?;
-        let store = Store::connect(&secrets.mongodb_uri, &config.mongodb.database).await?;
-        store
-            .require_replica_set()
-            .await
-            .context("checking the MongoDB server")?;
-        store.ensure_indexes().await?;
+        let (_, _, store) = open(args).await?;
         let answer = match &command {
             SpendsCommand::List { all, limit, .. } => list(&store, *all, *limit).await?,
             SpendsCommand::Adopt(r) => resolve(&store, Resolve::Adopt, &r.hash, &r.reason).await?,
@@ -234,14 +227,7 @@ async fn run(
     request: &PayoutsRequest,
     stop: CancellationToken,
 ) -> anyhow::Result<minerpool_jobs::Summary> {
-    let config = Config::load(&args.config)?;
-    let secrets = Secrets::from_env()?;
-    let store = Store::connect(&secrets.mongodb_uri, &config.mongodb.database).await?;
-    store
-        .require_replica_set()
-        .await
-        .context("checking the MongoDB server")?;
-    store.ensure_indexes().await?;
+    let (config, secrets, store) = open(&args).await?;
     let chain = ChainClient::new(&config.chain)?;
     let context = Context {
         config,
@@ -252,6 +238,20 @@ async fn run(
         stop,
     };
     Ok(run_with(job, &context, request).await?)
+}
+
+/// The configuration, the secrets, and the store checked for transactions with its indexes
+/// made: what every command that touches the database starts with.
+async fn open(args: &Args) -> anyhow::Result<(Config, Secrets, Store)> {
+    let config = Config::load(&args.config)?;
+    let secrets = Secrets::from_env()?;
+    let store = Store::connect(&secrets.mongodb_uri, &config.mongodb.database).await?;
+    store
+        .require_replica_set()
+        .await
+        .context("checking the MongoDB server")?;
+    store.ensure_indexes().await?;
+    Ok((config, secrets, store))
 }
 
 /// `MINERPOOL_JOB_LOCK_TTL_SECONDS` overrides how long a crashed run's lock blocks the next run.
