@@ -42,6 +42,9 @@ pub struct Metrics {
     pub payouts_in_flight: Gauge,
     pub payouts_oldest_unconfirmed_seconds: Gauge,
     pub payouts_held_balances: Gauge,
+    /// Unresolved foreign spends of the wallet, and the units they paid away.
+    pub wallet_foreign_spends: Gauge,
+    pub wallet_foreign_spend_units: Gauge,
     /// HTTP connections closed at once: over the connection cap or the per-client cap.
     pub refused_http_connections: Counter,
     /// Connections closed for want of a valid PROXY protocol header (`node.proxyProtocol`).
@@ -153,6 +156,18 @@ impl Default for Metrics {
             "payouts_held_balances",
             "Balances the last payouts run held aside because their address cannot be paid",
             payouts_held_balances.clone(),
+        );
+        let wallet_foreign_spends = Gauge::default();
+        let wallet_foreign_spend_units = Gauge::default();
+        registry.register(
+            "wallet_foreign_spends",
+            "Unresolved foreign spends of the iNode wallet: transactions minerpool did not make (a store restored from a backup, a second installation with the same key, or a stolen key). While there is one, payouts are held until an admin adopts or acknowledges it (GET /api/v1/wallet-spends?filter=unresolved)",
+            wallet_foreign_spends.clone(),
+        );
+        registry.register(
+            "wallet_foreign_spend_units",
+            "What the unresolved foreign spends of the iNode wallet paid away, in smallest units (1e-8 coin): payouts are held while there is one, and it may be a stolen key",
+            wallet_foreign_spend_units.clone(),
         );
         let refused_http_connections = Counter::default();
         registry.register(
@@ -300,6 +315,8 @@ impl Default for Metrics {
             payouts_in_flight,
             payouts_oldest_unconfirmed_seconds,
             payouts_held_balances,
+            wallet_foreign_spends,
+            wallet_foreign_spend_units,
             open_connections,
             refused_connections,
             messages,
@@ -327,6 +344,13 @@ impl Metrics {
         });
         self.payouts_oldest_unconfirmed_seconds.set(age);
         self.payouts_held_balances.set(health.held as i64);
+    }
+
+    /// Sets the foreign spends gauges from what the database shows.
+    pub fn set_foreign_spends(&self, health: &minerpool_core::store::spends::ForeignSpendsHealth) {
+        self.wallet_foreign_spends
+            .set(i64::try_from(health.unresolved).unwrap_or(i64::MAX));
+        self.wallet_foreign_spend_units.set(health.units);
     }
 
     /// Sets the money gauges from the stats the jobs refresh.

@@ -23,7 +23,7 @@ fn schemathesis() -> String {
 }
 
 /// A day of everything the API lists: pools, validators, distributions with their lines and
-/// balances, payout batches, and job runs of each outcome.
+/// balances, payout batches, job runs of each outcome, and spends of the wallet.
 async fn seed(n: &TestNode) {
     let store = &n.store;
     let now = DateTime::now().timestamp_millis();
@@ -95,6 +95,48 @@ async fn seed(n: &TestNode) {
     store
         .collection::<bson::Document>("balances")
         .insert_one(doc! { "address": POOL_A, "pending": 1_234_567_i64, "paid": 27_000_000_i64 })
+        .await
+        .unwrap();
+    // Spends of the wallet: ours, a foreign one in a credited block (adoptable), a foreign one
+    // pending (only acknowledgeable), one already acknowledged, and how far they were read.
+    let at = |ms: i64| DateTime::from_millis(now - ms);
+    let spends = store.collection::<bson::Document>("walletSpends");
+    for (i, (origin, block, resolved)) in [
+        ("batch", Some(90_i64), false),
+        ("foreign", Some(95), false),
+        ("foreign", None, false),
+        ("foreign", Some(96), true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut spend = doc! {
+            "_id": format!("{:064x}", 2000 + i), "block": block,
+            "block_time": block.map(|_| at(600_000)), "inputs": [{ "tx_hash": format!("{:064x}", 1), "index": 0_i64 }],
+            "outputs": [{ "address": POOL_A, "units": 1_000_i64 }, { "address": POOL_B, "units": 7_i64 }],
+            "change": 5_i64, "origin": origin, "first_seen_at": at(i as i64 * 1000), "updated_at": at(0),
+        };
+        if origin == "batch" {
+            spend.insert("batch", format!("{:024x}", 1));
+        }
+        if resolved {
+            spend.insert(
+                "resolution",
+                doc! { "kind": "acknowledged", "reason": "moved by hand", "at": at(0) },
+            );
+        }
+        spends.insert_one(spend).await.unwrap();
+    }
+    let heights = store.collection::<bson::Document>("blockHeight");
+    heights
+        .insert_one(doc! { "_id": "last_block_height", "block_height": 100_i64 })
+        .await
+        .unwrap();
+    heights
+        .insert_one(doc! {
+            "_id": "wallet_spends_read", "block_height": 100_i64, "block_hash": format!("{:064x}", 100),
+            "from_height": 1_i64, "read_at": at(0),
+        })
         .await
         .unwrap();
     store.refresh_totals().await.unwrap();
@@ -277,6 +319,17 @@ async fn every_route_refuses_a_bad_request_the_same_way_and_the_document_says_so
         assert_eq!(response.status().as_u16(), 200, "{path}?limit=200");
     }
     refused("/job-runs?job=nope".into(), "job").await;
+    for query in [
+        "limit=0",
+        "limit=201",
+        "limit=ten",
+        "colour=red",
+        "filter=nope",
+    ] {
+        let name = query.split('=').next().unwrap();
+        refused(format!("/wallet-spends?{query}"), name).await;
+    }
+    refused("/wallet-spends/0".into(), "hash").await;
     refused("/income?hours=745".into(), "hours").await;
     refused(format!("/history/{POOL_A}?hours=0"), "hours").await;
     for path in [

@@ -46,8 +46,8 @@ async fn readyz(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
     }
 }
 
-/// The process's metrics, with the payouts, money and job gauges read from the database first
-/// (stale values stay when it does not answer in time).
+/// The process's metrics, with the payouts, foreign spends, money and job gauges read from the
+/// database first (stale values stay when it does not answer in time).
 async fn metrics(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
     let store = &state.store;
     let reads = async {
@@ -56,14 +56,23 @@ async fn metrics(State(state): State<Arc<NodeState>>) -> impl IntoResponse {
                 .into_iter()
                 .map(|job| async move { (job.name(), store.job_health(job.name()).await) }),
         );
-        tokio::join!(store.payouts_health(), store.totals(), jobs)
+        tokio::join!(
+            store.payouts_health(),
+            store.foreign_spends_health(),
+            store.totals(),
+            jobs
+        )
     };
     match tokio::time::timeout(std::time::Duration::from_secs(2), reads).await {
-        Ok((payouts, totals, jobs)) => {
+        Ok((payouts, foreign, totals, jobs)) => {
             let mut failures = Vec::new();
             match payouts {
                 Ok(health) => state.metrics.set_payouts(&health),
                 Err(e) => failures.push(format!("payouts health: {e}")),
+            }
+            match foreign {
+                Ok(health) => state.metrics.set_foreign_spends(&health),
+                Err(e) => failures.push(format!("foreign spends of the wallet: {e}")),
             }
             match totals {
                 Ok(totals) => state.metrics.set_totals(&totals),

@@ -18,6 +18,7 @@ use minerpool_core::store::history::{Hours, ScoreKind};
 use minerpool_core::store::ledger::CreditLine;
 use minerpool_core::store::ledger::{Basis, RewardDistribution};
 use minerpool_core::store::runs::JobOutcome;
+use minerpool_core::store::spends::ForeignSpendsHealth;
 
 use super::chart::{Measure, bar_chart};
 use minerpool_core::store::paging::{Before, NewestFirst, next_before, next_cursor};
@@ -137,9 +138,11 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
     }
     let hours = Hours::ending_at(DateTime::now(), CHART_HOURS);
     let hourly = store.income_per_hour(hours).await?;
+    let foreign = store.foreign_spends_health().await?;
     Ok(ok(
         "Overview",
         html! {
+            (payouts_held(&foreign))
             section.cards {
                 div.card { h2 { "Last scanned block" } p.figure #last-scanned { (totals.last_scanned_height.map_or("none yet".into(), |h| h.to_string())) } }
                 div.card { h2 { "Behind the chain" } p.figure #behind { (behind(totals.last_scanned_height, totals.chain_height)) } }
@@ -184,6 +187,25 @@ async fn overview(State(state): Shared) -> Result<Page, Page> {
             }
         },
     ))
+}
+
+/// The warning that payouts are held while a foreign spend of the wallet is unresolved (SPEC
+/// §5.3 point 5); nothing when none is.
+fn payouts_held(foreign: &ForeignSpendsHealth) -> Markup {
+    const LIST: &str = "/api/v1/wallet-spends?filter=unresolved";
+    html! {
+        @if foreign.unresolved > 0 {
+            p.warning #payouts-held role="alert" {
+                strong {
+                    "Payouts held: " (foreign.unresolved) " foreign spend"
+                    (if foreign.unresolved == 1 { "" } else { "s" })
+                    " of the wallet, " (coins(foreign.units)) " coins"
+                }
+                " — see " a href=(LIST) { (LIST) }
+                ". A spend minerpool did not make may be a stolen key; an admin adopts or acknowledges each."
+            }
+        }
+    }
 }
 
 /// Blocks between the last scanned and the highest the chain answered with.

@@ -9,7 +9,9 @@ use axum::response::{IntoResponse, Response};
 use minerpool_core::money::Amount;
 use minerpool_core::store::StoreError;
 use minerpool_core::store::ledger::{Basis, LedgerKind};
+use minerpool_core::store::payouts::Recipient;
 use minerpool_core::store::runs::JobOutcome;
+use minerpool_core::store::spends;
 use serde::Serialize;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
@@ -450,4 +452,149 @@ pub struct Stats {
     pub fees_spent: Coins,
     #[schema(format = DateTime)]
     pub as_of: Option<String>,
+}
+
+/// Whose a spend of the wallet is.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SpendOrigin {
+    /// One of our payout batches' own transaction.
+    Batch,
+    /// The transaction abandoning one of our batches.
+    Abandon,
+    /// Not made by minerpool: a store restored from a backup, a second installation with the
+    /// same key, or a stolen key. Payouts are held while one is unresolved.
+    Foreign,
+}
+
+impl From<spends::SpendOrigin> for SpendOrigin {
+    fn from(origin: spends::SpendOrigin) -> Self {
+        match origin {
+            spends::SpendOrigin::Batch => SpendOrigin::Batch,
+            spends::SpendOrigin::Abandon => SpendOrigin::Abandon,
+            spends::SpendOrigin::Foreign => SpendOrigin::Foreign,
+        }
+    }
+}
+
+/// How an operator resolved a foreign spend.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ResolutionKind {
+    /// Its outputs to known payees were recorded paid, by a recovered payout batch.
+    Adopted,
+    /// The operator moved those coins; balances unchanged.
+    Acknowledged,
+}
+
+impl From<spends::ResolutionKind> for ResolutionKind {
+    fn from(kind: spends::ResolutionKind) -> Self {
+        match kind {
+            spends::ResolutionKind::Adopted => ResolutionKind::Adopted,
+            spends::ResolutionKind::Acknowledged => ResolutionKind::Acknowledged,
+        }
+    }
+}
+
+/// What a spend paid one address.
+#[derive(Serialize, ToSchema)]
+pub struct SpendOutput {
+    pub address: String,
+    pub amount: Coins,
+}
+
+fn spend_outputs(recipients: &[Recipient]) -> Vec<SpendOutput> {
+    recipients
+        .iter()
+        .map(|r| SpendOutput {
+            address: r.address.clone(),
+            amount: Coins::of_units(r.units),
+        })
+        .collect()
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SpendResolution {
+    pub kind: ResolutionKind,
+    /// Why, as the operator said.
+    pub reason: String,
+    #[schema(format = DateTime)]
+    pub at: String,
+    /// The recovered payout batch an adoption recorded.
+    pub batch: Option<String>,
+    /// What an adoption recorded as paid, per address.
+    pub adopted: Vec<SpendOutput>,
+    /// Outputs to addresses without a balance: not payments the books know of.
+    pub not_adopted: Vec<SpendOutput>,
+}
+
+/// A transaction the chain shows spending the iNode wallet.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletSpend {
+    /// The transaction hash, or `pending-spend-of:<hash>:<index>` for a pending spend the
+    /// chain's node names only by the wallet output it spends.
+    pub tx_hash: String,
+    pub origin: SpendOrigin,
+    /// Our payout batch, when the origin is `batch` or `abandon`.
+    pub batch: Option<String>,
+    /// `in block N`, `pending`, or `seen pending, since dropped` (it may still be mined).
+    #[serde(rename = "where")]
+    pub whereabouts: String,
+    pub block: Option<i64>,
+    /// The block's time on the chain.
+    #[schema(format = DateTime)]
+    pub block_time: Option<String>,
+    /// What it paid each address other than the wallet.
+    pub outputs: Vec<SpendOutput>,
+    /// Their total: what left the wallet.
+    pub paid: Coins,
+    /// What it paid back to the wallet.
+    pub change: Coins,
+    /// Why its outputs cannot all be read (such a spend can only be acknowledged).
+    pub unreadable: Option<String>,
+    /// Foreign, neither adopted nor acknowledged: payouts are held while it is.
+    pub unresolved: bool,
+    pub resolution: Option<SpendResolution>,
+    #[schema(format = DateTime)]
+    pub first_seen_at: String,
+}
+
+impl From<&spends::WalletSpend> for WalletSpend {
+    fn from(spend: &spends::WalletSpend) -> Self {
+        WalletSpend {
+            tx_hash: spend.hash.clone(),
+            origin: spend.origin.into(),
+            batch: spend.batch.clone(),
+            whereabouts: spend.whereabouts().to_string(),
+            block: spend.block,
+            block_time: spend.block_time.map(rfc3339),
+            outputs: spend_outputs(&spend.outputs),
+            paid: Coins::of_units(spend.units()),
+            change: Coins::of_units(spend.change),
+            unreadable: spend.unreadable.clone(),
+            unresolved: spend.is_unresolved(),
+            resolution: spend.resolution.as_ref().map(|r| SpendResolution {
+                kind: r.kind.into(),
+                reason: r.reason.clone(),
+                at: rfc3339(r.at),
+                batch: r.batch.clone(),
+                adopted: spend_outputs(&r.adopted),
+                not_adopted: spend_outputs(&r.not_adopted),
+            }),
+            first_seen_at: rfc3339(spend.first_seen_at),
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WalletSpends {
+    /// The last block whose spends of the wallet were read; null before the first read.
+    pub read_to: Option<i64>,
+    /// Unresolved foreign spends, whatever the filter: payouts are held while there is one.
+    pub unresolved: u64,
+    /// Newest first (by when minerpool first saw them).
+    pub spends: Vec<WalletSpend>,
 }

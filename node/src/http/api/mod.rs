@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minerpool_core::address::check_format;
+use minerpool_core::store::StoreError;
 use minerpool_core::store::history::ScoreKind;
 use minerpool_core::store::ledger::CreditLine;
 use minerpool_core::store::paging::{NewestFirst, next_before};
@@ -44,7 +45,7 @@ type ApiResult<T> = Result<Json<T>, ApiError>;
     ),
     servers((url = "/api/v1")),
     modifiers(&BearerScheme),
-    components(schemas(ErrorBody, Coins, Address))
+    components(schemas(ErrorBody, Coins, Address, SpendHash))
 )]
 struct ApiDoc;
 
@@ -80,6 +81,10 @@ fn parts() -> (axum::Router<Arc<NodeState>>, utoipa::openapi::OpenApi) {
         .routes(routes!(list_distributions))
         .routes(routes!(list_job_runs))
         .routes(routes!(stats))
+        .routes(routes!(list_wallet_spends))
+        .routes(routes!(get_wallet_spend))
+        .routes(routes!(adopt_wallet_spend))
+        .routes(routes!(acknowledge_wallet_spend))
         .split_for_parts()
 }
 
@@ -580,4 +585,148 @@ async fn stats(State(state): Shared) -> ApiResult<Stats> {
         fees_spent: Coins::of_units(totals.fees_spent),
         as_of: totals.as_of.map(rfc3339),
     }))
+}
+
+/// Spends of the iNode wallet the chain shows (SPEC §5.3 point 5), newest first: our payout
+/// batches' transactions, their abandons, and foreign spends (not made by minerpool: a store
+/// restored from a backup, a second installation with the same key, a stolen key). While a
+/// foreign spend is unresolved, payouts are held.
+#[utoipa::path(get, path = "/wallet-spends", tag = "wallet", params(SpendsPage), responses(
+    (status = 200, body = WalletSpends),
+    ListRefusals))]
+async fn list_wallet_spends(
+    State(state): Shared,
+    ApiQuery(page): ApiQuery<SpendsPage>,
+) -> ApiResult<WalletSpends> {
+    let store = &state.store;
+    let (found, health, read) = tokio::try_join!(
+        store.list_wallet_spends(page.filter.into(), page.limit.0),
+        store.foreign_spends_health(),
+        store.spends_read(),
+    )?;
+    Ok(Json(WalletSpends {
+        read_to: read.map(|r| r.block_height),
+        unresolved: health.unresolved,
+        spends: found.iter().map(WalletSpend::from).collect(),
+    }))
+}
+
+/// The 404 of a spend no document records.
+fn no_spend(hash: &str) -> ApiError {
+    ApiError::not_found(format!(
+        "no spend of the wallet {hash} is recorded (GET /api/v1/wallet-spends lists them)"
+    ))
+}
+
+/// One spend of the iNode wallet.
+#[utoipa::path(get, path = "/wallet-spends/{hash}", tag = "wallet", params(SpendHashPath), responses(
+    (status = 200, body = WalletSpend),
+    (status = 400, description = "the hash is malformed", body = ErrorBody),
+    (status = 404, description = "no spend of the wallet has this hash", body = ErrorBody),
+    (status = 503, description = "the database is unavailable, or the answer took longer than the node's request timeout", body = ErrorBody)))]
+async fn get_wallet_spend(
+    State(state): Shared,
+    ApiPath(path): ApiPath<SpendHashPath>,
+) -> ApiResult<WalletSpend> {
+    let hash = path.hash.0;
+    match state.store.wallet_spend(&hash).await? {
+        Some(spend) => Ok(Json(WalletSpend::from(&spend))),
+        None => Err(no_spend(&hash)),
+    }
+}
+
+/// Why a foreign spend is adopted or acknowledged; recorded with the decision.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SpendDecision {
+    reason: Reason,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Decision {
+    Adopt,
+    Acknowledge,
+}
+
+/// Adopt a foreign spend: its outputs to addresses with a balance are recorded paid, exactly
+/// what the chain paid each, by a recovered payout batch, in one transaction. Only a spend in a
+/// block the rewards job has credited (at least `rewards.confirmations` deep) whose outputs can
+/// all be read and which pays no address more than its pending can be adopted.
+#[utoipa::path(post, path = "/wallet-spends/{hash}/adopt", tag = "wallet",
+    params(SpendHashPath), request_body = SpendDecision, security(("bearer" = [])), responses(
+    (status = 200, description = "adopted", body = WalletSpend),
+    WriteRefusals,
+    (status = 400, description = "the hash is malformed, or the body is not an object with a reason of 1 to 1000 characters (not only blanks) and nothing else", body = ErrorBody),
+    (status = 404, description = "no spend of the wallet has this hash", body = ErrorBody),
+    (status = 409, description = "the spend was already adopted or acknowledged, or the payees' balances changed meanwhile: nothing was written", body = ErrorBody),
+    (status = 413, description = "the body is too large", body = ErrorBody),
+    (status = 415, description = "the body is not application/json", body = ErrorBody),
+    (status = 422, description = "the spend cannot be adopted (the message says why): it is not foreign, not in a block the rewards job has credited, its outputs cannot all be read, it pays no address with a balance, or it paid an address more than its pending", body = ErrorBody),
+    (status = 503, description = "the database is unavailable, or the answer took longer than the node's request timeout", body = ErrorBody)))]
+async fn adopt_wallet_spend(
+    State(state): Shared,
+    headers: HeaderMap,
+    path: Result<ApiPath<SpendHashPath>, ApiError>,
+    body: Result<ApiJson<ObjectBody<SpendDecision>>, ApiError>,
+) -> ApiResult<WalletSpend> {
+    resolve_spend(&state, &headers, path, body, Decision::Adopt).await
+}
+
+/// Acknowledge a foreign spend: the operator moved those coins; balances are unchanged. Any
+/// foreign spend can be acknowledged, pending, dropped or unreadable ones included.
+#[utoipa::path(post, path = "/wallet-spends/{hash}/acknowledge", tag = "wallet",
+    params(SpendHashPath), request_body = SpendDecision, security(("bearer" = [])), responses(
+    (status = 200, description = "acknowledged", body = WalletSpend),
+    WriteRefusals,
+    (status = 400, description = "the hash is malformed, or the body is not an object with a reason of 1 to 1000 characters (not only blanks) and nothing else", body = ErrorBody),
+    (status = 404, description = "no spend of the wallet has this hash", body = ErrorBody),
+    (status = 409, description = "the spend was already adopted or acknowledged: nothing was written", body = ErrorBody),
+    (status = 413, description = "the body is too large", body = ErrorBody),
+    (status = 415, description = "the body is not application/json", body = ErrorBody),
+    (status = 422, description = "the spend is not foreign: it is one of our payout batches' own transactions", body = ErrorBody),
+    (status = 503, description = "the database is unavailable, or the answer took longer than the node's request timeout", body = ErrorBody)))]
+async fn acknowledge_wallet_spend(
+    State(state): Shared,
+    headers: HeaderMap,
+    path: Result<ApiPath<SpendHashPath>, ApiError>,
+    body: Result<ApiJson<ObjectBody<SpendDecision>>, ApiError>,
+) -> ApiResult<WalletSpend> {
+    resolve_spend(&state, &headers, path, body, Decision::Acknowledge).await
+}
+
+/// Checks the token, the hash and the body, in that order and before the database is read; a
+/// refusal of the store is 422 when it is about what the spend is, 409 when it was resolved or
+/// the balances moved meanwhile, with the store's message.
+async fn resolve_spend(
+    state: &NodeState,
+    headers: &HeaderMap,
+    path: Result<ApiPath<SpendHashPath>, ApiError>,
+    body: Result<ApiJson<ObjectBody<SpendDecision>>, ApiError>,
+    decision: Decision,
+) -> ApiResult<WalletSpend> {
+    authorize(state, headers)?;
+    let hash = path?.0.hash.0;
+    let reason = body?.0.0.reason.0;
+    let store = &state.store;
+    if store.wallet_spend(&hash).await?.is_none() {
+        return Err(no_spend(&hash));
+    }
+    let resolved = match decision {
+        Decision::Adopt => store.adopt_spend(&hash, &reason).await,
+        Decision::Acknowledge => store.acknowledge_spend(&hash, &reason).await,
+    }
+    .map_err(|e| match e {
+        StoreError::Invalid(message) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message),
+        StoreError::Conflict(message) => ApiError::new(StatusCode::CONFLICT, message),
+        other => other.into(),
+    })?;
+    tracing::warn!(
+        spend = %hash,
+        ?decision,
+        %reason,
+        paid = %minerpool_core::money::coins_text(resolved.units()),
+        batch = resolved.resolution.as_ref().and_then(|r| r.batch.as_deref()).unwrap_or(""),
+        "a foreign spend of the wallet was resolved through the API"
+    );
+    Ok(Json(WalletSpend::from(&resolved)))
 }

@@ -12,6 +12,7 @@ use axum::http::StatusCode;
 use minerpool_core::address::{check_syntax, syntax_pattern};
 use minerpool_core::store::history::{Hours, MAX_HOURS};
 use minerpool_core::store::paging::{Before, MAX_PAGE};
+use minerpool_core::store::spends::SpendFilter;
 use serde::{Deserialize, Deserializer};
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
@@ -54,6 +55,27 @@ impl From<JsonRejection> for ApiError {
             }
             _ => ApiError::bad_request(e.body_text()),
         }
+    }
+}
+
+/// A body that must be a JSON object: serde's derive also reads a struct from an array of its
+/// fields' values (`["text"]`), which the document does not allow. The document describes `T`.
+pub struct ObjectBody<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for ObjectBody<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Object<T>(std::marker::PhantomData<T>);
+        impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Object<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Object(std::marker::PhantomData))
+            .map(ObjectBody)
     }
 }
 
@@ -342,6 +364,166 @@ pub struct JobRunsPage {
     pub job: Option<JobName>,
 }
 
+/// Which spends of the wallet a list shows.
+#[derive(Debug, Clone, Copy, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SpendsFilter {
+    /// Every spend the chain shows: our batches' transactions, their abandons, foreign ones.
+    #[default]
+    All,
+    /// Spends not made by minerpool, resolved or not.
+    Foreign,
+    /// Foreign spends neither adopted nor acknowledged: while one is, payouts are held.
+    Unresolved,
+}
+
+impl From<SpendsFilter> for SpendFilter {
+    fn from(filter: SpendsFilter) -> Self {
+        match filter {
+            SpendsFilter::All => SpendFilter::All,
+            SpendsFilter::Foreign => SpendFilter::Foreign,
+            SpendsFilter::Unresolved => SpendFilter::Unresolved,
+        }
+    }
+}
+
+/// The newest spends of the wallet, of a kind.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct SpendsPage {
+    /// Spends listed, newest first.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 200, default = 20)]
+    #[serde(default)]
+    pub limit: Limit,
+    /// Which spends: `all` (the default), `foreign`, or `unresolved` (foreign, neither adopted
+    /// nor acknowledged).
+    #[param(inline)]
+    #[serde(default)]
+    pub filter: SpendsFilter,
+}
+
+/// The written form of a spend's name.
+const SPEND_HASH_PATTERN: &str = "^(?:[0-9a-f]{64}|pending-spend-of:[0-9a-f]{64}:[0-9]{1,10})$";
+
+/// What names a spend of the wallet: its transaction hash (64 lowercase hexadecimal
+/// characters), or, for a pending spend the node names only by the wallet output it spends,
+/// `pending-spend-of:<that output's transaction hash>:<its index>`.
+#[derive(Debug, Clone)]
+pub struct SpendHash(pub String);
+
+impl SpendHash {
+    fn is_valid(text: &str) -> bool {
+        fn hex64(text: &str) -> bool {
+            text.len() == 64 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        }
+        if hex64(text) {
+            return true;
+        }
+        let Some((hash, index)) = text
+            .strip_prefix("pending-spend-of:")
+            .and_then(|rest| rest.split_once(':'))
+        else {
+            return false;
+        };
+        hex64(hash) && (1..=10).contains(&index.len()) && index.bytes().all(|b| b.is_ascii_digit())
+    }
+}
+
+impl<'de> Deserialize<'de> for SpendHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if SpendHash::is_valid(&text) {
+            Ok(SpendHash(text))
+        } else {
+            Err(serde::de::Error::custom(format!(
+                "hash {text:?} names no spend: a transaction hash is 64 lowercase hexadecimal \
+                 characters (or pending-spend-of:<hash>:<output index> for a pending spend known \
+                 only by the output it spends)"
+            )))
+        }
+    }
+}
+
+impl PartialSchema for SpendHash {
+    fn schema() -> RefOr<Schema> {
+        string_schema(
+            SPEND_HASH_PATTERN,
+            "a spend's transaction hash (64 lowercase hexadecimal characters), or \
+             pending-spend-of:<hash>:<output index> for a pending spend the chain's node names \
+             only by the wallet output it spends",
+        )
+    }
+}
+
+impl ToSchema for SpendHash {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("SpendHash")
+    }
+}
+
+/// `{hash}` in a path.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct SpendHashPath {
+    pub hash: SpendHash,
+}
+
+/// The longest reason an operator may give, in characters.
+pub const MAX_REASON_CHARS: usize = 1000;
+
+/// Why an operator resolved a spend: 1 to [`MAX_REASON_CHARS`] characters, not only blanks
+/// (spaces, tabs, line breaks).
+#[derive(Debug, Clone)]
+pub struct Reason(pub String);
+
+impl Reason {
+    fn is_blank(c: char) -> bool {
+        matches!(c, ' ' | '\t' | '\r' | '\n')
+    }
+}
+
+impl<'de> Deserialize<'de> for Reason {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let chars = text.chars().count();
+        if text.chars().all(Reason::is_blank) {
+            Err(serde::de::Error::custom(
+                "reason is empty: say why the spend is resolved (who moved the coins, or why \
+                 they are the payees' payments)",
+            ))
+        } else if chars > MAX_REASON_CHARS {
+            Err(serde::de::Error::custom(format!(
+                "reason is {chars} characters long; at most {MAX_REASON_CHARS} are kept"
+            )))
+        } else {
+            Ok(Reason(text))
+        }
+    }
+}
+
+impl PartialSchema for Reason {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .min_length(Some(1))
+            .max_length(Some(MAX_REASON_CHARS))
+            // Something besides spaces, tabs and line breaks.
+            .pattern(Some("[^ \\t\\r\\n]"))
+            .description(Some(
+                "why: who moved the coins, or why they are the payees' payments (recorded with \
+                 the decision)",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for Reason {
+    fn name() -> Cow<'static, str> {
+        Cow::Borrowed("Reason")
+    }
+}
+
 /// How many hours a history covers, ending with the current hour (UTC).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -384,6 +566,57 @@ impl Window {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_spend_hash_is_refused_exactly_where_its_pattern_does_not_match() {
+        let pattern = regex::Regex::new(SPEND_HASH_PATTERN).unwrap();
+        let hex = "0123456789abcdef".repeat(4);
+        for text in [
+            hex.clone(),
+            hex.to_uppercase(),
+            hex[..63].to_owned(),
+            format!("{hex}0"),
+            format!("{hex}\n"),
+            format!("pending-spend-of:{hex}:0"),
+            format!("pending-spend-of:{hex}:255"),
+            format!("pending-spend-of:{hex}:1234567890"),
+            format!("pending-spend-of:{hex}:12345678901"),
+            format!("pending-spend-of:{hex}:"),
+            format!("pending-spend-of:{hex}:1:2"),
+            format!("pending-spend-of:{hex}:-1"),
+            format!("pending-spend-of:{}:1", &hex[..63]),
+            format!("pending-spend-of:{hex}"),
+            format!("pending-spend-of::{hex}:1"),
+            format!("Pending-spend-of:{hex}:1"),
+            String::new(),
+        ] {
+            assert_eq!(
+                SpendHash::is_valid(&text),
+                pattern.is_match(&text),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_reason_is_refused_exactly_where_its_schema_does_not_match() {
+        let blank_only = regex::Regex::new("[^ \\t\\r\\n]").unwrap();
+        for text in [
+            String::new(),
+            " ".into(),
+            " \t\r\n".into(),
+            "x".into(),
+            " moved by hand ".into(),
+            "\u{a0}".into(),
+            "é".repeat(MAX_REASON_CHARS),
+            "é".repeat(MAX_REASON_CHARS + 1),
+        ] {
+            let chars = text.chars().count();
+            let schema_ok = (1..=MAX_REASON_CHARS).contains(&chars) && blank_only.is_match(&text);
+            let parsed = serde_json::from_value::<Reason>(serde_json::Value::String(text.clone()));
+            assert_eq!(parsed.is_ok(), schema_ok, "{text:?}");
+        }
+    }
 
     #[test]
     fn a_cursor_is_refused_exactly_where_its_pattern_does_not_match() {
