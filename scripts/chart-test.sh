@@ -128,6 +128,7 @@ minerpool_node_job_last_run_blocked minerpool_node_job_last_run_rate_limited_sec
 minerpool_node_money_units minerpool_node_payouts_batches_in_flight
 minerpool_node_payouts_oldest_unconfirmed_seconds minerpool_node_payouts_held_balances
 minerpool_node_last_scanned_height minerpool_node_chain_height_seen
+minerpool_node_wallet_foreign_spends minerpool_node_wallet_foreign_spend_units
 minerpool_operator_reconciles_total minerpool_operator_reconcile_failures_total
 minerpool_operator_invalid_specs_total minerpool_operator_reconcile_duration_seconds_bucket
 minerpool_operator_leader
@@ -427,7 +428,8 @@ for allowed in \
     "get networkpolicies.networking.k8s.io" "list networkpolicies.networking.k8s.io" \
     "watch networkpolicies.networking.k8s.io" "create networkpolicies.networking.k8s.io" \
     "patch networkpolicies.networking.k8s.io" "delete networkpolicies.networking.k8s.io" \
-    "get secrets" "create events.events.k8s.io" "patch events.events.k8s.io"; do
+    "get secrets" "get pods" "list pods" "watch pods" \
+    "create events.events.k8s.io" "patch events.events.k8s.io"; do
     # shellcheck disable=SC2086
     check "SA may $allowed" can $allowed -n default
 done
@@ -435,10 +437,12 @@ for denied in \
     "list secrets" "watch secrets" "create secrets" "update secrets" "delete secrets" \
     "update configmaps" "delete configmaps" "update services" "delete services" \
     "update deployments.apps" "delete deployments.apps" "update cronjobs.batch" \
-    "create pods" "get pods" "create jobs.batch" "delete jobs.batch" "create events" \
+    "create pods" "patch pods" "delete pods" "create pods --subresource=exec" \
+    "get pods --subresource=log" \
+    "create jobs.batch" "delete jobs.batch" "create events" \
     "list servicemonitors.monitoring.coreos.com" "update servicemonitors.monitoring.coreos.com" \
     "update poddisruptionbudgets.policy" "update networkpolicies.networking.k8s.io" \
-    "create pods/eviction" \
+    "create pods --subresource=eviction" \
     "create roles.rbac.authorization.k8s.io" "create rolebindings.rbac.authorization.k8s.io"; do
     # shellcheck disable=SC2086
     check_denied "SA may not $denied" can $denied -n default

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
     printcolumn = r#"{"name":"Replicas","type":"integer","jsonPath":".status.node.readyReplicas"}"#,
     printcolumn = r#"{"name":"Rewards scheduled","type":"date","jsonPath":".status.jobs.rewards.lastScheduleTime"}"#,
     printcolumn = r#"{"name":"Last rewards","type":"date","jsonPath":".status.jobs.rewards.lastSuccessfulTime"}"#,
+    printcolumn = r#"{"name":"Payouts","type":"string","jsonPath":".status.payouts"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#
 )]
 #[serde(rename_all = "camelCase")]
@@ -419,7 +420,7 @@ pub struct MinerPoolStatus {
     /// The generation the status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
-    /// Ready, NodeAvailable and JobsScheduled, each with reason and message.
+    /// Ready, NodeAvailable, JobsScheduled and PayoutsHeld, each with reason and message.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// The node Deployment.
@@ -428,6 +429,10 @@ pub struct MinerPoolStatus {
     /// Per job: last schedule and last success.
     #[serde(default)]
     pub jobs: BTreeMap<String, JobStatus>,
+    /// `held` while the newest finished payouts run was blocked (the PayoutsHeld condition says
+    /// why), `ok` otherwise, `unknown` when the payouts job's pods could not be read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payouts: Option<String>,
     /// The node ServiceMonitor the operator applied, so that it is deleted when turned off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_monitor: Option<String>,
@@ -443,7 +448,7 @@ pub struct MinerPoolStatus {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Condition {
-    /// Ready, NodeAvailable or JobsScheduled.
+    /// Ready, NodeAvailable, JobsScheduled or PayoutsHeld.
     #[serde(rename = "type")]
     pub type_: String,
     /// True, False or Unknown.

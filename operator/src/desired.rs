@@ -162,6 +162,19 @@ pub fn pool_selector(pool: &str) -> String {
     format!("app.kubernetes.io/instance={pool},app.kubernetes.io/managed-by={FIELD_MANAGER}")
 }
 
+/// Label selector of the pods of a job's runs (the CronJob's pod template carries [`labels`]):
+/// one MinerPool's, or with `pool` unset every MinerPool's (what the controller watches).
+pub fn job_pods_selector(kind: JobKind, pool: Option<&str>) -> String {
+    let mut selector = format!(
+        "app.kubernetes.io/managed-by={FIELD_MANAGER},app.kubernetes.io/component={}",
+        kind.name()
+    );
+    if let Some(pool) = pool {
+        selector.push_str(&format!(",app.kubernetes.io/instance={pool}"));
+    }
+    selector
+}
+
 /// Labels selecting the node pods (also the scale subresource's selector).
 pub fn node_selector_labels(pool: &str) -> BTreeMap<String, String> {
     BTreeMap::from([
@@ -693,6 +706,9 @@ pub fn job_pod(mp: &MinerPool, kind: JobKind) -> PodTemplateSpec {
         resources: Some(job.resources.unwrap_or_else(default_job_resources)),
         security_context: Some(container_security_context()),
         volume_mounts: Some(vec![config_mount()]),
+        // A failed run's log tail (its JSON summary and its stderr line) becomes the
+        // container's termination message, where the status reads why payouts are held.
+        termination_message_policy: Some("FallbackToLogsOnError".into()),
         ..Container::default()
     };
     PodTemplateSpec {

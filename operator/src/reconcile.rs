@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
@@ -21,7 +22,7 @@ use serde::de::DeserializeOwned;
 
 use crate::Error;
 use crate::crd::{MinerPool, MinerPoolSpec};
-use crate::desired::{self, FIELD_MANAGER, applied_hash, names};
+use crate::desired::{self, FIELD_MANAGER, JobKind, applied_hash, names};
 use crate::metrics::Metrics;
 use crate::served_api::{ObservedCronJob, ServedApis, VersionedKind};
 use crate::status::{self, Observation};
@@ -184,6 +185,7 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
     };
 
     // Status.
+    let payouts_pods = payouts_pods(&ctx.client, &namespace, mp).await;
     let observed: Vec<ObservedCronJob> = live_jobs
         .iter()
         .map(ObservedCronJob::from_dynamic)
@@ -199,6 +201,7 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
             service_monitor: optionals.service_monitor.as_deref(),
             disruption_budget: optionals.disruption_budget.as_deref(),
             network_policies: &optionals.network_policies,
+            payouts_pods: payouts_pods.as_deref().map_err(String::as_str),
         },
         &now,
     );
@@ -214,7 +217,7 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
                     EventType::Normal
                 },
                 reason,
-                note: Some(truncate(&message, 1000)),
+                note: Some(status::truncate(&message, status::MESSAGE_MAX)),
                 action: "Reconcile".into(),
                 secondary: None,
             };
@@ -429,11 +432,34 @@ async fn apply_optional(
     }
 }
 
-fn truncate(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((at, _)) => format!("{}…", &text[..at]),
-        None => text.to_string(),
+/// The pods of the payouts job's runs, for the PayoutsHeld condition (none while the job is
+/// disabled). Pods that cannot be read (a role without them) make that condition Unknown rather
+/// than fail the reconcile: they are only reported.
+async fn payouts_pods(
+    client: &Client,
+    namespace: &str,
+    mp: &MinerPool,
+) -> Result<Vec<Pod>, String> {
+    if !JobKind::Payouts.enabled(&mp.spec) {
+        return Ok(Vec::new());
     }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let selector = desired::job_pods_selector(JobKind::Payouts, Some(&mp.name_any()));
+    match pods.list(&ListParams::default().labels(&selector)).await {
+        Ok(list) => Ok(list.items),
+        Err(error) => {
+            tracing::warn!(minerpool = %key(mp), %error, "could not read the payouts job's pods");
+            Err(format!("the payouts job's pods could not be read: {error}"))
+        }
+    }
+}
+
+/// The MinerPool a payouts pod ran for, once its run has ended: a pod starting or running
+/// changes nothing the status shows.
+fn pool_of_finished_run(pod: Pod) -> Option<ObjectRef<MinerPool>> {
+    status::job_termination(&pod)?;
+    let pool = pod.labels().get("app.kubernetes.io/instance")?;
+    Some(ObjectRef::new(pool).within(&pod.namespace()?))
 }
 
 /// Reads each Secret the spec names (a missing one is simply absent from the result).
@@ -646,6 +672,13 @@ pub async fn run(
                 )
                 .owns_with(budgets, budget_resource, children.clone())
                 .owns_with(cron_jobs, cron_job_resource, children)
+                // A payouts run that ended blocked is reported at once, not at the next change.
+                .watches(
+                    child_api::<Pod>(&client, &namespace),
+                    watcher::Config::default()
+                        .labels(&desired::job_pods_selector(JobKind::Payouts, None)),
+                    pool_of_finished_run,
+                )
                 .graceful_shutdown_on(shutdown)
                 .run(reconcile, error_policy, ctx)
                 .for_each(|result| async move {

@@ -5,19 +5,29 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use kube::ResourceExt;
 
 use crate::crd::{Condition, JobStatus, MinerPool, MinerPoolStatus, NodeStatus};
-use crate::desired::{JobKind, names, node_selector};
+use crate::desired::{JOB_CONTAINER, JobKind, names, node_selector};
 use crate::served_api::ObservedCronJob;
 use crate::validate::{Problem, describe};
 
 pub const READY: &str = "Ready";
 pub const NODE_AVAILABLE: &str = "NodeAvailable";
 pub const JOBS_SCHEDULED: &str = "JobsScheduled";
+pub const PAYOUTS_HELD: &str = "PayoutsHeld";
+
+/// The exit code of a blocked job run (`minerpool_jobs::BLOCKED_EXIT_CODE`; the operator does
+/// not link the jobs crate).
+pub const BLOCKED_EXIT_CODE: i32 = 3;
+
+/// The longest condition message or Event note written, in characters: a blocked run's reason
+/// can list many transactions.
+pub const MESSAGE_MAX: usize = 1000;
 
 /// What the reconciler found (after applying, when the spec was valid).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Observation<'a> {
     /// `Err`: the spec is invalid and nothing was applied.
     pub problems: &'a [Problem],
@@ -32,6 +42,9 @@ pub struct Observation<'a> {
     pub disruption_budget: Option<&'a str>,
     /// The NetworkPolicies that exist by the operator's hand.
     pub network_policies: &'a [String],
+    /// The pods of the payouts job's runs (none are read while the job is disabled), or why
+    /// they could not be read.
+    pub payouts_pods: Result<&'a [Pod], &'a str>,
 }
 
 /// The status to write. `now` is RFC 3339.
@@ -40,6 +53,12 @@ pub fn compute(mp: &MinerPool, seen: &Observation<'_>, now: &str) -> MinerPoolSt
     let previous = mp.status.clone().unwrap_or_default();
     let node = node_condition(seen.deployment);
     let jobs = jobs_condition(mp, seen.cron_jobs);
+    let payouts = payouts_condition(mp, seen.payouts_pods);
+    let payouts_state = match payouts.0 {
+        "True" => "held",
+        "False" => "ok",
+        _ => "unknown",
+    };
     let ready = if !seen.problems.is_empty() {
         ("False", "InvalidSpec".to_owned(), describe(seen.problems))
     } else if let Some((reason, message)) = &seen.apply_failure {
@@ -62,6 +81,7 @@ pub fn compute(mp: &MinerPool, seen: &Observation<'_>, now: &str) -> MinerPoolSt
         (READY, ready),
         (NODE_AVAILABLE, owned(node)),
         (JOBS_SCHEDULED, owned(jobs)),
+        (PAYOUTS_HELD, owned(payouts)),
     ]
     .into_iter()
     .map(|(type_, (status, reason, message))| {
@@ -107,6 +127,7 @@ pub fn compute(mp: &MinerPool, seen: &Observation<'_>, now: &str) -> MinerPoolSt
                 ))
             })
             .collect::<BTreeMap<_, _>>(),
+        payouts: Some(payouts_state.to_owned()),
         service_monitor: seen.service_monitor.map(str::to_owned),
         disruption_budget: seen.disruption_budget.map(str::to_owned),
         network_policies: seen.network_policies.to_vec(),
@@ -180,6 +201,93 @@ fn jobs_condition(mp: &MinerPool, live: &[ObservedCronJob]) -> Verdict {
         message.push_str(&format!("; {} suspended", suspended.join(", ")));
     }
     ("True", "Scheduled", message)
+}
+
+/// Whether payouts are held: the newest finished run of the payouts job (the pod whose job
+/// container ended last) exited [`BLOCKED_EXIT_CODE`]. The message is the reason the run gave,
+/// read from its container's termination message (the log's tail, by `FallbackToLogsOnError`).
+fn payouts_condition(mp: &MinerPool, pods: Result<&[Pod], &str>) -> Verdict {
+    let pods = match pods {
+        Ok(pods) => pods,
+        Err(error) => return ("Unknown", "PodsUnreadable", truncate(error, MESSAGE_MAX)),
+    };
+    if !JobKind::Payouts.enabled(&mp.spec) {
+        return ("False", "NotHeld", "the payouts job is disabled".into());
+    }
+    let newest = pods
+        .iter()
+        .filter_map(|pod| Some((pod, job_termination(pod)?)))
+        .max_by_key(|&(pod, ended)| {
+            (
+                ended.finished_at.as_ref(),
+                pod.metadata.creation_timestamp.as_ref(),
+            )
+        });
+    match newest {
+        Some((_, ended)) if ended.exit_code == BLOCKED_EXIT_CODE => {
+            let reason = ended
+                .message
+                .as_deref()
+                .and_then(blocked_reason)
+                .unwrap_or_else(|| {
+                    format!(
+                        "the newest payouts run was blocked (exit code {BLOCKED_EXIT_CODE}); its log says why"
+                    )
+                });
+            ("True", "Blocked", truncate(&reason, MESSAGE_MAX))
+        }
+        Some(_) => (
+            "False",
+            "NotHeld",
+            "the newest finished payouts run was not blocked".into(),
+        ),
+        None => ("False", "NotHeld", "no payouts run has finished".into()),
+    }
+}
+
+/// How the job container of a job's pod ended, once it has.
+pub(crate) fn job_termination(pod: &Pod) -> Option<&ContainerStateTerminated> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .iter()
+        .flatten()
+        .find(|c| c.name == JOB_CONTAINER)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()
+}
+
+/// The reason a blocked run gave, from the tail of its log: the `reason` of its JSON summary
+/// line (`"outcome":"blocked"`; the JSON log lines around it are not summaries), else the text
+/// after `blocked: ` on its stderr line (`minerpool-job payouts: blocked: …`), which is still
+/// whole when Kubernetes cut the summary short (a termination message keeps the log's last
+/// 2048 bytes).
+pub fn blocked_reason(log_tail: &str) -> Option<String> {
+    let summary = log_tail.lines().rev().find_map(|line| {
+        let line: serde_json::Value = serde_json::from_str(line).ok()?;
+        if line.get("outcome")? != "blocked" {
+            return None;
+        }
+        line.get("reason")?.as_str().map(str::to_owned)
+    });
+    summary
+        .or_else(|| {
+            log_tail.lines().rev().find_map(|line| {
+                let (_, reason) = line.split_once(": blocked: ")?;
+                Some(reason.trim().to_owned())
+            })
+        })
+        .filter(|reason| !reason.is_empty())
+}
+
+/// At most `max` characters of `text`, with `…` when cut.
+pub fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &text[..at]),
+        None => text.to_string(),
+    }
 }
 
 /// A Ready transition worth an Event: `(warning, reason, message)`.

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service, ServiceAccount};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
-use minerpool_operator::crd::{MinerPool, MinerPoolStatus};
+use minerpool_operator::crd::{JobSpec, MinerPool, MinerPoolStatus};
 use minerpool_operator::fixtures;
 use minerpool_operator::metrics::Metrics;
 use minerpool_operator::reconcile::{self, Context, Scope};
@@ -49,6 +49,24 @@ impl Operator {
     async fn stop(mut self) {
         let _ = self.stop.take().unwrap().send(());
         self.task.take().unwrap().await.unwrap();
+    }
+
+    /// Returns once no reconcile has run for 3 s, so that what a test does next is not put
+    /// right by a reconcile already on its way but by the watch it is about.
+    async fn wait_idle(&self) {
+        let reconciles = || self.ctx.metrics.reconciles.get();
+        let give_up = std::time::Instant::now() + DEADLINE;
+        loop {
+            let before = reconciles();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            if reconciles() == before {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < give_up,
+                "the controller was never idle for 3 s"
+            );
+        }
     }
 }
 
@@ -342,11 +360,13 @@ async fn a_reconcile_creates_owned_children_status_events_and_printer_columns() 
             "SCHEDULED",
             "LAST",
             "REWARDS",
+            "PAYOUTS",
             "AGE"
         ]
     );
     let row: Vec<&str> = rows.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], ["pool", "False", "0"]);
+    assert_eq!(row[row.len() - 2], "ok", "no payouts run has ended blocked");
 
     // Disabling a job deletes its CronJob; the rest stay.
     patch_pool(
@@ -768,19 +788,7 @@ async fn a_budget_or_policy_deleted_by_hand_is_put_back_at_once() {
     .await;
     assert!(cron_job_names(&admin, ns).await.is_empty());
 
-    let reconciles = || operator.ctx.metrics.reconciles.get();
-    let give_up = std::time::Instant::now() + DEADLINE;
-    loop {
-        let before = reconciles();
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        if reconciles() == before {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < give_up,
-            "the controller was never idle for 3 s"
-        );
-    }
+    operator.wait_idle().await;
     let budgets = budgets(&admin, ns);
     let policies: Api<k8s_openapi::api::networking::v1::NetworkPolicy> =
         Api::namespaced(admin.clone(), ns);
@@ -869,6 +877,8 @@ async fn the_charts_rbac_is_enough_for_a_full_reconcile() {
         "a full reconcile as the chart's account",
         |s| {
             condition(s, "JobsScheduled").is_some_and(|c| c.status == "True")
+                // Unknown if the payouts job's pods could not be read.
+                && condition(s, "PayoutsHeld").is_some_and(|c| c.status == "False")
                 && s.node.replicas == Some(2)
                 && s.disruption_budget.is_some()
                 && s.network_policies.len() == 2
@@ -1203,5 +1213,100 @@ async fn drift_is_corrected_and_a_foreign_object_is_never_adopted() {
     )
     .await;
     assert!(reasons.contains(&"Conflict".to_owned()));
+    operator.stop().await;
+}
+
+/// Creates `pod` as a Job would, then sets its status as the kubelet does once its container
+/// has ended (the test server runs no kubelet). A new namespace admits pods only once its
+/// default ServiceAccount exists, so the create is retried until then.
+async fn ended_pod(client: &Client, ns: &str, pod: &Pod) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let mut created = pod.clone();
+    created.status = None;
+    wait::until_ok("the pod created", DEADLINE, || {
+        let (pods, created) = (pods.clone(), created.clone());
+        async move {
+            pods.create(&PostParams::default(), &created)
+                .await
+                .map_err(|e| Shown(e.to_string()))
+        }
+    })
+    .await;
+    pods.patch_status(
+        &pod.name_any(),
+        &PatchParams::default(),
+        &Patch::Merge(json!({ "status": pod.status })),
+    )
+    .await
+    .unwrap();
+}
+
+/// Against the real API server: a payouts pod whose job container ended with exit code 3 holds
+/// payouts in the status, with the reason from its termination message (its log's tail), and
+/// `kubectl get mp` shows `held`; a newer run that succeeded releases it. The other jobs are
+/// disabled and payouts suspended, and the pods appear once the controller is idle, so that
+/// only its watch of the payouts pods can report them within the wait (the resync is 10 minutes).
+#[tokio::test]
+async fn a_blocked_payouts_run_holds_payouts_in_the_status() {
+    let (client, ns) = setup("mp-held").await;
+    let operator = Operator::start(client.clone(), &ns).await;
+    let mut mp = fixtures::minerpool("pool", &ns);
+    let disabled = Some(JobSpec {
+        enabled: Some(false),
+        ..Default::default()
+    });
+    let jobs = &mut mp.spec.jobs;
+    for job in [&mut jobs.rewards, &mut jobs.validators, &mut jobs.decay] {
+        *job = disabled.clone();
+    }
+    jobs.payouts = Some(JobSpec {
+        suspend: Some(true),
+        ..Default::default()
+    });
+    testing::create_pool(&client, &ns, &mp).await;
+    wait_status(&client, &ns, "pool", "payouts not held", |s| {
+        s.payouts.as_deref() == Some("ok")
+    })
+    .await;
+    operator.wait_idle().await;
+
+    let reason = "payouts held: 2 foreign spends of the wallet are unresolved: 3f9a (in block 120, 12.50000000 to DUiK4y…), 77c1 (in block 131, 1.00000000 to DfGQ4M…); adopt or acknowledge each (minerpool-job spends …)";
+    let blocked = fixtures::payouts_run(
+        "pool",
+        "pool-payouts-29000002-x2k4q",
+        "2026-11-29T00:02:05Z",
+        3,
+        &fixtures::blocked_log_tail(reason),
+    );
+    ended_pod(&client, &ns, &blocked).await;
+    let held = wait_status(&client, &ns, "pool", "payouts held", |s| {
+        s.payouts.as_deref() == Some("held")
+    })
+    .await;
+    let condition = condition(held.status.as_ref().unwrap(), "PayoutsHeld").unwrap();
+    assert_eq!(
+        (
+            condition.status.as_str(),
+            condition.reason.as_str(),
+            condition.message.as_str()
+        ),
+        ("True", "Blocked", reason)
+    );
+    let table = kubectl(&["get", "mp", "pool", "-n", &ns]);
+    let row: Vec<&str> = table.lines().nth(1).unwrap().split_whitespace().collect();
+    assert_eq!(row[row.len() - 2], "held", "{table}");
+
+    let succeeded = fixtures::payouts_run(
+        "pool",
+        "pool-payouts-29000003-h7m2p",
+        "2026-11-29T00:03:05Z",
+        0,
+        "",
+    );
+    ended_pod(&client, &ns, &succeeded).await;
+    wait_status(&client, &ns, "pool", "payouts released", |s| {
+        s.payouts.as_deref() == Some("ok")
+    })
+    .await;
     operator.stop().await;
 }

@@ -85,6 +85,7 @@ fn the_crd_has_what_users_rely_on() {
             ("Replicas", ".status.node.readyReplicas"),
             ("Rewards scheduled", ".status.jobs.rewards.lastScheduleTime"),
             ("Last rewards", ".status.jobs.rewards.lastSuccessfulTime"),
+            ("Payouts", ".status.payouts"),
             ("Age", ".metadata.creationTimestamp"),
         ]
     );

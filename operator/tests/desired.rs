@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
 use k8s_openapi::api::batch::v1::CronJob;
-use k8s_openapi::api::core::v1::{Container, EnvVar, PodSpec};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use minerpool_core::config::{Config, Protocol, Sender};
 use minerpool_operator::crd::{DisruptionBudget, JobSpec, MinerPool, PodOverrides, SecretKeyRef};
@@ -232,7 +232,29 @@ fn defaults_give_a_complete_pool() {
             [kind.name(), "--config", "/etc/minerpool/minerpool.yaml"]
         );
         assert!(env(&p.containers[0], "MINERPOOL_WALLET_KEY").is_none());
+        // A blocked run's reason reaches the status through the termination message.
+        assert_eq!(
+            p.containers[0].termination_message_policy.as_deref(),
+            Some("FallbackToLogsOnError")
+        );
+        assert_eq!(
+            s.job_template
+                .spec
+                .as_ref()
+                .unwrap()
+                .template
+                .metadata
+                .as_ref()
+                .unwrap()
+                .labels,
+            Some(desired::labels("pool", kind.name())),
+            "the pods carry the labels that find them"
+        );
     }
+    assert_eq!(
+        desired::job_pods_selector(JobKind::Payouts, Some("pool")),
+        "app.kubernetes.io/managed-by=minerpool-operator,app.kubernetes.io/component=payouts,app.kubernetes.io/instance=pool"
+    );
 }
 
 /// A MinerPool with every spec field set, none to its default.
@@ -1047,6 +1069,7 @@ fn status_reports_conditions_replicas_and_jobs() {
             service_monitor: None,
             disruption_budget: None,
             network_policies: &[],
+            payouts_pods: Ok(&[]),
         },
         "T1",
     );
@@ -1083,6 +1106,7 @@ fn status_reports_conditions_replicas_and_jobs() {
             service_monitor: None,
             disruption_budget: None,
             network_policies: &[],
+            payouts_pods: Ok(&[]),
         },
         "T2",
     );
@@ -1101,6 +1125,7 @@ fn status_reports_conditions_replicas_and_jobs() {
             service_monitor: None,
             disruption_budget: None,
             network_policies: &[],
+            payouts_pods: Ok(&[]),
         },
         "T3",
     );
@@ -1144,6 +1169,7 @@ fn status_of_an_invalid_spec_or_missing_children() {
             service_monitor: None,
             disruption_budget: None,
             network_policies: &[],
+            payouts_pods: Ok(&[]),
         },
         "T1",
     );
@@ -1159,4 +1185,190 @@ fn status_of_an_invalid_spec_or_missing_children() {
     assert_eq!(jobs.message, "no CronJob for validators, payouts, decay");
     assert_eq!(s.node.replicas, Some(0));
     assert!(status::ready_transition(None, &s).unwrap().0, "a warning");
+}
+
+/// The status of a MinerPool whose payouts pods are `pods`, everything else settled.
+fn status_with_payouts(
+    mp: &MinerPool,
+    pods: Result<&[Pod], &str>,
+) -> minerpool_operator::crd::MinerPoolStatus {
+    let dep = deployment_with(1, 1);
+    let all_jobs: Vec<ObservedCronJob> = JobKind::ALL
+        .iter()
+        .map(|k| cron_seen(&format!("pool-{}", k.name()), None))
+        .collect();
+    status::compute(
+        mp,
+        &Observation {
+            problems: &[],
+            deployment: Some(&dep),
+            cron_jobs: &all_jobs,
+            apply_failure: None,
+            service_monitor: None,
+            disruption_budget: None,
+            network_policies: &[],
+            payouts_pods: pods,
+        },
+        "T1",
+    )
+}
+
+const FOREIGN: &str = "payouts held: 2 foreign spends of the wallet are unresolved: 3f9a (in block 120, 12.50000000 to DUiK4y…), 77c1 (in block 131, 1.00000000 to Dx2…); adopt or acknowledge each (minerpool-job spends …)";
+
+/// The newest finished payouts run decides: exit code 3 holds payouts with the run's reason
+/// (read from the termination message), anything else or no finished run does not; a pod still
+/// running is not a finished run.
+#[test]
+fn payouts_held_follows_the_newest_finished_payouts_run() {
+    let mp = fixtures::minerpool("pool", "ns");
+    let blocked = fixtures::payouts_run(
+        "pool",
+        "pool-payouts-2-x",
+        "2026-11-29T00:02:05Z",
+        3,
+        &fixtures::blocked_log_tail(FOREIGN),
+    );
+    let s = status_with_payouts(&mp, Ok(std::slice::from_ref(&blocked)));
+    let held = condition(&s, "PayoutsHeld");
+    assert_eq!(
+        (
+            held.status.as_str(),
+            held.reason.as_str(),
+            held.message.as_str()
+        ),
+        ("True", "Blocked", FOREIGN)
+    );
+    assert_eq!(s.payouts.as_deref(), Some("held"));
+    assert_eq!(
+        condition(&s, "Ready").status,
+        "True",
+        "held payouts are not a broken deployment"
+    );
+
+    // An older success, and a newer run still going, change nothing.
+    let older = fixtures::payouts_run("pool", "pool-payouts-1-x", "2026-11-29T00:01:05Z", 0, "");
+    let mut running = older.clone();
+    running.metadata.name = Some("pool-payouts-3-x".into());
+    running
+        .status
+        .as_mut()
+        .unwrap()
+        .container_statuses
+        .as_mut()
+        .unwrap()[0]
+        .state = Some(from_json(
+        json!({"running": {"startedAt": "2026-11-29T00:03:01Z"}}),
+    ));
+    let pods = [older.clone(), blocked.clone(), running];
+    assert_eq!(status_with_payouts(&mp, Ok(&pods)), s);
+
+    // A newer run that succeeded, or one that failed otherwise, releases it.
+    let newer = |exit_code| {
+        fixtures::payouts_run(
+            "pool",
+            "pool-payouts-4-x",
+            "2026-11-29T00:04:05Z",
+            exit_code,
+            "",
+        )
+    };
+    for exit_code in [0, 1] {
+        let s = status_with_payouts(&mp, Ok(&[blocked.clone(), newer(exit_code)]));
+        let held = condition(&s, "PayoutsHeld");
+        assert_eq!(
+            (
+                held.status.as_str(),
+                held.reason.as_str(),
+                held.message.as_str()
+            ),
+            (
+                "False",
+                "NotHeld",
+                "the newest finished payouts run was not blocked"
+            ),
+            "exit code {exit_code}"
+        );
+        assert_eq!(s.payouts.as_deref(), Some("ok"));
+    }
+
+    // No finished run yet.
+    let s = status_with_payouts(&mp, Ok(&[]));
+    let held = condition(&s, "PayoutsHeld");
+    assert_eq!(
+        (
+            held.status.as_str(),
+            held.reason.as_str(),
+            held.message.as_str()
+        ),
+        ("False", "NotHeld", "no payouts run has finished")
+    );
+    assert_eq!(s.payouts.as_deref(), Some("ok"));
+
+    // A disabled job holds nothing, whatever its old pods say.
+    let mut disabled = mp.clone();
+    disabled.spec.jobs.payouts = Some(JobSpec {
+        enabled: Some(false),
+        ..JobSpec::default()
+    });
+    let s = status_with_payouts(&disabled, Ok(std::slice::from_ref(&blocked)));
+    assert_eq!(
+        condition(&s, "PayoutsHeld").message,
+        "the payouts job is disabled"
+    );
+
+    // Pods that could not be read: Unknown, saying why.
+    let s = status_with_payouts(&mp, Err("pods is forbidden"));
+    let held = condition(&s, "PayoutsHeld");
+    assert_eq!(
+        (
+            held.status.as_str(),
+            held.reason.as_str(),
+            held.message.as_str()
+        ),
+        ("Unknown", "PodsUnreadable", "pods is forbidden")
+    );
+    assert_eq!(s.payouts.as_deref(), Some("unknown"));
+}
+
+/// The reason comes from the summary's `reason`; when Kubernetes cut the summary short (it
+/// keeps the log's last 2048 bytes) from the stderr line; with neither, a message that says
+/// where to look. A long reason is cut to 1000 characters.
+#[test]
+fn a_blocked_runs_reason_is_read_from_its_log_tail() {
+    assert_eq!(
+        status::blocked_reason(&fixtures::blocked_log_tail(FOREIGN)).as_deref(),
+        Some(FOREIGN)
+    );
+    // The tail begins inside the summary line.
+    let whole = fixtures::blocked_log_tail(FOREIGN);
+    let cut = &whole[whole.find("\"details\"").unwrap()..];
+    assert_eq!(status::blocked_reason(cut).as_deref(), Some(FOREIGN));
+    // Another JSON line (a log line, a summary of another outcome) is not the summary.
+    let others = concat!(
+        r#"{"fields":{"reason":"x"}}"#,
+        "\n",
+        r#"{"job":"payouts","outcome":"succeeded","reason":"x"}"#
+    );
+    assert_eq!(status::blocked_reason(others), None);
+
+    let mp = fixtures::minerpool("pool", "ns");
+    let silent = fixtures::payouts_run("pool", "p", "2026-11-29T00:02:05Z", 3, "");
+    let s = status_with_payouts(&mp, Ok(std::slice::from_ref(&silent)));
+    assert_eq!(
+        condition(&s, "PayoutsHeld").message,
+        "the newest payouts run was blocked (exit code 3); its log says why"
+    );
+
+    let long = "x".repeat(3000);
+    let verbose = fixtures::payouts_run(
+        "pool",
+        "p",
+        "2026-11-29T00:02:05Z",
+        3,
+        &fixtures::blocked_log_tail(&long),
+    );
+    let s = status_with_payouts(&mp, Ok(std::slice::from_ref(&verbose)));
+    let message = &condition(&s, "PayoutsHeld").message;
+    assert_eq!(message.chars().count(), status::MESSAGE_MAX + 1);
+    assert!(message.ends_with("x…"), "{message}");
 }

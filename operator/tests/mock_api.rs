@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
+use k8s_openapi::api::core::v1::Pod;
 use kube::client::Body;
 use kube::{Client, Resource};
 use minerpool_operator::crd::{JobSpec, MinerPool, PodOverrides};
@@ -40,7 +41,7 @@ impl Seen {
 #[derive(Default)]
 struct World {
     objects: BTreeMap<String, Value>,
-    /// Paths whose PATCH the server refuses with this Status (422 Invalid, say).
+    /// Requests (`PATCH /path`) the server refuses with this Status (422 Invalid, say).
     refused: BTreeMap<String, Value>,
 }
 
@@ -53,6 +54,15 @@ fn path_of(api_version: &str, plural: &str, name: &str) -> String {
     format!("{base}/namespaces/{NS}/{plural}/{name}")
 }
 
+/// The lists the reconciler asks for, by the path's last segment: their apiVersion and kind.
+fn list_kind(path: &str) -> Option<(&'static str, &'static str)> {
+    match path.rsplit('/').next()? {
+        "cronjobs" => Some(("batch/v1beta1", "CronJobList")),
+        "pods" => Some(("v1", "PodList")),
+        _ => None,
+    }
+}
+
 impl World {
     fn put(&mut self, path: String, object: Value) {
         self.objects.insert(path, object);
@@ -60,11 +70,16 @@ impl World {
 
     fn answer(&self, seen: &Seen) -> (StatusCode, Value) {
         match seen.method.as_str() {
+            _ if self.refused.contains_key(&seen.line()) => {
+                let status = self.refused[&seen.line()].clone();
+                let code = status["code"].as_u64().unwrap() as u16;
+                (StatusCode::from_u16(code).unwrap(), status)
+            }
             "GET" => {
                 if let Some(object) = self.objects.get(&seen.path) {
                     return (StatusCode::OK, object.clone());
                 }
-                if seen.path.ends_with("/cronjobs") {
+                if let Some((api_version, kind)) = list_kind(&seen.path) {
                     let items: Vec<Value> = self
                         .objects
                         .iter()
@@ -73,7 +88,7 @@ impl World {
                         .collect();
                     return (
                         StatusCode::OK,
-                        json!({"apiVersion": "batch/v1beta1", "kind": "CronJobList",
+                        json!({"apiVersion": api_version, "kind": kind,
                                "metadata": {"resourceVersion": "7"}, "items": items}),
                     );
                 }
@@ -88,11 +103,6 @@ impl World {
                 let mut object = self.objects[path].clone();
                 minerpool_operator::testing::merge_patch(&mut object, &seen.body);
                 (StatusCode::OK, object)
-            }
-            "PATCH" if self.refused.contains_key(&seen.path) => {
-                let status = self.refused[&seen.path].clone();
-                let code = status["code"].as_u64().unwrap() as u16;
-                (StatusCode::from_u16(code).unwrap(), status)
             }
             "PATCH" => (StatusCode::OK, seen.body.clone()),
             "POST" => (StatusCode::CREATED, seen.body.clone()),
@@ -176,7 +186,18 @@ fn base_world(mp: &MinerPool) -> World {
 /// The world after a reconcile of `applied`: every child as the operator applied it, and
 /// `applied`'s status as the reconcile would have written it.
 fn settled_world(applied: &MinerPool) -> (World, MinerPool) {
+    settled_world_with_runs(applied, &[])
+}
+
+/// [`settled_world`] where `runs` are the pods of the payouts job's runs.
+fn settled_world_with_runs(applied: &MinerPool, runs: &[Pod]) -> (World, MinerPool) {
     let mut world = base_world(applied);
+    for pod in runs {
+        world.put(
+            path_of("v1", "pods", pod.metadata.name.as_deref().unwrap()),
+            serde_json::to_value(pod).unwrap(),
+        );
+    }
     let config = validate::validate(
         applied,
         &validate::FoundSecrets::from([(MONGODB_SECRET.to_string(), ["uri".to_string()].into())]),
@@ -237,6 +258,7 @@ fn settled_world(applied: &MinerPool) -> (World, MinerPool) {
             service_monitor: d.service_monitor.as_ref().map(|_| "pool-node"),
             disruption_budget: d.disruption_budget.as_ref().map(|_| "pool-node"),
             network_policies: &policy_names,
+            payouts_pods: Ok(runs),
         },
         "2026-11-29T00:00:00Z",
     ));
@@ -256,6 +278,8 @@ fn lines(seen: &[Seen]) -> Vec<String> {
 
 const SECRET: &str = "GET /api/v1/namespaces/pools/secrets/mongodb-uri";
 const LIST_CRONJOBS: &str = "GET /apis/batch/v1beta1/namespaces/pools/cronjobs";
+/// The payouts job's pods, read for the status (a blocked run holds payouts).
+const LIST_PODS: &str = "GET /api/v1/namespaces/pools/pods";
 const CONFIG_MAP: &str = "/api/v1/namespaces/pools/configmaps/pool-config";
 const DEPLOYMENT: &str = "/apis/apps/v1/namespaces/pools/deployments/pool-node";
 const SERVICE: &str = "/api/v1/namespaces/pools/services/pool-node";
@@ -307,6 +331,7 @@ async fn first_reconcile_creates_every_child_then_writes_status_and_an_event() {
             format!("PATCH {}", cron_job_path("payouts")),
             format!("GET {}", cron_job_path("decay")),
             format!("PATCH {}", cron_job_path("decay")),
+            LIST_PODS.into(),
             STATUS.into(),
             EVENT.into(),
         ]
@@ -315,6 +340,13 @@ async fn first_reconcile_creates_every_child_then_writes_status_and_an_event() {
         seen[1]
             .query
             .contains("labelSelector=app.kubernetes.io%2Finstance%3Dpool")
+    );
+    assert!(
+        seen[16].query.contains(
+            "app.kubernetes.io%2Fcomponent%3Dpayouts%2Capp.kubernetes.io%2Finstance%3Dpool"
+        ),
+        "{}",
+        seen[16].query
     );
     // Every apply is a forced server-side apply with the one field manager.
     for apply in seen
@@ -339,12 +371,15 @@ async fn first_reconcile_creates_every_child_then_writes_status_and_an_event() {
     let cron_job = &seen[9].body;
     assert_eq!(cron_job["apiVersion"], "batch/v1beta1");
     assert_eq!(cron_job["spec"]["concurrencyPolicy"], "Forbid");
-    let status = &seen[16].body["status"];
+    let status = &seen[17].body["status"];
     assert_eq!(status["observedGeneration"], 1);
     assert_eq!(status["conditions"][0]["type"], "Ready");
     assert_eq!(status["conditions"][0]["reason"], "NodeUnavailable");
     assert_eq!(status["conditions"][2]["status"], "True");
-    let event = &seen[17].body;
+    assert_eq!(status["conditions"][3]["type"], "PayoutsHeld");
+    assert_eq!(status["conditions"][3]["reason"], "NotHeld");
+    assert_eq!(status["payouts"], "ok");
+    let event = &seen[18].body;
     assert_eq!(event["reason"], "NodeUnavailable");
     assert_eq!(event["type"], "Warning");
     assert_eq!(event["regarding"]["name"], "pool");
@@ -363,6 +398,7 @@ async fn a_steady_state_reads_and_writes_nothing() {
             format!("GET {CONFIG_MAP}"),
             format!("GET {DEPLOYMENT}"),
             format!("GET {SERVICE}"),
+            LIST_PODS.into(),
         ]
     );
     assert!(seen.iter().all(|s| s.method == "GET"));
@@ -393,13 +429,14 @@ async fn a_spec_change_applies_only_the_children_it_changes() {
             // Two replicas: one may be evicted at a time.
             format!("GET {BUDGET}"),
             format!("PATCH {BUDGET}"),
+            LIST_PODS.into(),
             STATUS.into(),
         ]
     );
     assert_eq!(seen[4].body["spec"]["replicas"], 2);
     assert_eq!(seen[6].body["spec"]["schedule"], "*/2 * * * *");
     assert_eq!(seen[8].body["spec"]["maxUnavailable"], 1);
-    assert_eq!(seen[9].body["status"]["observedGeneration"], 2);
+    assert_eq!(seen[10].body["status"]["observedGeneration"], 2);
 }
 
 fn with_service_monitor(mut mp: MinerPool, enabled: bool) -> MinerPool {
@@ -425,6 +462,7 @@ async fn a_service_monitor_is_applied_when_turned_on_and_deleted_once_turned_off
             vec![
                 format!("GET {SERVICE_MONITOR}"),
                 format!("PATCH {SERVICE_MONITOR}"),
+                LIST_PODS.into(),
                 STATUS.into(),
             ],
         ]
@@ -446,7 +484,7 @@ async fn a_service_monitor_is_applied_when_turned_on_and_deleted_once_turned_off
         monitor["metadata"]["ownerReferences"][0]["uid"],
         "uid-of-pool"
     );
-    assert_eq!(seen[7].body["status"]["serviceMonitor"], "pool-node");
+    assert_eq!(seen[8].body["status"]["serviceMonitor"], "pool-node");
 
     // Settled with it on: nothing more than a read.
     let (world, settled_on) =
@@ -468,12 +506,13 @@ async fn a_service_monitor_is_applied_when_turned_on_and_deleted_once_turned_off
             vec![
                 format!("GET {SERVICE_MONITOR}"),
                 format!("DELETE {SERVICE_MONITOR}"),
+                LIST_PODS.into(),
                 STATUS.into(),
             ],
         ]
         .concat()
     );
-    assert_eq!(seen[7].body["status"]["serviceMonitor"], Value::Null);
+    assert_eq!(seen[8].body["status"]["serviceMonitor"], Value::Null);
 }
 
 /// Without the Prometheus Operator's CRDs, a ServiceMonitor cannot be applied: Ready is False
@@ -482,7 +521,7 @@ async fn a_service_monitor_is_applied_when_turned_on_and_deleted_once_turned_off
 async fn a_service_monitor_without_its_crd_sets_ready_false_saying_so() {
     let (mut world, settled) = settled_world(&fixtures::minerpool("pool", NS));
     world.refused.insert(
-        SERVICE_MONITOR.into(),
+        format!("PATCH {SERVICE_MONITOR}"),
         json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "NotFound",
                "code": 404, "message": "the server could not find the requested resource"}),
     );
@@ -539,6 +578,7 @@ async fn a_budget_and_network_policies_follow_the_spec_and_are_deleted_when_no_l
                 format!("PATCH {NODE_POLICY}"),
                 format!("GET {JOBS_POLICY}"),
                 format!("PATCH {JOBS_POLICY}"),
+                LIST_PODS.into(),
                 STATUS.into(),
             ],
         ]
@@ -558,7 +598,7 @@ async fn a_budget_and_network_policies_follow_the_spec_and_are_deleted_when_no_l
     );
     assert_eq!(seen[9].body["kind"], "NetworkPolicy");
     assert_eq!(seen[11].body["spec"]["ingress"], json!([]));
-    let status = &seen[12].body["status"];
+    let status = &seen[13].body["status"];
     assert_eq!(status["disruptionBudget"], "pool-node");
     assert_eq!(status["networkPolicies"], json!(["pool-node", "pool-jobs"]));
 
@@ -586,6 +626,7 @@ async fn a_budget_and_network_policies_follow_the_spec_and_are_deleted_when_no_l
             format!("DELETE {NODE_POLICY}"),
             format!("GET {JOBS_POLICY}"),
             format!("DELETE {JOBS_POLICY}"),
+            LIST_PODS.into(),
             STATUS.into(),
         ]
     );
@@ -611,11 +652,12 @@ async fn a_refused_pod_override_applies_nothing_and_names_its_path() {
             SECRET.to_string(),
             LIST_CRONJOBS.into(),
             format!("GET {DEPLOYMENT}"),
+            LIST_PODS.into(),
             STATUS.into(),
             EVENT.into(),
         ]
     );
-    let ready = &seen[3].body["status"]["conditions"][0];
+    let ready = &seen[4].body["status"]["conditions"][0];
     assert_eq!(ready["reason"], "InvalidSpec");
     assert_eq!(
         ready["message"],
@@ -657,11 +699,15 @@ async fn a_disabled_job_has_its_cronjob_deleted() {
         lines(&seen),
         [
             reads_of_current_children(),
-            vec![format!("DELETE {}", cron_job_path("decay")), STATUS.into(),],
+            vec![
+                format!("DELETE {}", cron_job_path("decay")),
+                LIST_PODS.into(),
+                STATUS.into(),
+            ],
         ]
         .concat()
     );
-    let status = &seen[6].body["status"];
+    let status = &seen[7].body["status"];
     assert_eq!(
         status["jobs"]["decay"],
         Value::Null,
@@ -685,18 +731,19 @@ async fn an_invalid_spec_applies_nothing_and_reports_a_condition_and_an_event() 
             SECRET.to_string(),
             LIST_CRONJOBS.into(),
             format!("GET {DEPLOYMENT}"),
+            LIST_PODS.into(),
             STATUS.into(),
             EVENT.into(),
         ]
     );
-    let ready = &seen[3].body["status"]["conditions"][0];
+    let ready = &seen[4].body["status"]["conditions"][0];
     assert_eq!(ready["reason"], "InvalidSpec");
     assert_eq!(
         ready["message"],
         "spec.jobs.rewards.schedule: expected 5 fields (minute hour day-of-month month day-of-week), got 2"
     );
-    assert_eq!(seen[4].body["type"], "Warning");
-    assert_eq!(seen[4].body["reason"], "InvalidSpec");
+    assert_eq!(seen[5].body["type"], "Warning");
+    assert_eq!(seen[5].body["reason"], "InvalidSpec");
 }
 
 #[tokio::test]
@@ -869,7 +916,7 @@ async fn an_apply_the_server_refuses_sets_ready_false_with_its_reason() {
     let mp = fixtures::minerpool("pool", NS);
     let mut world = base_world(&mp);
     world.refused.insert(
-        SERVICE.to_string(),
+        format!("PATCH {SERVICE}"),
         json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Invalid",
                "code": 422, "message": "Service \"pool-node\" is invalid: spec.ports[0].nodePort: Invalid value"}),
     );
@@ -888,4 +935,118 @@ async fn an_apply_the_server_refuses_sets_ready_false_with_its_reason() {
     assert_eq!(event["reason"], "Invalid");
     // Nothing after the refused child was applied.
     assert!(!seen.iter().any(|s| s.path.contains("/cronjobs/")));
+}
+
+/// A payouts run that ended blocked (exit code 3) holds payouts in the status, with the reason
+/// from its log's tail: one status write, no Event (Ready did not change). Settled, the pods are
+/// only read again. With the payouts job disabled they are not read, and nothing is held.
+#[tokio::test]
+async fn a_blocked_payouts_run_holds_payouts_in_the_status() {
+    let reason = "payouts held: 1 foreign spend of the wallet is unresolved: 3f9a (in block 120, 12.50000000 to DUiK4y…); adopt or acknowledge each (minerpool-job spends …)";
+    let blocked = fixtures::payouts_run(
+        "pool",
+        "pool-payouts-29000002-x2k4q",
+        "2026-11-29T00:02:05Z",
+        3,
+        &fixtures::blocked_log_tail(reason),
+    );
+    let (mut world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    world.put(
+        path_of("v1", "pods", "pool-payouts-29000002-x2k4q"),
+        serde_json::to_value(&blocked).unwrap(),
+    );
+    let (outcome, seen) = reconcile_against(world, &settled).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            reads_of_current_children(),
+            vec![LIST_PODS.into(), STATUS.into()]
+        ]
+        .concat()
+    );
+    let status = &seen[6].body["status"];
+    assert_eq!(status["payouts"], "held");
+    let held = &status["conditions"][3];
+    assert_eq!(
+        [
+            &held["type"],
+            &held["status"],
+            &held["reason"],
+            &held["message"]
+        ],
+        ["PayoutsHeld", "True", "Blocked", reason]
+    );
+
+    let (world, held) = settled_world_with_runs(
+        &fixtures::minerpool("pool", NS),
+        std::slice::from_ref(&blocked),
+    );
+    let (outcome, seen) = reconcile_against(world, &held).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [reads_of_current_children(), vec![LIST_PODS.into()]].concat()
+    );
+
+    let (world, _) = settled_world_with_runs(&held, std::slice::from_ref(&blocked));
+    let mut disabled = held.clone();
+    disabled.metadata.generation = Some(2);
+    disabled.spec.jobs.payouts = Some(JobSpec {
+        enabled: Some(false),
+        ..JobSpec::default()
+    });
+    let (outcome, seen) = reconcile_against(world, &disabled).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            reads_of_current_children(),
+            vec![
+                format!("DELETE {}", cron_job_path("payouts")),
+                STATUS.into()
+            ],
+        ]
+        .concat()
+    );
+    let status = &seen[6].body["status"];
+    assert_eq!(status["payouts"], "ok");
+    assert_eq!(
+        status["conditions"][3]["message"],
+        "the payouts job is disabled"
+    );
+}
+
+/// Pods the operator may not read (a role without them) leave PayoutsHeld Unknown, saying why;
+/// the rest of the reconcile goes on and succeeds (Ready unchanged: no Event).
+#[tokio::test]
+async fn unreadable_payouts_pods_make_payouts_held_unknown_not_a_failure() {
+    let (mut world, settled) = settled_world(&fixtures::minerpool("pool", NS));
+    world.refused.insert(
+        LIST_PODS.into(),
+        json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Forbidden",
+               "code": 403, "message": "pods is forbidden: User \"operator\" cannot list resource \"pods\""}),
+    );
+    let (outcome, seen) = reconcile_against(world, &settled).await;
+    outcome.unwrap();
+    assert_eq!(
+        lines(&seen),
+        [
+            reads_of_current_children(),
+            vec![LIST_PODS.into(), STATUS.into()]
+        ]
+        .concat()
+    );
+    let status = &seen[6].body["status"];
+    assert_eq!(status["payouts"], "unknown");
+    let held = &status["conditions"][3];
+    assert_eq!(
+        [&held["status"], &held["reason"]],
+        ["Unknown", "PodsUnreadable"]
+    );
+    let message = held["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot list resource \"pods\""),
+        "{message}"
+    );
 }

@@ -72,8 +72,8 @@ served as batch/v1 or batch/v1beta1.
 # Exactly what the operator calls: it watches MinerPools and its children, server-side applies
 # children (patch; create when absent), deletes CronJobs of disabled jobs and the optional
 # children no longer wanted (ServiceMonitor, PodDisruptionBudget, NetworkPolicies; those are
-# read by name, not watched), patches status, reads the Secrets a spec names by name, and
-# records Events.
+# read by name, not watched), patches status, reads the Secrets a spec names by name, reads
+# the payouts job's pods (a blocked run's reason, for the status), and records Events.
 - apiGroups: ["minerpool.io"]
   resources: ["minerpools"]
   verbs: ["get", "list", "watch"]
@@ -101,6 +101,9 @@ served as batch/v1 or batch/v1beta1.
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
