@@ -449,3 +449,135 @@ async fn payouts_wait_for_the_books_to_read_to_the_chains_tip() {
     let paying = run_ok(&h, "payouts").await;
     assert!(!paying["details"]["created"].is_null(), "{paying}");
 }
+
+/// The commands of the README's "Restoring from a backup" section: its ```sh block, a line
+/// each.
+fn readme_restore_commands() -> Vec<String> {
+    const HEADING: &str = "### Restoring from a backup";
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md"))
+        .expect("read README.md");
+    let section = &readme[readme
+        .find(HEADING)
+        .unwrap_or_else(|| panic!("README.md has no {HEADING:?} section"))..];
+    let block = &section[section
+        .find("```sh\n")
+        .unwrap_or_else(|| panic!("{HEADING:?} has no ```sh block"))
+        + "```sh\n".len()..];
+    let block = &block[..block.find("```").expect("the ```sh block is closed")];
+    assert!(
+        !section[..section.find("```sh").unwrap()].contains("\n## "),
+        "the ```sh block is not in {HEADING:?}"
+    );
+    block
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The README's restore, run as written with `sh` against a store restored from a copy taken
+/// before everyone was paid: each command shows what the README says it does.
+#[tokio::test]
+async fn the_readmes_restore_section_runs_as_written() {
+    let h = harness("spends-readme").await;
+    run_ok(&h, "rewards").await;
+    let backup = h.backup().await;
+    pay_everyone(&h).await;
+    let pushed_before = h.sim.accepted();
+    let paid = chain_paid(&h);
+    let mined = h.sim.mined_hashes();
+    h.restore(&backup).await;
+
+    // `minerpool-job` on the PATH, `minerpool.yaml` in the working directory.
+    let dir = std::env::temp_dir().join(format!("{}-readme", h.config.mongodb.database));
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let _ = std::fs::remove_file(bin.join("minerpool-job"));
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_minerpool-job"),
+        bin.join("minerpool-job"),
+    )
+    .unwrap();
+    std::fs::copy(&h.config_path, dir.join("minerpool.yaml")).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let sh = |line: &str| {
+        let line = line.to_owned();
+        let (dir, path) = (dir.clone(), path.clone());
+        async move {
+            let output = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&line)
+                .current_dir(&dir)
+                .env("PATH", &path)
+                .env("MONGODB_URI", minerpool_core::testing::mongodb_uri())
+                .env("MINERPOOL_WALLET_KEY", WALLET_KEY)
+                .env("MINERPOOL_JOB_LOCK_TTL_SECONDS", "1")
+                .output()
+                .await
+                .expect("run sh");
+            eprintln!("$ {line}\n{}", String::from_utf8_lossy(&output.stdout));
+            output
+        }
+    };
+
+    let commands = readme_restore_commands();
+    let expected = [
+        "minerpool-job rewards ",
+        "minerpool-job payouts ",
+        "minerpool-job spends list ",
+        "minerpool-job spends adopt HASH ",
+        "minerpool-job audit ",
+        "minerpool-job payouts ",
+    ];
+    assert_eq!(commands.len(), expected.len(), "{commands:#?}");
+    for (command, prefix) in commands.iter().zip(expected) {
+        assert!(
+            command.starts_with(prefix),
+            "{command:?} is not {prefix:?}…"
+        );
+    }
+
+    let rewards = sh(&commands[0]).await;
+    assert!(rewards.status.success(), "{}", stderr(&rewards));
+
+    let held = sh(&commands[1]).await;
+    assert_eq!(held.status.code(), Some(3), "blocked: {}", stderr(&held));
+    let reason = summary(&held)["reason"].as_str().unwrap().to_owned();
+    for hash in &mined {
+        assert!(reason.contains(hash.as_str()), "{hash} named: {reason}");
+    }
+    assert_eq!(h.sim.accepted(), pushed_before, "a held run pushes nothing");
+
+    let listed = sh(&commands[2]).await;
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let mut hashes: Vec<String> = listed["spends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["txHash"].as_str().unwrap().to_owned())
+        .collect();
+    hashes.sort();
+    let mut expected_hashes = mined.clone();
+    expected_hashes.sort();
+    assert_eq!(hashes, expected_hashes, "every payment since the backup");
+    assert_eq!(listed["unresolved"], mined.len(), "{listed}");
+
+    for hash in &hashes {
+        let adopted = sh(&commands[3].replace("HASH", hash)).await;
+        assert!(adopted.status.success(), "{hash}: {}", stderr(&adopted));
+    }
+    assert_eq!(ledger_paid(&h).await, paid, "paid is what the chain paid");
+
+    let audit = sh(&commands[4]).await;
+    assert!(audit.status.success(), "{}", stderr(&audit));
+
+    let payouts = sh(&commands[5]).await;
+    assert!(payouts.status.success(), "{}", stderr(&payouts));
+    assert_eq!(h.sim.accepted(), pushed_before, "nobody is paid twice");
+    assert_eq!(chain_paid(&h), paid);
+    eprintln!(
+        "restore: {pushed_before} transactions before, {} after; units per recipient {paid:?}",
+        h.sim.accepted() - pushed_before
+    );
+}
