@@ -5,6 +5,7 @@ pub mod address;
 pub mod chain;
 pub mod config;
 pub mod faults;
+pub mod job;
 pub mod layout;
 pub mod logging;
 pub mod money;

@@ -9,8 +9,6 @@ pub mod rewards;
 pub mod spends;
 pub mod validators;
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use minerpool_core::chain::{ChainClient, ChainError};
@@ -22,52 +20,7 @@ use minerpool_core::store::{Store, StoreError};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
-/// A job minerpool runs on a schedule.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Job {
-    Rewards,
-    Validators,
-    Payouts,
-    Decay,
-    /// On demand only: checks the books.
-    Audit,
-}
-
-impl Job {
-    pub const ALL: [Job; 5] = [
-        Job::Rewards,
-        Job::Validators,
-        Job::Payouts,
-        Job::Decay,
-        Job::Audit,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Job::Rewards => "rewards",
-            Job::Validators => "validators",
-            Job::Payouts => "payouts",
-            Job::Audit => "audit",
-            Job::Decay => "decay",
-        }
-    }
-}
-
-impl fmt::Display for Job {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-impl FromStr for Job {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Job, String> {
-        Job::ALL
-            .into_iter()
-            .find(|job| job.name() == s)
-            .ok_or_else(|| format!("unknown job {s:?}"))
-    }
-}
+pub use minerpool_core::job::Job;
 
 /// Why a job pass failed.
 #[derive(Debug, thiserror::Error)]
