@@ -357,24 +357,11 @@ impl Store {
                 store.check_fence(session, &fence).await?;
                 let batch = PayoutBatch::new(BatchState::Created, &plan, fence.generation);
                 let now = batch.created_at;
-                let debits: Vec<(Document, Document)> = batch
-                    .debits()
-                    .into_iter()
-                    .map(|(address, units)| {
-                        (
-                            doc! { "address": address, "pending": { "$gte": units } },
-                            doc! { "$inc": { "pending": -units }, "$set": { "updated_at": now } },
-                        )
-                    })
-                    .collect();
-                let wanted = debits.len() as u64;
-                let matched =
-                    update_many_matching(&store, Some(&mut *session), names::BALANCES, debits, false)
-                        .await?;
-                if matched != wanted {
-                    return Err(StoreError::Conflict(format!(
-                        "balances changed while the batch was planned ({matched} of {wanted} debits matched)"
-                    )));
+                let debits = batch.debits();
+                if !debit_pending(&store, session, &debits, DebitTo::InFlight, now).await? {
+                    return Err(StoreError::Conflict(
+                        "balances changed while the batch was planned; nothing was written".into(),
+                    ));
                 }
                 store
                     .payout_batches()
@@ -860,4 +847,40 @@ impl PublicPage {
             None,
         )
     }
+}
+
+/// Where units taken out of `pending` go: they leave the balance (a batch in flight), or are
+/// counted as `paid` at once (a payment the chain already holds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DebitTo {
+    InFlight,
+    Paid,
+}
+
+/// Takes each address's units out of its `pending`, only if the balance still covers them, in
+/// `session`'s transaction; whether every one did. A caller aborts its transaction on `false`,
+/// so no balance is ever debited below zero or only in part.
+pub(crate) async fn debit_pending(
+    store: &Store,
+    session: &mut ClientSession,
+    debits: &[(String, i64)],
+    to: DebitTo,
+    now: DateTime,
+) -> Result<bool> {
+    let moves: Vec<(Document, Document)> = debits
+        .iter()
+        .map(|(address, units)| {
+            let inc = match to {
+                DebitTo::InFlight => doc! { "pending": -units },
+                DebitTo::Paid => doc! { "pending": -units, "paid": units },
+            };
+            (
+                doc! { "address": address, "pending": { "$gte": units } },
+                doc! { "$inc": inc, "$set": { "updated_at": now } },
+            )
+        })
+        .collect();
+    let wanted = moves.len() as u64;
+    let matched = update_many_matching(store, Some(session), names::BALANCES, moves, false).await?;
+    Ok(matched == wanted)
 }

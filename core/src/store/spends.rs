@@ -16,7 +16,9 @@ use crate::spends::{
 use crate::store::db::{Result, Store, StoreError, update_many_matching};
 use crate::store::ledger::rewards::AlsoInTransaction;
 use crate::store::names;
-use crate::store::payouts::{BatchKind, BatchState, PayoutBatch, Recipient};
+use crate::store::payouts::{
+    BatchKind, BatchState, DebitTo, PayoutBatch, Recipient, debit_pending,
+};
 
 /// The `_id` in `blockHeight` of how far the wallet's spends were read.
 pub const SPENDS_READ_ID: &str = "wallet_spends_read";
@@ -519,28 +521,7 @@ impl Store {
                     .await
                     .map_err(StoreError::mongo("record the recovered batch"))?;
                 let now = DateTime::now();
-                let moves: Vec<(Document, Document)> = paid
-                    .iter()
-                    .map(|(address, units)| {
-                        (
-                            doc! { "address": address, "pending": { "$gte": units } },
-                            doc! {
-                                "$inc": { "pending": -units, "paid": units },
-                                "$set": { "updated_at": now },
-                            },
-                        )
-                    })
-                    .collect();
-                let wanted = moves.len() as u64;
-                let matched = update_many_matching(
-                    &store,
-                    Some(&mut *session),
-                    names::BALANCES,
-                    moves,
-                    false,
-                )
-                .await?;
-                if matched != wanted {
+                if !debit_pending(&store, session, &paid, DebitTo::Paid, now).await? {
                     return Err(StoreError::Conflict(format!(
                         "the payees' balances changed while {hash} was adopted; nothing was written: try again"
                     )));
