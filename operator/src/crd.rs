@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::ResourceRequirements;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
+use minerpool_core::job::Job;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -69,7 +70,7 @@ pub struct Images {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Chain {
-    /// Base URL of the uPow node API.
+    /// Base URL of the uPow node API (default https://api.upow.ai).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_url: Option<String>,
     /// Validators endpoint the iNode wallet is appended to; unset: {apiUrl}/get_validators_info?inode=.
@@ -79,17 +80,18 @@ pub struct Chain {
     pub inode_wallet: String,
     /// Receives the fee and the unallocated remainder.
     pub reward_address: String,
-    /// First block scanned when the database has no stored height.
+    /// First block scanned when the database has no stored height (default 20001).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub start_height: Option<u64>,
-    /// Allow http:// chain URLs (a chain on a trusted network); otherwise https only.
+    /// Allow http:// chain URLs (a chain on a trusted network); otherwise https only (default
+    /// false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_insecure_http: Option<bool>,
     /// Seconds one chain request may take (default 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub request_timeout_seconds: Option<u64>,
     /// Seconds in all one chain read may wait out the node's HTTP 429 rate limits before it
-    /// fails (default 120).
+    /// fails, 0 to 3600 (default 120).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit_wait_seconds: Option<u64>,
 }
@@ -124,11 +126,11 @@ pub struct Rewards {
     pub pools_percent: u8,
     /// Percent shared by validators by stake.
     pub validators_percent: u8,
-    /// Blocks scanned per rewards run.
+    /// Blocks scanned per rewards run, 1 to 1000 (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub blocks_per_run: Option<u32>,
     /// Blocks a block must be below the chain's tip before its income is credited, and a
-    /// payout's block before it counts as paid (default 10).
+    /// payout's block before it counts as paid, 0 to 998 (default 10).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirmations: Option<u32>,
 }
@@ -341,6 +343,26 @@ pub struct Jobs {
     pub decay: Option<JobSpec>,
 }
 
+impl Jobs {
+    /// A job's settings; an absent entry (and the audit job, which has no CronJob) means every
+    /// default.
+    pub fn get(&self, job: Job) -> JobSpec {
+        let entry = match job {
+            Job::Rewards => &self.rewards,
+            Job::Validators => &self.validators,
+            Job::Payouts => &self.payouts,
+            Job::Decay => &self.decay,
+            Job::Audit => &None,
+        };
+        entry.clone().unwrap_or_default()
+    }
+
+    /// Whether the operator keeps a CronJob for a scheduled job.
+    pub fn enabled(&self, job: Job) -> bool {
+        job.is_scheduled() && self.get(job).enabled.unwrap_or(true)
+    }
+}
+
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct JobSpec {
@@ -353,13 +375,13 @@ pub struct JobSpec {
     /// false: the operator deletes this CronJob.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
-    /// Successful Jobs kept.
+    /// Successful Jobs kept (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub successful_jobs_history_limit: Option<i32>,
-    /// Failed Jobs kept.
+    /// Failed Jobs kept (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_jobs_history_limit: Option<i32>,
-    /// Seconds a run may take before it is stopped.
+    /// Seconds a run may take before it is stopped (default 600).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub active_deadline_seconds: Option<i64>,
     /// Resource requests and limits of the job container (default: requests cpu 50m and
@@ -383,7 +405,7 @@ pub struct Payouts {
     /// Recipients per transaction, 1 to 254 (default 200).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_outputs_per_tx: Option<u32>,
-    /// dry-run (record what would be paid) or upow (sign and send).
+    /// dry-run (default: record what would be paid) or upow (sign and send).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender: Option<String>,
     /// Fee per batch in coins as a decimal string, paid from the reward address's balance
@@ -399,7 +421,7 @@ pub struct Payouts {
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Validators {
-    /// How many validators, by stake, share the validator part (default 60).
+    /// How many validators, by stake, share the validator part, 1 to 1000 (default 60).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<u32>,
 }

@@ -22,7 +22,7 @@ use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use tokio::time::Instant;
 
-use crate::Error;
+use crate::error::Error;
 
 #[derive(Debug, Clone)]
 pub struct LeaseSettings {

@@ -1,175 +1,63 @@
 //! The MinerPool operator: the CRD, and a reconciler shaped dereference → validate → build
-//! (pure, [`desired`]) → apply → status ([`status`]).
+//! (pure) → apply → status.
+//!
+//! A module uses only the modules listed before it here, lowest first (a folder's files come
+//! before its `mod.rs`, which runs them); there is no import circle anywhere in the crate.
+//!
+//! 1. `error`: the crate's one error type.
+//! 2. `tls`: the process's TLS crypto provider.
+//! 3. `problem`: one thing wrong with a spec, named by its field.
+//! 4. `crd`: the MinerPool custom resource, its spec and status, and a job's entry in the spec.
+//! 5. `names`: the names, labels and selectors of a MinerPool's children, its annotations, its
+//!    field manager and its containers.
+//! 6. `env`: the environment variables filled from the Secrets the spec names.
+//! 7. `defaults`: what a field left unset becomes where the operator decides (ports, drain,
+//!    Service, budget, job schedules, history limits, deadlines, job resources).
+//! 8. `cron`: the cron schedule syntax.
+//! 9. `overrides`: a pod override read as a pod template, checked against a pod and merged.
+//! 10. `validated`: the validated MinerPool, the build's only input.
+//! 11. `pods`: the node's and the jobs' pods before any override.
+//! 12. `validate::syntax`: the syntax of names, labels, durations and quantities.
+//! 13. `validate::secrets`: the Secrets the spec names, which must exist.
+//! 14. `validate::config`: the config file rendered from the spec, and core's rules over it.
+//! 15. `validate::node`: the node's replicas, ports, Service, budget, monitor and NetworkPolicy.
+//! 16. `validate::jobs`: the scheduled jobs' CronJob settings.
+//! 17. `validate::overrides`: every pod override, checked against the pod it is merged over.
+//! 18. `validate`: validation of a MinerPool, every problem at once.
+//! 19. `desired`: the build, the children a validated MinerPool wants (pure).
+//! 20. `dereference`: the Secrets the spec names, read from the cluster.
+//! 21. `served_api`: which CronJob and PodDisruptionBudget versions the cluster serves.
+//! 22. `apply`: server-side applies of what changed, and deletes of what is no longer wanted.
+//! 23. `status`: the MinerPool's status as a pure function of what was seen.
+//! 24. `metrics`: the operator's Prometheus metrics.
+//! 25. `reconcile`: the controller, running each step in turn.
+//! 26. `leader`: leader election through a Lease.
+//! 27. `server`: `/healthz`, `/readyz` and `/metrics`.
+//! 28. `fixtures`: MinerPools for tests and benchmarks (feature `testing`).
+//! 29. `testing`: the test cluster's clients and helpers (feature `testing`).
 
+pub mod apply;
 pub mod crd;
 pub mod cron;
+pub mod defaults;
+pub mod dereference;
 pub mod desired;
+pub mod env;
+pub mod error;
+#[cfg(feature = "testing")]
+pub mod fixtures;
 pub mod leader;
 pub mod metrics;
+pub mod names;
 pub mod overrides;
+pub mod pods;
+pub mod problem;
 pub mod reconcile;
 pub mod served_api;
 pub mod server;
 pub mod status;
+#[cfg(feature = "testing")]
 pub mod testing;
+pub mod tls;
 pub mod validate;
-
-/// What can stop a reconcile; invalid specs are not errors (they become a condition).
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("{action}: {source}")]
-    Kube {
-        action: String,
-        #[source]
-        source: kube::Error,
-    },
-    #[error("MinerPool {0} has no namespace or uid (it was not read from the API server)")]
-    Incomplete(String),
-    #[error("leader election: {0}")]
-    Lease(String),
-    /// An object the MinerPool would own exists and is not controlled by it.
-    #[error(
-        "{object} exists and is not controlled by this MinerPool ({controller}); it is left as it is"
-    )]
-    Conflict { object: String, controller: String },
-}
-
-impl Error {
-    pub fn kube(action: impl Into<String>) -> impl FnOnce(kube::Error) -> Error {
-        let action = action.into();
-        move |source| Error::Kube { action, source }
-    }
-
-    /// A short label for the failures metric.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Error::Kube {
-                source: kube::Error::Api(status),
-                ..
-            } if status.code == 409 => "conflict",
-            Error::Kube {
-                source: kube::Error::Api(status),
-                ..
-            } if status.code == 403 => "forbidden",
-            Error::Kube {
-                source: kube::Error::Api(_),
-                ..
-            } => "api_error",
-            Error::Kube { .. } => "transport",
-            Error::Incomplete(_) => "incomplete_object",
-            Error::Conflict { .. } => "foreign_object",
-            Error::Lease(_) => "lease",
-        }
-    }
-}
-
-/// Chooses rustls' crypto provider for the process: the Kubernetes client and the HTTP client
-/// bring in two, and rustls will not guess. Call before the first client is built.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-}
-
-/// MinerPools (and the pods of their runs) for tests and benchmarks.
-pub mod fixtures {
-    use k8s_openapi::api::core::v1::Pod;
-
-    use crate::crd::{Chain, Images, MinerPool, MinerPoolSpec, MongoDb, SecretKeyRef};
-    use crate::desired::{self, JobKind};
-
-    pub const INODE_WALLET: &str = "DfGQ4MBdMw7bjNn56A2d4pYi8M9yfV9iFA6mMLXLizEEp";
-    pub const REWARD_ADDRESS: &str = "DUiK4ykBjGDuXYFaU5mDu55p89sy6Y7UHMeLfBWVipWat";
-    pub const MONGODB_SECRET: &str = "mongodb-uri";
-
-    /// A valid spec with every optional field unset.
-    pub fn spec() -> MinerPoolSpec {
-        MinerPoolSpec {
-            images: Images {
-                node: "minerpool/minerpool-node:0.1.0".into(),
-                jobs: "minerpool/minerpool-jobs:0.1.0".into(),
-            },
-            chain: Chain {
-                api_url: None,
-                validators_url: None,
-                inode_wallet: INODE_WALLET.into(),
-                reward_address: REWARD_ADDRESS.into(),
-                start_height: None,
-                allow_insecure_http: None,
-                request_timeout_seconds: None,
-                rate_limit_wait_seconds: None,
-            },
-            mongodb: MongoDb {
-                uri_secret_ref: SecretKeyRef {
-                    name: MONGODB_SECRET.into(),
-                    key: "uri".into(),
-                },
-                database: None,
-            },
-            rewards: Default::default(),
-            node: Default::default(),
-            jobs: Default::default(),
-            payouts: Default::default(),
-            validators: Default::default(),
-            history: Default::default(),
-            network_policy: Default::default(),
-        }
-    }
-
-    /// A pod of a payouts run of the MinerPool `pool`, with the labels and the container the
-    /// operator gives it, whose container ended at `finished_at` (RFC 3339) with `exit_code` and
-    /// `message` as its termination message (a failed run's log tail).
-    pub fn payouts_run(
-        pool: &str,
-        name: &str,
-        finished_at: &str,
-        exit_code: i32,
-        message: &str,
-    ) -> Pod {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": name, "labels": desired::labels(pool, JobKind::Payouts.name())},
-            "spec": {
-                "restartPolicy": "Never",
-                "automountServiceAccountToken": false,
-                "containers": [{"name": desired::JOB_CONTAINER, "image": "minerpool/minerpool-jobs:0.1.0"}],
-            },
-            "status": {
-                "phase": if exit_code == 0 { "Succeeded" } else { "Failed" },
-                "containerStatuses": [{
-                    "name": desired::JOB_CONTAINER,
-                    "ready": false,
-                    "restartCount": 0,
-                    "image": "minerpool/minerpool-jobs:0.1.0",
-                    "imageID": "",
-                    "state": {"terminated": {
-                        "exitCode": exit_code,
-                        "startedAt": finished_at,
-                        "finishedAt": finished_at,
-                        "message": message,
-                    }},
-                }],
-            },
-        }))
-        .expect("a pod")
-    }
-
-    /// The log tail of a payouts run blocked by `reason`, as its termination message holds it:
-    /// a JSON log line, the summary on stdout, then the stderr line.
-    pub fn blocked_log_tail(reason: &str) -> String {
-        let log = serde_json::json!({"timestamp": "2026-11-29T00:00:00Z", "level": "INFO",
-            "fields": {"message": "reading the wallet's spends"}});
-        let summary = serde_json::json!({"job": "payouts", "runId": "run-1", "outcome": "blocked",
-            "reason": reason, "details": {"sender": "upow", "settled": []}});
-        format!("{log}\n{summary}\nminerpool-job payouts: blocked: {reason}\n")
-    }
-
-    /// A MinerPool as the API server returns it: namespace, uid and generation set.
-    pub fn minerpool(name: &str, namespace: &str) -> MinerPool {
-        let mut mp = MinerPool::new(name, spec());
-        mp.metadata.namespace = Some(namespace.into());
-        mp.metadata.uid = Some(format!("uid-of-{name}"));
-        mp.metadata.generation = Some(1);
-        mp.metadata.resource_version = Some("1".into());
-        mp
-    }
-}
+pub mod validated;

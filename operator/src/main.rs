@@ -75,7 +75,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Run(args) => {
             minerpool_core::logging::init();
-            minerpool_operator::install_crypto_provider();
+            minerpool_operator::tls::install_crypto_provider();
             run(args).await
         }
     }

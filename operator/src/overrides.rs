@@ -7,7 +7,8 @@ use k8s_openapi::DeepMerge;
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use serde_json::Value;
 
-use crate::validate::Problem;
+use crate::env;
+use crate::problem::Problem;
 
 /// Reads an override as a pod template; `Err` names the first field that is not one.
 pub fn parse(field: &str, raw: &Value) -> Result<PodTemplateSpec, Problem> {
@@ -38,14 +39,16 @@ pub fn merge(pod: &mut PodTemplateSpec, mut over: PodTemplateSpec) {
     pod.merge_from(over);
 }
 
-/// Everything wrong with an override of `built` (the pod the operator builds, without
-/// overrides): not a pod template, fields a pod template does not have, or fields the operator
-/// owns. `field` is the override's own path, such as `spec.node.podOverrides`.
-pub fn check(field: &str, raw: &Value, built: &PodTemplateSpec) -> Vec<Problem> {
-    let parsed = match parse(field, raw) {
-        Ok(parsed) => parsed,
-        Err(problem) => return vec![problem],
-    };
+/// An override of `built` (the pod the operator builds, without overrides) read as a pod
+/// template, or everything wrong with it: not a pod template, fields a pod template does not
+/// have, or fields the operator owns. `field` is the override's own path, such as
+/// `spec.node.podOverrides`.
+pub fn check(
+    field: &str,
+    raw: &Value,
+    built: &PodTemplateSpec,
+) -> Result<PodTemplateSpec, Vec<Problem>> {
+    let parsed = parse(field, raw).map_err(|problem| vec![problem])?;
     let mut problems = Vec::new();
     let read_back = serde_json::to_value(&parsed).unwrap_or(Value::Null);
     unknown_fields(raw, &read_back, field, &mut problems);
@@ -82,7 +85,7 @@ pub fn check(field: &str, raw: &Value, built: &PodTemplateSpec) -> Vec<Problem> 
         }
     }
     let (Some(spec), Some(built_spec)) = (parsed.spec.as_ref(), built.spec.as_ref()) else {
-        return problems;
+        return verdict(parsed, problems);
     };
     let mut missing_names = Vec::new();
     for (i, container) in spec.containers.iter().enumerate() {
@@ -109,7 +112,18 @@ pub fn check(field: &str, raw: &Value, built: &PodTemplateSpec) -> Vec<Problem> 
         field,
         message: "is required: containers are merged by name".into(),
     }));
-    problems
+    verdict(parsed, problems)
+}
+
+fn verdict(
+    parsed: PodTemplateSpec,
+    problems: Vec<Problem>,
+) -> Result<PodTemplateSpec, Vec<Problem>> {
+    if problems.is_empty() {
+        Ok(parsed)
+    } else {
+        Err(problems)
+    }
 }
 
 fn owned_container_fields(
@@ -129,7 +143,7 @@ fn owned_container_fields(
     }
     for (i, env) in over.env.iter().flatten().enumerate() {
         if ours.env.iter().flatten().any(|e| e.name == env.name)
-            || crate::desired::env::ALL.contains(&env.name.as_str())
+            || env::ALL.contains(&env.name.as_str())
         {
             owned(
                 format!("{at}.env[{i}]"),

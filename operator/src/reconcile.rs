@@ -1,32 +1,34 @@
-//! The reconciler: dereference (the Secrets the spec names) → validate → build (pure,
-//! [`crate::desired`]) → apply (server-side apply, only what changed) → status.
+//! The reconciler: dereference ([`crate::dereference`]: the Secrets the spec names) → validate
+//! ([`crate::validate`]) → build (pure, [`crate::desired`]) → apply ([`crate::apply`]:
+//! server-side apply, only what changed) → status ([`crate::status`]).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::fmt::Debug;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Pod, Secret, Service};
+use k8s_openapi::api::core::v1::{ConfigMap, Pod, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use minerpool_core::job::Job;
 
-use crate::Error;
-use crate::crd::{MinerPool, MinerPoolSpec};
-use crate::desired::{self, FIELD_MANAGER, JobKind, applied_hash, names};
+use crate::apply::{self, Optionals, apply_children, controlled_by};
+use crate::crd::MinerPool;
+use crate::dereference::found_secrets;
+use crate::desired;
+use crate::error::Error;
 use crate::metrics::Metrics;
+use crate::names::{self, FIELD_MANAGER};
 use crate::served_api::{ObservedCronJob, ServedApis, VersionedKind};
 use crate::status::{self, Observation};
-use crate::validate::{self, FoundSecrets};
+use crate::validate;
 
 /// A valid MinerPool is looked at again after this even if nothing changed (a deleted child
 /// whose watch event was missed comes back).
@@ -71,11 +73,7 @@ impl Context {
 
     /// The namespace's objects of a kind, in the version the cluster serves.
     fn versioned_api(&self, namespace: &str, kind: VersionedKind) -> Api<DynamicObject> {
-        Api::namespaced_with(
-            self.client.clone(),
-            namespace,
-            &self.apis.api_resource(kind),
-        )
+        apply::versioned_api(&self.client, &self.apis, namespace, kind)
     }
 }
 
@@ -126,7 +124,7 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
     let cron_job_api = ctx.versioned_api(&namespace, VersionedKind::CronJob);
     let node_name = names::node(&name);
     let mut live_jobs: Vec<DynamicObject> = cron_job_api
-        .list(&ListParams::default().labels(&desired::pool_selector(&name)))
+        .list(&ListParams::default().labels(&names::pool_selector(&name)))
         .await
         .map_err(Error::kube(format!("listing the CronJobs of {name}")))?
         .items;
@@ -134,10 +132,18 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
     let previous = Optionals::recorded(mp);
     let mut optionals = previous.clone();
     let (deployment, problems) = match validate::validate(mp, &secrets) {
-        Ok(config) => {
-            let wanted = desired::desired(mp, &config);
-            let applied =
-                apply_children(ctx, &namespace, &uid, &wanted, &live_jobs, &previous).await;
+        Ok(pool) => {
+            let wanted = desired::desired(&pool);
+            let applied = apply_children(
+                &ctx.client,
+                &ctx.apis,
+                &namespace,
+                &uid,
+                &wanted,
+                &live_jobs,
+                &previous,
+            )
+            .await;
             match applied {
                 Ok((deployment, kept, applied_optionals)) => {
                     live_jobs = kept;
@@ -147,7 +153,7 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
                 Err(error) => {
                     // Status still tells what went wrong; the Deployment as it is, if any.
                     let deployment = deployments.get_opt(&node_name).await.ok().flatten();
-                    live_jobs.retain(|j| desired::controlled_by(&j.metadata, &uid));
+                    live_jobs.retain(|j| controlled_by(&j.metadata, &uid));
                     apply_error = Some(error);
                     (deployment, Vec::new())
                 }
@@ -237,201 +243,6 @@ async fn reconcile_pool(mp: &MinerPool, ctx: &Context) -> Result<Action, Error> 
     }))
 }
 
-/// The optional children that exist by the operator's hand, by name, as the status records them.
-#[derive(Debug, Clone, Default)]
-struct Optionals {
-    service_monitor: Option<String>,
-    disruption_budget: Option<String>,
-    network_policies: Vec<String>,
-}
-
-impl Optionals {
-    fn recorded(mp: &MinerPool) -> Optionals {
-        let status = mp.status.clone().unwrap_or_default();
-        Optionals {
-            service_monitor: status.service_monitor,
-            disruption_budget: status.disruption_budget,
-            network_policies: status.network_policies,
-        }
-    }
-}
-
-/// Applies every child of a valid MinerPool (those whose applied digest and fields are current
-/// are left alone), and deletes the CronJobs of jobs it no longer wants and the optional
-/// children no longer wanted. Returns the Deployment and the CronJobs as they are now, and the
-/// optional children that exist.
-async fn apply_children(
-    ctx: &Context,
-    namespace: &str,
-    uid: &str,
-    wanted: &desired::Desired,
-    live_jobs: &[DynamicObject],
-    previous: &Optionals,
-) -> Result<(Deployment, Vec<DynamicObject>, Optionals), Error> {
-    let config_maps: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
-    let services: Api<Service> = Api::namespaced(ctx.client.clone(), namespace);
-    let deployments: Api<Deployment> = Api::namespaced(ctx.client.clone(), namespace);
-    let cron_job_api = ctx.versioned_api(namespace, VersionedKind::CronJob);
-    apply_unless_current(&config_maps, &wanted.config_map, None, uid).await?;
-    let deployment = apply_unless_current(&deployments, &wanted.deployment, None, uid).await?;
-    apply_unless_current(&services, &wanted.service, None, uid).await?;
-    let mut kept = Vec::new();
-    for (_, cron_job) in &wanted.cron_jobs {
-        let object = ctx.apis.convert(VersionedKind::CronJob, cron_job);
-        // Listed by this MinerPool's labels; one of the same name without them is read by name,
-        // so that a foreign CronJob is found and refused rather than taken over.
-        let live = live_jobs
-            .iter()
-            .find(|j| j.metadata.name == object.metadata.name);
-        kept.push(apply_unless_current(&cron_job_api, &object, live.map(Some), uid).await?);
-    }
-    // CronJobs of this MinerPool it no longer wants (a disabled job).
-    for unwanted in live_jobs.iter().filter(|live| {
-        desired::controlled_by(&live.metadata, uid)
-            && !kept.iter().any(|k| k.metadata.name == live.metadata.name)
-    }) {
-        let job = unwanted.name_any();
-        cron_job_api
-            .delete(&job, &DeleteParams::background())
-            .await
-            .map_err(Error::kube(format!("deleting CronJob {job}")))?;
-        tracing::info!(namespace, cronjob = %job, "deleted a CronJob no longer wanted");
-    }
-    let monitors: Api<DynamicObject> = Api::namespaced_with(
-        ctx.client.clone(),
-        namespace,
-        &desired::service_monitor_resource(),
-    );
-    let service_monitor = apply_optional(
-        &monitors,
-        wanted.service_monitor.as_ref(),
-        previous.service_monitor.as_deref(),
-        uid,
-    )
-    .await
-    .map_err(|error| service_monitor_error(error, wanted))?;
-    let budget_kind = VersionedKind::PodDisruptionBudget;
-    let disruption_budget = apply_optional(
-        &ctx.versioned_api(namespace, budget_kind),
-        wanted
-            .disruption_budget
-            .as_ref()
-            .map(|b| ctx.apis.convert(budget_kind, b))
-            .as_ref(),
-        previous.disruption_budget.as_deref(),
-        uid,
-    )
-    .await?;
-    let policies: Api<DynamicObject> = Api::namespaced_with(
-        ctx.client.clone(),
-        namespace,
-        &kube::api::ApiResource::erase::<k8s_openapi::api::networking::v1::NetworkPolicy>(&()),
-    );
-    let mut network_policies = Vec::new();
-    let wanted_policies: Vec<DynamicObject> = wanted
-        .network_policies
-        .iter()
-        .flatten()
-        .map(dynamic)
-        .collect();
-    // Each wanted one, then any applied before that is no longer wanted.
-    let mut names: Vec<String> = wanted_policies.iter().map(ResourceExt::name_any).collect();
-    for name in &previous.network_policies {
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    for name in &names {
-        let wanted = wanted_policies.iter().find(|p| p.name_any() == *name);
-        let before = previous
-            .network_policies
-            .contains(name)
-            .then_some(name.as_str());
-        if let Some(applied) = apply_optional(&policies, wanted, before, uid).await? {
-            network_policies.push(applied);
-        }
-    }
-    let optionals = Optionals {
-        service_monitor,
-        disruption_budget,
-        network_policies,
-    };
-    Ok((deployment, kept, optionals))
-}
-
-/// A typed object as a dynamic one, its apiVersion and kind kept.
-fn dynamic<K: Serialize>(object: &K) -> DynamicObject {
-    serde_json::from_value(serde_json::to_value(object).expect("Kubernetes objects serialise"))
-        .expect("a Kubernetes object is a dynamic object")
-}
-
-/// A ServiceMonitor refused because its kind is not served says what the cluster lacks.
-fn service_monitor_error(error: Error, wanted: &desired::Desired) -> Error {
-    let name = wanted
-        .service_monitor
-        .as_ref()
-        .map(ResourceExt::name_any)
-        .unwrap_or_default();
-    match error {
-        Error::Kube {
-            source: source @ kube::Error::Api(_),
-            action,
-        } if action.starts_with("applying")
-            && matches!(&source, kube::Error::Api(s) if s.code == 404) =>
-        {
-            Error::Kube {
-                action: format!(
-                    "applying ServiceMonitor {name} (spec.node.serviceMonitor needs the Prometheus Operator's monitoring.coreos.com/v1 CRDs in the cluster)"
-                ),
-                source,
-            }
-        }
-        other => other,
-    }
-}
-
-/// A child that exists only while the spec wants it: applied when `wanted`; once no longer
-/// wanted, the one the status names (`previous`) is deleted if this MinerPool controls it. One
-/// not wanted that the status does not name costs no request, so a MinerPool that wants no
-/// ServiceMonitor never touches the Prometheus Operator's API (which may not exist). Returns the
-/// name of the one that exists now.
-async fn apply_optional(
-    api: &Api<DynamicObject>,
-    wanted: Option<&DynamicObject>,
-    previous: Option<&str>,
-    uid: &str,
-) -> Result<Option<String>, Error> {
-    match (wanted, previous) {
-        (Some(object), _) => {
-            apply_unless_current(api, object, None, uid).await?;
-            Ok(Some(object.name_any()))
-        }
-        (None, Some(name)) => {
-            let kind = &api
-                .resource_url()
-                .rsplit('/')
-                .next()
-                .unwrap_or("object")
-                .to_owned();
-            // Not found, or its kind no longer served (every object of it gone too): None.
-            let live = api
-                .get_opt(name)
-                .await
-                .map_err(Error::kube(format!("reading {kind} {name}")))?;
-            if let Some(live) = live
-                && desired::controlled_by(&live.metadata, uid)
-            {
-                api.delete(name, &DeleteParams::background())
-                    .await
-                    .map_err(Error::kube(format!("deleting {kind} {name}")))?;
-                tracing::info!(%kind, %name, "deleted a child no longer wanted");
-            }
-            Ok(None)
-        }
-        (None, None) => Ok(None),
-    }
-}
-
 /// The pods of the payouts job's runs, for the PayoutsHeld condition (none while the job is
 /// disabled). Pods that cannot be read (a role without them) make that condition Unknown rather
 /// than fail the reconcile: they are only reported.
@@ -440,11 +251,11 @@ async fn payouts_pods(
     namespace: &str,
     mp: &MinerPool,
 ) -> Result<Vec<Pod>, String> {
-    if !JobKind::Payouts.enabled(&mp.spec) {
+    if !mp.spec.jobs.enabled(Job::Payouts) {
         return Ok(Vec::new());
     }
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let selector = desired::job_pods_selector(JobKind::Payouts, Some(&mp.name_any()));
+    let selector = names::job_pods_selector(Job::Payouts, Some(&mp.name_any()));
     match pods.list(&ListParams::default().labels(&selector)).await {
         Ok(list) => Ok(list.items),
         Err(error) => {
@@ -460,102 +271,6 @@ fn pool_of_finished_run(pod: Pod) -> Option<ObjectRef<MinerPool>> {
     status::job_termination(&pod)?;
     let pool = pod.labels().get("app.kubernetes.io/instance")?;
     Some(ObjectRef::new(pool).within(&pod.namespace()?))
-}
-
-/// Reads each Secret the spec names (a missing one is simply absent from the result).
-async fn found_secrets(
-    client: &Client,
-    namespace: &str,
-    spec: &MinerPoolSpec,
-) -> Result<FoundSecrets, Error> {
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let wanted: BTreeSet<&str> = validate::secret_refs(spec)
-        .into_iter()
-        .map(|(_, r)| r.name.as_str())
-        .collect();
-    let mut found = BTreeMap::new();
-    for name in wanted {
-        if name.is_empty() {
-            continue;
-        }
-        let secret = api
-            .get_opt(name)
-            .await
-            .map_err(Error::kube(format!("reading Secret {name}")))?;
-        if let Some(secret) = secret {
-            let keys = secret
-                .data
-                .iter()
-                .flat_map(|d| d.keys())
-                .chain(secret.string_data.iter().flat_map(|d| d.keys()))
-                .cloned()
-                .collect();
-            found.insert(name.to_string(), keys);
-        }
-    }
-    Ok(found)
-}
-
-/// Server-side applies `wanted` unless the live object was applied from the same digest. `live`
-/// is `None` when it must be read first, `Some(None)` when it is known not to exist.
-async fn apply_unless_current<K>(
-    api: &Api<K>,
-    wanted: &K,
-    live: Option<Option<&K>>,
-    uid: &str,
-) -> Result<K, Error>
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + Debug,
-{
-    let name = wanted.meta().name.clone().unwrap_or_default();
-    let kind = serde_json::to_value(wanted)
-        .ok()
-        .and_then(|v| v["kind"].as_str().map(str::to_owned))
-        .unwrap_or_else(|| "object".into());
-    let read;
-    let live = match live {
-        Some(live) => live,
-        None => {
-            read = api
-                .get_opt(&name)
-                .await
-                .map_err(Error::kube(format!("reading {name}")))?;
-            read.as_ref()
-        }
-    };
-    if let Some(live) = live {
-        if !desired::controlled_by(live.meta(), uid) {
-            let controller = live
-                .meta()
-                .owner_references
-                .iter()
-                .flatten()
-                .find(|o| o.controller == Some(true))
-                .map(|o| format!("its controller is {} {}", o.kind, o.name))
-                .unwrap_or_else(|| "it has no controller".into());
-            return Err(Error::Conflict {
-                object: format!("{kind} {name}"),
-                controller,
-            });
-        }
-        if applied_hash(live.meta()).is_some()
-            && applied_hash(live.meta()) == applied_hash(wanted.meta())
-        {
-            match desired::drift(wanted, live) {
-                None => return Ok(live.clone()),
-                Some(path) => {
-                    tracing::info!(object = %format!("{kind} {name}"), field = %path, "drifted from what was applied: applying again");
-                }
-            }
-        }
-    }
-    api.patch(
-        &name,
-        &PatchParams::apply(FIELD_MANAGER).force(),
-        &Patch::Apply(wanted),
-    )
-    .await
-    .map_err(Error::kube(format!("applying {name}")))
 }
 
 /// A merge patch of the status subresource; job entries that went away are removed with null.
@@ -676,7 +391,7 @@ pub async fn run(
                 .watches(
                     child_api::<Pod>(&client, &namespace),
                     watcher::Config::default()
-                        .labels(&desired::job_pods_selector(JobKind::Payouts, None)),
+                        .labels(&names::job_pods_selector(Job::Payouts, None)),
                     pool_of_finished_run,
                 )
                 .graceful_shutdown_on(shutdown)

@@ -7,11 +7,12 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ContainerStateTerminated, Pod};
 use kube::ResourceExt;
+use minerpool_core::job::Job;
 
 use crate::crd::{Condition, JobStatus, MinerPool, MinerPoolStatus, NodeStatus};
-use crate::desired::{JOB_CONTAINER, JobKind, names, node_selector};
+use crate::names::{self, JOB_CONTAINER, node_selector};
+use crate::problem::{Problem, describe};
 use crate::served_api::ObservedCronJob;
-use crate::validate::{Problem, describe};
 
 pub const READY: &str = "Ready";
 pub const NODE_AVAILABLE: &str = "NodeAvailable";
@@ -113,13 +114,13 @@ pub fn compute(mp: &MinerPool, seen: &Observation<'_>, now: &str) -> MinerPoolSt
             ),
             selector: Some(node_selector(pool)),
         },
-        jobs: JobKind::ALL
+        jobs: Job::SCHEDULED
             .into_iter()
-            .filter_map(|kind| {
-                let name = names::cron_job(pool, kind);
+            .filter_map(|job| {
+                let name = names::cron_job(pool, job);
                 let live = seen.cron_jobs.iter().find(|c| c.name == name)?;
                 Some((
-                    kind.name().to_string(),
+                    job.name().to_string(),
                     JobStatus {
                         last_schedule_time: live.last_schedule_time.clone(),
                         last_successful_time: live.last_successful_time.clone(),
@@ -177,12 +178,15 @@ fn jobs_condition(mp: &MinerPool, live: &[ObservedCronJob]) -> Verdict {
     let mut missing = Vec::new();
     let mut suspended = Vec::new();
     let mut scheduled = Vec::new();
-    for kind in JobKind::ALL.into_iter().filter(|k| k.enabled(&mp.spec)) {
-        let name = names::cron_job(pool, kind);
+    for job in Job::SCHEDULED
+        .into_iter()
+        .filter(|job| mp.spec.jobs.enabled(*job))
+    {
+        let name = names::cron_job(pool, job);
         match live.iter().find(|c| c.name == name) {
-            None => missing.push(kind.name()),
-            Some(c) if c.suspended => suspended.push(kind.name()),
-            Some(_) => scheduled.push(kind.name()),
+            None => missing.push(job.name()),
+            Some(c) if c.suspended => suspended.push(job.name()),
+            Some(_) => scheduled.push(job.name()),
         }
     }
     if !missing.is_empty() {
@@ -211,7 +215,7 @@ fn payouts_condition(mp: &MinerPool, pods: Result<&[Pod], &str>) -> Verdict {
         Ok(pods) => pods,
         Err(error) => return ("Unknown", "PodsUnreadable", truncate(error, MESSAGE_MAX)),
     };
-    if !JobKind::Payouts.enabled(&mp.spec) {
+    if !mp.spec.jobs.enabled(Job::Payouts) {
         return ("False", "NotHeld", "the payouts job is disabled".into());
     }
     let newest = pods

@@ -31,7 +31,7 @@ pub fn kubeconfig_path() -> PathBuf {
 }
 
 async fn config_from(path: &std::path::Path) -> kube::Config {
-    crate::install_crypto_provider();
+    crate::tls::install_crypto_provider();
     let kubeconfig = Kubeconfig::read_from(path).expect("readable kubeconfig");
     kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
         .await

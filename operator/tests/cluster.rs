@@ -423,7 +423,7 @@ async fn scaling_goes_through_the_minerpool_and_a_direct_scale_is_not_fought() {
             .metadata
             .unwrap()
             .annotations
-            .unwrap()[minerpool_operator::desired::CONFIG_HASH]
+            .unwrap()[minerpool_operator::names::CONFIG_HASH]
             .clone()
     };
     let before = config_hash(deployments.get("pool-node").await.unwrap());
@@ -570,7 +570,7 @@ async fn the_node_service_monitor_follows_the_spec() {
     let monitors: Api<DynamicObject> = Api::namespaced_with(
         client.clone(),
         &ns,
-        &minerpool_operator::desired::service_monitor_resource(),
+        &minerpool_operator::names::service_monitor_resource(),
     );
     let monitor = monitors.get("pool-node").await.unwrap();
     let service = Api::<Service>::namespaced(client.clone(), &ns)

@@ -7,12 +7,18 @@ use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use minerpool_core::config::{Config, Protocol, Sender};
+use minerpool_core::job::Job;
 use minerpool_operator::crd::{DisruptionBudget, JobSpec, MinerPool, PodOverrides, SecretKeyRef};
-use minerpool_operator::desired::{self, APPLIED_HASH, CONFIG_HASH, Desired, JobKind};
+use minerpool_operator::defaults::{DEFAULT_METRICS_PORT, DEFAULT_SHUTDOWN_DELAY_SECONDS};
+use minerpool_operator::desired::{self, Desired};
 use minerpool_operator::fixtures::{self, INODE_WALLET, MONGODB_SECRET, REWARD_ADDRESS};
+use minerpool_operator::names::{self, APPLIED_HASH, CONFIG_HASH};
+use minerpool_operator::pods::NODE_EXIT_SECONDS;
+use minerpool_operator::problem::Problem;
 use minerpool_operator::served_api::ObservedCronJob;
 use minerpool_operator::status::{self, Observation};
-use minerpool_operator::validate::{FoundSecrets, Problem, validate};
+use minerpool_operator::validate::secrets::FoundSecrets;
+use minerpool_operator::validate::validate;
 use serde_json::json;
 
 fn from_json<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> T {
@@ -35,9 +41,9 @@ fn mongodb_only() -> FoundSecrets {
 }
 
 fn build(mp: &MinerPool, found: &FoundSecrets) -> (Config, Desired) {
-    let config = validate(mp, found).unwrap_or_else(|p| panic!("invalid: {p:?}"));
-    let desired = desired::desired(mp, &config);
-    (config, desired)
+    let pool = validate(mp, found).unwrap_or_else(|p| panic!("invalid: {p:?}"));
+    let desired = desired::desired(&pool);
+    (pool.config, desired)
 }
 
 fn pod(spec: &Option<PodSpec>) -> &PodSpec {
@@ -76,7 +82,7 @@ fn secret_of(var: &EnvVar) -> (String, String) {
     (s.name.clone(), s.key.clone())
 }
 
-fn cron(d: &Desired, kind: JobKind) -> &CronJob {
+fn cron(d: &Desired, kind: Job) -> &CronJob {
     &d.cron_jobs.iter().find(|(k, _)| *k == kind).unwrap().1
 }
 
@@ -106,11 +112,10 @@ fn defaults_give_a_complete_pool() {
     let mut expected = Config::with_wallets(INODE_WALLET, REWARD_ADDRESS);
     // The defaults that differ in a cluster: a node pod drains before it stops, and serves its
     // metrics apart from the API (so that a network policy can tell them apart).
-    expected.node.shutdown_delay_seconds =
-        minerpool_operator::validate::DEFAULT_SHUTDOWN_DELAY_SECONDS;
+    expected.node.shutdown_delay_seconds = DEFAULT_SHUTDOWN_DELAY_SECONDS;
     expected.node.metrics_address = Some(std::net::SocketAddr::from((
         [0, 0, 0, 0],
-        minerpool_operator::validate::DEFAULT_METRICS_PORT,
+        DEFAULT_METRICS_PORT,
     )));
     assert_eq!(config, expected);
 
@@ -199,10 +204,10 @@ fn defaults_give_a_complete_pool() {
 
     assert_eq!(d.cron_jobs.len(), 4, "every job is enabled by default");
     for (kind, schedule) in [
-        (JobKind::Rewards, "* * * * *"),
-        (JobKind::Validators, "*/10 * * * *"),
-        (JobKind::Payouts, "* * * * *"),
-        (JobKind::Decay, "*/10 * * * *"),
+        (Job::Rewards, "* * * * *"),
+        (Job::Validators, "*/10 * * * *"),
+        (Job::Payouts, "* * * * *"),
+        (Job::Decay, "*/10 * * * *"),
     ] {
         let cj = cron(&d, kind);
         assert_eq!(
@@ -247,12 +252,12 @@ fn defaults_give_a_complete_pool() {
                 .as_ref()
                 .unwrap()
                 .labels,
-            Some(desired::labels("pool", kind.name())),
+            Some(names::labels("pool", kind.name())),
             "the pods carry the labels that find them"
         );
     }
     assert_eq!(
-        desired::job_pods_selector(JobKind::Payouts, Some("pool")),
+        names::job_pods_selector(Job::Payouts, Some("pool")),
         "app.kubernetes.io/managed-by=minerpool-operator,app.kubernetes.io/component=payouts,app.kubernetes.io/instance=pool"
     );
 }
@@ -473,7 +478,7 @@ fn every_spec_field_lands_where_it_should() {
         [9001, 9501, 9091]
     );
 
-    let rewards = cron(&d, JobKind::Rewards).spec.as_ref().unwrap();
+    let rewards = cron(&d, Job::Rewards).spec.as_ref().unwrap();
     assert_eq!(rewards.schedule, "*/2 * * * *");
     assert_eq!(rewards.suspend, Some(true));
     assert_eq!(rewards.successful_jobs_history_limit, Some(5));
@@ -488,7 +493,7 @@ fn every_spec_field_lands_where_it_should() {
         Some(120)
     );
     assert_eq!(d.cron_jobs.len(), 3);
-    assert!(d.cron_jobs.iter().all(|(k, _)| *k != JobKind::Decay));
+    assert!(d.cron_jobs.iter().all(|(k, _)| *k != Job::Decay));
     let rewards_template = &rewards.job_template.spec.as_ref().unwrap().template;
     assert_eq!(
         rewards_template
@@ -500,7 +505,7 @@ fn every_spec_field_lands_where_it_should() {
             .unwrap()["team"],
         "pools"
     );
-    let rewards_container = &job_pod(cron(&d, JobKind::Rewards)).containers[0];
+    let rewards_container = &job_pod(cron(&d, Job::Rewards)).containers[0];
     assert_eq!(
         serde_json::to_value(&rewards_container.resources).unwrap(),
         json!({"requests": {"cpu": "1"}}),
@@ -533,13 +538,13 @@ fn every_spec_field_lands_where_it_should() {
                                   "values": ["monitoring"]}]}}]})
     );
     assert_eq!(config.node.metrics_address.unwrap().port(), 9091);
-    let payouts = &job_pod(cron(&d, JobKind::Payouts)).containers[0];
+    let payouts = &job_pod(cron(&d, Job::Payouts)).containers[0];
     assert_eq!(payouts.image.as_deref(), Some("registry.example/jobs:2"));
     assert_eq!(
         secret_of(env(payouts, "MINERPOOL_WALLET_KEY").unwrap()),
         ("wallet".into(), "hex".into())
     );
-    let rewards_pod = &job_pod(cron(&d, JobKind::Rewards)).containers[0];
+    let rewards_pod = &job_pod(cron(&d, Job::Rewards)).containers[0];
     assert!(
         env(rewards_pod, "MINERPOOL_WALLET_KEY").is_none(),
         "only payouts signs"
@@ -631,17 +636,17 @@ fn the_node_drains_within_its_grace_period() {
     let (config, d) = build(&mp, &mongodb_only());
     assert_eq!(
         config.node.shutdown_delay_seconds,
-        minerpool_operator::validate::DEFAULT_SHUTDOWN_DELAY_SECONDS
+        DEFAULT_SHUTDOWN_DELAY_SECONDS
     );
     assert_eq!(config.node.shutdown_timeout_seconds, 20);
     assert_eq!(
         grace(&d),
-        Some(i64::from(config.node.shutdown_delay_seconds) + 20 + desired::NODE_EXIT_SECONDS)
+        Some(i64::from(config.node.shutdown_delay_seconds) + 20 + NODE_EXIT_SECONDS)
     );
     mp.spec.node.shutdown_delay_seconds = Some(0);
     mp.spec.node.shutdown_timeout_seconds = Some(45);
     let (_, d) = build(&mp, &mongodb_only());
-    assert_eq!(grace(&d), Some(45 + desired::NODE_EXIT_SECONDS));
+    assert_eq!(grace(&d), Some(45 + NODE_EXIT_SECONDS));
     mp.spec.node.shutdown_delay_seconds = Some(301);
     assert_problem(
         &mp,
@@ -680,7 +685,7 @@ fn children_are_owned_by_the_pool_as_controller() {
         assert_eq!(owners[0].uid, "uid-of-pool");
         assert_eq!(owners[0].controller, Some(true));
         assert!(
-            desired::applied_hash(meta).is_some(),
+            minerpool_operator::apply::applied_hash(meta).is_some(),
             "{:?} has no digest",
             meta.name
         );
@@ -724,8 +729,8 @@ fn the_digest_follows_the_spec_and_a_config_change_rolls_the_node() {
     assert_ne!(rollout(&a), rollout(&b), "pods restart on a new config");
     assert_ne!(hash(&a.deployment.metadata), hash(&b.deployment.metadata));
     assert_eq!(
-        hash(&cron(&a, JobKind::Rewards).metadata),
-        hash(&cron(&b, JobKind::Rewards).metadata),
+        hash(&cron(&a, Job::Rewards).metadata),
+        hash(&cron(&b, Job::Rewards).metadata),
         "a job reads the ConfigMap at start: its CronJob need not change"
     );
 }
@@ -788,8 +793,7 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
         "is not a label value",
     );
     let valid = monitor("15s", "example.com/team", "pools");
-    let config = validate(&valid, &ok).unwrap();
-    let wanted = desired::desired(&valid, &config);
+    let wanted = desired::desired(&validate(&valid, &ok).unwrap());
     let object = serde_json::to_value(wanted.service_monitor.expect("enabled")).unwrap();
     assert_eq!(object["apiVersion"], "monitoring.coreos.com/v1");
     assert_eq!(object["metadata"]["name"], "pool-node");
@@ -802,8 +806,9 @@ fn invalid_specs_name_the_field_and_what_is_wrong() {
     assert_eq!(object["spec"]["endpoints"][0]["port"], "metrics");
     let mut off = valid.clone();
     off.spec.node.service_monitor.as_mut().unwrap().enabled = false;
-    assert!(desired::desired(&off, &config).service_monitor.is_none());
-    assert!(desired::desired(&base, &config).service_monitor.is_none());
+    let built = |mp: &MinerPool| desired::desired(&validate(mp, &ok).unwrap());
+    assert!(built(&off).service_monitor.is_none());
+    assert!(built(&base).service_monitor.is_none());
 
     let mut mp = base.clone();
     mp.spec.jobs.payouts = Some(JobSpec {
@@ -1054,7 +1059,7 @@ fn condition<'a>(
 #[test]
 fn status_reports_conditions_replicas_and_jobs() {
     let mp = fixtures::minerpool("pool", "ns");
-    let all_jobs: Vec<ObservedCronJob> = JobKind::ALL
+    let all_jobs: Vec<ObservedCronJob> = Job::SCHEDULED
         .iter()
         .map(|k| cron_seen(&format!("pool-{}", k.name()), Some("2026-11-29T03:00:00Z")))
         .collect();
@@ -1193,7 +1198,7 @@ fn status_with_payouts(
     pods: Result<&[Pod], &str>,
 ) -> minerpool_operator::crd::MinerPoolStatus {
     let dep = deployment_with(1, 1);
-    let all_jobs: Vec<ObservedCronJob> = JobKind::ALL
+    let all_jobs: Vec<ObservedCronJob> = Job::SCHEDULED
         .iter()
         .map(|k| cron_seen(&format!("pool-{}", k.name()), None))
         .collect();

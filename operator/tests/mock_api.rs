@@ -14,10 +14,11 @@ use minerpool_operator::crd::{JobSpec, MinerPool, PodOverrides};
 use minerpool_operator::desired;
 use minerpool_operator::fixtures::{self, MONGODB_SECRET};
 use minerpool_operator::metrics::Metrics;
+use minerpool_operator::names;
 use minerpool_operator::reconcile::{self, Context};
 use minerpool_operator::served_api::{ObservedCronJob, ServedApis, VersionedKind};
 use minerpool_operator::status::{self, Observation};
-use minerpool_operator::validate;
+use minerpool_operator::validate::{self, secrets::FoundSecrets};
 use serde_json::{Value, json};
 
 const NS: &str = "pools";
@@ -198,12 +199,12 @@ fn settled_world_with_runs(applied: &MinerPool, runs: &[Pod]) -> (World, MinerPo
             serde_json::to_value(pod).unwrap(),
         );
     }
-    let config = validate::validate(
+    let pool = validate::validate(
         applied,
-        &validate::FoundSecrets::from([(MONGODB_SECRET.to_string(), ["uri".to_string()].into())]),
+        &FoundSecrets::from([(MONGODB_SECRET.to_string(), ["uri".to_string()].into())]),
     )
     .unwrap();
-    let d = desired::desired(applied, &config);
+    let d = desired::desired(&pool);
     world.put(
         path_of("v1", "configmaps", "pool-config"),
         serde_json::to_value(&d.config_map).unwrap(),
@@ -472,7 +473,7 @@ async fn a_service_monitor_is_applied_when_turned_on_and_deleted_once_turned_off
     assert_eq!(monitor["kind"], "ServiceMonitor");
     assert_eq!(
         monitor["spec"]["selector"]["matchLabels"],
-        serde_json::to_value(desired::labels("pool", "node")).unwrap(),
+        serde_json::to_value(names::labels("pool", "node")).unwrap(),
         "selects the node Service by its labels"
     );
     assert_eq!(
@@ -590,7 +591,7 @@ async fn a_budget_and_network_policies_follow_the_spec_and_are_deleted_when_no_l
     assert_eq!(budget["spec"]["maxUnavailable"], 1);
     assert_eq!(
         budget["spec"]["selector"]["matchLabels"],
-        serde_json::to_value(desired::node_selector_labels("pool")).unwrap()
+        serde_json::to_value(names::node_selector_labels("pool")).unwrap()
     );
     assert_eq!(
         budget["metadata"]["ownerReferences"][0]["uid"],

@@ -6,10 +6,14 @@ use std::collections::BTreeSet;
 use k8s_openapi::api::batch::v1::CronJob;
 use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use minerpool_core::job::Job;
 use minerpool_operator::crd::{DisruptionBudget, JobSpec, MinerPool, PodOverrides};
-use minerpool_operator::desired::{self, Desired, JobKind};
+use minerpool_operator::desired::{self, Desired};
 use minerpool_operator::fixtures::{self, MONGODB_SECRET};
-use minerpool_operator::validate::{FoundSecrets, Problem, validate};
+use minerpool_operator::names;
+use minerpool_operator::problem::Problem;
+use minerpool_operator::validate::secrets::FoundSecrets;
+use minerpool_operator::validate::validate;
 use serde_json::{Value, json};
 
 fn found() -> FoundSecrets {
@@ -17,8 +21,8 @@ fn found() -> FoundSecrets {
 }
 
 fn build(mp: &MinerPool) -> Desired {
-    let config = validate(mp, &found()).unwrap_or_else(|p| panic!("invalid: {p:?}"));
-    desired::desired(mp, &config)
+    let pool = validate(mp, &found()).unwrap_or_else(|p| panic!("invalid: {p:?}"));
+    desired::desired(&pool)
 }
 
 fn problems(mp: &MinerPool) -> Vec<Problem> {
@@ -65,7 +69,7 @@ fn env_value(container: &Container, name: &str) -> Option<String> {
         .and_then(|e| e.value.clone())
 }
 
-fn cron(d: &Desired, kind: JobKind) -> &CronJob {
+fn cron(d: &Desired, kind: Job) -> &CronJob {
     &d.cron_jobs.iter().find(|(k, _)| *k == kind).unwrap().1
 }
 
@@ -114,7 +118,7 @@ fn a_node_override_merges_by_kubernetes_rules_and_keeps_what_the_operator_built(
     let annotations = meta.annotations.as_ref().unwrap();
     assert_eq!(annotations["scrape"], "yes");
     assert!(
-        annotations.contains_key(desired::CONFIG_HASH),
+        annotations.contains_key(names::CONFIG_HASH),
         "config digest kept"
     );
 
@@ -216,14 +220,14 @@ fn job_overrides_apply_shared_then_per_job_and_tolerations_add_up() {
             .collect()
     };
     assert_eq!(
-        keys(JobKind::Payouts),
+        keys(Job::Payouts),
         ["batch", "payouts"],
         "appended, not replaced"
     );
-    assert_eq!(keys(JobKind::Rewards), ["batch"]);
-    for kind in JobKind::ALL {
+    assert_eq!(keys(Job::Rewards), ["batch"]);
+    for kind in Job::SCHEDULED {
         let template = job_template(cron(&d, kind));
-        let job = container(template, desired::JOB_CONTAINER);
+        let job = container(template, names::JOB_CONTAINER);
         assert_eq!(
             spec_of(template).node_selector.as_ref().unwrap()["pool"],
             "batch"
@@ -232,13 +236,13 @@ fn job_overrides_apply_shared_then_per_job_and_tolerations_add_up() {
         assert_eq!(job.args.as_ref().unwrap()[0], kind.name(), "{kind:?}");
         assert_eq!(spec_of(template).restart_policy.as_deref(), Some("Never"));
     }
-    let payouts = container(job_template(cron(&d, JobKind::Payouts)), "job");
+    let payouts = container(job_template(cron(&d, Job::Payouts)), "job");
     assert_eq!(
         env_value(payouts, "RUST_LOG").as_deref(),
         Some("debug"),
         "per job wins"
     );
-    let rewards = container(job_template(cron(&d, JobKind::Rewards)), "job");
+    let rewards = container(job_template(cron(&d, Job::Rewards)), "job");
     assert_eq!(env_value(rewards, "RUST_LOG").as_deref(), Some("info"));
 }
 
@@ -260,11 +264,11 @@ fn jobs_have_default_resources_that_a_jobs_own_replace() {
         .unwrap()
     };
     assert_eq!(
-        resources(JobKind::Payouts),
+        resources(Job::Payouts),
         json!({"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}})
     );
     assert_eq!(
-        resources(JobKind::Rewards),
+        resources(Job::Rewards),
         json!({"limits": {"memory": "2Gi"}})
     );
     // The node has none unless asked: its load is the validators'.
@@ -444,12 +448,15 @@ fn the_node_is_spread_over_machines_by_default() {
         .as_ref()
         .unwrap();
     assert_eq!(spread.len(), 1);
-    assert_eq!(spread[0].topology_key, desired::SPREAD_TOPOLOGY_KEY);
+    assert_eq!(
+        spread[0].topology_key,
+        minerpool_operator::pods::SPREAD_TOPOLOGY_KEY
+    );
     // A one-machine cluster still schedules every replica.
     assert_eq!(spread[0].when_unsatisfiable, "ScheduleAnyway");
     assert_eq!(
         spread[0].label_selector.as_ref().unwrap().match_labels,
-        Some(desired::node_selector_labels("pool"))
+        Some(names::node_selector_labels("pool"))
     );
 }
 
@@ -472,7 +479,7 @@ fn a_budget_guards_the_node_when_it_has_replicas_to_spare() {
     assert!(spec.min_available.is_none());
     assert_eq!(
         spec.selector.as_ref().unwrap().match_labels,
-        Some(desired::node_selector_labels("pool"))
+        Some(names::node_selector_labels("pool"))
     );
     assert_eq!(two.metadata.name.as_deref(), Some("pool-node"));
     assert_eq!(
