@@ -3,7 +3,7 @@
 //! so no registry of keys exists to be forged or to drift.
 //!
 //! Both the node (verifying) and `minerpool-validator` (signing) use this one definition of the
-//! signed bytes.
+//! signed bytes, through the message codec of [`crate::message`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -161,58 +161,6 @@ pub fn new_nonce() -> String {
         &mut bytes,
     );
     hex::encode(bytes)
-}
-
-/// What a validator says, before it is signed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Statement {
-    /// A pool did work for this validator.
-    Task { pool: String, val_id: String },
-    /// The validator listens at this address.
-    Ping { ip: std::net::Ipv4Addr, port: u16 },
-}
-
-/// The JSON frame of a signed TASK or PING by the owner of `key`, for the iNode `inode`, at `ts`
-/// (unix seconds) with `nonce`: the legacy message plus `ts`, `nonce` and `sig`.
-pub fn signed_frame(
-    key: &SigningKey,
-    inode: &str,
-    statement: &Statement,
-    ts: i64,
-    nonce: &str,
-) -> serde_json::Value {
-    let validator = crate::upow::address_of(key.verifying_key());
-    let (kind, pool, val_id, ip, port) = match statement {
-        Statement::Task { pool, val_id } => ("TASK", pool.as_str(), val_id.as_str(), None, None),
-        Statement::Ping { ip, port } => ("PING", "", "", Some(ip.to_string()), Some(*port)),
-    };
-    let fields = SignedFields {
-        inode,
-        kind,
-        validator: &validator,
-        pool,
-        val_id,
-        ip: ip.as_deref().unwrap_or(""),
-        port,
-        ts,
-        nonce,
-    };
-    let sig = sign(key, &fields.bytes());
-    let mut frame = serde_json::json!({ "type": kind, "validator_wallet": validator });
-    match statement {
-        Statement::Task { pool, val_id } => {
-            frame["pool_wallet"] = pool.as_str().into();
-            frame["val_id"] = val_id.as_str().into();
-        }
-        Statement::Ping { ip, port } => {
-            frame["ip"] = ip.to_string().into();
-            frame["port"] = (*port).into();
-        }
-    }
-    frame["ts"] = ts.into();
-    frame["nonce"] = nonce.into();
-    frame["sig"] = sig.into();
-    frame
 }
 
 /// Now, in unix seconds.

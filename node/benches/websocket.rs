@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use bson::{Document, doc};
 use futures::{SinkExt, StreamExt};
 use minerpool_core::config::{Config, Secrets};
-use minerpool_core::signed::{Statement, new_nonce, signed_frame, unix_now};
+use minerpool_core::message::{Statement, check_signature, parse, signed_frame};
+use minerpool_core::signed::{new_nonce, unix_now};
 use minerpool_core::store::intake::front::{Intake, IntakeOptions};
 use minerpool_core::store::names;
 use minerpool_core::store::{CommandCounter, Store};
@@ -238,7 +239,7 @@ async fn node(
         ..Secrets::default()
     };
     let mut state = NodeState::new(store.clone(), intake, config, secrets, None);
-    state.admin_rate_limit = minerpool_node::http::legacy::AdminRateLimit::new(u32::MAX, u32::MAX);
+    state.admin_rate_limit = minerpool_node::state::AdminRateLimit::new(u32::MAX, u32::MAX);
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
     let node = start(state, any, any).await.unwrap();
     (store, counter, node, validators, pools)
@@ -381,10 +382,7 @@ fn verification_cost() {
         })
         .collect();
     let now = unix_now();
-    let check = |frame: &str| {
-        minerpool_node::websocket::check_signature(frame, INODE, 60, now)
-            .expect("a valid signed frame")
-    };
+    let check = |frame: &str| check_signature(frame, INODE, 60, now).expect("a valid signed frame");
     let started = Instant::now();
     for round in 0..rounds {
         check(&frames[round as usize % frames.len()]);
@@ -392,14 +390,14 @@ fn verification_cost() {
     let signed = started.elapsed() / rounds;
     let started = Instant::now();
     for round in 0..rounds {
-        let _ = minerpool_node::websocket::parse(&frames[round as usize % frames.len()]);
+        let _ = parse(&frames[round as usize % frames.len()]);
     }
     let parse_only = started.elapsed() / rounds;
     let pieces: Vec<(String, Vec<u8>, String)> = frames
         .iter()
         .map(|text| {
             let frame: serde_json::Value = serde_json::from_str(text).unwrap();
-            let request = minerpool_node::websocket::parse(text).unwrap();
+            let request = parse(text).unwrap();
             let (ts, nonce) = (
                 frame["ts"].as_i64().unwrap(),
                 frame["nonce"].as_str().unwrap(),

@@ -1,6 +1,30 @@
 //! The minerpool node: the legacy WebSocket protocol (SPEC §4.1) and the HTTP API (SPEC §4.2)
 //! over the shared database. It keeps no state of its own, so any number of replicas can serve
 //! one database.
+//!
+//! The modules, lowest first: each uses only the modules listed before it (the workspace's
+//! module order test reads this list and fails on a use that goes up it or on any circle).
+//!
+//! 1. `metrics`: the Prometheus metrics of both servers.
+//! 2. `gate`: connection limits in all and per client, accept back-off.
+//! 3. `connections`: how both servers take in and let go of connections (stop, finish, cut).
+//! 4. `proxy_header`: PROXY protocol headers naming the client behind a load balancer.
+//! 5. `state`: what every handler shares: store, configuration, metrics, limits.
+//! 6. `websocket`: the WebSocket server's parts, and the message format re-exported from core.
+//! 7. `websocket::protocol`: the answer to one frame: signature, registry checks, write, reply.
+//! 8. `websocket::transport`: accepting WebSocket connections, the one frame, close reasons.
+//! 9. `http::text`: how the dashboard writes a moment.
+//! 10. `http::chart`: the dashboard's SVG bar charts.
+//! 11. `http::pages`: the dashboard's pages.
+//! 12. `http::legacy`: the original iNode's HTTP endpoints.
+//! 13. `http::ops`: liveness, readiness and metrics.
+//! 14. `http::api::answers`: the API's answers and errors, with their schemas.
+//! 15. `http::api::params`: the API's parameters, with their schemas.
+//! 16. `http::api`: the versioned JSON API and its OpenAPI document.
+//! 17. `http`: the HTTP server: its routers and connections.
+//! 18. `standalone`: the servers and the jobs on their intervals in one process.
+//! 19. `testing`: a node on a test server's database, for tests and benchmarks (feature
+//!     `testing`).
 
 pub mod connections;
 pub mod gate;
@@ -8,110 +32,23 @@ pub mod http;
 pub mod metrics;
 pub mod proxy_header;
 pub mod standalone;
+pub mod state;
 pub mod websocket;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use state::{Limits, NodeState};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use minerpool_core::config::{Config, Secrets};
-use minerpool_core::store::Store;
-use minerpool_core::store::intake::front::Intake;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
 use crate::connections::{Lifecycle, ShutdownReport};
 use crate::metrics::Metrics;
-
-/// Limits of both servers; the WebSocket ones are the spec's.
-#[derive(Debug, Clone, Copy)]
-pub struct Limits {
-    /// Open WebSocket connections per replica.
-    pub max_connections: usize,
-    /// Largest accepted frame or message.
-    pub max_frame_bytes: usize,
-    /// A WebSocket connection that sends nothing for this long is closed.
-    pub idle_timeout: Duration,
-    /// Open HTTP connections per replica.
-    pub max_http_connections: usize,
-    /// Open connections from one client address, on each server.
-    pub max_connections_per_client: u32,
-    /// An HTTP connection on which the client sends nothing for this long is closed.
-    pub http_idle_timeout: Duration,
-    /// An HTTP connection is closed once this old, however busy (a trickling client holds a
-    /// place for no longer).
-    pub http_connection_lifetime: Duration,
-    /// A request not answered within this is answered 503.
-    pub http_request_timeout: Duration,
-    /// Largest HTTP request body.
-    pub max_body_bytes: usize,
-    /// Once the servers stop accepting, open connections get this long to finish.
-    pub shutdown_timeout: Duration,
-    /// Each connection starts with a PROXY protocol header naming the client.
-    pub proxy_protocol: bool,
-}
-
-impl Limits {
-    pub fn from_config(config: &Config) -> Limits {
-        let node = &config.node;
-        Limits {
-            max_connections: node.max_connections as usize,
-            max_frame_bytes: 4 * 1024,
-            idle_timeout: Duration::from_secs(10),
-            max_http_connections: node.max_http_connections as usize,
-            max_connections_per_client: node.max_connections_per_client,
-            http_idle_timeout: Duration::from_secs(node.http_idle_timeout_seconds.into()),
-            http_connection_lifetime: Duration::from_secs(HTTP_CONNECTION_LIFETIME_SECONDS),
-            http_request_timeout: Duration::from_secs(node.http_request_timeout_seconds.into()),
-            max_body_bytes: 64 * 1024,
-            shutdown_timeout: Duration::from_secs(node.shutdown_timeout_seconds.into()),
-            proxy_protocol: node.proxy_protocol,
-        }
-    }
-}
-
-const HTTP_CONNECTION_LIFETIME_SECONDS: u64 = 300;
-
-/// What every handler shares.
-pub struct NodeState {
-    pub store: Store,
-    /// Checks and records TASKs and PINGs.
-    pub intake: Intake,
-    pub config: Config,
-    pub secrets: Secrets,
-    pub metrics: Metrics,
-    pub limits: Limits,
-    /// The legacy admin key, parsed once; `None` disables `/modify-pool-list/`.
-    pub admin_rsa_key: Option<rsa::RsaPrivateKey>,
-    /// Set when the node is told to stop: `/readyz` fails so that load balancers stop sending
-    /// new connections while the listeners still accept them.
-    pub draining: std::sync::atomic::AtomicBool,
-    /// Bounds `/modify-pool-list/` per client address and in all.
-    pub admin_rate_limit: http::legacy::AdminRateLimit,
-}
-
-impl NodeState {
-    /// The state of a node serving `config`, with its limits and rate limits from the config.
-    pub fn new(
-        store: Store,
-        intake: Intake,
-        config: Config,
-        secrets: Secrets,
-        admin_rsa_key: Option<rsa::RsaPrivateKey>,
-    ) -> NodeState {
-        NodeState {
-            store,
-            intake,
-            limits: Limits::from_config(&config),
-            admin_rate_limit: http::legacy::AdminRateLimit::from_config(&config),
-            config,
-            secrets,
-            metrics: Metrics::default(),
-            admin_rsa_key,
-            draining: Default::default(),
-        }
-    }
-}
 
 /// A running node: its bound addresses and a way to stop it.
 pub struct RunningNode {
@@ -235,7 +172,7 @@ pub async fn start(
     let lifecycle = Lifecycle::new(state.metrics.connections_cut.clone());
     let servers = vec![
         tokio::spawn(http::serve(http_listener, state.clone(), lifecycle.clone())),
-        tokio::spawn(websocket::serve(
+        tokio::spawn(websocket::transport::serve(
             websocket_listener,
             state.clone(),
             lifecycle.clone(),

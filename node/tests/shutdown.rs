@@ -15,7 +15,7 @@ use common::{Options, node, node_process, node_process_as, node_with, reply, tas
 use futures::{SinkExt, StreamExt, TryStreamExt};
 use minerpool_core::money::Amount;
 use minerpool_core::store::names;
-use minerpool_node::websocket::SHUTTING_DOWN;
+use minerpool_node::websocket::transport::SHUTTING_DOWN;
 use minerpool_tests::chain_sim::{ChainSim, Scenario, SimValidator, generate_blocks};
 use minerpool_tests::fixtures::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

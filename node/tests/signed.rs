@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use bson::{Document, doc};
 use common::{ADMIN_TOKEN, Options, TestNode, json_of, node, node_with, text_of};
+use minerpool_core::acceptance::NONCE_MARGIN_SECONDS;
 use minerpool_core::config::Protocol;
-use minerpool_core::signed::{Statement, new_nonce, signed_frame, unix_now};
+use minerpool_core::message::*;
+use minerpool_core::signed::{new_nonce, unix_now};
 use minerpool_core::store::names;
 use minerpool_core::upow::parse_private_key;
-use minerpool_node::websocket::*;
 use minerpool_tests::fixtures::*;
 use p256::ecdsa::SigningKey;
 use serde_json::{Value, json};

@@ -1,18 +1,18 @@
 //! The validator's side of the node's WebSocket protocol (SPEC §4.1, §4.5): read the validator's
 //! key, build a TASK or PING (signed with that key, or legacy), send it and return the node's
-//! reply. The signed bytes and the signature come from `minerpool_core::signed`, the definition
-//! the node verifies against.
+//! reply. The frames come from `minerpool_core::message`, the codec the node parses and verifies
+//! with.
 
 use std::path::Path;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use minerpool_core::signed;
+use minerpool_core::{message, signed};
 use p256::ecdsa::SigningKey;
 use tokio_tungstenite::tungstenite::Message;
 
 /// What a validator says: a TASK (a pool did work) or a PING (where the validator listens).
-pub use minerpool_core::signed::Statement;
+pub use minerpool_core::message::Statement;
 
 /// Why a message got no reply from the node, or a key could not be read. A reply the node gave,
 /// `ERROR: …` included, is not an error here.
@@ -113,7 +113,7 @@ pub fn address(key: &SigningKey) -> String {
 /// A signed TASK or PING from the owner of `key` for the iNode `inode`, stamped now with a fresh
 /// nonce.
 pub fn signed_frame(key: &SigningKey, inode: &str, statement: &Statement) -> serde_json::Value {
-    signed::signed_frame(
+    message::signed_frame(
         key,
         inode,
         statement,
@@ -124,16 +124,7 @@ pub fn signed_frame(key: &SigningKey, inode: &str, statement: &Statement) -> ser
 
 /// The legacy (unsigned) TASK or PING from `validator`: what the node refuses with
 /// `ERROR: Signature required` when it wants signatures.
-pub fn legacy_frame(validator: &str, statement: &Statement) -> serde_json::Value {
-    match statement {
-        Statement::Task { pool, val_id } => serde_json::json!({
-            "type": "TASK", "validator_wallet": validator, "pool_wallet": pool, "val_id": val_id,
-        }),
-        Statement::Ping { ip, port } => serde_json::json!({
-            "type": "PING", "validator_wallet": validator, "ip": ip.to_string(), "port": port,
-        }),
-    }
-}
+pub use minerpool_core::message::legacy_frame;
 
 #[cfg(test)]
 mod tests {

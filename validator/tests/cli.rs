@@ -44,7 +44,7 @@ async fn a_signed_task_scores_and_the_validator_may_not_fall_back_to_unsigned() 
     assert_eq!(sent.stdout, "SUCCESS: v-1\n", "stderr: {}", sent.stderr);
     assert_eq!(sent.code, Some(0));
     // ceil(60 / 100 × 20)
-    assert_eq!(node.pool_score(POOL_A).await, 12);
+    assert_eq!(node.pool_score(POOL_A).await, Some(12));
 
     let mut ping = validator();
     ping.args(["ping", "--node", &node.ws, "--key-file"])
@@ -62,7 +62,7 @@ async fn a_signed_task_scores_and_the_validator_may_not_fall_back_to_unsigned() 
         (unsigned.code, unsigned.stdout.as_str()),
         (Some(1), "ERROR: Signature required\n")
     );
-    assert_eq!(node.pool_score(POOL_A).await, 12);
+    assert_eq!(node.pool_score(POOL_A).await, Some(12));
 }
 
 #[tokio::test]
@@ -74,7 +74,7 @@ async fn a_refusal_is_printed_and_exits_1() {
     let refused = run(&mut task(&node.ws, &key, POOL_B, "v-1")).await;
     assert_eq!(refused.stdout, "ERROR: Pool not registered.\n");
     assert_eq!(refused.code, Some(1), "stderr: {}", refused.stderr);
-    assert_eq!(node.pool_score(POOL_B).await, 0);
+    assert_eq!(node.pool_score(POOL_B).await, None);
 }
 
 #[tokio::test]

@@ -71,7 +71,7 @@ async fn the_readme_python_example_signs_a_task_the_node_accepts() {
         first.stderr
     );
     // ceil(30 / 100 × 20)
-    assert_eq!(node.pool_score(POOL_A).await, 6);
+    assert_eq!(node.pool_score(POOL_A).await, Some(6));
 
     // A new nonce for the same val_id: a retry, answered again without score.
     let retry = run(&mut example(POOL_A, "py-1")).await;
@@ -81,7 +81,7 @@ async fn the_readme_python_example_signs_a_task_the_node_accepts() {
         "stderr: {}",
         retry.stderr
     );
-    assert_eq!(node.pool_score(POOL_A).await, 6);
+    assert_eq!(node.pool_score(POOL_A).await, Some(6));
 
     let refused = run(&mut example(POOL_B, "py-2")).await;
     assert_eq!(

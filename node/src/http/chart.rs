@@ -8,10 +8,13 @@ use chrono::{TimeZone, Utc};
 use maud::{Markup, html};
 use minerpool_core::store::history::{HOUR_MS, Hours};
 
-use super::pages::coins;
+use minerpool_core::money::{DECIMALS, UNITS_PER_COIN, coins_text};
 
-/// Smallest units in one coin.
-const COIN: u128 = 100_000_000;
+use super::text::when;
+
+/// Smallest units in one coin, as the amount axis counts them (`u128`: a tick may pass
+/// `i64::MAX`).
+const COIN: u128 = UNITS_PER_COIN as u128;
 /// At most this many amount steps above zero.
 const AMOUNT_STEPS: u128 = 4;
 /// At most this many time ticks (7 days: one a day).
@@ -59,7 +62,7 @@ impl Measure {
     /// A bar's exact value, for its title.
     fn title(self, value: i64) -> String {
         match self {
-            Measure::Coins => coins(value),
+            Measure::Coins => coins_text(value),
             Measure::Score => value.to_string(),
             Measure::Online => online(value > 0),
         }
@@ -76,7 +79,7 @@ pub fn coin_label(units: u128) -> String {
     if fraction == 0 {
         return whole.to_string();
     }
-    let digits = format!("{fraction:08}");
+    let digits = format!("{fraction:0width$}", width = DECIMALS as usize);
     format!("{whole}.{}", digits.trim_end_matches('0'))
 }
 
@@ -195,7 +198,7 @@ pub fn bar_chart(
                     @let hour = hours.first + i as i64 * HOUR_MS;
                     rect x={ (format!("{:.3}", i as f64 * slot + slot * 0.1)) "%" } y=(format!("{:.2}", bottom - height))
                         width={ (format!("{:.3}", slot * 0.8)) "%" } height=(format!("{height:.2}")) {
-                        title { (super::pages::when(Some(bson::DateTime::from_millis(hour)))) ": " (measure.title(*value)) }
+                        title { (when(Some(bson::DateTime::from_millis(hour)))) ": " (measure.title(*value)) }
                     }
                 }
             }

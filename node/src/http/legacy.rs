@@ -16,7 +16,7 @@ use minerpool_core::store::registry::{AdminOutcome, PoolListChange, PoolRegistra
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::NodeState;
+use crate::state::NodeState;
 
 pub fn router() -> Router<Arc<NodeState>> {
     Router::new()
@@ -136,63 +136,6 @@ pub fn open_admin_request(
     };
     well_formed.ok()?;
     Some((change, address.to_owned()))
-}
-
-/// Admin requests per client address and in all, per minute: each costs a private-key
-/// operation, so a flood must not take the node's CPU (or time the key at leisure).
-pub struct AdminRateLimit {
-    per_client: u32,
-    total: u32,
-    window: std::sync::Mutex<AdminWindow>,
-}
-
-#[derive(Default)]
-struct AdminWindow {
-    started: Option<std::time::Instant>,
-    total: u32,
-    by_client: std::collections::HashMap<std::net::IpAddr, u32>,
-}
-
-impl AdminRateLimit {
-    pub fn from_config(config: &minerpool_core::config::Config) -> AdminRateLimit {
-        AdminRateLimit::new(
-            config.node.admin_requests_per_minute_per_client,
-            config.node.admin_requests_per_minute,
-        )
-    }
-
-    pub fn new(per_client: u32, total: u32) -> AdminRateLimit {
-        AdminRateLimit {
-            per_client,
-            total,
-            window: Default::default(),
-        }
-    }
-
-    /// Counts one request from `client`; false when it is over either limit.
-    pub fn admit(&self, client: std::net::IpAddr) -> bool {
-        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
-        let now = std::time::Instant::now();
-        if window
-            .started
-            .is_none_or(|s| now.duration_since(s) >= std::time::Duration::from_secs(60))
-        {
-            *window = AdminWindow {
-                started: Some(now),
-                ..AdminWindow::default()
-            };
-        }
-        if window.total >= self.total {
-            return false;
-        }
-        let from_client = window.by_client.entry(client).or_default();
-        if *from_client >= self.per_client {
-            return false;
-        }
-        *from_client += 1;
-        window.total += 1;
-        true
-    }
 }
 
 /// The body is RSA-OAEP (SHA-256, MGF1-SHA-256) ciphertext of `add:<address>` or

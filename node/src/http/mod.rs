@@ -5,6 +5,7 @@ mod chart;
 pub mod legacy;
 mod ops;
 mod pages;
+mod text;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,10 +17,10 @@ use axum::extract::{ConnectInfo, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
-use crate::NodeState;
 use crate::connections::{Lifecycle, accept_until_stopped};
 use crate::gate::{Admission, ClientAddr, Gate, Guarded};
 use crate::metrics::{RequestLabels, RouteLabels};
+use crate::state::NodeState;
 
 pub use api::openapi;
 

@@ -8,7 +8,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
-use crate::NodeState;
+use crate::state::NodeState;
 
 /// The probes, and `/metrics` unless it has a port of its own ([`metrics_router`]).
 pub fn router(with_metrics: bool) -> Router<Arc<NodeState>> {

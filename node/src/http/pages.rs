@@ -21,9 +21,10 @@ use minerpool_core::store::runs::JobOutcome;
 use minerpool_core::store::spends::ForeignSpendsHealth;
 
 use super::chart::{Measure, bar_chart};
+use super::text::when;
 use minerpool_core::store::paging::{Before, NewestFirst, next_before, next_cursor};
 
-use crate::NodeState;
+use crate::state::NodeState;
 
 type Shared = State<Arc<NodeState>>;
 
@@ -115,13 +116,7 @@ fn ok(title: &str, body: Markup) -> Page {
 }
 
 /// Coins with 8 decimals, from smallest units, exactly (as the job summaries write them).
-pub(super) use minerpool_core::money::coins_text as coins;
-
-pub(super) fn when(time: Option<DateTime>) -> String {
-    time.and_then(|t| t.try_to_rfc3339_string().ok())
-        .map(|t| t.replace('T', " ").trim_end_matches('Z').to_owned() + " UTC")
-        .unwrap_or_else(|| "never".into())
-}
+use minerpool_core::money::coins_text as coins;
 
 /// A link to the page of `address` under `/{page}/`.
 fn address_link(page: &str, address: &str) -> Markup {

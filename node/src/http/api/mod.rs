@@ -13,6 +13,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minerpool_core::address::check_format;
+use minerpool_core::job::Job;
 use minerpool_core::store::StoreError;
 use minerpool_core::store::history::ScoreKind;
 use minerpool_core::store::ledger::CreditLine;
@@ -29,7 +30,7 @@ use utoipa_axum::routes;
 use self::answers::*;
 use self::params::*;
 use super::legacy::legacy_time_text;
-use crate::NodeState;
+use crate::state::NodeState;
 
 type Shared = State<Arc<NodeState>>;
 type ApiResult<T> = Result<Json<T>, ApiError>;
@@ -539,7 +540,7 @@ async fn list_job_runs(
     let found = state
         .store
         .recent_job_runs(
-            page.job.map(JobName::as_str),
+            page.job.map(Job::name),
             page.limit.0,
             page.before.as_ref().map(|c| &c.0.0),
         )

@@ -10,6 +10,7 @@ use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts};
 use axum::http::StatusCode;
 use minerpool_core::address::{check_syntax, syntax_pattern};
+use minerpool_core::job::Job;
 use minerpool_core::store::history::{Hours, MAX_HOURS};
 use minerpool_core::store::paging::{Before, MAX_PAGE};
 use minerpool_core::store::spends::SpendFilter;
@@ -324,28 +325,20 @@ impl NewestPage for IdPage {
     }
 }
 
-/// The jobs a run can be of.
-#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum JobName {
-    Rewards,
-    Validators,
-    Payouts,
-    Decay,
-    Audit,
-}
+/// The schema of the `job` parameter: [`Job`]'s names, as `Job` deserialises them.
+pub struct JobNames;
 
-impl JobName {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobName::Rewards => "rewards",
-            JobName::Validators => "validators",
-            JobName::Payouts => "payouts",
-            JobName::Decay => "decay",
-            JobName::Audit => "audit",
-        }
+impl PartialSchema for JobNames {
+    fn schema() -> RefOr<Schema> {
+        ObjectBuilder::new()
+            .schema_type(SchemaType::Type(Type::String))
+            .description(Some("The jobs a run can be of."))
+            .enum_values(Some(Job::ALL.map(Job::name)))
+            .into()
     }
 }
+
+impl ToSchema for JobNames {}
 
 /// A page of job runs, of one job or all.
 #[derive(Deserialize, IntoParams)]
@@ -360,8 +353,8 @@ pub struct JobRunsPage {
     #[param(inline)]
     pub before: Option<IdCursor>,
     /// Only the runs of this job.
-    #[param(inline)]
-    pub job: Option<JobName>,
+    #[param(inline, value_type = Option<JobNames>)]
+    pub job: Option<Job>,
 }
 
 /// Which spends of the wallet a list shows.
