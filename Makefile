@@ -5,6 +5,9 @@ CARGO ?= cargo
 
 .PHONY: test demo build lint fmt-check unit-and-integration test-deps crds images cluster-test
 
+# Its compiles, each once: clippy's check of every target; the test run's dev build of every
+# target, whose binaries the cluster test's host tools reuse (scripts/cluster-servers.sh); and the
+# images' release build of the node, jobs and operator (scripts/images.sh).
 test: test-deps fmt-check lint unit-and-integration cluster-test
 
 test-deps:

@@ -30,7 +30,10 @@ cmd_start() {
     [ -n "$node_ip" ] || die "no NODE_IP in $dir/env"
 
     # The simulator, the validators' clients, and minerpool-job for the audit from the host.
-    (cd "$ROOT" && $CARGO build --quiet -p minerpool-tests -p minerpool-jobs -p minerpool-validator --bins >&2)
+    # Every binary of the workspace, with the features the tests build them with: `--examples`
+    # (there are none) has cargo resolve them with the dev-dependencies, as `cargo nextest run
+    # --workspace` does, so after `make test`'s test run this compiles nothing.
+    (cd "$ROOT" && $CARGO build --quiet --workspace --bins --examples >&2)
     local bin=${CARGO_TARGET_DIR:-$ROOT/target}/debug
     # On the cluster's PATH (DIR/bin, see DIR/env): the validators' clients and the audit.
     mkdir -p "$dir/bin"

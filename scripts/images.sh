@@ -6,8 +6,8 @@
 # The binaries are compiled here (cargo build --release). Their runtime base is assembled from
 # this machine: exactly the shared libraries the binaries link (ldd), the dynamic loader, the CA
 # bundle, and passwd/group entries for the `nonroot` user (65532) that the distroless base has.
-# Each image is then built from its crate's Dockerfile, the same runtime stage as with a
-# registry, with RUNTIME_IMAGE and BINARIES_FROM pointing at those two local images.
+# Each image is then built from the workspace's Dockerfile (CRATE, BINARY), the same runtime stage
+# as with a registry, with RUNTIME_IMAGE and BINARIES_FROM pointing at those two local images.
 #
 # Uses the daemon at DOCKER_HOST when set, else starts a private one for the build
 # (scripts/dockerd.sh); the images stay in its data root for the test cluster.
@@ -92,12 +92,13 @@ binaries_image=$(import_dir "$work/binaries" minerpool/binaries)
 mkdir -p "$work/context"
 for crate in node jobs operator; do
     case $crate in
-    node) image=minerpool/minerpool-node ;;
-    jobs) image=minerpool/minerpool-jobs ;;
-    operator) image=minerpool/minerpool-operator ;;
+    node) image=minerpool/minerpool-node binary=minerpool-node ;;
+    jobs) image=minerpool/minerpool-jobs binary=minerpool-job ;;
+    operator) image=minerpool/minerpool-operator binary=minerpool-operator ;;
     esac
     # The context is empty: the runtime stage copies only from BINARIES_FROM.
-    DOCKER_BUILDKIT=1 "$DOCKER" build --quiet -f "$ROOT/$crate/Dockerfile" \
+    DOCKER_BUILDKIT=1 "$DOCKER" build --quiet -f "$ROOT/Dockerfile" \
+        --build-arg "CRATE=minerpool-$crate" --build-arg "BINARY=$binary" \
         --build-arg "RUNTIME_IMAGE=$runtime_image" --build-arg "BINARIES_FROM=$binaries_image" \
         -t "$image:$TAG" "$work/context" >/dev/null ||
         die "docker build of $image failed"

@@ -1,9 +1,18 @@
-//! The module layering of `core`, read from its sources: no import circle anywhere in the crate,
-//! and inside the store every `use` goes down the order written in `store/mod.rs`'s opening
-//! comment (a subject uses the shared modules and the subjects listed before it).
+//! The module layering of every crate of the workspace, read from its sources.
+//!
+//! In each crate (its library, and each binary's own modules separately): no import circle, and
+//! every `use` and path goes down the crate's own order, written where the crate starts (the
+//! opening comment of `src/lib.rs`; of `src/main.rs`, or another binary's root file, for a binary's
+//! own modules) as lines `//! N. \`module::path\`: …`, lowest first, paths from the crate root. A
+//! module uses only the modules listed before it, and every module is listed. A module folder may
+//! write its own order in the same form (core's store, in `store/mod.rs`, paths from the folder);
+//! its modules are then listed there, and the crate's order places the folder as one. A module of
+//! such a folder never uses the folder's own module (its facade), but the module that defines the
+//! item. The crate root's own items are for every module (a circle through the root is still a
+//! circle). A crate of a single module file needs no order.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A module path, `crate::store::ledger`, as its segments.
 type Module = Vec<String>;
@@ -64,6 +73,15 @@ fn code_lines(text: &str) -> Vec<(usize, String)> {
     let mut i = 0;
     while i < lines.len() {
         let trimmed = lines[i].trim_start();
+        if trimmed.starts_with("#[cfg(test)]")
+            && lines.get(i + 1).is_some_and(|next| {
+                let next = next.trim_start();
+                next.starts_with("mod ") && next.trim_end().ends_with(';')
+            })
+        {
+            i += 2;
+            continue;
+        }
         if trimmed.starts_with("#[cfg(test)]")
             && lines
                 .get(i + 1)
@@ -169,6 +187,36 @@ fn resolve(from: &Module, path: &[String], modules: &BTreeSet<Module>) -> Option
     Some(base)
 }
 
+/// For each code line, how many inline modules (`mod x { … }`, not a test module) enclose it.
+fn inline_depths(lines: &[(usize, String)]) -> BTreeMap<usize, usize> {
+    let opens =
+        regex::Regex::new(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+[A-Za-z_][A-Za-z0-9_]*\s*\{")
+            .expect("a pattern");
+    let mut depths = BTreeMap::new();
+    let (mut braces, mut open) = (0_i32, Vec::new());
+    for (n, line) in lines {
+        if opens.is_match(line) {
+            open.push(braces);
+        }
+        depths.insert(*n, open.len());
+        braces += line.matches('{').count() as i32 - line.matches('}').count() as i32;
+        while open.last().is_some_and(|&at| braces <= at) {
+            open.pop();
+        }
+    }
+    depths
+}
+
+/// A path written inside `depth` inline modules, as seen from the file's module; `None` when it
+/// stays inside the file.
+fn outside_inline(path: &[String], depth: usize) -> Option<Vec<String>> {
+    if depth == 0 || path.first().is_some_and(|s| s == "crate") {
+        return Some(path.to_vec());
+    }
+    let ups = path.iter().take_while(|s| *s == "super").count();
+    (ups > depth).then(|| path[depth..].to_vec())
+}
+
 fn edges(files: &[(Module, String)]) -> Vec<Edge> {
     let modules: BTreeSet<Module> = files.iter().map(|(m, _)| m.clone()).collect();
     let inline = regex::Regex::new(r"\b(?:crate|super|self)(?:::[A-Za-z_][A-Za-z0-9_]*)+")
@@ -181,8 +229,17 @@ fn edges(files: &[(Module, String)]) -> Vec<Edge> {
             .iter()
             .map(|(n, l)| format!("{n}\u{1}{l}\n"))
             .collect();
+        let depths = inline_depths(&lines);
         let mut push = |path: &[String], line: &str| {
-            if let Some(to) = resolve(module, path, &modules)
+            let depth = line
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| depths.get(&n).copied())
+                .unwrap_or(0);
+            let Some(path) = outside_inline(path, depth) else {
+                return;
+            };
+            if let Some(to) = resolve(module, &path, &modules)
                 && &to != module
             {
                 found.push(Edge {
@@ -428,4 +485,523 @@ fn the_checks_catch_a_circle_an_upward_use_and_the_facade() {
         violations.iter().any(|v| v.contains("facade")),
         "{violations:?}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Every crate of the workspace
+
+/// One module tree: a crate's library or one of its binaries, with the file of each module.
+#[derive(Debug)]
+struct Tree {
+    /// `jobs (lib)`, `tests (bin ws-send)`.
+    name: String,
+    /// The root file, relative to the workspace: `jobs/src/lib.rs`.
+    root: String,
+    files: Vec<(Module, String)>,
+    paths: BTreeMap<Module, String>,
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("core is in the workspace")
+        .to_path_buf()
+}
+
+/// The members of the workspace, as written in its Cargo.toml.
+fn members(root: &Path) -> Vec<String> {
+    let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("read Cargo.toml");
+    let start = manifest.find("members").expect("a members list");
+    let list = &manifest[start..];
+    let list = &list[list.find('[').expect("[")..list.find(']').expect("]")];
+    regex::Regex::new(r#""([^"]+)""#)
+        .expect("a pattern")
+        .captures_iter(list)
+        .map(|c| c[1].to_owned())
+        .collect()
+}
+
+/// The crate roots of the crate in `dir`: its library (`None`) and each binary (`Some(name)`),
+/// from `[lib]` and `[[bin]]` paths of its Cargo.toml and the places cargo finds them itself.
+fn crate_roots(dir: &Path) -> Vec<(Option<String>, PathBuf)> {
+    let manifest = std::fs::read_to_string(dir.join("Cargo.toml")).unwrap_or_default();
+    let mut lib = None;
+    let mut bins: Vec<(String, PathBuf)> = Vec::new();
+    let mut section = String::new();
+    let mut name = None;
+    let mut flush = |section: &str, name: &mut Option<String>, path: Option<String>| {
+        if let Some(path) = path {
+            match section {
+                "[lib]" => lib = Some(dir.join(path)),
+                "[[bin]]" => {
+                    let fallback = Path::new(&path)
+                        .file_stem()
+                        .map(|s| s.to_string_lossy().into_owned())
+                        .unwrap_or_default();
+                    bins.push((name.take().unwrap_or(fallback), dir.join(path)));
+                }
+                _ => {}
+            }
+        }
+    };
+    let mut path = None;
+    for line in manifest.lines().map(str::trim) {
+        if line.starts_with('[') {
+            flush(&section, &mut name, path.take());
+            section = line.to_owned();
+            name = None;
+        } else if let Some((key, value)) = line.split_once('=') {
+            let value = value.trim().trim_matches('"').to_owned();
+            match key.trim() {
+                "name" => name = Some(value),
+                "path" => path = Some(value),
+                _ => {}
+            }
+        }
+    }
+    flush(&section, &mut name, path.take());
+    let lib = lib.or_else(|| Some(dir.join("src/lib.rs")).filter(|p| p.is_file()));
+    let main = dir.join("src/main.rs");
+    if main.is_file() && !bins.iter().any(|(_, p)| p == &main) {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        bins.push((name, main));
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir.join("src/bin"))
+        .into_iter()
+        .flatten()
+        .map(|e| e.expect("a directory entry").path())
+        .filter_map(|p| {
+            if p.extension().is_some_and(|e| e == "rs") {
+                Some(p)
+            } else if p.join("main.rs").is_file() {
+                Some(p.join("main.rs"))
+            } else {
+                None
+            }
+        })
+        .collect();
+    found.sort();
+    for path in found {
+        if bins.iter().any(|(_, p)| p == &path) {
+            continue;
+        }
+        let stem = if path.ends_with("main.rs") {
+            path.parent().and_then(Path::file_name)
+        } else {
+            path.file_stem()
+        };
+        let name = stem
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        bins.push((name, path));
+    }
+    lib.map(|p| (None, p))
+        .into_iter()
+        .chain(bins.into_iter().map(|(n, p)| (Some(n), p)))
+        .collect()
+}
+
+/// The modules of one crate root: the root file and every file its `mod x;` declarations reach.
+fn tree(name: String, root: &Path, workspace: &Path) -> Tree {
+    let declared =
+        regex::Regex::new(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+([A-Za-z_][A-Za-z0-9_]*)\s*;")
+            .expect("a pattern");
+    let relative = |p: &Path| {
+        p.strip_prefix(workspace)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .into_owned()
+    };
+    let mut tree = Tree {
+        name,
+        root: relative(root),
+        files: Vec::new(),
+        paths: BTreeMap::new(),
+    };
+    // (file, its module, the folder of its `mod x;` files)
+    let mut pending = vec![(
+        root.to_path_buf(),
+        vec!["crate".to_owned()],
+        root.parent().expect("a folder").to_path_buf(),
+    )];
+    while let Some((file, module, folder)) = pending.pop() {
+        let text = std::fs::read_to_string(&file)
+            .unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
+        for (_, line) in code_lines(&text) {
+            let Some(child) = declared.captures(&line) else {
+                continue;
+            };
+            let child = &child[1];
+            let mut child_module = module.clone();
+            child_module.push(child.to_owned());
+            let flat = folder.join(format!("{child}.rs"));
+            let (child_file, child_folder) = if flat.is_file() {
+                (flat, folder.join(child))
+            } else {
+                (folder.join(child).join("mod.rs"), folder.join(child))
+            };
+            pending.push((child_file, child_module, child_folder));
+        }
+        tree.paths.insert(module.clone(), relative(&file));
+        tree.files.push((module, text));
+    }
+    tree.files.sort_by(|a, b| a.0.cmp(&b.0));
+    tree
+}
+
+/// The module trees of the crate in `dir` (a member of the workspace at `workspace`).
+fn crate_trees(dir: &Path, workspace: &Path) -> Vec<Tree> {
+    let member = relative_name(dir, workspace);
+    crate_roots(dir)
+        .into_iter()
+        .map(|(bin, root)| {
+            let name = match bin {
+                None => format!("{member} (lib)"),
+                Some(bin) => format!("{member} (bin {bin})"),
+            };
+            tree(name, &root, workspace)
+        })
+        .collect()
+}
+
+fn relative_name(dir: &Path, workspace: &Path) -> String {
+    dir.strip_prefix(workspace)
+        .unwrap_or(dir)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// An order written in a module's opening comment: its `N. \`path\`` lines, as modules under
+/// `owner`.
+fn written_order(text: &str, owner: &Module) -> Vec<Module> {
+    text.lines()
+        .take_while(|l| l.starts_with("//!"))
+        .filter_map(|l| {
+            let l = l.trim_start_matches("//!").trim_start();
+            let (number, rest) = l.split_once(". `")?;
+            number.parse::<u32>().ok()?;
+            let path = rest.split('`').next()?;
+            let mut module = owner.clone();
+            module.extend(path.split("::").map(str::to_owned));
+            Some(module)
+        })
+        .collect()
+}
+
+/// The import circles of a tree, one message each.
+fn tree_circles(tree: &Tree) -> Vec<String> {
+    circles(&edges(&tree.files))
+        .iter()
+        .map(|c| format!("{}: import circle: {}", tree.name, describe(c)))
+        .collect()
+}
+
+/// What breaks a tree's written orders: a missing order at the root of a tree of more than one
+/// module, a module no order lists, an entry that names no module, a use that goes up an order
+/// or reaches the module whose order lists the user.
+fn tree_order_violations(tree: &Tree) -> Vec<String> {
+    let modules: BTreeSet<&Module> = tree.files.iter().map(|(m, _)| m).collect();
+    let orders: BTreeMap<&Module, Vec<Module>> = tree
+        .files
+        .iter()
+        .map(|(m, text)| (m, written_order(text, m)))
+        .filter(|(_, order)| !order.is_empty())
+        .collect();
+    let root: Module = vec!["crate".to_owned()];
+    let file = |m: &Module| tree.paths.get(m).cloned().unwrap_or_else(|| m.join("::"));
+    let path = |m: &Module, owner: &Module| m[owner.len()..].join("::");
+    let mut violations = Vec::new();
+    if modules.len() > 1 && !orders.contains_key(&root) {
+        violations.push(format!(
+            "{}: no module order; write it in the opening comment of {}, a line per module \
+             from the crate root, lowest first: `//! 1. \\`module::path\\`: what it holds`",
+            tree.name, tree.root
+        ));
+        return violations;
+    }
+    // The order that lists a module: the nearest enclosing module that writes one.
+    let owner_of = |m: &Module| -> Option<&Module> {
+        (1..m.len())
+            .rev()
+            .map(|n| &m[..n])
+            .find_map(|prefix| orders.keys().find(|o| o.as_slice() == prefix).copied())
+    };
+    for module in &modules {
+        if let Some(owner) = owner_of(module)
+            && !orders[owner].contains(module)
+        {
+            violations.push(format!(
+                "{}: {} is not in the order of {}; list `{}` there",
+                tree.name,
+                module.join("::"),
+                file(owner),
+                path(module, owner)
+            ));
+        }
+    }
+    for (owner, order) in &orders {
+        for entry in order {
+            if !modules.contains(entry) {
+                violations.push(format!(
+                    "{}: the order of {} lists `{}`, which is not a module of it (a binary \
+                     is a crate of its own: its modules, if any, are ordered in its root file)",
+                    tree.name,
+                    file(owner),
+                    path(entry, owner)
+                ));
+            }
+        }
+    }
+    for edge in edges(&tree.files) {
+        for (owner, order) in &orders {
+            if !edge.from.starts_with(owner) || &edge.from == *owner {
+                continue;
+            }
+            if &edge.to == *owner && owner.len() > 1 {
+                violations.push(format!(
+                    "{}: {}: uses {}, whose order lists it; use the module that defines the item",
+                    tree.name,
+                    edge.at,
+                    owner.join("::")
+                ));
+                continue;
+            }
+            // Where a module stands in the order: its own entry, or its nearest listed parent's.
+            let rank = |m: &Module| {
+                (owner.len() + 1..=m.len())
+                    .rev()
+                    .find_map(|n| order.iter().position(|o| o.as_slice() == &m[..n]))
+            };
+            if let (Some(from), Some(to)) = (rank(&edge.from), rank(&edge.to))
+                && to >= from
+                && from != to
+            {
+                violations.push(format!(
+                    "{}: {}: {} uses {}, which comes after it in the order of {}",
+                    tree.name,
+                    edge.at,
+                    edge.from.join("::"),
+                    edge.to.join("::"),
+                    file(owner)
+                ));
+            }
+        }
+    }
+    violations
+}
+
+fn workspace_trees() -> Vec<Tree> {
+    let root = workspace_root();
+    let members = members(&root);
+    for expected in ["core", "node", "jobs", "operator", "tests", "validator"] {
+        assert!(
+            members.iter().any(|m| m == expected),
+            "the workspace's members are read from its Cargo.toml: {members:?}"
+        );
+    }
+    members
+        .iter()
+        .flat_map(|m| crate_trees(&root.join(m), &root))
+        .collect()
+}
+
+#[test]
+fn no_crate_has_an_import_circle() {
+    let trees = workspace_trees();
+    assert!(
+        trees
+            .iter()
+            .any(|t| t.name == "core (lib)" && t.files.len() > 20),
+        "the crates' modules are found: {:?}",
+        trees.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+    assert!(
+        trees.iter().any(|t| t.name == "tests (bin ws-send)"),
+        "the binaries are found: {:?}",
+        trees.iter().map(|t| &t.name).collect::<Vec<_>>()
+    );
+    let found: Vec<String> = trees.iter().flat_map(tree_circles).collect();
+    assert!(found.is_empty(), "{}", found.join("\n"));
+}
+
+#[test]
+fn every_crate_goes_down_its_written_order() {
+    let trees = workspace_trees();
+    let core = trees
+        .iter()
+        .find(|t| t.name == "core (lib)")
+        .expect("core's library");
+    assert!(
+        written_order(&core.files[0].1, &vec!["crate".to_owned()]).len() >= 10,
+        "core's order is written in {}",
+        core.root
+    );
+    let violations: Vec<String> = trees.iter().flat_map(tree_order_violations).collect();
+    assert!(violations.is_empty(), "{}", violations.join("\n"));
+}
+
+/// A made-up crate in a fresh folder: `files` as (path under the crate, text).
+fn made_up_crate(name: &str, files: &[(&str, &str)]) -> Vec<Tree> {
+    let workspace = std::env::temp_dir().join(format!(
+        "minerpool-module-order-{}-{name}",
+        std::process::id()
+    ));
+    let dir = workspace.join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    for (path, text) in files {
+        let path = dir.join(path);
+        std::fs::create_dir_all(path.parent().expect("a folder")).expect("create a folder");
+        std::fs::write(path, text).expect("write a file");
+    }
+    let trees = crate_trees(&dir, &workspace);
+    std::fs::remove_dir_all(&workspace).expect("remove the made-up crate");
+    trees
+}
+
+fn all<F: Fn(&Tree) -> Vec<String>>(trees: &[Tree], check: F) -> String {
+    trees.iter().flat_map(check).collect::<Vec<_>>().join("\n")
+}
+
+/// In a library, a binary of its own and a nested module folder, the checks see a circle; and
+/// an upward use, a use of the facade, an unlisted module, a stale entry and a missing order.
+#[test]
+fn the_checks_catch_circles_and_upward_uses_in_every_kind_of_crate() {
+    // A library: `a` and `b` use each other; `b` is listed after `a` but `a` uses it.
+    let trees = made_up_crate(
+        "library",
+        &[
+            (
+                "Cargo.toml",
+                "[package]\nname = \"library\"\n\n[lib]\npath = \"src/lib.rs\"\n",
+            ),
+            (
+                "src/lib.rs",
+                "//! A crate.\n//!\n//! 1. `a`: one.\n//! 2. `b`: two.\n//! 3. `gone`: none.\n\n\
+                 pub mod a;\npub mod b;\npub mod c;\n#[cfg(test)]\nmod tests;\npub struct Root;\n",
+            ),
+            ("src/a.rs", "use crate::b::B;\npub struct A;\n"),
+            (
+                "src/b.rs",
+                "use super::a::A;\npub struct B;\npub mod inner {\n    use super::B;\n}\n",
+            ),
+            ("src/c.rs", "use crate::Root;\n"),
+            ("src/tests.rs", "use crate::c::*;\n"),
+        ],
+    );
+    assert_eq!(trees.len(), 1, "{trees:?}");
+    assert_eq!(
+        trees[0].files.len(),
+        4,
+        "the test module is no module: {trees:?}"
+    );
+    assert!(
+        edges(&trees[0].files)
+            .iter()
+            .all(|e| e.from.join("::") != "crate::b" || e.to.join("::") == "crate::a"),
+        "`super` in an inline module is the file's own module"
+    );
+    let circles = all(&trees, tree_circles);
+    assert!(
+        circles.contains("library (lib): import circle")
+            && circles.contains("crate::a -> crate::b")
+            && circles.contains("crate::b -> crate::a"),
+        "{circles}"
+    );
+    let violations = all(&trees, tree_order_violations);
+    for expected in [
+        "crate::a uses crate::b, which comes after it in the order of library/src/lib.rs",
+        "crate::c is not in the order of library/src/lib.rs; list `c` there",
+        "lists `gone`, which is not a module",
+    ] {
+        assert!(violations.contains(expected), "{expected}: {violations}");
+    }
+    assert!(!violations.contains("crate::b uses"), "{violations}");
+    assert!(
+        !violations.contains("uses crate,"),
+        "the crate root's items are for every module: {violations}"
+    );
+
+    // A binary-only crate without an order, whose two modules use each other.
+    let trees = made_up_crate(
+        "binary",
+        &[
+            ("Cargo.toml", "[package]\nname = \"binary\"\n"),
+            (
+                "src/main.rs",
+                "//! A tool.\n\nmod x;\nmod y;\nfn main() {}\n",
+            ),
+            ("src/x.rs", "pub fn f() { super::y::g() }\n"),
+            ("src/y.rs", "use crate::x::f;\npub fn g() {}\n"),
+        ],
+    );
+    let circles = all(&trees, tree_circles);
+    assert!(
+        circles.contains("binary (bin binary): import circle") && circles.contains("crate::x"),
+        "{circles}"
+    );
+    let violations = all(&trees, tree_order_violations);
+    assert!(
+        violations.contains("binary (bin binary): no module order; write it in the opening comment of binary/src/main.rs"),
+        "{violations}"
+    );
+
+    // A library with a nested folder that writes its own order, and a binary with a module of
+    // its own beside it; single-file binaries need no order.
+    let trees = made_up_crate(
+        "nested",
+        &[
+            ("Cargo.toml", "[package]\nname = \"nested\"\n"),
+            (
+                "src/lib.rs",
+                "//! 1. `outer`: the folder.\n//! 2. `top`: above it.\n\npub mod outer;\npub mod top;\n",
+            ),
+            (
+                "src/outer/mod.rs",
+                "//! 1. `p`: low.\n//! 2. `q`: high.\n\npub mod p;\npub mod q;\npub use p::P;\n",
+            ),
+            ("src/outer/p.rs", "use super::q::Q;\npub struct P;\n"),
+            (
+                "src/outer/q.rs",
+                "use crate::outer::p::P;\nuse super::P as Again;\npub struct Q;\n",
+            ),
+            ("src/top.rs", "use crate::outer::P;\n"),
+            (
+                "src/bin/tool/main.rs",
+                "mod helper;\nuse helper::h;\nfn main() { h() }\n",
+            ),
+            ("src/bin/tool/helper.rs", "pub fn h() { crate::main() }\n"),
+            ("src/bin/single.rs", "fn main() {}\n"),
+        ],
+    );
+    let names: Vec<&str> = trees.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["nested (lib)", "nested (bin single)", "nested (bin tool)"],
+        "{trees:?}"
+    );
+    let circles = all(&trees, tree_circles);
+    assert!(
+        circles.contains("nested (lib): import circle")
+            && circles.contains("crate::outer::p -> crate::outer::q")
+            && circles.contains("crate::outer::q -> crate::outer::p"),
+        "{circles}"
+    );
+    assert!(
+        circles.contains("nested (bin tool): import circle")
+            && circles.contains("crate::helper -> crate"),
+        "{circles}"
+    );
+    let violations = all(&trees, tree_order_violations);
+    for expected in [
+        "crate::outer::p uses crate::outer::q, which comes after it in the order of nested/src/outer/mod.rs",
+        "crate::outer::q line 2: uses crate::outer, whose order lists it",
+        "nested (bin tool): no module order; write it in the opening comment of nested/src/bin/tool/main.rs",
+    ] {
+        assert!(violations.contains(expected), "{expected}: {violations}");
+    }
+    assert!(!violations.contains("crate::top uses"), "{violations}");
+    assert!(!violations.contains("nested (bin single)"), "{violations}");
 }

@@ -1,6 +1,15 @@
 //! The periodic jobs of minerpool (SPEC §5). Each is one pass over the database and the chain;
 //! [`run_once`] adds what every job shares: a lock so two runs never overlap, and a `jobRuns`
 //! record. The `minerpool-job` binary and the node's standalone mode both call [`run_once`].
+//!
+//! Each job is a module of its own; they use this root's shared items and none of each other:
+//!
+//! 1. `rewards`: credits the iNode's new income and shares it out.
+//! 2. `validators`: the top validators by stake.
+//! 3. `payouts`: pays pending balances on chain, exactly once.
+//! 4. `decay`: pool scores lose a tenth, validator scores reset.
+//! 5. `spends`: the wallet's spends, and the resolution of a foreign one.
+//! 6. `audit`: the books recomputed and checked against the chain.
 
 pub mod audit;
 pub mod decay;

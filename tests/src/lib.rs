@@ -1,5 +1,12 @@
 //! Test fixtures shared across minerpool's crates, and the uPow chain simulator that tests and
 //! the demo use in place of the public chain.
+//!
+//! A module uses only the modules listed before it:
+//!
+//! 1. `fixtures`: real uPow addresses, and well-formed ones off the curve.
+//! 2. `wait`: waiting for what another task or process makes visible.
+//! 3. `fuzz`: input strategies for the property tests of every parser.
+//! 4. `chain_sim`: the uPow chain simulator.
 
 pub mod chain_sim;
 pub mod fixtures;
